@@ -1,0 +1,65 @@
+"""Builds the FastAPI app from injected settings: routers, templates, static files, services."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+
+def plotly_js_path() -> Path:
+    """Plotly's own minified JS from the installed plotly package: pages work offline."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The dashboard app. Nothing heavy happens here: services start in the lifespan."""
+    settings = settings or Settings()
+    from app.routes import health, inspect, runs
+
+    services: list[Any] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for service in services:
+            await service.start()
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                await service.stop()
+
+    app = FastAPI(
+        title="EntroDrop Studio",
+        description="Inspect per-token entropy, preview EntroDrop's drops, and run fine-tunes.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.services = services
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(plotly_js_path(), media_type="application/javascript")
+
+    # Each module registers its routes and the services it needs started and stopped.
+    health.setup(app, settings)
+    inspect.setup(app, settings)
+    runs.setup(app, settings)
+    return app

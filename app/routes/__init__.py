@@ -1,0 +1,1 @@
+"""Route modules: one per page family, each with a `setup(app, settings)`."""

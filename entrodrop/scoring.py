@@ -1,0 +1,331 @@
+"""Per-token entropy, surprisal, rank and top-k alternatives for any causal LM, batched and chunked.
+
+The causal shift is written down once, here: the logits at position t-1 score token t, so every
+per-token quantity is *token-aligned* (index t describes token t) and token 0 has none (NaN/None).
+Logits are never materialised for a whole sequence: hidden states go through the LM head a chunk
+of positions at a time, so at most one chunk of vocabulary-wide float32 values exists at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import torch
+
+from entrodrop.models import LoadedModel, context_length
+
+# Positions per LM-head chunk: CHUNK_ELEMENTS / vocab, i.e. ~64 MB of float32 logits at a time.
+CHUNK_ELEMENTS = 1 << 24
+DEFAULT_MAX_WINDOW = 2048
+DEFAULT_BATCH_TOKENS = 4096
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of softmax(logits) over the last dim, computed in float32. (..., V) -> (...)."""
+    logits = logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def token_entropies(logits: torch.Tensor) -> torch.Tensor:
+    """Token-aligned entropies from full logits (B, T, V) -> (B, T); column 0 is NaN.
+
+    Chunked over positions so only one chunk is upcast to float32 at a time.
+    """
+    b, t, v = logits.shape
+    out = torch.full((b, t), math.nan, dtype=torch.float32, device=logits.device)
+    step = max(1, CHUNK_ELEMENTS // max(1, v * b))
+    with torch.no_grad():
+        for start in range(0, t - 1, step):
+            stop = min(t - 1, start + step)
+            # logits at positions [start, stop) predict tokens [start+1, stop+1)
+            out[:, start + 1 : stop + 1] = entropy_from_logits(logits[:, start:stop].detach())
+    return out
+
+
+@dataclass
+class _Stats:
+    """Per-target statistics for one chunk of positions."""
+
+    entropy: torch.Tensor  # (N,)
+    surprisal: torch.Tensor  # (N,)
+    rank: torch.Tensor  # (N,)
+    top_ids: torch.Tensor  # (N, k)
+    top_probs: torch.Tensor  # (N, k)
+
+
+def _chunk_stats(logits: torch.Tensor, targets: torch.Tensor, top_k: int) -> _Stats:
+    logits = logits.float()  # (N, V)
+    logp = torch.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp).sum(dim=-1)
+    target_logp = logp.gather(-1, targets[:, None]).squeeze(-1)
+    rank = (logp > target_logp[:, None]).sum(dim=-1) + 1
+    k = min(top_k, logits.shape[-1])
+    if k > 0:
+        top_lp, top_ids = logp.topk(k, dim=-1)
+        top_probs = top_lp.exp()
+    else:
+        top_ids = torch.empty((logits.shape[0], 0), dtype=torch.long)
+        top_probs = torch.empty((logits.shape[0], 0))
+    return _Stats(entropy, -target_logp, rank, top_ids, top_probs)
+
+
+def _hidden_and_head(model: Any) -> tuple[Any, Any] | None:
+    """The decoder stack and LM head, so logits can be computed a chunk at a time."""
+    if getattr(model.config, "final_logit_softcapping", None):
+        return None  # the head is not a plain linear map: use full logits
+    get_decoder = getattr(model, "get_decoder", None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    decoder = get_decoder() if callable(get_decoder) else None
+    if decoder is None or head is None or decoder is model:
+        return None
+    return decoder, head
+
+
+@dataclass
+class _Window:
+    text_index: int
+    start: int  # first token of the window in the text
+    ids: list[int]
+    first_target: int  # first token (text index) this window is responsible for
+
+
+def _windows(n_texts_ids: Sequence[list[int]], window: int) -> list[_Window]:
+    """Cut texts into overlapping windows; every token after the first gets >= window/2 context."""
+    stride = max(1, window // 2)
+    out: list[_Window] = []
+    for i, ids in enumerate(n_texts_ids):
+        if len(ids) <= window:
+            out.append(_Window(i, 0, ids, 1))
+            continue
+        start, scored_upto = 0, 1
+        while True:
+            end = min(start + window, len(ids))
+            out.append(_Window(i, start, ids[start:end], scored_upto))
+            scored_upto = end
+            if end == len(ids):
+                break
+            start = end - (window - stride)
+    return out
+
+
+def _batches(windows: list[_Window], batch_tokens: int) -> Iterator[list[_Window]]:
+    order = sorted(windows, key=lambda w: len(w.ids))
+    batch: list[_Window] = []
+    for w in order:
+        if batch and (len(batch) + 1) * len(w.ids) > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(w)
+    if batch:
+        yield batch
+
+
+@dataclass
+class TokenArrays:
+    """Token-aligned arrays for one text (NaN / -1 where a token has no prediction)."""
+
+    ids: list[int]
+    entropy: torch.Tensor
+    surprisal: torch.Tensor
+    rank: torch.Tensor
+    top_ids: torch.Tensor
+    top_probs: torch.Tensor
+
+
+def score_ids(
+    loaded: LoadedModel,
+    texts_ids: Sequence[list[int]],
+    top_k: int = 5,
+    max_window: int | None = None,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+) -> list[TokenArrays]:
+    """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass."""
+    model, device = loaded.model, loaded.device
+    window = min(context_length(model), max_window or DEFAULT_MAX_WINDOW)
+    results = []
+    for ids in texts_ids:
+        n = len(ids)
+        results.append(
+            TokenArrays(
+                ids=list(ids),
+                entropy=torch.full((n,), math.nan),
+                surprisal=torch.full((n,), math.nan),
+                rank=torch.full((n,), -1, dtype=torch.long),
+                top_ids=torch.full((n, top_k), -1, dtype=torch.long),
+                top_probs=torch.zeros((n, top_k)),
+            )
+        )
+    parts = _hidden_and_head(model)
+    vocab = int(model.get_output_embeddings().weight.shape[0]) if parts else 0
+    pad = loaded.tokenizer.pad_token_id or 0
+    with torch.inference_mode(), loaded.autocast():
+        for batch in _batches([w for w in _windows(texts_ids, window) if len(w.ids) > 1], batch_tokens):
+            width = max(len(w.ids) for w in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, w in enumerate(batch):
+                input_ids[row, : len(w.ids)] = torch.tensor(w.ids)
+                mask[row, : len(w.ids)] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            if parts:
+                decoder, head = parts
+                hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            else:
+                full_logits = model(input_ids=input_ids, attention_mask=mask).logits
+            for row, w in enumerate(batch):
+                # positions p in [lo-1, hi-1) predict window tokens [lo, hi)
+                lo, hi = w.first_target - w.start, len(w.ids)
+                targets = input_ids[row, lo:hi]
+                chunk = max(1, CHUNK_ELEMENTS // max(1, vocab or 1))
+                for c0 in range(lo, hi, chunk):
+                    c1 = min(hi, c0 + chunk)
+                    if parts:
+                        logits = head(hidden[row, c0 - 1 : c1 - 1])
+                    else:
+                        logits = full_logits[row, c0 - 1 : c1 - 1]
+                    st = _chunk_stats(logits, targets[c0 - lo : c1 - lo], top_k)
+                    res = results[w.text_index]
+                    a, b = w.start + c0, w.start + c1
+                    res.entropy[a:b] = st.entropy.cpu()
+                    res.surprisal[a:b] = st.surprisal.cpu()
+                    res.rank[a:b] = st.rank.cpu()
+                    k = st.top_ids.shape[1]
+                    res.top_ids[a:b, :k] = st.top_ids.cpu()
+                    res.top_probs[a:b, :k] = st.top_probs.cpu()
+    return results
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def token_texts(tokenizer: Any, text: str, ids: list[int], offsets: list[tuple[int, int]] | None) -> list[str]:
+    """Each token's piece of the original text, so that joining them gives the text back."""
+    if offsets is None:
+        return [tokenizer.decode([i]) for i in ids]
+    pieces, cursor = [], 0
+    for i, (start, end) in zip(ids, offsets, strict=True):
+        if start == end == 0 and cursor > 0 or end <= cursor and end > 0:
+            pieces.append("")  # a byte-fallback token sharing a character with its neighbour
+            continue
+        if start == end:
+            pieces.append(tokenizer.decode([i]) if cursor == 0 and start == 0 else "")
+            continue
+        pieces.append(text[max(start, cursor) : end])
+        cursor = max(cursor, end)
+    # Text between the last token and the end (e.g. trailing spaces dropped by a tokenizer).
+    if pieces and cursor < len(text):
+        pieces[-1] += text[cursor:]
+    return pieces
+
+
+@dataclass
+class ScoreResult:
+    """Scores of one text; ``to_dict()`` is the token JSON of DESIGN.md section 6."""
+
+    model: str
+    ids: list[int]
+    texts: list[str]
+    entropy: list[float | None]
+    surprisal: list[float | None]
+    rank: list[int | None]
+    top: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+    def entropy_tensor(self) -> torch.Tensor:
+        """Token-aligned entropies (NaN for the first token), shape (1, T), for the policy."""
+        return torch.tensor([[math.nan if e is None else e for e in self.entropy]], dtype=torch.float32)
+
+    def summary(self) -> dict[str, float | None]:
+        ent = [e for e in self.entropy if e is not None]
+        sur = [s for s in self.surprisal if s is not None]
+        mean_s = sum(sur) / len(sur) if sur else None
+        return {
+            "mean_entropy": sum(ent) / len(ent) if ent else None,
+            "mean_surprisal": mean_s,
+            "perplexity": math.exp(mean_s) if mean_s is not None and mean_s < 700 else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        tokens = []
+        for i, tid in enumerate(self.ids):
+            s = self.surprisal[i]
+            tokens.append(
+                {
+                    "index": i,
+                    "id": tid,
+                    "text": self.texts[i],
+                    "entropy": self.entropy[i],
+                    "surprisal": s,
+                    "prob": None if s is None else math.exp(-s),
+                    "rank": self.rank[i],
+                    "top": self.top[i] if i < len(self.top) else [],
+                }
+            )
+        return {"model": self.model, "n_tokens": self.n_tokens, "tokens": tokens, "summary": self.summary()}
+
+
+def encode(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
+    """The tokenizer's standard encoding of a text, with character offsets where it has them."""
+    try:
+        enc = tokenizer(text, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    except (NotImplementedError, TypeError, ValueError):
+        return list(tokenizer(text)["input_ids"]), None
+
+
+def _result(loaded: LoadedModel, text: str, ids: list[int], offsets: Any, arr: TokenArrays) -> ScoreResult:
+    tok = loaded.tokenizer
+    top: list[list[dict[str, Any]]] = []
+    vocab_pieces: dict[int, str] = {}
+    for row_ids, row_p in zip(arr.top_ids.tolist(), arr.top_probs.tolist(), strict=True):
+        alts = []
+        for tid, p in zip(row_ids, row_p, strict=True):
+            if tid < 0:
+                continue
+            if tid not in vocab_pieces:
+                vocab_pieces[tid] = tok.decode([tid])
+            alts.append({"id": tid, "text": vocab_pieces[tid], "prob": p})
+        top.append(alts)
+    ranks = arr.rank.tolist()
+    return ScoreResult(
+        model=loaded.name,
+        ids=ids,
+        texts=token_texts(tok, text, ids, offsets),
+        entropy=[_none_if_nan(x) for x in arr.entropy.tolist()],
+        surprisal=[_none_if_nan(x) for x in arr.surprisal.tolist()],
+        rank=[None if r < 0 else int(r) for r in ranks],
+        top=top,
+    )
+
+
+@overload
+def score(loaded: LoadedModel, text_or_texts: str, top_k: int = 5, **kw: Any) -> ScoreResult: ...
+@overload
+def score(
+    loaded: LoadedModel, text_or_texts: Sequence[str], top_k: int = 5, **kw: Any
+) -> list[ScoreResult]: ...
+
+
+def score(
+    loaded: LoadedModel, text_or_texts: str | Sequence[str], top_k: int = 5, **kw: Any
+) -> ScoreResult | list[ScoreResult]:
+    """Score one text (-> ScoreResult) or several (-> list), per token, as DESIGN.md section 6."""
+    single = isinstance(text_or_texts, str)
+    texts = [text_or_texts] if single else list(text_or_texts)
+    if top_k < 0:
+        raise ValueError("top_k must be >= 0")
+    encoded = [encode(loaded.tokenizer, t) for t in texts]
+    arrays = score_ids(loaded, [ids for ids, _ in encoded], top_k=top_k, **kw)
+    results = [
+        _result(loaded, text, ids, offs, arr)
+        for text, (ids, offs), arr in zip(texts, encoded, arrays, strict=True)
+    ]
+    return results[0] if single else results
