@@ -60,9 +60,11 @@ def general_texts() -> list[str]:
         text = path.read_text(encoding="utf-8", errors="replace")
         return [p.strip() for p in text.split("\n\n\n") if p.strip()]
     import codecs
+    import contextlib
+    import io
 
-    import this  # noqa: F401  (prints the Zen once; its text is ROT13 in this.s)
-
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
+        import this
     return [codecs.decode(this.s, "rot13")]
 
 

@@ -256,7 +256,9 @@ def _load_config(where: str) -> Any:
     try:
         config = AutoConfig.from_pretrained(where, trust_remote_code=False)
     except Exception as exc:  # bad JSON, unknown model_type, no network for a hub id...
-        raise ModelLoadError(f"cannot read the model config of {where}: {_first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"cannot read the model config of {where}: {_first_line(exc)}"
+        ) from exc
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ModelLoadError(
             f"{where} is a '{config.model_type}' model, not a causal language model"
@@ -292,7 +294,7 @@ def load(
         raise ModelLoadError(f"cannot load the model at {where}: {_first_line(exc)}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(dev)
+    model = model.to(dev)  # type: ignore[arg-type]  # transformers' stubs mistype .to
     model.eval()
     name = DEFAULT_NAME if spec == "default" else (spec if not is_local else Path(where).name)
     if spec.startswith("run:"):

@@ -56,7 +56,9 @@ def candidate_mask(entropies: torch.Tensor, tau: float) -> torch.Tensor:
     return mask
 
 
-def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _uniform(
+    shape: torch.Size, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     # Draw on the CPU from the seeded generator so the same seed drops the same tokens on any device.
     return torch.rand(shape, generator=generator).to(device)
 

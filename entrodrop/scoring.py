@@ -163,7 +163,9 @@ def score_ids(
     vocab = int(model.get_output_embeddings().weight.shape[0]) if parts else 0
     pad = loaded.tokenizer.pad_token_id or 0
     with torch.inference_mode(), loaded.autocast():
-        for batch in _batches([w for w in _windows(texts_ids, window) if len(w.ids) > 1], batch_tokens):
+        for batch in _batches(
+            [w for w in _windows(texts_ids, window) if len(w.ids) > 1], batch_tokens
+        ):
             width = max(len(w.ids) for w in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -203,7 +205,9 @@ def _none_if_nan(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def token_texts(tokenizer: Any, text: str, ids: list[int], offsets: list[tuple[int, int]] | None) -> list[str]:
+def token_texts(
+    tokenizer: Any, text: str, ids: list[int], offsets: list[tuple[int, int]] | None
+) -> list[str]:
     """Each token's piece of the original text, so that joining them gives the text back."""
     if offsets is None:
         return [tokenizer.decode([i]) for i in ids]
@@ -241,7 +245,9 @@ class ScoreResult:
 
     def entropy_tensor(self) -> torch.Tensor:
         """Token-aligned entropies (NaN for the first token), shape (1, T), for the policy."""
-        return torch.tensor([[math.nan if e is None else e for e in self.entropy]], dtype=torch.float32)
+        return torch.tensor(
+            [[math.nan if e is None else e for e in self.entropy]], dtype=torch.float32
+        )
 
     def summary(self) -> dict[str, float | None]:
         ent = [e for e in self.entropy if e is not None]
@@ -269,7 +275,12 @@ class ScoreResult:
                     "top": self.top[i] if i < len(self.top) else [],
                 }
             )
-        return {"model": self.model, "n_tokens": self.n_tokens, "tokens": tokens, "summary": self.summary()}
+        return {
+            "model": self.model,
+            "n_tokens": self.n_tokens,
+            "tokens": tokens,
+            "summary": self.summary(),
+        }
 
 
 def encode(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
@@ -281,7 +292,9 @@ def encode(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]] 
         return list(tokenizer(text)["input_ids"]), None
 
 
-def _result(loaded: LoadedModel, text: str, ids: list[int], offsets: Any, arr: TokenArrays) -> ScoreResult:
+def _result(
+    loaded: LoadedModel, text: str, ids: list[int], offsets: Any, arr: TokenArrays
+) -> ScoreResult:
     tok = loaded.tokenizer
     top: list[list[dict[str, Any]]] = []
     vocab_pieces: dict[int, str] = {}
@@ -319,7 +332,7 @@ def score(
 ) -> ScoreResult | list[ScoreResult]:
     """Score one text (-> ScoreResult) or several (-> list), per token, as DESIGN.md section 6."""
     single = isinstance(text_or_texts, str)
-    texts = [text_or_texts] if single else list(text_or_texts)
+    texts: list[str] = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
     if top_k < 0:
         raise ValueError("top_k must be >= 0")
     encoded = [encode(loaded.tokenizer, t) for t in texts]

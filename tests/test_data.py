@@ -1,0 +1,97 @@
+"""Datasets: built-in corpora, user files with clear errors, and token blocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from entrodrop import data
+from entrodrop.data import DataError
+
+
+def test_python_reference_split_is_disjoint() -> None:
+    ds = data.python_reference()
+    assert len(ds.train) + len(ds.heldout) == 79
+    assert 10 <= len(ds.heldout) <= 20
+    assert not set(ds.train) & set(ds.heldout)
+
+
+def test_general_text_is_prose() -> None:
+    texts = data.general_texts()
+    joined = " ".join(texts)
+    assert len(joined) > 1000 and "def " not in joined[:2000]
+
+
+def test_user_files(tmp_path: Path) -> None:
+    txt = tmp_path / "a.txt"
+    txt.write_text("first doc\n\n\nsecond doc", encoding="utf-8")
+    assert data.read_user_file(txt) == ["first doc", "second doc"]
+    jl = tmp_path / "b.jsonl"
+    jl.write_text(json.dumps({"text": "one"}) + "\n\n" + json.dumps({"text": "two"}) + "\n")
+    assert data.read_user_file(jl) == ["one", "two"]
+    pqf = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"text": ["p1", "p2"], "other": [1, 2]}), pqf)
+    assert data.read_user_file(pqf) == ["p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.txt", b"   \n", "is empty"),
+        ("bin.txt", b"\x00\x01\x02binary", "binary"),
+        ("latin.txt", "caf\xe9".encode("latin-1"), "not UTF-8"),
+        ("bad.jsonl", b'{"text": "ok"}\n{not json}\n', "line 2: not valid JSON"),
+        ("nofield.jsonl", b'{"body": "x"}\n', "string 'text' field"),
+        ("bad.parquet", b"PAR1 not really", "not a readable parquet"),
+        ("doc.pdf", b"%PDF-1.4", "unsupported file type"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        data.read_user_file(f)
+
+
+def test_parquet_without_text_column(tmp_path: Path) -> None:
+    f = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"body": ["a"]}), f)
+    with pytest.raises(DataError, match="no 'text' column"):
+        data.read_user_file(f)
+
+
+def test_blocks_and_too_short(tiny_loaded) -> None:
+    blocks = data.build_blocks(["def f():\n    return 1\n"] * 20, tiny_loaded.tokenizer, seq_len=16)
+    assert blocks.dim() == 2 and blocks.shape[1] == 16 and blocks.shape[0] >= 2
+    with pytest.raises(DataError, match="too few for one block"):
+        data.build_blocks(["x"], tiny_loaded.tokenizer, seq_len=64)
+
+
+def test_allowed_paths(tmp_path: Path) -> None:
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    (allowed / "ok.txt").write_text("hello")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("no")
+    (allowed / "link.txt").symlink_to(outside)
+    assert data.check_path_allowed("ok.txt", [allowed]) == (allowed / "ok.txt").resolve()
+    assert data.check_path_allowed(str(allowed / "ok.txt"), [allowed]).name == "ok.txt"
+    for bad in ("../secret.txt", str(outside), "link.txt", "/etc/passwd"):
+        with pytest.raises(DataError, match="outside the allowed"):
+            data.check_path_allowed(bad, [allowed])
+    with pytest.raises(DataError, match="disabled"):
+        data.check_path_allowed("ok.txt", [])
+
+
+def test_load_dataset_specs(tmp_path: Path) -> None:
+    assert data.load_dataset("python-reference").name == "python-reference"
+    f = tmp_path / "one.txt"
+    f.write_text("\n".join(f"line {i}" for i in range(100)))
+    ds = data.load_dataset(str(f))
+    assert ds.train and ds.heldout and "line 99" in ds.heldout[0]
+    with pytest.raises(DataError, match="unknown dataset"):
+        data.load_dataset("nope-corpus")

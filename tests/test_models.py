@@ -1,0 +1,110 @@
+"""Model specs: local folders, the default checkpoint, run:<id>, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import entrodrop
+from entrodrop.models import ModelLoadError, pick_precision, resolve_spec
+
+
+def test_local_folder_loads(tiny_model_dir: Path) -> None:
+    loaded = entrodrop.load(str(tiny_model_dir), device="cpu")
+    assert loaded.name == tiny_model_dir.name
+    assert loaded.device == torch.device("cpu")
+    assert loaded.autocast_dtype == torch.bfloat16  # CPU default: fp32 weights, bf16 autocast
+    info = loaded.describe()
+    assert info["architecture"] == "LlamaForCausalLM" and info["n_params"] > 0
+
+
+def test_precision_choices() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pick_precision(cpu, None) == (torch.float32, torch.bfloat16)
+    assert pick_precision(cpu, "float32") == (torch.float32, None)
+    assert pick_precision(cuda, None) == (torch.bfloat16, None)
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        pick_precision(cpu, "int3")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "missing", "no model folder"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no config.json"),
+    ],
+)
+def test_missing_and_empty_folders(tmp_path: Path, make, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        entrodrop.load(str(make(tmp_path)))
+
+
+def test_pickle_only_checkpoint_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "pickle"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").rename(bad / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="safetensors only"):
+        entrodrop.load(str(bad))
+
+
+def test_corrupt_weights_give_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        entrodrop.load(str(bad))
+
+
+def test_not_a_causal_lm(tmp_path: Path) -> None:
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="not a causal language model"):
+        entrodrop.load(str(folder))
+
+
+def test_a_file_is_not_a_folder(tmp_path: Path) -> None:
+    f = tmp_path / "weights.safetensors"
+    f.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="is a file"):
+        entrodrop.load(str(f))
+
+
+def test_hub_ids_are_recognised_without_network() -> None:
+    assert resolve_spec("HuggingFaceTB/SmolLM2-135M") == ("HuggingFaceTB/SmolLM2-135M", False)
+    with pytest.raises(ModelLoadError):
+        resolve_spec("not a/valid id!")
+    with pytest.raises(ModelLoadError, match="empty"):
+        resolve_spec("  ")
+
+
+def test_run_spec_resolves_final_model_then_checkpoint(tiny_model_dir: Path, entrodrop_home: Path) -> None:
+    run = entrodrop_home / "runs" / "r1"
+    shutil.copytree(tiny_model_dir, run / "checkpoint-4")
+    shutil.copytree(tiny_model_dir, run / "checkpoint-12")
+    assert resolve_spec("run:r1")[0].endswith("checkpoint-12")
+    shutil.copytree(tiny_model_dir, run / "model")
+    assert resolve_spec("run:r1")[0].endswith("model")
+    assert entrodrop.load("run:r1").name == "run:r1"
+    with pytest.raises(ModelLoadError, match="no run"):
+        resolve_spec("run:nope")
+    with pytest.raises(ModelLoadError, match="invalid run id"):
+        resolve_spec("run:../etc")
+
+
+@pytest.mark.slow
+def test_default_checkpoint_is_cached_as_safetensors(default_loaded) -> None:
+    path = Path(default_loaded.path)
+    assert (path / "model.safetensors").is_file()
+    cfg = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in cfg  # else the Trainer refuses to fine-tune it
+    t0 = time.perf_counter()
+    again = entrodrop.load("default")
+    assert time.perf_counter() - t0 < 3.0 * 3  # <= 3 s on an idle 2-core CPU; slack for load
+    assert again.n_params == default_loaded.n_params == 134_515_008

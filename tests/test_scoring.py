@@ -1,0 +1,111 @@
+"""Scoring: the entropy function, token alignment, windows, chunking and the token JSON."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import entrodrop
+from entrodrop import scoring
+
+
+def test_entropy_matches_float64_reference() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn((64, 1000), generator=g) * 4
+    ref = -(logits.double().softmax(-1) * logits.double().log_softmax(-1)).sum(-1)
+    ours = scoring.entropy_from_logits(logits)
+    assert torch.allclose(ours.double(), ref, rtol=1e-3, atol=0)
+    # bf16 logits are upcast before the softmax
+    ours_bf16 = scoring.entropy_from_logits(logits.bfloat16())
+    ref_bf16 = -(logits.bfloat16().double().softmax(-1) * logits.bfloat16().double().log_softmax(-1)).sum(-1)
+    assert torch.allclose(ours_bf16.double(), ref_bf16, rtol=1e-3)
+    assert (ours >= 0).all() and (ours <= math.log(1000) + 1e-4).all()
+
+
+def test_token_entropies_are_token_aligned_and_chunked(monkeypatch: pytest.MonkeyPatch) -> None:
+    logits = torch.randn((2, 9, 50))
+    monkeypatch.setattr(scoring, "CHUNK_ELEMENTS", 3 * 50 * 2)  # force several chunks
+    ent = scoring.token_entropies(logits)
+    assert ent.shape == (2, 9)
+    assert torch.isnan(ent[:, 0]).all()
+    assert torch.allclose(ent[:, 1:], scoring.entropy_from_logits(logits[:, :-1]))
+
+
+def _reference(loaded, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        lp = loaded.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    ent = -(lp.exp() * lp).sum(-1)[:-1]
+    sur = -lp[:-1].gather(-1, torch.tensor(ids[1:])[:, None]).squeeze(-1)
+    return ent, sur
+
+
+def test_score_matches_plain_forward(tiny_loaded) -> None:
+    text = "def add(a, b):\n    return a + b\n\nclass Point:\n    pass\n"
+    res = entrodrop.score(tiny_loaded, text, top_k=3)
+    ent, sur = _reference(tiny_loaded, res.ids)
+    assert res.entropy[0] is None and res.surprisal[0] is None and res.rank[0] is None
+    assert torch.allclose(torch.tensor(res.entropy[1:], dtype=torch.float64), ent, atol=1e-4)
+    assert torch.allclose(torch.tensor(res.surprisal[1:], dtype=torch.float64), sur, atol=1e-4)
+    # rank 1 means the true token was the top alternative
+    for i in range(1, res.n_tokens):
+        top = res.top[i]
+        assert len(top) == 3 and top[0]["prob"] >= top[1]["prob"] >= top[2]["prob"]
+        assert (res.rank[i] == 1) == (top[0]["id"] == res.ids[i])
+    assert "".join(res.texts) == text
+
+
+def test_long_text_windows_give_every_token_context(tiny_loaded) -> None:
+    text = " ".join(f"x{i} = {i} * 2" for i in range(120))
+    full = entrodrop.score(tiny_loaded, text, top_k=0)
+    windowed = entrodrop.score(tiny_loaded, text, top_k=0, max_window=64)
+    assert full.n_tokens > 200
+    assert all(e is not None for e in windowed.entropy[1:])
+    # Windowed tokens saw >= 32 tokens of context: close to the full-context values on this model.
+    diff = torch.tensor(windowed.entropy[1:]) - torch.tensor(full.entropy[1:])
+    assert torch.isfinite(diff).all()
+    # The first window is identical to the full pass.
+    assert torch.allclose(diff[:60], torch.zeros(60), atol=1e-4)
+
+
+def test_batch_of_texts_equals_one_by_one(tiny_loaded) -> None:
+    texts = ["a = 1", "for i in range(10):\n    print(i)", "x"]
+    batch = entrodrop.score(tiny_loaded, texts)
+    for text, res in zip(texts, batch, strict=True):
+        one = entrodrop.score(tiny_loaded, text)
+        assert res.ids == one.ids
+        for a, b in zip(res.entropy, one.entropy, strict=True):
+            assert (a is None and b is None) or abs(a - b) < 1e-4
+
+
+def test_token_json_shape(tiny_loaded) -> None:
+    d = entrodrop.score(tiny_loaded, "import os\nprint(os.getcwd())", top_k=2).to_dict()
+    assert set(d) == {"model", "n_tokens", "tokens", "summary"}
+    assert d["n_tokens"] == len(d["tokens"])
+    first, second = d["tokens"][0], d["tokens"][1]
+    assert first == {**first, "index": 0, "entropy": None, "surprisal": None, "prob": None, "rank": None, "top": []}
+    assert set(second) == {"index", "id", "text", "entropy", "surprisal", "prob", "rank", "top"}
+    assert second["prob"] == pytest.approx(math.exp(-second["surprisal"]))
+    assert set(second["top"][0]) == {"id", "text", "prob"}
+    s = d["summary"]
+    assert s["perplexity"] == pytest.approx(math.exp(s["mean_surprisal"]))
+
+
+@pytest.mark.slow
+def test_default_checkpoint_is_realistic(default_loaded) -> None:
+    res = entrodrop.score(default_loaded, "The cat sat on the mat and looked out of the window.")
+    ppl = res.summary()["perplexity"]
+    assert ppl is not None and math.isfinite(ppl) and ppl < 100
+    log_v = math.log(default_loaded.model.config.vocab_size)
+    assert all(0 <= e <= log_v + 1e-3 for e in res.entropy[1:] if e is not None)
+
+
+@pytest.mark.slow
+def test_default_bf16_entropies_agree_with_fp32(default_loaded) -> None:
+    """The CPU default (bf16 autocast) stays within 0.05 nats of an fp32 pass on average."""
+    text = "Python is a programming language that lets you work quickly and integrate systems."
+    res = entrodrop.score(default_loaded, text)
+    ent, _ = _reference(default_loaded, res.ids)  # plain forward without autocast: fp32 weights
+    ours = torch.tensor(res.entropy[1:], dtype=torch.float64)
+    assert float((ours - ent).abs().mean()) < 0.05
