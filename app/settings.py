@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     load_model_on_startup: bool = True
     max_score_tokens: int = Field(20_000, ge=1, description="Cap on tokens per scored text.")
     max_upload_bytes: int = Field(5_000_000, ge=1, description="Cap on an uploaded file's size.")
-    score_queue_size: int = Field(8, ge=1, description="Score requests waiting at most; more get 503.")
+    score_queue_size: int = Field(
+        8, ge=1, description="Score requests waiting at most; more get 503."
+    )
     max_concurrent_runs: int = Field(1, ge=1, description="Training runs at once; others queue.")
     allowed_data_dirs: list[Path] = Field(
         default_factory=list, description="Folders whose files may be named as datasets by path."

@@ -26,6 +26,7 @@ def entrodrop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def build_tiny_model(out: Path, vocab_size: int = 384, layers: int = 2, hidden: int = 32) -> Path:
     """A randomly initialised Llama with a byte-level BPE tokenizer trained on Python docs."""
     import pydoc_data.topics
+
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
