@@ -17,7 +17,11 @@ IGNORE_INDEX = -100  # Hugging Face's "no loss here" label
 
 
 def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    # Two branches so math.exp never overflows (steepness up to 1000 gives |x| up to 1000).
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 def drop_rate(progress: float, config: EntroDropConfig) -> float:
