@@ -1,0 +1,482 @@
+"""The job runner: each fine-tune run is a child process; a FIFO queue, cancel, resume, recovery.
+
+The server never trains. It writes `config.json` into the run folder, starts
+`python -m entrodrop.training.run --run-dir DIR` (argument list, own process group) and a
+background task polls the children: it ingests metrics.jsonl into SQLite, mirrors status.json,
+and turns exits into final statuses (docs/architecture.md fixes the run-folder contract).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from app import run_files as rf
+from app.settings import Settings
+from app.storage import RunRecord, Storage
+from entrodrop.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENTRY: tuple[str, ...] = ("-m", "entrodrop.training.run")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+class Launcher(BaseModel):
+    """How a run's process is started: one process, or `accelerate launch` with N processes."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["single", "accelerate"] = "single"
+    num_processes: int = Field(1, ge=1, le=64)
+
+
+class RunNotFound(KeyError):
+    """No run with that id."""
+
+
+class RunConflict(ValueError):
+    """The run is not in a state that allows the action (e.g. cancelling a finished run)."""
+
+
+def new_run_id() -> str:
+    """Short, URL-safe and sortable by creation time: r<yymmddHHMMSS>-<4 hex>."""
+    return "r" + time.strftime("%y%m%d%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def child_argv(
+    run_dir: Path, launcher: Launcher, resume: bool, entry: Sequence[str] = DEFAULT_ENTRY
+) -> list[str]:
+    """The training process's argument list (never a shell string)."""
+    tail = [*entry, "--run-dir", str(run_dir), *(["--resume"] if resume else [])]
+    if launcher.kind == "single":
+        return [sys.executable, *tail]
+    n = launcher.num_processes
+    # --multi_gpu is accelerate's switch for torch.distributed workers; on a CPU-only machine the
+    # workers use gloo. With one process it must be left out.
+    multi = ["--multi_gpu"] if n > 1 else []
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(n),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *tail,
+    ]  # fmt: skip
+
+
+def headless_commands(launcher: Launcher, config_file: str = "run.json") -> list[str]:
+    """Shell commands that reproduce a run without the dashboard, given its config JSON file."""
+    if launcher.kind == "single":
+        return [f"entrodrop train --config {config_file}"]
+    n = launcher.num_processes
+    multi = "--multi_gpu " if n > 1 else ""
+    return [
+        f"mkdir -p my-run && cp {config_file} my-run/config.json",
+        f"accelerate launch {multi}--num_processes {n} -m entrodrop.training.run --run-dir my-run",
+    ]
+
+
+def signal_tree(pid: int, sig: int) -> None:
+    """Signal a run's process group and every descendant (torchrun workers get their own groups)."""
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)  # start_new_session: the group id is the leader's pid
+    for proc in descendants:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+
+
+def process_alive(pid: int | None, run_dir: Path) -> bool:
+    """True if `pid` is a live (not zombie) process working on `run_dir` (guards pid reuse)."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return str(run_dir) in proc.cmdline()
+    except psutil.Error:
+        return False
+
+
+def find_orphan(run_dir: Path) -> int | None:
+    """The pid of a live process started for `run_dir` by an earlier server, if any."""
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        info = proc.info
+        cmd = info.get("cmdline") or []
+        if (
+            info.get("status") != psutil.STATUS_ZOMBIE
+            and str(run_dir) in cmd
+            and "--run-dir" in cmd
+        ):
+            return int(info["pid"])
+    return None
+
+
+@dataclass
+class _Child:
+    """A training process this server started."""
+
+    proc: subprocess.Popen[bytes]
+    run_dir: Path
+    kill_at: float | None = None  # SIGKILL deadline after a SIGTERM
+    shutdown: bool = False  # stopped because the server stops: the run becomes `interrupted`
+    status_mtime: float = 0.0
+
+
+@dataclass
+class _Orphan:
+    """A training process left by a dead server, being stopped."""
+
+    pid: int
+    run_dir: Path
+    kill_at: float
+
+
+class JobRunner:
+    """Starts, watches and stops training processes; registered as an app service."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        entry: Sequence[str] = DEFAULT_ENTRY,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.entry = tuple(entry)
+        self.poll_interval = poll_interval
+        self._children: dict[str, _Child] = {}
+        self._orphans: dict[str, _Orphan] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    # ------------------------------------------------------------ service life cycle
+
+    async def start(self) -> None:
+        self.settings.runs_path.mkdir(parents=True, exist_ok=True)
+        if not self.storage.is_open:
+            self.storage.open()
+        self._recover()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="entrodrop-job-runner")
+
+    async def stop(self) -> None:
+        """Stop polling; running children get SIGTERM (they checkpoint) and become `interrupted`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for child in self._children.values():
+            child.shutdown = True
+            self._terminate(child.proc.pid, child.run_dir)
+        deadline = time.monotonic() + self.settings.cancel_grace_s
+        while self._children and time.monotonic() < deadline:
+            self._reap()
+            await asyncio.sleep(0.1)
+        for child in self._children.values():
+            signal_tree(child.proc.pid, signal.SIGKILL)
+        while self._children:
+            self._reap()
+            await asyncio.sleep(0.05)
+        self.storage.close()
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.settings.runs_path / run_id
+
+    # ------------------------------------------------------------ actions
+
+    def submit(
+        self, config: RunConfig, launcher: Launcher | None = None, group_id: str | None = None
+    ) -> RunRecord:
+        """Queue a run: its folder and config.json are written before anything is launched."""
+        run_id = new_run_id()
+        while self.storage.get_run(run_id) is not None:
+            run_id = new_run_id()
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True)
+        (run_dir / rf.CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        now = time.time()
+        record = RunRecord(
+            id=run_id,
+            created_at=now,
+            queued_at=now,
+            updated_at=now,
+            status="queued",
+            config=config.model_dump(mode="json"),
+            launcher=(launcher or Launcher()).model_dump(),
+            group_id=group_id,
+            total_steps=config.max_steps,
+        )
+        self.storage.create_run(record)
+        self._poke()
+        return record
+
+    def get(self, run_id: str) -> RunRecord:
+        run = self.storage.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    def cancel(self, run_id: str) -> RunRecord:
+        """Queued: cancelled at once. Running: STOP file + SIGTERM, SIGKILL after the grace."""
+        run = self.get(run_id)
+        if run.status == "queued":
+            self.storage.update_run(run_id, status="cancelled", finished_at=time.time())
+        elif run.status == "running":
+            self.storage.update_run(run_id, cancel_requested=True)
+            child = self._children.get(run_id)
+            if child is not None and child.kill_at is None:
+                self._terminate(child.proc.pid, child.run_dir)
+                child.kill_at = time.monotonic() + self.settings.cancel_grace_s
+        else:
+            raise RunConflict(f"run {run_id} is {run.status}; only queued or running runs cancel")
+        self._poke()
+        return self.get(run_id)
+
+    def resume(self, run_id: str) -> RunRecord:
+        """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint."""
+        run = self.get(run_id)
+        if run.status not in RESUMABLE:
+            raise RunConflict(
+                f"run {run_id} is {run.status}; only {', '.join(RESUMABLE)} runs can be resumed"
+            )
+        self.storage.update_run(
+            run_id,
+            status="queued",
+            queued_at=time.time(),
+            resume=True,
+            error=None,
+            finished_at=None,
+            cancel_requested=False,
+            eta_s=None,
+        )
+        self._poke()
+        return self.get(run_id)
+
+    # ------------------------------------------------------------ polling
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                self.tick()
+            except Exception:  # one bad run folder must not stop the watching of the others
+                log.exception("job runner poll failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """One poll: ingest, mirror status, reap exits, enforce kill deadlines, launch from the queue."""
+        now = time.monotonic()
+        for run_id, child in list(self._children.items()):
+            self.storage.ingest_metrics(run_id, child.run_dir / rf.METRICS)
+            self._mirror_status(run_id, child)
+            if child.kill_at is not None and now >= child.kill_at:
+                signal_tree(child.proc.pid, signal.SIGKILL)
+                child.kill_at = None
+        self._reap()
+        for run_id, orphan in list(self._orphans.items()):
+            if process_alive(orphan.pid, orphan.run_dir):
+                if now >= orphan.kill_at:
+                    signal_tree(orphan.pid, signal.SIGKILL)
+                continue
+            self._drain(run_id, orphan.run_dir)
+            del self._orphans[run_id]
+        self._launch_queued()
+
+    def _mirror_status(self, run_id: str, child: _Child) -> None:
+        path = child.run_dir / rf.STATUS
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return
+        if mtime == child.status_mtime:
+            return
+        child.status_mtime = mtime
+        st = rf.read_status(child.run_dir)
+        if st is None:
+            return
+        changes: dict[str, object] = {}
+        for key in ("step", "total_steps", "progress", "eta_s"):
+            if isinstance(st.get(key), int | float) and not isinstance(st.get(key), bool):
+                changes[key] = st[key]
+        if "progress" in changes:
+            changes["progress"] = min(1.0, max(0.0, float(changes["progress"])))  # type: ignore[arg-type]
+        if changes:
+            self.storage.update_run(run_id, **changes)
+
+    def _drain(self, run_id: str, run_dir: Path) -> None:
+        """Ingest every metric line left in the file (a backlog may span several reads)."""
+        while self.storage.ingest_metrics(run_id, run_dir / rf.METRICS):
+            pass
+
+    def _reap(self) -> None:
+        for run_id, child in list(self._children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            del self._children[run_id]
+            self._drain(run_id, child.run_dir)
+            child.status_mtime = 0.0
+            self._mirror_status(run_id, child)
+            self._finish(run_id, child, code)
+
+    def _finish(self, run_id: str, child: _Child, code: int) -> None:
+        run = self.get(run_id)
+        st = rf.read_status(child.run_dir) or {}
+        final = st.get("status")
+        error: str | None = None
+        if child.shutdown:
+            status = "interrupted"
+            error = "the server stopped during this run; resume it to continue"
+        elif final == "succeeded" and code == 0:
+            status = "succeeded"
+        elif run.cancel_requested or final == "cancelled":
+            status = "cancelled"
+        else:
+            status = "failed"
+            error = st.get("error") if isinstance(st.get("error"), str) else None
+            if not error:
+                tail = rf.tail_lines(child.run_dir / rf.OUTPUT, 60) or rf.tail_lines(
+                    child.run_dir / rf.LOG, 60
+                )
+                found = rf.error_from_lines(tail) if code != 0 else None
+                error = found or (
+                    rf.describe_exit(code)
+                    if code != 0
+                    else "the training process exited without reporting a final status"
+                )
+            if code < 0:
+                error = f"{rf.describe_exit(code)}: {error}" if error else rf.describe_exit(code)
+        changes: dict[str, object] = {
+            "status": status,
+            "exit_code": code,
+            "finished_at": time.time(),
+            "error": error,
+            "eta_s": None,
+        }
+        if status == "succeeded":
+            changes["progress"] = 1.0
+        self.storage.update_run(run_id, **changes)
+        log.info("run %s %s (exit code %s)", run_id, status, code)
+
+    def _launch_queued(self) -> None:
+        slots = self.settings.max_concurrent_runs - len(self._children) - len(self._orphans)
+        if slots <= 0:
+            return
+        for run in self.storage.list_runs(statuses=["queued"]):
+            if slots <= 0:
+                break
+            if run.id in self._orphans or run.id in self._children:
+                continue  # an earlier process of this run is still shutting down
+            self._launch(run)
+            slots -= 1
+
+    def _launch(self, run: RunRecord) -> None:
+        run_dir = self.run_dir(run.id)
+        # A STOP file or status.json from an earlier attempt would be misread as this one's.
+        for name in (rf.STOP, rf.STATUS):
+            (run_dir / name).unlink(missing_ok=True)
+        resume = run.resume and bool(rf.checkpoints(run_dir))
+        argv = child_argv(run_dir, Launcher(**run.launcher), resume, self.entry)
+        self.storage.update_run(
+            run.id,
+            status="running",
+            started_at=time.time(),
+            attempts=run.attempts + 1,
+            pid=None,
+            exit_code=None,
+            error=None,
+            cancel_requested=False,
+        )
+        out: IO[bytes] = (run_dir / rf.OUTPUT).open("ab")
+        try:
+            out.write(f"--- attempt {run.attempts + 1}: {' '.join(argv)}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=str(run_dir),
+                env=self._child_env(),
+                start_new_session=True,  # its own process group: signals reach all its workers
+            )
+        except OSError as exc:
+            self.storage.update_run(
+                run.id,
+                status="failed",
+                error=f"cannot start training: {exc}",
+                finished_at=time.time(),
+            )
+            return
+        finally:
+            out.close()  # the child holds its own copy of the descriptor
+        self._children[run.id] = _Child(proc=proc, run_dir=run_dir)
+        self.storage.update_run(run.id, pid=proc.pid)
+        log.info("run %s started: pid %s", run.id, proc.pid)
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["ENTRODROP_HOME"] = str(self.settings.home)  # run:<id> specs resolve in this home
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        return env
+
+    def _terminate(self, pid: int, run_dir: Path) -> None:
+        # Both ways the contract offers: the STOP file reaches every accelerate worker even if a
+        # launcher swallows the signal; SIGTERM reaches a child that is still loading.
+        with contextlib.suppress(OSError):
+            (run_dir / rf.STOP).touch()
+        signal_tree(pid, signal.SIGTERM)
+
+    # ------------------------------------------------------------ recovery
+
+    def _recover(self) -> None:
+        """Runs left `running` by a dead server: finished ones keep their end, others interrupted."""
+        for run in self.storage.list_runs(statuses=["running"]):
+            run_dir = self.run_dir(run.id)
+            self._drain(run.id, run_dir)
+            pid = run.pid if process_alive(run.pid, run_dir) else find_orphan(run_dir)
+            st = rf.read_status(run_dir) or {}
+            changes: dict[str, object] = {"finished_at": time.time(), "eta_s": None}
+            if pid is None and st.get("status") in ("succeeded", "failed", "cancelled"):
+                # It ended while no server watched: its own final status is the truth.
+                changes["status"] = st["status"]
+                changes["error"] = st.get("error") if st["status"] == "failed" else None
+                if st["status"] == "succeeded":
+                    changes["progress"] = 1.0
+            else:
+                changes["status"] = "interrupted"
+                changes["error"] = "the server stopped during this run; resume it to continue"
+            if pid is not None:
+                # Still training for a server that no longer watches it: stop it cleanly (it
+                # checkpoints); the new server cannot wait() on it, so it is polled by pid.
+                self._terminate(pid, run_dir)
+                deadline = time.monotonic() + self.settings.cancel_grace_s
+                self._orphans[run.id] = _Orphan(pid=pid, run_dir=run_dir, kill_at=deadline)
+            self.storage.update_run(run.id, **changes)
+            log.warning("run %s was left running by a dead server: %s", run.id, changes["status"])

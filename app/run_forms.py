@@ -1,0 +1,271 @@
+"""Validate new-run requests (API body or form) into RunConfig + launcher, with per-field errors."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.jobs import Launcher
+from app.settings import Settings
+from app.storage import Storage
+from entrodrop.config import METHODS, EntroDropConfig, RunConfig
+from entrodrop.data import (
+    USER_SUFFIXES,
+    DataError,
+    check_path_allowed,
+    is_builtin,
+    parse_text_file,
+    uploads_dir,
+)
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
+EXTRA_KEYS = ("launcher", "compare_with")
+COMPARE_METHODS = ("none", "random")
+
+# What the form starts with: finishes in about two minutes with the default 135M model on a
+# 2-core CPU (~1.3 s per 4x128-token step). Fields not listed take RunConfig's defaults.
+FORM_DEFAULTS: dict[str, Any] = {"max_steps": 50, "eval_every": 10}
+
+
+@dataclass
+class FieldError:
+    """One problem, located by the dotted field path the form uses (e.g. `entrodrop.quantile`)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+
+    @property
+    def field(self) -> str:
+        return ".".join(str(p) for p in self.loc) or "body"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loc": list(self.loc), "field": self.field, "msg": self.msg}
+
+
+class RequestInvalid(ValueError):
+    """A new-run request with errors; `detail` is one readable line for people and clients."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__(self.detail)
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(f"{e.field}: {e.msg}" for e in self.errors)
+
+
+@dataclass
+class RunRequest:
+    """A validated request: the run's config, how to launch it, and an optional matched baseline."""
+
+    config: RunConfig
+    launcher: Launcher = field(default_factory=Launcher)
+    compare_with: str | None = None
+
+    def configs(self) -> list[RunConfig]:
+        """The run, then its baseline twin (same seed, data and schedule; only the method differs)."""
+        if self.compare_with is None:
+            return [self.config]
+        return [self.config, self.config.model_copy(update={"method": self.compare_with})]
+
+
+def _errors_from(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        # The model-level check about thresholds belongs beside the threshold field.
+        if loc == ("entrodrop",) and "threshold" in msg:
+            loc = ("entrodrop", "threshold")
+        out.append(FieldError(loc, msg))
+    return out
+
+
+def check_model(spec: str, storage: Storage) -> str:
+    """A model spec the training process can load: default, run:<id>, a folder, or a hub id."""
+    spec = spec.strip()
+    if spec == "default":
+        return spec
+    if spec.startswith("run:"):
+        run_id = spec[4:]
+        run = storage.get_run(run_id) if RUN_ID.match(run_id) else None
+        if run is None:
+            raise ValueError(f"no run {run_id!r}")
+        if run.status != "succeeded":
+            raise ValueError(
+                f"run {run_id} is {run.status}: only a finished run's model can be used"
+            )
+        return spec
+    path = Path(spec).expanduser()
+    if path.exists() or path.is_absolute() or spec.startswith((".", "~")):
+        if not path.is_dir():
+            raise ValueError(f"no model folder at {spec}")
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{spec} is not a model folder: it has no config.json")
+        return str(path.resolve())
+    if HUB_ID.match(spec):
+        return spec  # loads where the machine can reach the hub; the run fails with why if not
+    raise ValueError("use 'default', run:<id>, a model folder, or a hub id like org/name")
+
+
+def check_dataset(spec: str, settings: Settings) -> str:
+    """A built-in dataset, or a file inside an allowed folder or the uploads folder (absolute)."""
+    spec = spec.strip()
+    if is_builtin(spec):
+        return spec
+    if ".." in Path(spec).parts:
+        raise ValueError("a dataset path may not contain '..'")
+    allowed = [*settings.allowed_data_dirs, uploads_dir(settings.home)]
+    try:
+        path = check_path_allowed(spec, allowed)
+    except DataError as exc:
+        if not settings.allowed_data_dirs:
+            raise ValueError(
+                "use python-reference or upload a file: naming files by path is disabled here "
+                "(the server's ENTRODROP_ALLOWED_DATA_DIRS is empty)"
+            ) from exc
+        raise ValueError(str(exc)) from exc
+    if path.suffix.lower() not in USER_SUFFIXES:
+        raise ValueError(f"unsupported file type; use one of {', '.join(USER_SUFFIXES)}")
+    if not path.is_file():
+        raise ValueError(f"no such file: {spec}")
+    return str(path)
+
+
+def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest:
+    """Validate a POST /api/runs body; all errors at once, each located at its field."""
+    if not isinstance(body, dict):
+        raise RequestInvalid([FieldError((), "expected a JSON object (a run config)")])
+    rest = {k: v for k, v in body.items() if k not in EXTRA_KEYS}
+    errors: list[FieldError] = []
+    launcher = Launcher()
+    if body.get("launcher") is not None:
+        try:
+            launcher = Launcher.model_validate(body["launcher"])
+        except ValidationError as exc:
+            errors += _errors_from(exc, ("launcher",))
+    compare_with = body.get("compare_with") or None
+    if compare_with is not None and compare_with not in COMPARE_METHODS:
+        errors.append(FieldError(("compare_with",), f"must be one of {', '.join(COMPARE_METHODS)}"))
+    config: RunConfig | None = None
+    try:
+        config = RunConfig.model_validate(rest)
+    except ValidationError as exc:
+        errors += _errors_from(exc)
+    if config is not None:
+        changes: dict[str, str] = {}
+        for name, check in (
+            ("model", lambda v: check_model(v, storage)),
+            ("dataset", lambda v: check_dataset(v, settings)),
+        ):
+            try:
+                changes[name] = check(getattr(config, name))
+            except ValueError as exc:
+                errors.append(FieldError((name,), str(exc)))
+        if config.method == compare_with:
+            errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
+        if not errors:
+            config = config.model_copy(update=changes)
+    if errors or config is None:
+        raise RequestInvalid(errors)
+    return RunRequest(config, launcher, compare_with)
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]:
+    """Check an uploaded dataset file and keep it under <home>/uploads (content-addressed name)."""
+    if len(raw) > settings.max_upload_bytes:
+        raise DataError(f"the file is larger than the {settings.max_upload_bytes} bytes allowed")
+    name = Path(filename or "upload.txt").name
+    texts = parse_text_file(raw, name)  # DataError: wrong type, empty, not UTF-8, bad JSONL...
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "upload"
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    folder = uploads_dir(settings.home)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}-{digest}{Path(name).suffix.lower()}"
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(raw)
+        tmp.replace(path)
+    return {
+        "dataset": str(path),
+        "name": name,
+        "bytes": len(raw),
+        "n_texts": len(texts),
+        "n_chars": sum(len(t) for t in texts),
+    }
+
+
+# ---------------------------------------------------------------- form fields from the schema
+
+
+def form_fields(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = ()) -> list[dict]:
+    """Inputs for every field of a pydantic model, from its JSON schema: the form cannot drift."""
+    schema = model.model_json_schema()
+    out = []
+    for name, prop in schema["properties"].items():
+        if name in skip or "$ref" in prop or "default" not in prop:
+            continue
+        variants = prop.get("anyOf", [prop])
+        main = next((v for v in variants if v.get("type") != "null"), prop)
+        nullable = any(v.get("type") == "null" for v in variants)
+        kind = {"integer": "int", "number": "float", "boolean": "bool"}.get(
+            main.get("type", ""), ""
+        )
+        if "enum" in main:
+            kind = "select"
+        spec: dict[str, Any] = {
+            "name": f"{prefix}{name}",
+            "label": name.replace("_", " "),
+            "kind": kind or "text",
+            "default": FORM_DEFAULTS.get(name, prop["default"]) if not prefix else prop["default"],
+            "nullable": nullable,
+            "help": prop.get("description", ""),
+            "options": main.get("enum", []),
+            "min": main.get("minimum", main.get("exclusiveMinimum")),
+            "max": main.get("maximum", main.get("exclusiveMaximum")),
+        }
+        if spec["max"] is not None and spec["max"] > 1e15:
+            spec["max"] = None  # 2**63-1 seeds: no useful browser bound
+        out.append(spec)
+    return out
+
+
+TRAINING_FIELDS = (
+    "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "seq_len", "eval_every",
+    "seed",
+)  # fmt: skip
+ADVANCED_FIELDS = (
+    "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
+)  # fmt: skip
+
+
+def new_run_form(settings: Settings, storage: Storage) -> dict[str, Any]:
+    """Everything the new-run form needs: defaults, choices, finished runs, allowed folders."""
+    run_fields = {f["name"]: f for f in form_fields(RunConfig)}
+    finished = [
+        {"id": r.id, "method": r.config.get("method"), "model": r.config.get("model")}
+        for r in storage.list_runs(statuses=["succeeded"])
+    ]
+    defaults = RunConfig().model_dump(mode="json") | FORM_DEFAULTS
+    return {
+        "defaults": defaults,
+        "methods": list(METHODS),
+        "compare_methods": list(COMPARE_METHODS),
+        "training_fields": [run_fields[n] for n in TRAINING_FIELDS],
+        "advanced_fields": [run_fields[n] for n in ADVANCED_FIELDS],
+        "entrodrop_fields": form_fields(EntroDropConfig, prefix="entrodrop."),
+        "finished_runs": list(reversed(finished)),
+        "allowed_data_dirs": [str(p) for p in settings.allowed_data_dirs],
+        "max_upload_bytes": settings.max_upload_bytes,
+        "upload_suffixes": list(USER_SUFFIXES),
+    }

@@ -1,0 +1,198 @@
+"""The data behind the runs pages: each function feeds both a page and its JSON twin."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from typing import Any
+
+from app import run_files as rf
+from app.jobs import RESUMABLE, JobRunner, Launcher, headless_commands
+from app.storage import ACTIVE, RunRecord
+
+# The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
+PANELS: list[dict[str, Any]] = [
+    {"id": "train", "title": "Training loss", "names": ["train/loss"], "log": True},
+    {
+        "id": "eval",
+        "title": "Held-out loss: overall, low- and high-entropy tokens",
+        "names": ["eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy"],
+        "log": True,
+    },
+    {
+        "id": "general",
+        "title": "General-text loss (forgetting)",
+        "names": ["general/loss"],
+        "log": True,
+    },
+    {
+        "id": "drop",
+        "title": "Drop rate: scheduled r(s) and realised fraction",
+        "names": ["drop/rate_scheduled", "drop/fraction_realised"],
+        "log": False,
+    },
+    {
+        "id": "entropy",
+        "title": "Mean entropy of dropped vs kept tokens (nats)",
+        "names": ["drop/entropy_dropped", "drop/entropy_kept"],
+        "log": False,
+    },
+    {"id": "lr", "title": "Learning rate", "names": ["train/learning_rate"], "log": False},
+]
+COMPARE_METRICS = (
+    "eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss", "train/loss",
+)  # fmt: skip
+MAX_COMPARE = 8
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """A short description of a run's method, e.g. `entrodrop (sigmoid, q=0.5, r<=0.5, loss)`."""
+    method = str(config.get("method", "?"))
+    ed = config.get("entrodrop") or {}
+    if method in ("entrodrop", "random"):
+        cut = (
+            f"tau={ed.get('threshold')}"
+            if ed.get("selection") == "threshold"
+            else f"q={ed.get('quantile')}"
+        )
+        return f"{method} ({ed.get('schedule')}, {cut}, r<={ed.get('rate_max')}, {ed.get('drop_mode')})"
+    if config.get("baseline_strength") is not None and method != "none":
+        return f"{method} ({config['baseline_strength']})"
+    return method
+
+
+def _eta(run: RunRecord, now: float) -> float | None:
+    if run.status != "running":
+        return None
+    if run.eta_s is not None:
+        return max(0.0, run.eta_s - (now - run.updated_at))
+    if run.started_at and 0.02 < run.progress < 1:
+        elapsed = now - run.started_at
+        return elapsed * (1 - run.progress) / run.progress
+    return None
+
+
+def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
+    """A run as the runs list shows it (and GET /api/runs returns it)."""
+    now = time.time()
+    run_dir = runner.run_dir(run.id)
+    checkpoints = rf.checkpoints(run_dir)
+    has_model = rf.has_final_model(run_dir)
+    end = run.finished_at if run.finished_at else now
+    cfg = run.config
+    return {
+        "id": run.id,
+        "status": run.status,
+        "progress": round(min(1.0, max(0.0, run.progress)), 4),
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "eta_s": _eta(run, now),
+        "elapsed_s": (end - run.started_at) if run.started_at else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "method": cfg.get("method"),
+        "method_label": method_label(cfg),
+        "model": cfg.get("model"),
+        "dataset": cfg.get("dataset"),
+        "best_eval_loss": run.best_eval_loss,
+        "final_eval_loss": run.final_eval_loss,
+        "error": run.error,
+        "group_id": run.group_id,
+        "launcher": run.launcher,
+        "attempts": run.attempts,
+        "cancel_requested": run.cancel_requested,
+        "can_cancel": run.status in ACTIVE,
+        "can_resume": run.status in RESUMABLE,
+        "checkpoint_step": int(checkpoints[-1].name[11:]) if checkpoints else None,
+        "has_model": has_model,
+        "links": {
+            "page": f"/runs/{run.id}",
+            "api": f"/api/runs/{run.id}",
+            "metrics": f"/api/runs/{run.id}/metrics",
+            "csv": f"/api/runs/{run.id}/metrics.csv",
+            "events": f"/api/runs/{run.id}/events",
+            "inspect": f"/?model=run:{run.id}" if (has_model or checkpoints) else None,
+            "compare": f"/compare?runs={run.group_id}" if run.group_id else None,
+        },
+    }
+
+
+def runs_list(runner: JobRunner) -> dict[str, Any]:
+    """GET /api/runs and /runs: every run, newest first."""
+    runs = [run_summary(runner, r) for r in runner.storage.list_runs()]
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return {"runs": runs, "counts": counts}
+
+
+def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
+    """GET /api/runs/{id} and /runs/{id}: the summary plus config, commands and log tails."""
+    run = runner.get(run_id)
+    run_dir = runner.run_dir(run_id)
+    data = run_summary(runner, run)
+    data.update(
+        {
+            "config": run.config,
+            "config_json": json.dumps(run.config, indent=2),
+            "commands": headless_commands(Launcher(**run.launcher)),
+            "run_dir": str(run_dir),
+            "log_tail": rf.tail_lines(run_dir / rf.LOG, 60),
+            "output_tail": rf.tail_lines(run_dir / rf.OUTPUT, 40),
+            "last_values": runner.storage.last_values(run_id),
+            "panels": PANELS,
+            "summary_file": rf.read_json(run_dir / rf.SUMMARY),
+        }
+    )
+    return data
+
+
+def metrics_csv(runner: JobRunner, run_id: str) -> str:
+    """The run's metrics as CSV: step,name,value,epoch,time (sorted by name, then step)."""
+    runner.get(run_id)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["step", "name", "value", "epoch", "time"])
+    for row in runner.storage.metrics(run_id):
+        writer.writerow([row["step"], row["name"], row["value"], row["epoch"], row["time"]])
+    return buf.getvalue()
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
+    """GET /api/compare and /compare: runs side by side, config differences, best/final metrics."""
+    runs = [runner.get(i) for i in run_ids]
+    flat = [_flatten(r.config) | {"launcher": Launcher(**r.launcher).kind} for r in runs]
+    keys = sorted(set().union(*flat)) if flat else []
+    differences = [
+        {"key": k, "values": [f.get(k) for f in flat]}
+        for k in keys
+        if len({json.dumps(f.get(k)) for f in flat}) > 1
+    ]
+    table = []
+    for r in runs:
+        last = runner.storage.last_values(r.id)
+        row: dict[str, Any] = {"id": r.id, "method_label": method_label(r.config)}
+        row["best_eval_loss"] = r.best_eval_loss
+        row["final"] = {name: last.get(name) for name in COMPARE_METRICS}
+        table.append(row)
+    return {
+        "runs": [run_summary(runner, r) for r in runs],
+        "differences": differences,
+        "table": table,
+        "metric_names": list(COMPARE_METRICS),
+        "metrics": {r.id: runner.storage.metrics(r.id) for r in runs},
+        "panels": PANELS,
+    }

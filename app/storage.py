@@ -1,0 +1,304 @@
+"""SQLite (WAL) store of fine-tune runs and their metrics, ingested incrementally from run folders."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled", "interrupted")
+EVAL_LOSS = "eval/loss"
+# Lines read per ingest call at most: a huge backlog is caught up over a few polls.
+MAX_INGEST_BYTES = 4 << 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    queued_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    launcher TEXT NOT NULL,
+    group_id TEXT,
+    resume INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    exit_code INTEGER,
+    error TEXT,
+    step INTEGER NOT NULL DEFAULT 0,
+    total_steps INTEGER,
+    progress REAL NOT NULL DEFAULT 0,
+    eta_s REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    metrics_offset INTEGER NOT NULL DEFAULT 0,
+    best_eval_loss REAL,
+    final_eval_loss REAL
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, queued_at);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    epoch REAL,
+    time REAL,
+    UNIQUE (run_id, name, step)
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, id);
+"""
+
+
+@dataclass
+class RunRecord:
+    """One row of the runs table; `config` and `launcher` are decoded JSON."""
+
+    id: str
+    created_at: float
+    queued_at: float
+    updated_at: float
+    status: str
+    config: dict[str, Any]
+    launcher: dict[str, Any]
+    started_at: float | None = None
+    finished_at: float | None = None
+    group_id: str | None = None
+    resume: bool = False
+    attempts: int = 0
+    pid: int | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    step: int = 0
+    total_steps: int | None = None
+    progress: float = 0.0
+    eta_s: float | None = None
+    cancel_requested: bool = False
+    metrics_offset: int = 0
+    best_eval_loss: float | None = None
+    final_eval_loss: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        data = dict(row)
+        data["config"] = json.loads(data["config"])
+        data["launcher"] = json.loads(data["launcher"])
+        data["resume"] = bool(data["resume"])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+
+_COLUMNS = tuple(f.name for f in fields(RunRecord))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    # NaN/inf are not JSON; SQLite would store NaN as NULL anyway. Keep the row, lose the value.
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def parse_metric_line(
+    line: bytes,
+) -> tuple[int, str, float | None, float | None, float | None] | None:
+    """One metrics.jsonl line -> (step, name, value, epoch, time), or None if it is unusable."""
+    try:
+        row = json.loads(line)
+        step, name = int(row["step"]), str(row["name"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not name:
+        return None
+    return (
+        step,
+        name,
+        _finite_or_none(row.get("value")),
+        _finite_or_none(row.get("epoch")),
+        (_finite_or_none(row.get("time"))),
+    )
+
+
+class Storage:
+    """Runs and metrics in one SQLite file; safe to share between threads (one lock, short calls)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        # WAL: readers never block the writer; NORMAL sync is durable across a process crash.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn = conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise RuntimeError("storage is not open")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            if self._conn is None:
+                raise RuntimeError("storage is not open")
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # ------------------------------------------------------------ runs
+
+    def create_run(self, run: RunRecord) -> None:
+        values = {name: getattr(run, name) for name in _COLUMNS}
+        values["config"] = json.dumps(run.config)
+        values["launcher"] = json.dumps(run.launcher)
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._tx() as c:
+            c.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
+
+    def update_run(self, run_id: str, **changes: Any) -> None:
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown run columns: {sorted(unknown)}")
+        changes["updated_at"] = time.time()
+        for key in ("config", "launcher"):
+            if key in changes:
+                changes[key] = json.dumps(changes[key])
+        assignments = ", ".join(f"{k} = ?" for k in changes)
+        with self._tx() as c:
+            c.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*changes.values(), run_id))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    def list_runs(self, statuses: Iterable[str] | None = None) -> list[RunRecord]:
+        """Runs newest first, or (with statuses) oldest-queued first: the FIFO order."""
+        if statuses is None:
+            rows = self._query("SELECT * FROM runs ORDER BY created_at DESC, id DESC")
+        else:
+            wanted = tuple(statuses)
+            marks = ", ".join("?" for _ in wanted)
+            rows = self._query(
+                f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY queued_at, id", wanted
+            )
+        return [RunRecord.from_row(r) for r in rows]
+
+    # ------------------------------------------------------------ metrics
+
+    def ingest_metrics(self, run_id: str, path: Path) -> int:
+        """Append new complete lines of a run's metrics.jsonl; returns how many rows were read.
+
+        Only bytes after the remembered offset are read, and the offset moves in the same
+        transaction as the rows, so a crash at any point neither loses nor duplicates a line.
+        A partial last line (the writer is mid-write) waits for the next call.
+        """
+        run = self.get_run(run_id)
+        if run is None or not path.is_file():
+            return 0
+        offset = run.metrics_offset
+        size = path.stat().st_size
+        if size < offset:
+            offset = 0  # the file was replaced: read it again (rows are upserted, no duplicates)
+        if size == offset:
+            return 0
+        with path.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read(MAX_INGEST_BYTES)
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return 0
+        rows = [parse_metric_line(line) for line in chunk[: end + 1].splitlines() if line.strip()]
+        good = [r for r in rows if r is not None]
+        with self._tx() as c:
+            # Upsert: a resumed run re-logs the steps after its checkpoint; the latest value wins.
+            c.executemany(
+                # REPLACE gives the new value a fresh id (AUTOINCREMENT never reuses one), so
+                # live readers asking for rows after the last id they saw get it too.
+                "INSERT OR REPLACE INTO metrics (run_id, step, name, value, epoch, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, *r) for r in good],
+            )
+            best = final = None
+            if any(r[1] == EVAL_LOSS for r in good):
+                best, final = self._eval_summary(c, run_id)
+            c.execute(
+                "UPDATE runs SET metrics_offset = ?, best_eval_loss = COALESCE(?, best_eval_loss), "
+                "final_eval_loss = COALESCE(?, final_eval_loss) WHERE id = ?",
+                (offset + end + 1, best, final, run_id),
+            )
+        return len(rows)
+
+    @staticmethod
+    def _eval_summary(c: sqlite3.Connection, run_id: str) -> tuple[float | None, float | None]:
+        best = c.execute(
+            "SELECT MIN(value) FROM metrics WHERE run_id = ? AND name = ?", (run_id, EVAL_LOSS)
+        ).fetchone()[0]
+        last = c.execute(
+            "SELECT value FROM metrics WHERE run_id = ? AND name = ? ORDER BY step DESC LIMIT 1",
+            (run_id, EVAL_LOSS),
+        ).fetchone()
+        return best, (last[0] if last else None)
+
+    def metrics(
+        self, run_id: str, after_id: int = 0, names: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Metric rows ordered by (name, step); `after_id` returns only rows newer than that id."""
+        sql = "SELECT id, step, name, value, epoch, time FROM metrics WHERE run_id = ? AND id > ?"
+        params: list[Any] = [run_id, after_id]
+        wanted = tuple(names or ())
+        if wanted:
+            sql += f" AND name IN ({', '.join('?' for _ in wanted)})"
+            params.extend(wanted)
+        return [dict(r) for r in self._query(sql + " ORDER BY name, step", params)]
+
+    def last_metric_id(self, run_id: str) -> int:
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM metrics WHERE run_id = ?", (run_id,))
+        return int(rows[0][0])
+
+    def last_values(self, run_id: str) -> dict[str, float | None]:
+        """The value at the latest step of each metric name."""
+        rows = self._query(
+            "SELECT m.name, m.value FROM metrics m JOIN (SELECT name, MAX(step) AS s FROM metrics "
+            "WHERE run_id = ? GROUP BY name) last ON m.name = last.name AND m.step = last.s "
+            "WHERE m.run_id = ?",
+            (run_id, run_id),
+        )
+        return {r["name"]: r["value"] for r in rows}
