@@ -103,7 +103,10 @@ def apply_hidden_dropout(model: Any, p: float) -> DropoutPatch:
             if name.rsplit(".", 1)[-1] in RESIDUAL_PROJECTIONS:
                 patch.hooks.append(module.register_forward_hook(_dropout_hook(p)))
         if not patch.hooks:
-            log.warning("hidden_dropout: no dropout layer or residual projection found in %s", type(model).__name__)
+            log.warning(
+                "hidden_dropout: no dropout layer or residual projection found in %s",
+                type(model).__name__,
+            )
     log.info(
         "hidden_dropout p=%.3g: %d config fields, %d dropout layers, %d residual hooks",
         p,

@@ -59,7 +59,11 @@ class EntroDropCollator:
     - nowhere (``policy`` None): a plain LM collator; the online loss mode then drops in the
       Trainer's ``compute_loss`` from the step's own logits.
 
-    ``clock.progress`` drives the curriculum r(s); keep it current with ``ScheduleCallback``.
+    With a plain ``Trainer``, the drop happens here, at ``clock.progress`` (keep it current with
+    ``ScheduleCallback``; the DataLoader prepares batches a step ahead, so the curriculum lags by
+    up to one step). ``EntroDropTrainer`` sets ``deferred`` and calls :meth:`drop` itself at the
+    step that trains on the batch, so the curriculum is exact and the drop generator's draws
+    follow the steps (a resumed run draws what the uninterrupted one would).
     """
 
     policy: DropPolicy | None = None
@@ -67,6 +71,7 @@ class EntroDropCollator:
     memory: EntropyMemory | None = None
     clock: ScheduleClock = field(default_factory=ScheduleClock)
     stats: DropStats | None = None
+    deferred: bool = False
 
     def __post_init__(self) -> None:
         if self.drop_token_id < 0:
@@ -79,32 +84,44 @@ class EntroDropCollator:
         input_ids = _stack(features, "input_ids", torch.long)  # (B, T)
         has_labels = "labels" in features[0]
         labels = _stack(features, "labels", torch.long) if has_labels else input_ids.clone()
-        batch: dict[str, torch.Tensor] = {}
+        batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "labels": labels}
         if "attention_mask" in features[0]:
             batch["attention_mask"] = _stack(features, "attention_mask", torch.long)
         if "example_index" in features[0]:
             batch["example_index"] = torch.tensor([int(f["example_index"]) for f in features])
-        if self.policy is not None:
-            entropies = self._entropies(features, batch)  # (B, T)
-            progress = self.clock.progress
-            drops = self.policy.select(entropies, progress)  # (B, T) bool
-            if self.stats is not None:
-                self.stats.add(drops, entropies, self.policy.rate(progress))
-            input_ids, labels = self.policy.apply(input_ids, labels, drops, self.drop_token_id)
-        batch["input_ids"], batch["labels"] = input_ids, labels
+        if "entropies" in features[0]:
+            batch["entropies"] = _stack(features, "entropies", torch.float32)
+        if self.policy is not None and not self.deferred:
+            batch = self.drop(batch, self.clock.progress)
         return batch
 
-    def _entropies(
-        self, features: Sequence[Mapping[str, Any]], batch: Mapping[str, torch.Tensor]
-    ) -> torch.Tensor:
+    def drop(self, batch: Mapping[str, torch.Tensor], progress: float) -> dict[str, torch.Tensor]:
+        """Apply the policy at training progress s: a new batch without the ``entropies`` column."""
+        if self.policy is None:
+            raise ValueError("EntroDropCollator.drop needs a policy")
+        out = dict(batch)
+        entropies = self._entropies(out).to(out["input_ids"].device)  # (B, T)
+        drops = self.policy.select(entropies, progress)  # (B, T) bool
+        if self.stats is not None:
+            self.stats.add(drops, entropies, self.policy.rate(progress))
+        out["input_ids"], out["labels"] = self.policy.apply(
+            out["input_ids"], out["labels"], drops, self.drop_token_id
+        )
+        return out
+
+    def _entropies(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.memory is not None:
             if "example_index" not in batch:
                 raise ValueError("the entropy memory needs an 'example_index' column")
             entropies = self.memory.lookup(batch["example_index"])
-        elif "entropies" in features[0]:
-            entropies = _stack(features, "entropies", torch.float32)
+            batch.pop("entropies", None)
+        elif "entropies" in batch:
+            entropies = batch.pop("entropies")
         else:
-            raise ValueError("EntroDropCollator with a policy needs an 'entropies' column or a memory")
+            raise ValueError(
+                "EntroDropCollator with a policy needs an 'entropies' column or a memory"
+            )
         if "attention_mask" in batch:  # padding has no entropy: never a candidate
-            entropies = entropies.masked_fill(batch["attention_mask"] == 0, math.nan)
+            pad = (batch["attention_mask"] == 0).to(entropies.device)
+            entropies = entropies.masked_fill(pad, math.nan)
         return entropies

@@ -53,14 +53,25 @@ class DropPolicy:
 
 
 # Sums that DropStats keeps, in this order (so ranks can add them up as one tensor).
-_FIELDS = ("batches", "rate", "tokens", "dropped", "ent_dropped", "n_ent_dropped", "ent_kept", "n_ent_kept")
+_FIELDS = (
+    "batches",
+    "rate",
+    "tokens",
+    "dropped",
+    "ent_dropped",
+    "n_ent_dropped",
+    "ent_kept",
+    "n_ent_kept",
+)
 
 
 @dataclass
 class DropStats:
     """Running sums of what was dropped since the last log: the `drop/*` diagnostics."""
 
-    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(len(_FIELDS), dtype=torch.float64))
+    sums: torch.Tensor = field(
+        default_factory=lambda: torch.zeros(len(_FIELDS), dtype=torch.float64)
+    )
 
     def add(self, drops: torch.Tensor, entropies: torch.Tensor, rate: float) -> None:
         """Record one batch: drops (B, T) bool, entropies (B, T) with NaN where unknown."""

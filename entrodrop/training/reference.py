@@ -39,7 +39,9 @@ class TokenStats:
     loss: torch.Tensor | None = None  # (N, T) float32, cross-entropy of the true token
 
 
-def autocast_for(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+def autocast_for(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on the model's device, or nothing for float32."""
     if dtype is None:
         return contextlib.nullcontext()
@@ -157,9 +159,13 @@ def reference_entropies(
     if path.is_file():
         cached = _load(path, blocks.shape)
         if cached is not None:
-            log.info("reference entropies (%s, %d blocks): cached %s", label, len(blocks), path.name)
+            log.info(
+                "reference entropies (%s, %d blocks): cached %s", label, len(blocks), path.name
+            )
             return cached
-    log.info("reference entropies (%s, %d blocks): scoring with the starting model", label, len(blocks))
+    log.info(
+        "reference entropies (%s, %d blocks): scoring with the starting model", label, len(blocks)
+    )
     entropy = forward_token_stats(model, blocks, autocast_dtype, should_stop=should_stop).entropy
     _save_atomic(entropy, path, {"model": model_fp, "precision": precision, "label": label})
     return entropy

@@ -1,0 +1,1 @@
+"""Fine-tuning with EntroDrop through the Hugging Face Trainer (placeholder docstring)."""

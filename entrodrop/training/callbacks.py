@@ -1,0 +1,238 @@
+"""Trainer callbacks: metrics lines and subscribers, status.json, clean stop, the schedule clock."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from entrodrop.training.collator import ScheduleClock
+from entrodrop.training.rundir import RunFolder
+
+log = logging.getLogger(__name__)
+
+MetricRow = dict[str, Any]
+Subscriber = Callable[[list[MetricRow]], None]
+
+# The Trainer's own log keys, renamed to the dashboard's metric names (docs/architecture.md).
+TRAINER_NAMES = {
+    "loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+}
+METRIC_PREFIXES = ("train/", "eval/", "general/", "drop/")
+
+
+def metric_rows(logs: Mapping[str, Any], step: int, epoch: float | None) -> list[MetricRow]:
+    """One row per known, finite metric in a Trainer log dict."""
+    now = time.time()
+    rows = []
+    for key, value in logs.items():
+        name = TRAINER_NAMES.get(key, key)
+        if not name.startswith(METRIC_PREFIXES) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            log.warning("step %d: %s is %s, not written", step, name, value)
+            continue
+        rows.append(
+            {"step": step, "name": name, "value": float(value), "epoch": epoch or 0.0, "time": now}
+        )
+    return rows
+
+
+class MetricsCallback(TrainerCallback):
+    """Appends every logged metric to metrics.jsonl and hands the rows to subscribers (main process).
+
+    ``subscribe(fn)``: ``fn(rows)`` is called with the new rows each time the Trainer logs; the
+    dashboard or a user's script can watch a run this way. ``latest`` and ``best_eval`` feed the
+    run summary.
+    """
+
+    def __init__(
+        self, folder: RunFolder | None = None, subscribers: Sequence[Subscriber] = ()
+    ) -> None:
+        self.folder = folder
+        self.subscribers = list(subscribers)
+        self.latest: dict[str, float] = {}
+        self.best_eval: tuple[int, float] | None = None
+
+    def subscribe(self, fn: Subscriber) -> None:
+        self.subscribers.append(fn)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        rows = metric_rows(logs, state.global_step, state.epoch)
+        if not rows:
+            return
+        if self.folder is not None:
+            self.folder.append_metrics(rows)
+        for row in rows:
+            self.latest[row["name"]] = row["value"]
+            if row["name"] == "eval/loss" and (
+                self.best_eval is None or row["value"] < self.best_eval[1]
+            ):
+                self.best_eval = (row["step"], row["value"])
+        log.info(
+            "step %d: %s",
+            state.global_step,
+            "  ".join(f"{r['name']}={r['value']:.4g}" for r in rows),
+        )
+        for fn in self.subscribers:
+            try:
+                fn(rows)
+            except Exception:  # a broken subscriber must not kill the run; say so loudly
+                log.exception("metrics subscriber %r failed", fn)
+
+
+class StatusCallback(TrainerCallback):
+    """Keeps status.json current: step, total steps, progress and an ETA (main process)."""
+
+    def __init__(self, folder: RunFolder, min_interval_s: float = 1.0) -> None:
+        self.folder = folder
+        self.min_interval_s = min_interval_s
+        self._t0 = 0.0
+        self._step0 = 0
+        self._last_write = 0.0
+        self._step_start = 0.0
+        self._step_times: list[float] = []
+
+    @property
+    def mean_step_s(self) -> float | None:
+        """Mean wall time of a training step (forward, backward, update; evaluations excluded)."""
+        return sum(self._step_times) / len(self._step_times) if self._step_times else None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._t0, self._step0 = time.monotonic(), state.global_step
+        self._write(state, force=True)
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._step_start = time.monotonic()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._step_times.append(time.monotonic() - self._step_start)
+        self._write(state, force=state.global_step >= state.max_steps)
+
+    def _write(self, state: TrainerState, force: bool) -> None:
+        now = time.monotonic()
+        if not state.is_world_process_zero or (
+            not force and now - self._last_write < self.min_interval_s
+        ):
+            return
+        self._last_write = now
+        total = max(1, state.max_steps)
+        done = state.global_step - self._step0
+        eta = (now - self._t0) / done * (total - state.global_step) if done > 0 else None
+        self.folder.write_status(
+            "running",
+            step=state.global_step,
+            total_steps=total,
+            progress=state.global_step / total,
+            eta_s=eta,
+        )
+
+
+class StopCallback(TrainerCallback):
+    """SIGTERM / SIGINT or a STOP file -> the run stops cleanly after this step, saving a checkpoint.
+
+    Every process must stop at the same step (otherwise the others wait forever in the next
+    gradient all-reduce), so the processes agree on the request with a one-integer all-reduce.
+    A second signal while stopping raises KeyboardInterrupt.
+    """
+
+    def __init__(self, stop_file: Path | None = None, save_on_stop: bool = True) -> None:
+        self.stop_file = stop_file
+        self.save_on_stop = save_on_stop
+        self.signalled = False
+        self.stopped = False
+
+    def request(self) -> None:
+        self.signalled = True
+
+    def requested_here(self) -> bool:
+        return self.signalled or (self.stop_file is not None and self.stop_file.exists())
+
+    def install_signal_handlers(self) -> Callable[[], None]:
+        """Catch SIGTERM/SIGINT (main thread only); returns a function that restores the old ones."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.signalled:
+                raise KeyboardInterrupt(f"signal {signum} received twice")
+            log.info("signal %d received: stopping after this step", signum)
+            self.signalled = True
+
+        for s in previous:
+            signal.signal(s, handler)
+
+        def restore() -> None:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+        return restore
+
+    def _agreed(self, args: TrainingArguments) -> bool:
+        flag = self.requested_here()
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return flag
+        t = torch.tensor([int(flag)], device=args.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._agreed(args):
+            self.stopped = True
+            control.should_training_stop = True
+            control.should_save = self.save_on_stop
+            control.should_log = True
+
+
+class FinalLogCallback(TrainerCallback):
+    """Log the training loss at the last step too, not only every `logging_steps`."""
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
+
+class ScheduleCallback(TrainerCallback):
+    """Sets ``clock.progress`` = global_step / max_steps before each step, for EntroDropCollator.
+
+    Needed only with a plain ``Trainer``; ``EntroDropTrainer`` keeps its clock current itself.
+    """
+
+    def __init__(self, clock: ScheduleClock) -> None:
+        self.clock = clock
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.clock.progress = state.global_step / max(1, state.max_steps)

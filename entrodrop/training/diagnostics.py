@@ -1,0 +1,107 @@
+"""DESIGN section 2 diagnostics: held-out loss overall and by reference entropy, general-text loss."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from entrodrop.training.reference import forward_token_stats, reference_entropies
+
+log = logging.getLogger(__name__)
+
+
+def evenly_spaced(blocks: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+    """At most max_tokens worth of blocks (N, T), spread over the whole set rather than its head."""
+    n, t = blocks.shape
+    if max_tokens is None or n * t <= max_tokens:
+        return blocks
+    keep = max(1, max_tokens // t)
+    index = torch.linspace(0, n - 1, keep).round().long()  # (keep,)
+    return blocks[index]
+
+
+def entropy_median(entropies: torch.Tensor) -> float:
+    """Median of the finite token entropies: the low/high split point."""
+    finite = entropies[torch.isfinite(entropies)]
+    return float(finite.median()) if finite.numel() else math.inf
+
+
+@dataclass
+class Diagnostics:
+    """Held-out and general-text evaluation of the training model, run every `eval_every` steps.
+
+    ``low_entropy`` marks held-out tokens whose reference (starting-model) entropy is at or below
+    the training median: the split is fixed before training, so the two curves follow the same
+    tokens over the run.
+    """
+
+    heldout: torch.Tensor  # (N, T) token ids
+    low_entropy: torch.Tensor  # (N, T) bool, False at column 0
+    general: torch.Tensor | None  # (M, T) token ids, or None without a general-text set
+    autocast_dtype: torch.dtype | None = None
+
+    def _sums(self, model: Any, rank: int, world: int) -> torch.Tensor:
+        """This rank's share of [held-out sum, n, low sum, n, high sum, n, general sum, n]."""
+        sums = torch.zeros(8, dtype=torch.float64)
+        shard = self.heldout[rank::world]
+        if len(shard):
+            loss = forward_token_stats(model, shard, self.autocast_dtype, with_loss=True).loss
+            assert loss is not None
+            low = self.low_entropy[rank::world]
+            valid = torch.isfinite(loss)
+            for i, mask in enumerate((valid, valid & low, valid & ~low)):
+                sums[2 * i] = loss[mask].double().sum()
+                sums[2 * i + 1] = mask.sum()
+        if self.general is not None and len(self.general[rank::world]):
+            loss = forward_token_stats(
+                model, self.general[rank::world], self.autocast_dtype, True
+            ).loss
+            assert loss is not None
+            valid = torch.isfinite(loss)
+            sums[6], sums[7] = loss[valid].double().sum(), valid.sum()
+        return sums
+
+    def evaluate(
+        self,
+        model: Any,
+        rank: int = 0,
+        world: int = 1,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """Mean per-token losses; with several processes each scores a shard and ``reduce`` sums."""
+        sums = self._sums(model, rank, world)
+        if reduce is not None and world > 1:
+            sums = reduce(sums)
+        names = ("eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss")
+        return {
+            name: float(sums[2 * i] / sums[2 * i + 1])
+            for i, name in enumerate(names)
+            if sums[2 * i + 1] > 0
+        }
+
+
+def build_diagnostics(
+    model: Any,
+    heldout: torch.Tensor,
+    general: torch.Tensor | None,
+    train_median: float,
+    model_fp: str,
+    autocast_dtype: torch.dtype | None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Diagnostics:
+    """Score the held-out blocks once with the starting model (cached) to fix the entropy split."""
+    ref = reference_entropies(
+        model, heldout, model_fp, autocast_dtype, should_stop, label="held-out"
+    )
+    low = torch.isfinite(ref) & (ref <= train_median)  # (N, T)
+    log.info(
+        "entropy split at the training median %.3f nats: %.1f%% of held-out tokens are low-entropy",
+        train_median,
+        100.0 * float(low[:, 1:].float().mean()),
+    )
+    return Diagnostics(heldout, low, general, autocast_dtype)

@@ -1,0 +1,456 @@
+"""The training entry point: one run folder in, a fine-tuned model, metrics and a summary out.
+
+    python -m entrodrop.training.run --run-dir DIR [--resume]
+    accelerate launch --num_processes 2 [--cpu] -m entrodrop.training.run --run-dir DIR
+
+DIR/config.json holds a RunConfig; everything else in DIR follows docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PrinterCallback
+
+from entrodrop.config import RunConfig
+from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
+from entrodrop.models import LoadedModel, ModelLoadError, load
+from entrodrop.training.baselines import apply_hidden_dropout, baseline_strength, training_arguments
+from entrodrop.training.callbacks import (
+    FinalLogCallback,
+    MetricsCallback,
+    StatusCallback,
+    StopCallback,
+    Subscriber,
+)
+from entrodrop.training.collator import BlockDataset, EntroDropCollator
+from entrodrop.training.diagnostics import (
+    Diagnostics,
+    build_diagnostics,
+    entropy_median,
+    evenly_spaced,
+)
+from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
+from entrodrop.training.rundir import RunFolder
+from entrodrop.training.trainer import EntroDropTrainer
+
+log = logging.getLogger("entrodrop.training")
+
+DROP_METHODS = ("entrodrop", "random")
+MEDIAN_SAMPLE_TOKENS = 8192  # training tokens scored for the low/high split when not all are
+
+
+class TrainingFailed(RuntimeError):
+    """A run that failed; the message is meant for a person and is also in status.json."""
+
+
+# ---------------------------------------------------------------- set-up pieces
+
+
+def use_bf16(config: RunConfig) -> bool:
+    """bf16 autocast unless float32 is asked for (CPU: 2.5x faster here; CUDA: if supported)."""
+    if config.dtype == "float32":
+        return False
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return True
+
+
+def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
+    """TrainingArguments for a run (creating them also sets up the process group under a launcher)."""
+    from transformers import TrainingArguments
+
+    cpu = not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under accelerate launch / torchrun
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        logging_strategy="steps",
+        logging_steps=config.eval_every,
+        eval_strategy="steps",
+        eval_steps=config.eval_every,
+        save_strategy="steps" if config.save_checkpoints else "no",
+        save_steps=config.eval_every,
+        save_total_limit=2,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=use_bf16(config),
+        use_cpu=cpu,
+        ddp_backend="gloo" if cpu and distributed else None,
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,  # the collator's columns (example_index, entropies) stay
+        log_level="warning",
+        **training_arguments(config),
+    )
+
+
+@dataclass
+class RunData:
+    """Token blocks of one run: training, held-out (capped) and general text (capped, optional)."""
+
+    train: torch.Tensor  # (N, T)
+    heldout: torch.Tensor  # (H, T)
+    general: torch.Tensor | None  # (G, T)
+
+
+def _blocks(
+    texts: Sequence[str], tokenizer: Any, config: RunConfig, what: str, cap: int | None
+) -> torch.Tensor:
+    try:
+        blocks = build_blocks(texts, tokenizer, config.seq_len, max_tokens=cap)
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from exc
+    return blocks
+
+
+def load_run_data(config: RunConfig, tokenizer: Any) -> RunData:
+    texts = load_dataset(config.dataset)
+    train = _blocks(texts.train, tokenizer, config, "training data", config.max_train_tokens)
+    heldout = _blocks(texts.heldout, tokenizer, config, "held-out data", None)
+    try:
+        general: torch.Tensor | None = _blocks(
+            general_texts(), tokenizer, config, "general text", None
+        )
+    except DataError as exc:
+        log.warning("no general-text loss: %s", exc)
+        general = None
+    cap = config.max_eval_tokens
+    return RunData(
+        train=train,
+        heldout=evenly_spaced(heldout, cap),
+        general=None if general is None else evenly_spaced(general, cap),
+    )
+
+
+def load_model(config: RunConfig) -> LoadedModel:
+    """The starting checkpoint in float32 on the CPU; the Trainer moves it and autocasts."""
+    return load(config.model, device="cpu", dtype="float32")
+
+
+@dataclass
+class Prepared:
+    """What the reference pre-pass produced."""
+
+    train_entropies: torch.Tensor | None  # (N, T), only for the reference entropy source
+    diagnostics: Diagnostics
+
+
+def reference_pass(
+    config: RunConfig,
+    model: Any,
+    data: RunData,
+    model_fp: str,
+    autocast_dtype: torch.dtype | None,
+    stopper: StopCallback,
+) -> Prepared:
+    """Score with the frozen starting model (before any update): cached, so usually a file read."""
+    train_ent = None
+    if config.method in DROP_METHODS and config.entrodrop.entropy_source == "reference":
+        train_ent = reference_entropies(
+            model, data.train, model_fp, autocast_dtype, stopper.requested_here, label="training"
+        )
+    median_source = train_ent
+    if median_source is None:  # the online source: a spread-out sample of training tokens is enough
+        sample = evenly_spaced(data.train, MEDIAN_SAMPLE_TOKENS)
+        median_source = reference_entropies(
+            model, sample, model_fp, autocast_dtype, stopper.requested_here, label="training sample"
+        )
+    diagnostics = build_diagnostics(
+        model,
+        data.heldout,
+        data.general,
+        entropy_median(median_source),
+        model_fp,
+        autocast_dtype,
+        stopper.requested_here,
+    )
+    return Prepared(train_ent, diagnostics)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The highest-numbered complete checkpoint-N folder (numbers, not mtimes, decide)."""
+    found = [
+        p
+        for p in run_dir.glob("checkpoint-*")
+        if p.name.rsplit("-", 1)[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
+
+
+# ---------------------------------------------------------------- logging to log.txt
+
+
+@contextmanager
+def quiet_loading_bars() -> Iterator[None]:
+    """No per-file tqdm bars from loading and saving weights (the run has its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def log_file(folder: RunFolder) -> Iterator[None]:
+    """Send entrodrop's and transformers' log records to the run's log.txt (main process)."""
+    if not folder.writer:
+        yield
+        return
+    handler = logging.FileHandler(folder.log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours, hf = logging.getLogger("entrodrop"), logging.getLogger("transformers")
+    old_level = ours.level
+    ours.setLevel(logging.INFO)
+    handler.setLevel(logging.INFO)
+    ours.addHandler(handler)
+    hf.addHandler(handler)
+    try:
+        yield
+    finally:
+        ours.removeHandler(handler)
+        hf.removeHandler(handler)
+        ours.setLevel(old_level)
+        handler.close()
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for a person: ours are already readable, others get their type."""
+    if isinstance(exc, (ModelLoadError, DataError, TrainingFailed)):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path,
+    progress: bool = False,
+    resume: bool = False,
+    subscribers: Sequence[Subscriber] = (),
+) -> dict[str, Any]:
+    """Fine-tune as the config says, writing the run folder; returns the summary.
+
+    Raises :class:`TrainingFailed` (after writing status `failed` with the message) on any error.
+    A stop request (SIGTERM, SIGINT, a STOP file) ends the run `cancelled` after a checkpoint.
+    ``subscribers`` get every new batch of metric rows (``fn(rows)``) on the main process.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir, writer=int(os.environ.get("RANK", "0")) == 0)
+    stopper = StopCallback(folder.stop_path)
+    restore_signals = stopper.install_signal_handlers()
+    started = time.time()
+    status_fields: dict[str, Any] = {"step": 0, "progress": 0.0, "error": None, "eta_s": None}
+    if not resume:
+        status_fields["started_at"] = started
+    folder.write_status("running", **status_fields)
+    try:
+        with log_file(folder), quiet_loading_bars():
+            try:
+                return _train(config, folder, stopper, progress, resume, subscribers, started)
+            except Cancelled as exc:
+                log.info("cancelled before training: %s", exc)
+                folder.write_status("cancelled", eta_s=None)
+                return {"status": "cancelled", "run_dir": str(run_dir), "steps": 0}
+            except KeyboardInterrupt:
+                log.warning("interrupted twice: stopped without a final checkpoint")
+                folder.write_status("cancelled", error="interrupted", eta_s=None)
+                return {"status": "cancelled", "run_dir": str(run_dir)}
+            except BaseException as exc:
+                message = describe(exc)
+                log.error("run failed: %s\n%s", message, traceback.format_exc())
+                folder.write_status("failed", error=message, eta_s=None)
+                raise TrainingFailed(message) from exc
+    finally:
+        restore_signals()
+
+
+def _train(
+    config: RunConfig,
+    folder: RunFolder,
+    stopper: StopCallback,
+    progress: bool,
+    resume: bool,
+    subscribers: Sequence[Subscriber],
+    started: float,
+) -> dict[str, Any]:
+    args = training_args(config, folder.path, progress)
+    folder.writer = args.process_index == 0
+    log.info("run %s: %s", folder.path.name, config.model_dump_json())
+    log.info(
+        "processes: %d, device: %s, bf16 autocast: %s", args.world_size, args.device, args.bf16
+    )
+    loaded = load_model(config)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    model.to(args.device)
+    data = load_run_data(config, tokenizer)
+    log.info(
+        "blocks of %d tokens: %d training, %d held-out, %d general",
+        config.seq_len,
+        len(data.train),
+        len(data.heldout),
+        0 if data.general is None else len(data.general),
+    )
+    patch = None
+    if config.method == "hidden_dropout":
+        patch = apply_hidden_dropout(model, baseline_strength(config))
+    autocast_dtype = torch.bfloat16 if args.bf16 else None
+    with args.main_process_first(desc="reference pre-pass"):  # rank 0 fills the cache first
+        prepared = reference_pass(
+            config, model, data, model_fingerprint(loaded.path), autocast_dtype, stopper
+        )
+    if stopper.requested_here():
+        raise Cancelled("stop requested before the first step")
+
+    metrics = MetricsCallback(folder, subscribers)
+    status = StatusCallback(folder)
+    trainer = EntroDropTrainer(
+        model=model,
+        args=args,
+        train_dataset=BlockDataset(data.train, prepared.train_entropies),
+        eval_dataset=BlockDataset(data.heldout),
+        processing_class=tokenizer,
+        data_collator=EntroDropCollator(),
+        entrodrop=config.entrodrop if config.method in DROP_METHODS else None,
+        drop_method="random" if config.method == "random" else "entrodrop",
+        diagnostics=prepared.diagnostics,
+        callbacks=[metrics, status, stopper, FinalLogCallback()],
+    )
+    if not progress:  # no log dicts printed to stdout either: they are in metrics.jsonl and log.txt
+        trainer.remove_callback(PrinterCallback)
+    checkpoint = last_checkpoint(folder.path) if resume else None
+    if resume and checkpoint is None:
+        log.info("resume: no checkpoint in %s, starting from the beginning", folder.path)
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint.name)
+        folder.truncate_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_s = time.time() - t0
+    if stopper.stopped:
+        return _finish(folder, trainer, metrics, status, config, "cancelled", train_s, started)
+
+    if patch is not None:
+        patch.undo(model)  # the saved model carries its original dropout settings
+    save_final_model(trainer, folder.model_dir)
+    return _finish(folder, trainer, metrics, status, config, "succeeded", train_s, started)
+
+
+def save_final_model(trainer: EntroDropTrainer, model_dir: Path) -> None:
+    """model/: config, model.safetensors and tokenizer (no pickles), written by the main process."""
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.process_index == 0:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(str(model_dir), safe_serialization=True)
+        if trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(str(model_dir))
+    trainer.accelerator.wait_for_everyone()
+
+
+def _finish(
+    folder: RunFolder,
+    trainer: EntroDropTrainer,
+    metrics: MetricsCallback,
+    status: StatusCallback,
+    config: RunConfig,
+    outcome: str,
+    train_s: float,
+    started: float,
+) -> dict[str, Any]:
+    state = trainer.state
+    summary: dict[str, Any] = {
+        "status": outcome,
+        "run_dir": str(folder.path),
+        "method": config.method,
+        "steps": state.global_step,
+        "total_steps": state.max_steps,
+        "final": dict(metrics.latest),
+        "final_eval_loss": metrics.latest.get("eval/loss"),
+        "best_eval_loss": None if metrics.best_eval is None else metrics.best_eval[1],
+        "best_eval_step": None if metrics.best_eval is None else metrics.best_eval[0],
+        "train_s": train_s,
+        "step_time_s": status.mean_step_s,
+        "wall_s": time.time() - started,
+        "model_dir": str(folder.model_dir) if outcome == "succeeded" else None,
+        "last_checkpoint": str(p) if (p := last_checkpoint(folder.path)) else None,
+    }
+    folder.write_summary(summary)
+    folder.write_status(
+        outcome,
+        step=state.global_step,
+        total_steps=state.max_steps,
+        progress=state.global_step / max(1, state.max_steps),
+        eta_s=None if outcome != "succeeded" else 0.0,
+    )
+    log.info(
+        "run %s: %s after %d steps (%.1f s/step)",
+        folder.path.name,
+        outcome,
+        state.global_step,
+        status.mean_step_s or 0,
+    )
+    return summary
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m entrodrop.training.run",
+        description="Run one EntroDrop fine-tune from RUN_DIR/config.json (a RunConfig).",
+    )
+    parser.add_argument("--run-dir", required=True, type=Path, help="the run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    folder = RunFolder(ns.run_dir, writer=int(os.environ.get("RANK", "0")) == 0)
+    try:
+        config = folder.read_config()
+    except (OSError, ValueError) as exc:
+        message = f"cannot read {folder.config_path}: {describe(exc)}"
+        if ns.run_dir.is_dir():
+            folder.write_status("failed", error=message)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    try:
+        summary = train(config, ns.run_dir, progress=ns.progress, resume=ns.resume)
+    except TrainingFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if folder.writer:
+        print(
+            f"{summary['status']}: {summary.get('steps', 0)} steps, final eval loss "
+            f"{summary.get('final_eval_loss')}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""EntroDropTrainer: a Hugging Face Trainer that drops low-entropy tokens and logs the diagnostics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from entrodrop.config import EntroDropConfig
+from entrodrop.policy import IGNORE_INDEX, entropy_threshold
+from entrodrop.scoring import token_entropies
+from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
+from entrodrop.training.diagnostics import Diagnostics
+from entrodrop.training.drops import DropMethod, DropPolicy, DropStats
+from entrodrop.training.memory import EntropyMemory
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "entrodrop_state_{rank}.safetensors"  # drop generator (+ memory) in each checkpoint
+EXTRA_COLUMNS = ("example_index", "entropies")  # collator columns the model must not see
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over kept targets. logits (B, T, V) at t-1 score labels (B, T) at t."""
+    targets = labels[:, 1:].reshape(-1)  # (B*(T-1),)
+    if not bool((targets != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0  # every target dropped: a zero loss that keeps the graph
+    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
+    return F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX)
+
+
+def default_drop_token_id(tokenizer: Any) -> int:
+    """The input mode's drop token: the tokenizer's unk, else pad, else eos id, else 0."""
+    for name in ("unk_token_id", "pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+class EntroDropTrainer(Trainer):
+    """A ``Trainer`` with EntroDrop (or the `random` ablation) and DESIGN section 2 diagnostics.
+
+    Extra keyword arguments: ``entrodrop`` (an :class:`EntroDropConfig`; None trains plainly),
+    ``drop_method`` ("entrodrop" or "random"), ``diagnostics`` (a :class:`Diagnostics`; None keeps
+    the Trainer's own ``evaluate``), ``drop_token_id`` (default: the tokenizer's unk/pad id).
+
+    Where the drop happens depends on the entropy source and the drop mode:
+
+    - reference (any mode): in the collator, from an ``entropies`` column of the train dataset
+      (a :class:`BlockDataset` built with reference entropies); tau is their q-quantile, once;
+    - online + loss: in :meth:`compute_loss`, from the step's own detached logits, one forward;
+    - online + input/both: in the collator, from an :class:`EntropyMemory` that
+      :meth:`compute_loss` fills with each step's entropies.
+
+    The collator must be an :class:`EntroDropCollator` (created when none is given); the trainer
+    wires its policy, memory, clock and statistics.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        entrodrop: EntroDropConfig | None = None,
+        drop_method: DropMethod = "entrodrop",
+        diagnostics: Diagnostics | None = None,
+        drop_token_id: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("data_collator") is None:
+            kwargs["data_collator"] = EntroDropCollator()
+        super().__init__(*args, **kwargs)
+        # The losses returned here are per-batch means (the Trainer divides them by the
+        # accumulation steps): one convention for the model's loss and ours.
+        self.model_accepts_loss_kwargs = False
+        self.diagnostics = diagnostics
+        self.clock = ScheduleClock()
+        self.drop_stats = DropStats()
+        self.policy: DropPolicy | None = None
+        self.memory: EntropyMemory | None = None
+        self.online_loss = False
+        if entrodrop is not None:
+            self._setup_drops(entrodrop, drop_method, drop_token_id)
+
+    # ---------------------------------------------------------------- wiring
+
+    def _setup_drops(
+        self, config: EntroDropConfig, method: DropMethod, drop_token_id: int | None
+    ) -> None:
+        collator = self.data_collator
+        if not isinstance(collator, EntroDropCollator):
+            raise TypeError("EntroDropTrainer needs an EntroDropCollator as data_collator")
+        self.policy = DropPolicy(config, method, rank=self.args.process_index)
+        collator.clock, collator.stats, collator.deferred = self.clock, self.drop_stats, True
+        collator.drop_token_id = (
+            drop_token_id
+            if drop_token_id is not None
+            else config.drop_token_id
+            if config.drop_token_id is not None
+            else default_drop_token_id(self.processing_class)
+        )
+        if config.entropy_source == "reference":
+            entropies = getattr(self.train_dataset, "entropies", None)
+            if entropies is None:
+                raise ValueError(
+                    "entropy_source 'reference' needs a BlockDataset with reference entropies "
+                    "(see entrodrop.training.reference_entropies)"
+                )
+            self.policy.tau = entropy_threshold(entropies, config)  # the training-set tau, once
+            collator.policy = self.policy
+            log.info("reference source: tau = %.4f nats", self.policy.tau)
+        elif config.drop_mode == "loss":
+            self.online_loss = True  # drops chosen in compute_loss from the step's own logits
+        else:
+            dataset = self.train_dataset
+            if not isinstance(dataset, BlockDataset):
+                raise TypeError("the online input mode needs a BlockDataset (fixed-length blocks)")
+            self.memory = EntropyMemory(*dataset.blocks.shape)
+            collator.policy, collator.memory = self.policy, self.memory
+
+    @property
+    def progress(self) -> float:
+        """Training progress s in [0, 1]: completed steps / total steps."""
+        return self.state.global_step / max(1, self.state.max_steps)
+
+    # ---------------------------------------------------------------- the loss
+
+    def training_step(
+        self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> Any:
+        self.clock.progress = self.progress
+        collator = self.data_collator
+        if isinstance(collator, EntroDropCollator) and collator.policy is not None:
+            # The collator's drop, applied now rather than when the DataLoader prepared the
+            # batch (a step ahead): the curriculum uses this step's progress exactly.
+            inputs = collator.drop(inputs, self.progress)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        inputs = dict(inputs)
+        example_index = inputs.pop("example_index", None)
+        for key in EXTRA_COLUMNS:
+            inputs.pop(key, None)
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.online_loss:
+            return self._online_loss(model, inputs, return_outputs)
+        if self.memory is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        if example_index is None:
+            raise ValueError("the online input mode needs an 'example_index' column")
+        self._remember(example_index, token_entropies(outputs.logits.detach()))
+        return (loss, outputs) if return_outputs else loss
+
+    def _online_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        """One forward pass: this step's logits choose the dropped targets and give the loss."""
+        assert self.policy is not None
+        labels = inputs.pop("labels")  # (B, T)
+        outputs = model(**inputs)
+        logits = outputs.logits  # (B, T, V)
+        entropies = token_entropies(logits.detach())  # (B, T), column 0 NaN
+        progress = self.progress
+        drops = self.policy.select(entropies, progress)  # (B, T) bool; tau from this batch
+        self.drop_stats.add(drops, entropies, self.policy.rate(progress))
+        loss = causal_lm_loss(logits, labels.masked_fill(drops, IGNORE_INDEX))
+        return (loss, outputs) if return_outputs else loss
+
+    def _remember(self, example_index: torch.Tensor, entropies: torch.Tensor) -> None:
+        """Store this step's entropies; every process stores every process's examples."""
+        assert self.memory is not None
+        if self.args.world_size > 1:
+            example_index = self.accelerator.gather(example_index)
+            entropies = self.accelerator.gather(entropies)
+        self.memory.update(example_index, entropies)
+
+    # ---------------------------------------------------------------- logs and evaluation
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self.policy is not None:  # a training log: add the drop statistics
+            sums = self.drop_stats.sums.clone()
+            if self.args.world_size > 1:
+                sums = self.accelerator.reduce(sums.to(self.args.device), reduction="sum").cpu()
+            logs.update(DropStats.metrics(sums))
+            self.drop_stats.reset()
+        super().log(logs, start_time)
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        if self.diagnostics is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        model = self.accelerator.unwrap_model(self.model)
+        metrics = self.diagnostics.evaluate(
+            model,
+            rank=self.args.process_index,
+            world=self.args.world_size,
+            reduce=lambda t: self.accelerator.reduce(t.to(self.args.device), reduction="sum").cpu(),
+        )
+        self.log(dict(metrics))
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.policy is None:
+            return
+        from safetensors.torch import save_file
+
+        folder = Path(str(self.args.output_dir)) / f"checkpoint-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"generator": self.policy.generator.get_state()}
+        if self.memory is not None:
+            tensors["memory"] = self.memory.values
+        save_file(tensors, str(folder / STATE_FILE.format(rank=self.args.process_index)))
+
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: Any = None,
+        ignore_keys_for_eval: list[str] | None = None,
+    ) -> Any:
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(str(self.args.output_dir))
+        if isinstance(resume_from_checkpoint, str):
+            self._load_drop_state(Path(resume_from_checkpoint))
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
+    def _load_drop_state(self, checkpoint: Path) -> None:
+        """Continue the drop generator's stream (and the entropy memory) from a checkpoint."""
+        path = checkpoint / STATE_FILE.format(rank=self.args.process_index)
+        if self.policy is None or not path.is_file():
+            return
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        self.policy.generator.set_state(state["generator"])
+        if self.memory is not None and "memory" in state:
+            self.memory.values.copy_(state["memory"])
