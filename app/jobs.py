@@ -133,6 +133,7 @@ class _Child:
 
     proc: subprocess.Popen[bytes]
     run_dir: Path
+    launched_at: float  # wall clock: status.json older than this is from an earlier attempt
     kill_at: float | None = None  # SIGKILL deadline after a SIGTERM
     shutdown: bool = False  # stopped because the server stops: the run becomes `interrupted`
     status_mtime: float = 0.0
@@ -315,7 +316,7 @@ class JobRunner:
         if mtime == child.status_mtime:
             return
         child.status_mtime = mtime
-        st = rf.read_status(child.run_dir)
+        st = rf.read_status(child.run_dir, since=child.launched_at)
         if st is None:
             return
         changes: dict[str, object] = {}
@@ -345,7 +346,7 @@ class JobRunner:
 
     def _finish(self, run_id: str, child: _Child, code: int) -> None:
         run = self.get(run_id)
-        st = rf.read_status(child.run_dir) or {}
+        st = rf.read_status(child.run_dir, since=child.launched_at) or {}
         final = st.get("status")
         error: str | None = None
         if child.shutdown:
@@ -396,15 +397,20 @@ class JobRunner:
 
     def _launch(self, run: RunRecord) -> None:
         run_dir = self.run_dir(run.id)
-        # A STOP file or status.json from an earlier attempt would be misread as this one's.
-        for name in (rf.STOP, rf.STATUS):
-            (run_dir / name).unlink(missing_ok=True)
-        resume = run.resume and bool(rf.checkpoints(run_dir))
+        # A STOP file from an earlier attempt would stop this one at once.
+        (run_dir / rf.STOP).unlink(missing_ok=True)
+        found = rf.checkpoints(run_dir)
+        resume = run.resume and bool(found)
+        if resume:
+            # The child continues from its last checkpoint and logs the later steps again.
+            last_step = int(found[-1].name[11:])
+            self.storage.drop_metrics_after(run.id, last_step, run_dir / rf.METRICS)
         argv = child_argv(run_dir, Launcher(**run.launcher), resume, self.entry)
+        launched_at = time.time()
         self.storage.update_run(
             run.id,
             status="running",
-            started_at=time.time(),
+            started_at=launched_at,
             attempts=run.attempts + 1,
             pid=None,
             exit_code=None,
@@ -434,7 +440,7 @@ class JobRunner:
             return
         finally:
             out.close()  # the child holds its own copy of the descriptor
-        self._children[run.id] = _Child(proc=proc, run_dir=run_dir)
+        self._children[run.id] = _Child(proc=proc, run_dir=run_dir, launched_at=launched_at)
         self.storage.update_run(run.id, pid=proc.pid)
         log.info("run %s started: pid %s", run.id, proc.pid)
 
@@ -461,7 +467,7 @@ class JobRunner:
             run_dir = self.run_dir(run.id)
             self._drain(run.id, run_dir)
             pid = run.pid if process_alive(run.pid, run_dir) else find_orphan(run_dir)
-            st = rf.read_status(run_dir) or {}
+            st = rf.read_status(run_dir, since=run.started_at or 0.0) or {}
             changes: dict[str, object] = {"finished_at": time.time(), "eta_s": None}
             if pid is None and st.get("status") in ("succeeded", "failed", "cancelled"):
                 # It ended while no server watched: its own final status is the truth.

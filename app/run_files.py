@@ -29,9 +29,16 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """status.json (written atomically by the child), or None."""
-    return read_json(run_dir / STATUS)
+def read_status(run_dir: Path, since: float = 0.0) -> dict[str, Any] | None:
+    """status.json (written atomically by the child), or None; None too if older than `since`
+    (a resumed run's folder holds the previous attempt's status until the child rewrites it)."""
+    st = read_json(run_dir / STATUS)
+    if st is None:
+        return None
+    updated = st.get("updated_at")
+    if since and isinstance(updated, int | float) and updated < since - 1.0:
+        return None
+    return st
 
 
 def tail_lines(path: Path, n: int = 40, max_bytes: int = 32_768) -> list[str]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from app.jobs import Launcher
 from app.settings import Settings
 from app.storage import Storage
-from entrodrop.config import METHODS, EntroDropConfig, RunConfig
+from entrodrop.config import DEFAULT_BASELINE_STRENGTH, METHODS, EntroDropConfig, RunConfig
 from entrodrop.data import (
     USER_SUFFIXES,
     DataError,
@@ -32,6 +32,52 @@ COMPARE_METHODS = ("none", "random")
 # What the form starts with: finishes in about two minutes with the default 135M model on a
 # 2-core CPU (~1.3 s per 4x128-token step). Fields not listed take RunConfig's defaults.
 FORM_DEFAULTS: dict[str, Any] = {"max_steps": 50, "eval_every": 10}
+LABELS = {
+    "entropy_source": "entropy source",
+    "quantile": "quantile q",
+    "threshold": "threshold \u03c4 (nats)",
+    "rate_max": "max drop rate r_max",
+    "steepness": "steepness k",
+    "midpoint": "midpoint s0",
+    "drop_token_id": "drop token id",
+    "seed": "seed",
+    "epochs": "epochs",
+    "max_steps": "max steps",
+    "learning_rate": "learning rate",
+    "batch_size": "batch size",
+    "grad_accum": "gradient accumulation",
+    "seq_len": "sequence length",
+    "eval_every": "evaluate every (steps)",
+    "baseline_strength": "baseline strength",
+    "max_train_tokens": "max training tokens",
+    "max_eval_tokens": "max eval tokens",
+    "save_checkpoints": "save checkpoints",
+    "dtype": "precision",
+}
+HELP = {
+    "epochs": "passes over the training data",
+    "max_steps": "optimizer steps; overrides epochs when set",
+    "learning_rate": "AdamW, linear decay",
+    "batch_size": "blocks per step (per process)",
+    "grad_accum": "batches summed per step",
+    "seq_len": "tokens per block",
+    "eval_every": "held-out, general loss and a checkpoint",
+    "seed": "data order and initialisation",
+    "baseline_strength": "empty: the method's default",
+    "max_train_tokens": "train on the first N tokens only",
+    "max_eval_tokens": "tokens scored per evaluation",
+    "save_checkpoints": "needed to resume",
+    "dtype": "auto: bf16 autocast where it helps",
+}
+METHOD_HELP = {
+    "entrodrop": "drop low-entropy tokens on a curriculum (the method)",
+    "none": "plain fine-tuning",
+    "random": "ablation: same schedule and drop count, random tokens",
+    "weight_decay": "AdamW weight decay",
+    "hidden_dropout": "dropout inside the model",
+    "label_smoothing": "label smoothing epsilon",
+    "neftune": "noise on the input embeddings",
+}
 
 
 @dataclass
@@ -159,20 +205,23 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
         config = RunConfig.model_validate(rest)
     except ValidationError as exc:
         errors += _errors_from(exc)
-    if config is not None:
-        changes: dict[str, str] = {}
-        for name, check in (
-            ("model", lambda v: check_model(v, storage)),
-            ("dataset", lambda v: check_dataset(v, settings)),
-        ):
-            try:
-                changes[name] = check(getattr(config, name))
-            except ValueError as exc:
-                errors.append(FieldError((name,), str(exc)))
-        if config.method == compare_with:
-            errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
-        if not errors:
-            config = config.model_copy(update=changes)
+    # The model and data are checked even when other fields are wrong: every error at once.
+    checked: dict[str, str] = {}
+    for name, default, check in (
+        ("model", "default", lambda v: check_model(v, storage)),
+        ("dataset", "python-reference", lambda v: check_dataset(v, settings)),
+    ):
+        value = rest.get(name, default)
+        if not isinstance(value, str) or not value.strip():
+            continue  # RunConfig's own validation reported it
+        try:
+            checked[name] = check(value)
+        except ValueError as exc:
+            errors.append(FieldError((name,), str(exc)))
+    if config is not None and config.method == compare_with:
+        errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
+    if config is not None and not errors:
+        config = config.model_copy(update=checked)
     if errors or config is None:
         raise RequestInvalid(errors)
     return RunRequest(config, launcher, compare_with)
@@ -225,11 +274,11 @@ def form_fields(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] 
             kind = "select"
         spec: dict[str, Any] = {
             "name": f"{prefix}{name}",
-            "label": name.replace("_", " "),
+            "label": LABELS.get(name, name.replace("_", " ")),
             "kind": kind or "text",
             "default": FORM_DEFAULTS.get(name, prop["default"]) if not prefix else prop["default"],
             "nullable": nullable,
-            "help": prop.get("description", ""),
+            "help": prop.get("description") or HELP.get(name, ""),
             "options": main.get("enum", []),
             "min": main.get("minimum", main.get("exclusiveMinimum")),
             "max": main.get("maximum", main.get("exclusiveMaximum")),
@@ -249,17 +298,29 @@ ADVANCED_FIELDS = (
 )  # fmt: skip
 
 
-def new_run_form(settings: Settings, storage: Storage) -> dict[str, Any]:
-    """Everything the new-run form needs: defaults, choices, finished runs, allowed folders."""
+def new_run_form(
+    settings: Settings, storage: Storage, like: str | None = None, model: str | None = None
+) -> dict[str, Any]:
+    """Everything the new-run form needs: defaults, choices, finished runs, allowed folders.
+
+    `like` starts from an existing run's config ("new run like this"); `model` presets the model.
+    """
     run_fields = {f["name"]: f for f in form_fields(RunConfig)}
     finished = [
         {"id": r.id, "method": r.config.get("method"), "model": r.config.get("model")}
         for r in storage.list_runs(statuses=["succeeded"])
     ]
     defaults = RunConfig().model_dump(mode="json") | FORM_DEFAULTS
+    base = storage.get_run(like) if like and RUN_ID.match(like) else None
+    if base is not None:
+        defaults = base.config
+    if model:
+        defaults = {**defaults, "model": model}
     return {
+        "values": flat_values(defaults),
         "defaults": defaults,
-        "methods": list(METHODS),
+        "methods": [{"name": m, "help": METHOD_HELP.get(m, "")} for m in METHODS],
+        "baseline_strength_defaults": DEFAULT_BASELINE_STRENGTH,
         "compare_methods": list(COMPARE_METHODS),
         "training_fields": [run_fields[n] for n in TRAINING_FIELDS],
         "advanced_fields": [run_fields[n] for n in ADVANCED_FIELDS],
@@ -269,3 +330,14 @@ def new_run_form(settings: Settings, storage: Storage) -> dict[str, Any]:
         "max_upload_bytes": settings.max_upload_bytes,
         "upload_suffixes": list(USER_SUFFIXES),
     }
+
+
+def flat_values(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"entrodrop": {"quantile": 0.5}} -> {"entrodrop.quantile": 0.5}: the form's field names."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_values(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

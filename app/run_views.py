@@ -44,6 +44,13 @@ PANELS: list[dict[str, Any]] = [
 COMPARE_METRICS = (
     "eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss", "train/loss",
 )  # fmt: skip
+METRIC_LABELS = {
+    "eval/loss": "held-out",
+    "eval/loss_low_entropy": "held-out, low-H",
+    "eval/loss_high_entropy": "held-out, high-H",
+    "general/loss": "general text",
+    "train/loss": "train",
+}
 MAX_COMPARE = 8
 
 
@@ -193,6 +200,7 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         "differences": differences,
         "table": table,
         "metric_names": list(COMPARE_METRICS),
+        "metric_labels": METRIC_LABELS,
         "metrics": {r.id: runner.storage.metrics(r.id) for r in runs},
         "panels": PANELS,
     }

@@ -139,6 +139,7 @@ class Storage:
         self.path = path
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._inodes: dict[str, int] = {}  # metrics.jsonl identity per run, to notice a rewrite
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,9 +235,11 @@ class Storage:
         if run is None or not path.is_file():
             return 0
         offset = run.metrics_offset
-        size = path.stat().st_size
-        if size < offset:
+        stat = path.stat()
+        size = stat.st_size
+        if size < offset or self._inodes.get(run_id, stat.st_ino) != stat.st_ino:
             offset = 0  # the file was replaced: read it again (rows are upserted, no duplicates)
+        self._inodes[run_id] = stat.st_ino
         if size == offset:
             return 0
         with path.open("rb") as f:
@@ -276,6 +279,33 @@ class Storage:
             (run_id, EVAL_LOSS),
         ).fetchone()
         return best, (last[0] if last else None)
+
+    def drop_metrics_after(self, run_id: str, step: int, path: Path) -> None:
+        """Before a resume: forget rows after the checkpoint `step`, in the file and the table.
+
+        The resumed child truncates metrics.jsonl the same way and logs those steps again; doing
+        it here first means no stale row is read back in the meantime.
+        """
+        while self.ingest_metrics(run_id, path):
+            pass  # everything up to now is in the table before the file is cut
+        kept = b""
+        if path.is_file():
+            lines = path.read_bytes().splitlines(keepends=True)
+            kept = b"".join(
+                ln for ln in lines if (row := parse_metric_line(ln)) is not None and row[0] <= step
+            )
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(kept)
+            tmp.replace(path)
+            self._inodes[run_id] = path.stat().st_ino
+        with self._tx() as c:
+            c.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+            best, final = self._eval_summary(c, run_id)
+            c.execute(
+                "UPDATE runs SET metrics_offset = ?, best_eval_loss = ?, final_eval_loss = ? "
+                "WHERE id = ?",
+                (len(kept), best, final, run_id),
+            )
 
     def metrics(
         self, run_id: str, after_id: int = 0, names: Iterable[str] | None = None

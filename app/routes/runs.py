@@ -127,12 +127,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
     def new_run_page(
         request: Request, like: str | None = None, model: str | None = None
     ) -> Response:
-        data = new_run_form(settings, storage)
-        runner = jobs(request)
-        if like and RUN_ID.match(like) and (base := runner.storage.get_run(like)) is not None:
-            data["defaults"] = base.config  # "new run like this one"
-        if model:
-            data["defaults"] = {**data["defaults"], "model": model}
+        data = new_run_form(settings, storage, like=like, model=model)
         return page(request, "run_new.html", "new", data)
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
