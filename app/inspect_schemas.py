@@ -1,0 +1,167 @@
+"""Request and response models of the Inspect page's JSON twins (they also document /docs)."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from entrodrop.config import EntroDropConfig
+
+MAX_TOP_K = 50
+
+
+class _Request(BaseModel):
+    # A misspelt key is more likely a mistake than an extension: say so with a 422.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
+
+
+def _not_empty(text: str | None) -> str | None:
+    if text is not None and text == "":
+        raise ValueError("text is empty: paste, upload or pick some text to score")
+    return text
+
+
+class ScoreRequest(_Request):
+    """Body of POST /api/score."""
+
+    text: str = Field(description="The text to score.")
+    model: str | None = Field(
+        None, max_length=1000, description="Model spec; default: the server's model."
+    )
+    top_k: int = Field(5, ge=0, le=MAX_TOP_K, description="Alternatives reported per token.")
+
+    check_text = field_validator("text")(_not_empty)
+
+
+class CompareRequest(_Request):
+    """Body of POST /api/compare: the same text under two checkpoints."""
+
+    text: str
+    model_a: str | None = Field(None, max_length=1000, description="Default: the server's model.")
+    model_b: str = Field(min_length=1, max_length=1000, description="The checkpoint to compare.")
+    top_k: int = Field(5, ge=0, le=MAX_TOP_K)
+
+    check_text = field_validator("text")(_not_empty)
+
+
+class PreviewRequest(_Request):
+    """Body of POST /api/preview: a text (scored now) or the entropies of an earlier score."""
+
+    text: str | None = Field(None, description="Score this text, then apply the policy.")
+    entropies: list[float | None] | None = Field(
+        None,
+        description="Token-aligned entropies of a previous /api/score (null for the first token).",
+    )
+    model: str | None = Field(None, max_length=1000, description="Model spec, with `text` only.")
+    top_k: int = Field(0, ge=0, le=MAX_TOP_K)
+    policy: EntroDropConfig = Field(default_factory=EntroDropConfig)
+    progress: float = Field(1.0, ge=0.0, le=1.0, description="Training progress s in [0, 1].")
+
+    check_text = field_validator("text")(_not_empty)
+
+    @field_validator("entropies")
+    @classmethod
+    def _valid_entropies(cls, values: list[float | None] | None) -> list[float | None] | None:
+        if values is None:
+            return None
+        if not values:
+            raise ValueError("entropies is empty: send at least one token")
+        for i, v in enumerate(values):
+            if v is not None and (not math.isfinite(v) or v < 0):
+                raise ValueError(f"entropies[{i}] = {v}: entropies are finite and >= 0 (or null)")
+        return values
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PreviewRequest:
+        if (self.text is None) == (self.entropies is None):
+            raise ValueError("send either `text` or `entropies` (the token entropies of a score)")
+        return self
+
+
+# ---------------------------------------------------------------- responses (documentation)
+
+
+class TopAlternative(BaseModel):
+    id: int
+    text: str
+    prob: float | None
+
+
+class TokenOut(BaseModel):
+    index: int
+    id: int
+    text: str
+    entropy: float | None = Field(description="Nats; null for the first token.")
+    surprisal: float | None
+    prob: float | None
+    rank: int | None
+    top: list[TopAlternative]
+
+
+class ScoreSummary(BaseModel):
+    mean_entropy: float | None
+    mean_surprisal: float | None
+    perplexity: float | None
+
+
+class ScoreOut(BaseModel):
+    """The token JSON of DESIGN.md section 6, plus the spec it was scored with."""
+
+    model: str
+    spec: str
+    n_tokens: int
+    tokens: list[TokenOut]
+    summary: ScoreSummary
+    elapsed_s: float
+
+
+class PreviewToken(BaseModel):
+    index: int
+    id: int | None = None
+    text: str | None = None
+    entropy: float | None
+    candidate: bool
+    dropped: bool
+
+
+class PreviewOut(BaseModel):
+    model: str | None
+    n_tokens: int
+    progress: float
+    policy: EntroDropConfig
+    tau: float | None = Field(description="The low-entropy cut in nats (null: no entropies).")
+    rate: float = Field(description="Scheduled drop probability r(s).")
+    n_scored: int
+    n_candidates: int
+    n_dropped: int
+    tokens: list[PreviewToken]
+
+
+class CompareOut(BaseModel):
+    a: ScoreOut
+    b: ScoreOut
+    same_tokens: bool
+    note: str | None
+    delta: list[float | None] | None = Field(description="entropy(b) - entropy(a) per token.")
+    delta_summary: dict[str, float | None] | None
+
+
+class DrawsOut(BaseModel):
+    seed: int
+    n: int
+    u: list[float] = Field(description="torch.rand((1, n)) from a CPU generator seeded `seed`.")
+
+
+class Checkpoint(BaseModel):
+    spec: str
+    label: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    model_loaded: bool
+    model: str | None
+    spec: str
+    state: str
+    error: str | None

@@ -1,0 +1,171 @@
+"""The Inspect page's data, one function per JSON twin: score, preview, compare, draws, checkpoints.
+
+Functions named ``*_job`` run in the model service's worker thread (they touch models); the rest
+are cheap and pure. The page renders exactly what these return.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import entrodrop
+from app.model_service import RUN_ID, ModelService
+from entrodrop.config import EntroDropConfig
+from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
+
+
+class TooManyTokens(ValueError):
+    """A text longer than settings.max_score_tokens (answered with 413)."""
+
+
+def encode_json(payload: Any) -> bytes:
+    """Compact JSON; done in the worker so large token tables never block the event loop."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def score_job(service: ModelService, spec: str, text: str, top_k: int) -> dict[str, Any]:
+    """Score one text with the model `spec` (cached or loaded now): the token JSON of DESIGN §6."""
+    loaded = service.get(spec)
+    limit = service.settings.max_score_tokens
+    n = len(loaded.tokenizer(text)["input_ids"])
+    if n > limit:
+        raise TooManyTokens(
+            f"the text has {n} tokens; the limit is {limit} tokens per text "
+            "(ENTRODROP_MAX_SCORE_TOKENS)"
+        )
+    start = time.perf_counter()
+    result = entrodrop.score(loaded, text, top_k=top_k)
+    payload = result.to_dict()
+    # A broken checkpoint can emit NaN probabilities; JSON has no NaN, so they become null.
+    for token in payload["tokens"]:
+        for alt in token["top"]:
+            alt["prob"] = _finite_or_none(alt["prob"])
+        token["prob"] = _finite_or_none(token["prob"])
+    payload["spec"] = spec
+    payload["elapsed_s"] = round(time.perf_counter() - start, 4)
+    return payload
+
+
+def compare_job(
+    service: ModelService, spec_a: str, spec_b: str, text: str, top_k: int
+) -> dict[str, Any]:
+    """The same text under two checkpoints, with the per-token entropy difference when defined."""
+    a = score_job(service, spec_a, text, top_k)
+    b = score_job(service, spec_b, text, top_k)
+    return {"a": a, "b": b, **entropy_delta(a, b)}
+
+
+def entropy_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """entropy(b) - entropy(a) per token; only defined when both split the text into the same ids."""
+    ids_a = [t["id"] for t in a["tokens"]]
+    ids_b = [t["id"] for t in b["tokens"]]
+    if ids_a != ids_b:
+        note = (
+            f"The two checkpoints tokenize the text differently ({len(ids_a)} vs {len(ids_b)} "
+            "tokens), so there is no per-token difference: they are shown side by side."
+        )
+        return {"same_tokens": False, "note": note, "delta": None, "delta_summary": None}
+    delta: list[float | None] = []
+    for ta, tb in zip(a["tokens"], b["tokens"], strict=True):
+        ea, eb = ta["entropy"], tb["entropy"]
+        delta.append(None if ea is None or eb is None else eb - ea)
+    finite = [d for d in delta if d is not None]
+    summary = {
+        "mean_delta": sum(finite) / len(finite) if finite else None,
+        "mean_abs_delta": sum(abs(d) for d in finite) / len(finite) if finite else None,
+        "fraction_lower_in_b": sum(d < 0 for d in finite) / len(finite) if finite else None,
+    }
+    return {"same_tokens": True, "note": None, "delta": delta, "delta_summary": summary}
+
+
+def entropy_tensor(entropies: list[float | None]) -> torch.Tensor:
+    """Token-aligned entropies as the policy wants them: float32, shape (1, T), NaN for none."""
+    return torch.tensor([[math.nan if e is None else e for e in entropies]], dtype=torch.float32)
+
+
+def preview(
+    entropies: list[float | None],
+    policy: EntroDropConfig,
+    progress: float,
+    tokens: list[dict[str, Any]] | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Which tokens the policy drops at `progress`: exactly `select_drops` with a seeded generator."""
+    ent = entropy_tensor(entropies)  # (1, T)
+    tau = entropy_threshold(ent, policy)
+    candidates = candidate_mask(ent, tau)[0]
+    generator = torch.Generator().manual_seed(policy.seed)
+    dropped = select_drops(ent, policy, progress, generator=generator, tau=tau)[0]
+    out_tokens = []
+    for i, (c, d) in enumerate(zip(candidates.tolist(), dropped.tolist(), strict=True)):
+        row: dict[str, Any] = {"index": i}
+        if tokens is not None:
+            row["id"], row["text"] = tokens[i]["id"], tokens[i]["text"]
+        row.update(entropy=entropies[i], candidate=c, dropped=d)
+        out_tokens.append(row)
+    return {
+        "model": model,
+        "n_tokens": len(entropies),
+        "progress": progress,
+        "policy": policy.model_dump(),
+        "tau": tau if math.isfinite(tau) else None,
+        "rate": drop_rate(progress, policy),
+        "n_scored": sum(e is not None for e in entropies),
+        "n_candidates": int(candidates.sum()),
+        "n_dropped": int(dropped.sum()),
+        "tokens": out_tokens,
+    }
+
+
+def preview_job(
+    service: ModelService,
+    spec: str,
+    text: str,
+    top_k: int,
+    policy: EntroDropConfig,
+    progress: float,
+) -> dict[str, Any]:
+    """Score a text, then preview the policy on it."""
+    scored = score_job(service, spec, text, top_k)
+    entropies = [t["entropy"] for t in scored["tokens"]]
+    return preview(entropies, policy, progress, tokens=scored["tokens"], model=scored["model"])
+
+
+def draws(n: int, seed: int) -> list[float]:
+    """The uniform draws select_drops makes for n tokens: torch.rand((1, n)) seeded `seed`.
+
+    The page compares them with r(s) itself, so the marks follow every slider without a
+    round trip and agree bit for bit with the library (torch's RNG cannot run in JS).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    values: list[float] = torch.rand((1, n), generator=generator)[0].tolist()
+    return values
+
+
+def list_checkpoints(runs_path: Path) -> list[dict[str, str]]:
+    """Finished runs under this server's runs folder (those with a `model/`), newest first."""
+    if not runs_path.is_dir():
+        return []
+    found: list[tuple[float, dict[str, str]]] = []
+    for run in runs_path.iterdir():
+        model = run / "model"
+        if not RUN_ID.match(run.name) or not (model / "config.json").is_file():
+            continue
+        label = run.name
+        try:  # the run's config says what it was; a missing or odd one only costs the label
+            config = json.loads((run / "config.json").read_text())
+            label = f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
+        except (OSError, ValueError, AttributeError):
+            pass
+        found.append((model.stat().st_mtime, {"spec": f"run:{run.name}", "label": label}))
+    return [item for _, item in sorted(found, key=lambda x: x[0], reverse=True)]

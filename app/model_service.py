@@ -1,0 +1,209 @@
+"""Loads the server's model in the background, caches a few models by spec, and runs scoring
+jobs one at a time in a worker thread behind a bounded queue (never in the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import entrodrop
+from app.settings import Settings
+from entrodrop.models import LoadedModel, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Loader = Callable[[str], LoadedModel]
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+LOADING_RETRY_AFTER_S = 5
+
+
+class ModelNotReady(Exception):
+    """The server's model is still loading (or failed to): the caller should answer 503."""
+
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFull(Exception):
+    """More scoring jobs are waiting than settings.score_queue_size allows."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def run_model_dir(runs_path: Path, run_id: str) -> Path:
+    """A run's model under *this server's* runs folder: `model/`, else its latest checkpoint."""
+    if not RUN_ID.match(run_id):
+        raise ModelLoadError(f"invalid run id {run_id!r}")
+    run = runs_path / run_id
+    if (run / "model" / "config.json").is_file():
+        return run / "model"
+    steps = [p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    if steps:
+        return max(steps, key=lambda p: int(p.name.split("-")[-1]))
+    if not run.is_dir():
+        raise ModelLoadError(f"no run {run_id!r} under {runs_path}")
+    raise ModelLoadError(f"run {run_id!r} has no model yet")
+
+
+class ModelService:
+    """Owns every model the dashboard uses and the single thread that runs them."""
+
+    def __init__(self, settings: Settings, loader: Loader | None = None, cache_size: int = 3):
+        self.settings = settings
+        self.spec = settings.model.strip() or "default"
+        self._loader: Loader = loader or (lambda spec: entrodrop.load(spec))
+        self._cache_size = max(1, cache_size)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._state = "idle"  # idle -> loading -> ready | error
+        self._error: str | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending = 0  # jobs running or waiting
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.settings.load_model_on_startup:
+            self.ensure_loading()
+
+    async def stop(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def ensure_loading(self) -> None:
+        """Start loading the server's model in a background thread, once."""
+        with self._lock:
+            if self._state != "idle":
+                return
+            self._state = "loading"
+        threading.Thread(target=self._load_server_model, name="model-loader", daemon=True).start()
+
+    def _load_server_model(self) -> None:
+        try:
+            loaded = self._load(self.spec)
+        except Exception as exc:  # reported in /api/health and the page, never swallowed
+            log.exception("the server's model %r did not load", self.spec)
+            with self._lock:
+                self._state, self._error = "error", str(exc) or type(exc).__name__
+            return
+        with self._lock:
+            self._cache[self.spec] = loaded
+            self._state, self._error = "ready", None
+        log.info("model %s ready", loaded.name)
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def loaded(self) -> bool:
+        return self._state == "ready"
+
+    def status(self) -> dict[str, Any]:
+        """The server model's state for /api/health and /api/model."""
+        with self._lock:
+            model = self._cache.get(self.spec)
+            return {
+                "spec": self.spec,
+                "state": self._state,
+                "model_loaded": self._state == "ready",
+                "model": model.name if model else None,
+                "error": self._error,
+                "cached": list(self._cache),
+                "queue": {"pending": self._pending, "limit": self.settings.score_queue_size},
+            }
+
+    def server_model(self) -> LoadedModel | None:
+        with self._lock:
+            return self._cache.get(self.spec) if self._state == "ready" else None
+
+    def resolve(self, spec: str | None) -> str:
+        """The spec a request means (None or blank: the server's model)."""
+        return spec.strip() if spec and spec.strip() else self.spec
+
+    def check_ready(self, spec: str) -> None:
+        """Raise ModelNotReady while the server's model is not usable; other specs load on demand."""
+        if spec != self.spec:
+            return
+        self.ensure_loading()
+        with self._lock:
+            state, error = self._state, self._error
+        if state == "error":
+            raise ModelNotReady(f"the server's model {self.spec!r} did not load: {error}", None)
+        if state != "ready":
+            raise ModelNotReady(
+                f"the model {self.spec!r} is still loading; try again in a few seconds",
+                LOADING_RETRY_AFTER_S,
+            )
+
+    # ------------------------------------------------------------ models (worker thread only)
+
+    def get(self, spec: str) -> LoadedModel:
+        """A loaded model for a spec: from the cache, else loaded now (call from the worker)."""
+        self.check_ready(spec)
+        with self._lock:
+            if spec in self._cache:
+                self._cache.move_to_end(spec)
+                return self._cache[spec]
+        loaded = self._load(spec)
+        with self._lock:
+            self._cache[spec] = loaded
+            # Evict the least recently used model, but never the server's own.
+            while len(self._cache) > self._cache_size:
+                oldest = next(k for k in self._cache if k != self.spec)
+                del self._cache[oldest]
+        return loaded
+
+    def _load(self, spec: str) -> LoadedModel:
+        try:
+            if spec.startswith("run:"):
+                # Runs live under this server's home, which may differ from ENTRODROP_HOME.
+                loaded = self._loader(str(run_model_dir(self.settings.runs_path, spec[4:])))
+                loaded.name = loaded.spec = spec
+                return loaded
+            return self._loader(spec)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # a broken checkpoint is bad input, not a server fault
+            raise ModelLoadError(f"cannot load {spec!r}: {exc}") from exc
+
+    # ------------------------------------------------------------ the queue
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(*args) in the worker thread; QueueFull when too many jobs are waiting."""
+        limit = self.settings.score_queue_size
+        with self._lock:
+            if self._pending >= limit + 1:  # one running plus `limit` waiting
+                raise QueueFull(
+                    f"{self._pending} scoring requests are ahead of this one (limit {limit}); "
+                    "try again shortly",
+                    retry_after=max(1, self._pending),
+                )
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+            self._pending += 1
+            future: Future[T] = self._executor.submit(fn, *args)
+        # Count down when the job ends, even if the client went away and the await was cancelled.
+        future.add_done_callback(self._job_done)
+        return await asyncio.wrap_future(future)
+
+    def _job_done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+
+def get_service(app: Any) -> ModelService:
+    """The app's ModelService (created by app.routes.health.setup)."""
+    service: ModelService = app.state.model_service
+    return service
