@@ -93,6 +93,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         bf16=use_bf16(config),
         use_cpu=cpu,
         ddp_backend="gloo" if cpu and distributed else None,
+        ddp_find_unused_parameters=False,  # every parameter takes part in every step
         report_to=[],
         disable_tqdm=not progress,
         dataloader_num_workers=0,
@@ -408,7 +409,7 @@ def _finish(
         eta_s=None if outcome != "succeeded" else 0.0,
     )
     log.info(
-        "run %s: %s after %d steps (%.1f s/step)",
+        "run %s: %s after %d steps (%.3g s/step)",
         folder.path.name,
         outcome,
         state.global_step,

@@ -122,6 +122,15 @@ class EntroDropTrainer(Trainer):
             self.memory = EntropyMemory(*dataset.blocks.shape)
             collator.policy, collator.memory = self.policy, self.memory
 
+    def _set_signature_columns_if_needed(self) -> None:
+        # Keep the collator's columns when the Trainer drops those the model does not accept
+        # (remove_unused_columns=True, the default): compute_loss removes them before the model.
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None:
+            self._signature_columns = list(
+                dict.fromkeys([*self._signature_columns, *EXTRA_COLUMNS])
+            )
+
     @property
     def progress(self) -> float:
         """Training progress s in [0, 1]: completed steps / total steps."""
