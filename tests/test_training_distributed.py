@@ -1,0 +1,79 @@
+"""The training entry point under `accelerate launch` and torchrun: 2 CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from entrodrop.config import RunConfig
+from entrodrop.training.rundir import RunFolder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launcher(kind: str) -> list[str]:
+    if kind == "accelerate":
+        # `--cpu` would start one process (accelerate's simple launcher); `--multi_gpu` on a
+        # machine without GPUs starts torch.distributed processes that train on the CPU (gloo).
+        return [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        ]  # fmt: skip
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.mark.parametrize("kind", ["accelerate", "torchrun"])
+def test_two_cpu_processes_train_and_write_once(
+    kind: str, tiny_model_dir: Path, tmp_path: Path, entrodrop_home: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = RunConfig(
+        model=str(tiny_model_dir),
+        dataset="python-reference",
+        # Online input mode: each process stores every process's entropies (an all-gather);
+        # 16 blocks, 2 per process per step: steps 1-4 see each block once, 5-6 drop.
+        entrodrop={"entropy_source": "online", "drop_mode": "input", "schedule": "constant"},
+        max_steps=6,
+        eval_every=3,
+        seq_len=32,
+        batch_size=2,
+        max_train_tokens=512,
+        max_eval_tokens=256,
+    )
+    (run_dir / "config.json").write_text(config.model_dump_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [*launcher(kind), "-m", "entrodrop.training.run", "--run-dir", str(run_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    folder = RunFolder(run_dir)
+    status = folder.read_status()
+    assert status["status"] == "succeeded" and status["step"] == 6
+    assert "processes: 2" in folder.log_path.read_text()
+    rows = folder.read_metrics()
+    counts = Counter((r["step"], r["name"]) for r in rows)
+    assert counts and max(counts.values()) == 1  # written by the main process only
+    assert {step for step, _ in counts} == {3, 6}
+    fraction = {r["step"]: r["value"] for r in rows if r["name"] == "drop/fraction_realised"}
+    assert fraction[3] == 0.0 and fraction[6] > 0.0
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    assert {p.name for p in (run_dir / "checkpoint-6").glob("entrodrop_state_*")} == {
+        "entrodrop_state_0.safetensors",
+        "entrodrop_state_1.safetensors",
+    }
+    # The pre-pass ran once (main process first, the other read the cache): one file per set.
+    assert len(list((entrodrop_home / "cache" / "reference").glob("*.safetensors"))) == 2
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "succeeded"
