@@ -453,11 +453,12 @@ class JobRunner:
         return env
 
     def _terminate(self, pid: int, run_dir: Path) -> None:
-        # Both ways the contract offers: the STOP file reaches every accelerate worker even if a
-        # launcher swallows the signal; SIGTERM reaches a child that is still loading.
+        # Both ways the contract offers: SIGTERM reaches a child that is still loading; the STOP
+        # file reaches every accelerate worker even if a launcher swallows the signal. Signal
+        # first: a child that saw STOP and is already exiting may have reset its handlers.
+        signal_tree(pid, signal.SIGTERM)
         with contextlib.suppress(OSError):
             (run_dir / rf.STOP).touch()
-        signal_tree(pid, signal.SIGTERM)
 
     # ------------------------------------------------------------ recovery
 

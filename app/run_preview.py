@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from app.model_service import run_model_dir
 from entrodrop.config import RunConfig
 from entrodrop.data import build_blocks, load_dataset
 from entrodrop.models import LoadedModel, load
@@ -32,12 +35,14 @@ def _first_texts(texts: list[str], chars: int) -> list[str]:
 
 
 class PreviewService:
-    """Keeps the last previewed model loaded, so repeated previews take well under a second."""
+    """Computes previews on the Inspect page's model service when there is one (one model cache,
+    one worker thread for all scoring), else on its own one-model cache in a worker thread."""
 
-    def __init__(self, allowed_dirs: list[Any] | None = None) -> None:
+    def __init__(self, runs_path: Path, model_service: Callable[[], Any] | None = None) -> None:
+        self.runs_path = runs_path
+        self._model_service = model_service or (lambda: None)
         self._lock = threading.Lock()
         self._loaded: LoadedModel | None = None
-        self.allowed_dirs = allowed_dirs
 
     async def start(self) -> None:
         return None
@@ -46,35 +51,43 @@ class PreviewService:
         self._loaded = None
 
     async def preview(self, config: RunConfig) -> dict[str, Any]:
-        """Run in a worker thread: loading and scoring must not block the event loop."""
-        return await asyncio.to_thread(self.compute, config)
+        """Never in the event loop: loading and scoring take a worker thread."""
+        service = self._model_service()
+        if service is not None:
+            return await service.run(self.compute, service.get, config)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.compute, self._own_model, config)
 
-    def _model(self, spec: str) -> LoadedModel:
-        if self._loaded is None or self._loaded.spec != spec:
-            self._loaded = None  # free the old model before loading the next
-            self._loaded = load(spec, device="cpu")
-        return self._loaded
+    def _own_model(self, spec: str) -> LoadedModel:
+        with self._lock:
+            if self._loaded is None or self._loaded.spec != spec:
+                self._loaded = None  # free the old model before loading the next
+                where = spec
+                if spec.startswith("run:"):  # runs of this server's home, not ENTRODROP_HOME's
+                    where = str(run_model_dir(self.runs_path, spec[4:]))
+                loaded = load(where, device="cpu")
+                loaded.spec = spec
+                self._loaded = loaded
+            return self._loaded
 
-    def compute(self, config: RunConfig) -> dict[str, Any]:
-        """Score the first rows of the first batch and apply the policy at three progress points.
+    def compute(self, get_model: Callable[[str], LoadedModel], config: RunConfig) -> dict[str, Any]:
+        """Score the first rows of the training data and apply the policy at three progress points.
 
         Raises ModelLoadError or DataError (messages for a person).
         """
-        with self._lock:
-            loaded = self._model(config.model)
-            rows = min(config.batch_size, MAX_ROWS)
-            length = min(config.seq_len, MAX_TOKENS)
-            data = load_dataset(config.dataset)
-            # ~8 characters per token leaves a wide margin for a one-block-per-row batch.
-            texts = _first_texts(data.train, rows * length * 8)
-            cap = rows * length
-            if config.max_train_tokens is not None:
-                cap = min(cap, config.max_train_tokens)
-            blocks = build_blocks(texts, loaded.tokenizer, length, max_tokens=cap)  # (N, T)
-            ids = [row.tolist() for row in blocks[:rows]]
-            arrays = score_ids(loaded, ids, top_k=0)
-            entropies = torch.stack([a.entropy for a in arrays])  # (B, T), NaN at t = 0
-            return self._result(config, loaded, ids, entropies)
+        loaded = get_model(config.model)
+        rows = min(config.batch_size, MAX_ROWS)
+        length = min(config.seq_len, MAX_TOKENS)
+        data = load_dataset(config.dataset)
+        # ~8 characters per token leaves a wide margin for a one-block-per-row batch.
+        texts = _first_texts(data.train, rows * length * 8)
+        cap = rows * length
+        if config.max_train_tokens is not None:
+            cap = min(cap, config.max_train_tokens)
+        blocks = build_blocks(texts, loaded.tokenizer, length, max_tokens=cap)  # (N, T)
+        ids = [row.tolist() for row in blocks[:rows]]
+        arrays = score_ids(loaded, ids, top_k=0)
+        entropies = torch.stack([a.entropy for a in arrays])  # (B, T), NaN at t = 0
+        return self._result(config, loaded, ids, entropies)
 
     @staticmethod
     def _result(
@@ -129,6 +142,7 @@ class PreviewService:
                 for s, m in zip(PROGRESS_POINTS, masks, strict=True)
             ],
             "rows": rows_out,
-            "note": "Entropies come from the starting model; tau is taken over these rows, while "
-            "training takes it over all training tokens.",
+            "note": "These are the first blocks of the training data, scored by the starting "
+            "model; the Trainer shuffles blocks, so its first batch holds others of the same kind. "
+            "Here tau is taken over these rows; training takes it over all training tokens.",
         }

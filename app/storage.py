@@ -259,14 +259,13 @@ class Storage:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(run_id, *r) for r in good],
             )
-            best = final = None
+            c.execute("UPDATE runs SET metrics_offset = ? WHERE id = ?", (offset + end + 1, run_id))
             if any(r[1] == EVAL_LOSS for r in good):
                 best, final = self._eval_summary(c, run_id)
-            c.execute(
-                "UPDATE runs SET metrics_offset = ?, best_eval_loss = COALESCE(?, best_eval_loss), "
-                "final_eval_loss = COALESCE(?, final_eval_loss) WHERE id = ?",
-                (offset + end + 1, best, final, run_id),
-            )
+                c.execute(
+                    "UPDATE runs SET best_eval_loss = ?, final_eval_loss = ? WHERE id = ?",
+                    (best, final, run_id),
+                )
         return len(rows)
 
     @staticmethod
@@ -275,7 +274,8 @@ class Storage:
             "SELECT MIN(value) FROM metrics WHERE run_id = ? AND name = ?", (run_id, EVAL_LOSS)
         ).fetchone()[0]
         last = c.execute(
-            "SELECT value FROM metrics WHERE run_id = ? AND name = ? ORDER BY step DESC LIMIT 1",
+            "SELECT value FROM metrics WHERE run_id = ? AND name = ? AND value IS NOT NULL "
+            "ORDER BY step DESC LIMIT 1",
             (run_id, EVAL_LOSS),
         ).fetchone()
         return best, (last[0] if last else None)

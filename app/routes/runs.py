@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from app import run_files as rf
 from app import run_views as views
 from app.jobs import JobRunner, Launcher, RunConflict, RunNotFound, headless_commands
+from app.model_service import ModelNotReady, QueueFull
 from app.run_forms import RUN_ID, RequestInvalid, new_run_form, parse_request, save_upload
 from app.run_preview import PreviewService
 from app.settings import Settings
@@ -88,7 +89,9 @@ def setup(app: FastAPI, settings: Settings) -> None:
     """Register the runs pages and API; the job runner and preview model are app services."""
     storage = Storage(settings.db_path)
     runner = JobRunner(settings, storage)
-    preview = PreviewService()
+    preview = PreviewService(
+        settings.runs_path, model_service=lambda: getattr(app.state, "model_service", None)
+    )
     app.state.services.extend([runner, preview])
     app.state.jobs = runner
     app.state.run_preview = preview
@@ -186,6 +189,8 @@ def setup(app: FastAPI, settings: Settings) -> None:
             return await preview.preview(req.config)
         except RequestInvalid as exc:
             return _invalid(exc if exc.errors else RequestInvalid(_not_json()))
+        except (ModelNotReady, QueueFull) as exc:
+            return _error(503, str(exc))
         except ModelLoadError as exc:
             return _error(
                 422, f"model: {exc}", errors=[{"loc": ["model"], "field": "model", "msg": str(exc)}]

@@ -1,0 +1,106 @@
+"""Helpers for the runs tests: a test-double training child and small async waiting utilities."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# A stand-in for `python -m entrodrop.training.run` that follows the run-folder contract and
+# misbehaves on request: the behaviour is the config's `model` when it starts with "fake:", or
+# picked by the seed (API tests need a model that passes validation): see SEED_MODES.
+FAKE_CHILD = r"""
+import json, os, signal, sys, time
+from pathlib import Path
+
+run_dir = Path(sys.argv[sys.argv.index("--run-dir") + 1])
+config = json.loads((run_dir / "config.json").read_text())
+seed_modes = {101: "slow", 102: "crash"}
+mode = config["model"][5:] if config["model"].startswith("fake:") else seed_modes.get(
+    config.get("seed"), "ok")
+stop = {"flag": False}
+
+def status(state, **kw):
+    data = {"status": state, "step": 0, "total_steps": 10, "progress": 0.0, "error": None,
+            "pid": os.getpid(), "started_at": time.time(), "updated_at": time.time(), "eta_s": None}
+    data.update(kw)
+    tmp = run_dir / "status.json.tmp"
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, run_dir / "status.json")
+
+def metric(step, name="train/loss", value=None):
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "name": name, "value": 5.0 - step / 10 if value is None
+                            else value, "epoch": step / 10, "time": time.time()}) + "\n")
+        f.flush()
+
+def on_term(signum, frame):
+    stop["flag"] = True
+
+status("running")
+with open(run_dir / "log.txt", "a") as log:
+    log.write(f"fake trainer: {mode}\n")
+if mode == "ok":
+    for step in range(1, 4):
+        metric(step)
+        metric(step, "eval/loss", 6.0 - step / 10)
+        status("running", step=step, total_steps=3, progress=step / 3, eta_s=1.0)
+    status("succeeded", step=3, total_steps=3, progress=1.0)
+elif mode == "crash":
+    metric(1)
+    metric(2)
+    raise RuntimeError("boom: the fake trainer crashed")
+elif mode == "hang":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a child that never stops cleanly
+    metric(1)
+    (run_dir / "ready").touch()
+    while True:
+        time.sleep(1)
+elif mode == "partial":
+    for step in range(1, 4):
+        metric(step)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "name": "train/lo')  # killed mid-line
+        f.flush()
+    (run_dir / "ready").touch()
+    while True:
+        time.sleep(1)
+elif mode == "slow":
+    signal.signal(signal.SIGTERM, on_term)
+    step = 0
+    while not stop["flag"] and not (run_dir / "STOP").exists():
+        step += 1
+        metric(step)
+        status("running", step=step, total_steps=1000, progress=step / 1000)
+        (run_dir / "ready").touch()
+        time.sleep(0.1)
+    status("cancelled", step=step, total_steps=1000, progress=step / 1000)
+"""
+
+
+SEED_MODES = {"slow": 101, "crash": 102}
+
+
+def write_fake_child(folder: Path) -> Path:
+    path = folder / "fake_trainer.py"
+    path.write_text(FAKE_CHILD, encoding="utf-8")
+    return path
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, what: str = "") -> None:
+    """Await until predicate() is truthy (the runner's task ticks meanwhile), or fail."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        await asyncio.sleep(0.05)
+
+
+def wait_sync(predicate: Callable[[], object], timeout: float, what: str = "") -> None:
+    """The same for code that is not async (TestClient, browser tests)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        time.sleep(0.1)

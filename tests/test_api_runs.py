@@ -1,0 +1,299 @@
+"""The runs API and pages through an in-process client: shapes, errors, uploads, the preview."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+
+from app.main import create_app
+from app.settings import Settings
+from entrodrop.config import RunConfig
+
+pytestmark = pytest.mark.timeout(180)
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_client(entrodrop_home: Path, tmp_path: Path) -> ClientFactory:
+    """A TestClient (lifespan running) on this test's home; fake=True swaps in the test double."""
+    fake = write_fake_child(tmp_path)
+
+    @contextmanager
+    def make(fake_child: bool = True, **kw: Any) -> Iterator[TestClient]:
+        settings = Settings(home=entrodrop_home, load_model_on_startup=False, **kw)
+        app = create_app(settings)
+        app.state.jobs.poll_interval = 0.1
+        if fake_child:
+            app.state.jobs.entry = (str(fake),)
+        with TestClient(app) as client:
+            yield client
+
+    return make
+
+
+def wait_finished(client: TestClient, run_id: str, timeout: float = 120) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        res = client.get(f"/api/runs/{run_id}")
+        assert res.status_code == 200
+        seen.update(res.json())
+        assert 0.0 <= seen["progress"] <= 1.0
+        return seen["status"] not in ("queued", "running")
+
+    wait_sync(done, timeout, f"run {run_id}")
+    return seen
+
+
+def test_tiny_run_over_the_api_succeeds_with_metrics_csv_and_events(
+    make_client: ClientFactory, tiny_model_dir: Path
+) -> None:
+    body = {"model": str(tiny_model_dir), "max_steps": 4, "seq_len": 32, "batch_size": 2}
+    body |= {"eval_every": 2, "max_eval_tokens": 256}
+    with make_client(fake_child=False) as client:
+        res = client.post("/api/runs", json=body)
+        assert res.status_code == 201, res.text
+        run_id = res.json()["id"]
+        assert res.json()["url"] == f"/runs/{run_id}"
+        run = wait_finished(client, run_id)
+        assert run["status"] == "succeeded", run["error"]
+        assert run["progress"] == 1.0 and run["final_eval_loss"] is not None
+
+        rows = client.get(f"/api/runs/{run_id}/metrics").json()
+        assert rows and {"step", "name", "value"} <= set(rows[0])
+        assert {"train/loss", "eval/loss", "eval/loss_low_entropy", "general/loss"} <= {
+            r["name"] for r in rows
+        }
+        only = client.get(f"/api/runs/{run_id}/metrics", params={"name": "eval/loss"}).json()
+        assert {r["name"] for r in only} == {"eval/loss"} and [r["step"] for r in only] == [2, 4]
+
+        res = client.get(f"/api/runs/{run_id}/metrics.csv")
+        assert res.headers["content-type"].startswith("text/csv")
+        table = list(csv.DictReader(io.StringIO(res.text)))
+        assert len(table) == len(rows) and set(table[0]) == {
+            "step",
+            "name",
+            "value",
+            "epoch",
+            "time",
+        }
+
+        events = client.get(f"/api/runs/{run_id}/events").text  # a finished run: one full pass
+        assert "event: metrics" in events and "event: status" in events
+        assert events.rstrip().endswith('event: end\ndata: {"status": "succeeded"}')
+
+        listed = client.get("/api/runs").json()["runs"]
+        assert [r["id"] for r in listed] == [run_id] and listed[0]["best_eval_loss"] is not None
+        for page in (
+            "/runs",
+            f"/runs/{run_id}",
+            f"/compare?runs={run_id}",
+            f"/runs/new?like={run_id}",
+        ):
+            html = client.get(page)
+            assert html.status_code == 200 and run_id in html.text, page
+        assert f'href="/?model=run:{run_id}"' in client.get(f"/runs/{run_id}").text
+        # The finished run's model is now a valid starting point.
+        check = client.post("/api/runs/check", json={"model": f"run:{run_id}"})
+        assert check.status_code == 200, check.text
+
+
+def test_missing_fields_take_the_defaults_and_runs_survive_a_restart(
+    make_client: ClientFactory, tiny_model_dir: Path, entrodrop_home: Path
+) -> None:
+    with make_client() as client:
+        res = client.post("/api/runs", json={"model": str(tiny_model_dir)})
+        assert res.status_code == 201
+        run_id = res.json()["id"]
+        config = json.loads((entrodrop_home / "runs" / run_id / "config.json").read_text())
+        assert config == RunConfig(model=str(tiny_model_dir)).model_dump(mode="json")
+        before = wait_finished(client, run_id, 30)
+        assert before["status"] == "succeeded"
+    with make_client() as client:  # a new server on the same home
+        after = client.get(f"/api/runs/{run_id}").json()
+        assert after["status"] == "succeeded"
+        assert after["best_eval_loss"] == before["best_eval_loss"] == 5.7
+        assert len(client.get(f"/api/runs/{run_id}/metrics").json()) == 6
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"method": "dropout"}, "method"),
+        ({"unknown_key": 1}, "unknown_key"),
+        ({"entrodrop": {"selection": "threshold"}}, "entrodrop.threshold"),
+        ({"entrodrop": {"quantile": 1.5}}, "entrodrop.quantile"),
+        ({"launcher": {"kind": "mpi"}}, "launcher.kind"),
+        ({"launcher": {"kind": "accelerate", "num_processes": 0}}, "launcher.num_processes"),
+        ({"compare_with": "weight_decay"}, "compare_with"),
+        ({"method": "none", "compare_with": "none"}, "compare_with"),
+        ({"model": "/no/such/folder"}, "model"),
+        ({"model": "run:r-nope"}, "model"),
+        ({"dataset": "../secrets.txt"}, "dataset"),
+        ({"dataset": "/etc/passwd"}, "dataset"),
+        ([1, 2], "body"),
+    ],
+)
+def test_invalid_requests_are_422_with_a_readable_detail(
+    make_client: ClientFactory, body: Any, field: str
+) -> None:
+    with make_client() as client:
+        for url in ("/api/runs", "/api/runs/check", "/api/runs/preview"):
+            res = client.post(url, json=body)
+            assert res.status_code == 422, (url, res.text)
+            data = res.json()
+            assert isinstance(data["detail"], str) and data["detail"]
+            assert field in [e["field"] for e in data["errors"]], data
+        assert client.get("/api/runs").json()["runs"] == []
+
+
+def test_not_json_is_422(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        res = client.post(
+            "/api/runs", content=b"{nope", headers={"content-type": "application/json"}
+        )
+        assert res.status_code == 422 and isinstance(res.json()["detail"], str)
+
+
+def test_unknown_runs_are_404_with_a_detail(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        for method, url in [
+            ("GET", "/api/runs/r-missing"),
+            ("GET", "/api/runs/r-missing/metrics"),
+            ("GET", "/api/runs/r-missing/metrics.csv"),
+            ("GET", "/api/runs/r-missing/events"),
+            ("POST", "/api/runs/r-missing/cancel"),
+            ("POST", "/api/runs/r-missing/resume"),
+            ("GET", "/api/compare?runs=r-missing"),
+            ("GET", "/api/runs/bad%20id!"),
+        ]:
+            res = client.request(method, url)
+            assert res.status_code == 404, url
+            assert "r-missing" in res.json()["detail"] or "bad id" in res.json()["detail"]
+        assert client.get("/runs/r-missing").status_code == 404
+        assert client.get("/compare?runs=r-missing").status_code == 404
+        assert client.get("/api/compare?runs=").status_code == 422
+
+
+def test_matched_pair_and_compare(make_client: ClientFactory, tiny_model_dir: Path) -> None:
+    with make_client() as client:
+        body = {"model": str(tiny_model_dir), "seed": 7, "compare_with": "random"}
+        res = client.post("/api/runs", json=body)
+        assert res.status_code == 201
+        ids = res.json()["ids"]
+        assert len(ids) == 2 and res.json()["url"] == f"/compare?runs={ids[0]},{ids[1]}"
+        for run_id in ids:
+            wait_finished(client, run_id, 30)
+        data = client.get("/api/compare", params={"runs": ",".join(ids)}).json()
+        assert [r["id"] for r in data["runs"]] == ids
+        assert data["differences"] == [{"key": "method", "values": ["entrodrop", "random"]}]
+        assert set(data["metrics"]) == set(ids) and data["table"][0]["best_eval_loss"] == 5.7
+        assert client.get(f"/compare?runs={','.join(ids)}").status_code == 200
+        assert all(r["group_id"] == ",".join(ids) for r in client.get("/api/runs").json()["runs"])
+
+
+def test_cancel_and_resume(make_client: ClientFactory) -> None:
+    with make_client(cancel_grace_s=2.0) as client:
+        run_id = client.post("/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
+        wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 0, 30, "steps")
+        res = client.post(f"/api/runs/{run_id}/cancel")
+        assert res.status_code == 200 and res.json()["cancel_requested"]
+        assert wait_finished(client, run_id, 30)["status"] == "cancelled"
+        assert client.post(f"/api/runs/{run_id}/cancel").status_code == 409
+        res = client.post(f"/api/runs/{run_id}/resume")
+        assert res.status_code == 200 and res.json()["status"] in ("queued", "running")
+        assert client.post(f"/api/runs/{run_id}/resume").status_code == 409
+        client.post(f"/api/runs/{run_id}/cancel")
+        assert wait_finished(client, run_id, 30)["status"] == "cancelled"
+        assert client.get(f"/api/runs/{run_id}").json()["attempts"] == 2
+
+
+def test_uploads_and_dataset_paths(make_client: ClientFactory, tmp_path: Path) -> None:
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    (allowed / "notes.txt").write_text("first note\n\n\nsecond note\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    os.symlink(outside, allowed / "link.txt")
+    with make_client(allowed_data_dirs=[allowed], max_upload_bytes=200) as client:
+        res = client.post(
+            "/api/uploads", files={"file": ("my notes.jsonl", b'{"text": "a b c"}\n')}
+        )
+        assert res.status_code == 201, res.text
+        uploaded = res.json()
+        assert uploaded["n_texts"] == 1 and Path(uploaded["dataset"]).is_file()
+        assert Path(uploaded["dataset"]).parent == client.app.state.settings.home / "uploads"  # type: ignore[attr-defined]
+        assert (
+            client.post("/api/runs/check", json={"dataset": uploaded["dataset"]}).status_code == 200
+        )
+        too_big = client.post("/api/uploads", files={"file": ("big.txt", b"x" * 300)})
+        assert too_big.status_code == 413 and "200 bytes" in too_big.json()["detail"]
+        wrong = client.post("/api/uploads", files={"file": ("model.bin", b"\x00\x01")})
+        assert wrong.status_code == 422 and "unsupported" in wrong.json()["detail"]
+
+        ok = client.post("/api/runs/check", json={"dataset": "notes.txt"})
+        assert ok.status_code == 200 and ok.json()["configs"][0]["dataset"] == str(
+            allowed / "notes.txt"
+        )
+        for bad in ("link.txt", str(outside), "../outside.txt", "sub/../notes.txt", "missing.txt"):
+            res = client.post("/api/runs/check", json={"dataset": bad})
+            assert res.status_code == 422 and res.json()["errors"][0]["field"] == "dataset", bad
+
+
+def test_check_shows_the_config_and_the_commands(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        res = client.post(
+            "/api/runs/check", json={"launcher": {"kind": "accelerate", "num_processes": 2}}
+        )
+        data = res.json()
+        assert json.loads(data["config_json"]) == RunConfig().model_dump(mode="json")
+        assert any("accelerate launch --multi_gpu --num_processes 2" in c for c in data["commands"])
+        single = client.post("/api/runs/check", json={}).json()
+        assert single["commands"] == ["entrodrop train --config run.json"]
+        form = client.get("/api/runs/form").json()
+        assert {f["name"] for f in form["entrodrop_fields"]} == {
+            f"entrodrop.{k}" for k in RunConfig().entrodrop.model_dump()
+        }
+        page = client.get("/runs/new").text
+        assert 'data-field="entrodrop.steepness"' in page and 'id="launch"' in page
+
+
+def test_preview_of_the_first_batch(make_client: ClientFactory, tiny_model_dir: Path) -> None:
+    with make_client() as client:
+        body = {"model": str(tiny_model_dir), "seq_len": 32, "batch_size": 2}
+        res = client.post("/api/runs/preview", json=body | {"entrodrop": {"rate_max": 1.0}})
+        assert res.status_code == 200, res.text
+        data = res.json()
+        assert [p["progress"] for p in data["points"]] == [0.0, 0.5, 1.0]
+        rates = [p["rate"] for p in data["points"]]
+        assert rates == sorted(rates) and rates[-1] > 0.9
+        assert len(data["rows"]) == 2 and len(data["rows"][0]) == 32
+        tokens = [t for row in data["rows"] for t in row]
+        assert all(t["dropped"] == sorted(t["dropped"]) for t in tokens)  # drops only grow with s
+        assert sum(t["dropped"][2] for t in tokens) > 0
+        assert not any(row[0]["dropped"][2] for row in data["rows"])  # never the first token
+        none = client.post("/api/runs/preview", json=body | {"method": "none"}).json()
+        assert not none["drops_apply"] and all(p["n_dropped"] == 0 for p in none["points"])
+
+
+def test_openapi_documents_the_runs_api(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        spec = client.get("/openapi.json").json()
+        post = spec["paths"]["/api/runs"]["post"]
+        schema = post["requestBody"]["content"]["application/json"]["schema"]
+        assert {"model", "entrodrop", "launcher", "compare_with"} <= set(schema["properties"])
+        assert "$ref" not in json.dumps(schema)
+        for path in ("/api/runs/{run_id}/events", "/api/runs/{run_id}/metrics.csv", "/api/compare"):
+            assert path in spec["paths"]
