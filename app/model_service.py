@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Loader = Callable[[str], LoadedModel]
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-LOADING_RETRY_AFTER_S = 5
+LOADING_RETRY_AFTER_S = 2
 
 
 class ModelNotReady(Exception):

@@ -13,6 +13,7 @@
   const DIVERGING = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
     "#d6604d", "#b2182b"];
   const PANE_COLOURS = ["#2f5fd0", "#d0662f"];
+  const TINT = 0.45; // share of white mixed into token backgrounds
 
   // Everything the page knows; `timings` is read by the benchmark and tests.
   const state = {
@@ -52,13 +53,19 @@
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
   }
 
+  // Token backgrounds are the scale mixed with white: lightness stays monotone (the scale stays
+  // perceptual) while dark text and the red drop marks remain readable on every bin.
+  function tint(stops, t) {
+    return interpolate(stops, t).map((c) => Math.round(c + (255 - c) * TINT));
+  }
+
   // One CSS class per colour bin: rendering sets a class name, never a style per token.
   function installColourClasses() {
     const rules = [];
     const add = (prefix, stops) => {
       for (let b = 0; b < N_BINS; b++) {
-        const rgb = interpolate(stops, b / (N_BINS - 1));
-        const fg = luminance(rgb) > 0.33 ? "#111" : "#fff";
+        const rgb = tint(stops, b / (N_BINS - 1));
+        const fg = luminance(rgb) > 0.18 ? "#111" : "#fff";
         rules.push(`.tokens .${prefix}${b}{background:rgb(${rgb.join(",")});color:${fg}}`);
       }
     };
@@ -70,7 +77,9 @@
   }
 
   function gradientCss(stops) {
-    return `linear-gradient(to right, ${stops.join(", ")})`;
+    const parts = [];
+    for (let i = 0; i <= 10; i++) parts.push(`rgb(${tint(stops, i / 10).join(",")})`);
+    return `linear-gradient(to right, ${parts.join(", ")})`;
   }
 
   // ---------------------------------------------------------------- helpers
@@ -607,11 +616,11 @@
       const list = el("ol", "tip-top");
       for (const alt of tok.top) {
         const li = el("li", alt.id === tok.id ? "hit" : "");
-        const bar = el("span", "pbar");
-        bar.style.width = `${Math.round((alt.prob || 0) * 100)}%`;
+        // The row's background is a bar as long as the probability.
+        const w = Math.round((alt.prob || 0) * 100);
+        li.style.background = `linear-gradient(to right, rgba(110,168,254,.28) ${w}%, transparent ${w}%)`;
         li.appendChild(el("code", "", visible(alt.text)));
         li.appendChild(el("span", "p", fmt(alt.prob, 3)));
-        li.appendChild(bar);
         list.appendChild(li);
       }
       tip.appendChild(list);

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from app import inspection
 from app.inspect_schemas import (
@@ -142,8 +143,13 @@ def setup(app: FastAPI, settings: Settings) -> None:
                     f"{len(body.entropies)} entropies; the limit is "
                     f"{settings.max_score_tokens} tokens (ENTRODROP_MAX_SCORE_TOKENS)",
                 )
-            payload = inspection.preview(body.entropies, body.policy, body.progress)
-            return Response(inspection.encode_json(payload), media_type="application/json")
+            # Cheap (no model), but kept off the event loop all the same.
+            content = await run_in_threadpool(
+                lambda: inspection.encode_json(
+                    inspection.preview(body.entropies or [], body.policy, body.progress)
+                )
+            )
+            return Response(content, media_type="application/json")
         assert body.text is not None  # the request model guarantees one source
         _check_length(body.text, settings)
         spec = service.resolve(body.model)

@@ -1,0 +1,137 @@
+"""Times the Inspect page in headless Chromium with the default model: a long text scored and
+rendered, then slider moves re-rendered; saves screenshots (docs/screenshots/inspect.png).
+
+    .venv/bin/python bench/bench_inspect_page.py [--tokens 5000] [--model default] [--moves 30]
+
+Prints a JSON report and writes it to bench/results/inspect_page.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+# Reuse the checkout's converted default checkpoint, as the tests do.
+os.environ.setdefault("ENTRODROP_MODEL_CACHE", str(ROOT / ".entrodrop-home" / "models"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from browser_utils import browser_page, live_server  # noqa: E402
+
+from app.main import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
+
+SCREENSHOT_TEXT = (
+    "def mean(values: list[float]) -> float:\n"
+    '    """The arithmetic mean of a non-empty list."""\n'
+    "    if not values:\n"
+    '        raise ValueError("mean of an empty list")\n'
+    "    return sum(values) / len(values)\n\n"
+    "EntroDrop masks the tokens a model already predicts well, so that repeated epochs over a "
+    "small domain corpus keep learning from the tokens that still carry information.\n"
+)
+
+# One slider move, timed inside the page: the input handler, then the next frame (style,
+# layout and paint of the changed marks) and a task after it.
+MOVE_JS = """async (value) => {
+  const slider = document.getElementById("progress");
+  const t0 = performance.now();
+  slider.value = String(value);
+  slider.dispatchEvent(new Event("input", { bubbles: true }));
+  const handled = performance.now() - t0;
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  return { handled: handled, painted: performance.now() - t0,
+           dropped: document.querySelectorAll(".tok.drop").length };
+}"""
+
+
+def long_text(tokenizer: Any, n_tokens: int) -> str:
+    """About n_tokens of the Python reference (pydoc_data), cut on the model's own tokens."""
+    import pydoc_data.topics
+
+    text = "\n\n".join(str(t) for t in pydoc_data.topics.topics.values())
+    ids = tokenizer(text[: n_tokens * 8])["input_ids"][:n_tokens]
+    return str(tokenizer.decode(ids))
+
+
+def score_in_page(page: Any, text: str) -> dict[str, float]:
+    before = page.evaluate("window.EntroInspect.state.renderCount")
+    page.fill("#text", text)
+    t0 = time.perf_counter()
+    page.click("#score-btn")
+    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=600_000)
+    # One more frame so that the tokens have been painted, not only inserted.
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)))")
+    wall = time.perf_counter() - t0
+    timings = page.evaluate("window.EntroInspect.state.timings")
+    n = page.evaluate("window.EntroInspect.state.result.panes[0].score.n_tokens")
+    return {
+        "n_tokens": n,
+        "wall_s": round(wall, 3),
+        "request_s": round(timings["scoreMs"] / 1000, 3),
+        "render_ms": round(timings["renderMs"], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=5000)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--moves", type=int, default=30)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "inspect_page.json"
+    )
+    parser.add_argument(
+        "--screenshot", type=Path, default=ROOT / "docs" / "screenshots" / "inspect.png"
+    )
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="entrodrop-bench-"))
+    app = create_app(Settings(home=home, model=args.model))
+    report: dict[str, Any] = {"model": args.model, "cpu_count": os.cpu_count()}
+    with live_server(app) as url, browser_page() as page:
+        t0 = time.perf_counter()
+        page.goto(url + "/")
+        page.wait_for_function(
+            "document.getElementById('model-status').dataset.state === 'ready'", timeout=600_000
+        )
+        report["model_ready_s"] = round(time.perf_counter() - t0, 2)
+        report["load_average_before"] = os.getloadavg()
+
+        # The README screenshot: a short mixed text, a token hovered.
+        score_in_page(page, SCREENSHOT_TEXT)
+        page.hover('#panes .tok[data-i="9"]')
+        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(args.screenshot), full_page=True)
+
+        tokenizer = app.state.model_service.server_model().tokenizer
+        text = long_text(tokenizer, args.tokens)
+        report["score"] = score_in_page(page, text)
+        moves = [page.evaluate(MOVE_JS, (i % 21) / 20) for i in range(args.moves)]
+        painted = [m["painted"] for m in moves]
+        handled = [m["handled"] for m in moves]
+        report["slider"] = {
+            "moves": len(moves),
+            "handler_ms_median": round(statistics.median(handled), 2),
+            "handler_ms_max": round(max(handled), 2),
+            "to_paint_ms_median": round(statistics.median(painted), 2),
+            "to_paint_ms_max": round(max(painted), 2),
+        }
+        page.screenshot(path=str(args.out.with_suffix(".png")), full_page=False)
+        report["load_average_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
