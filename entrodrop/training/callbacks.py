@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    ProgressCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from entrodrop.training.collator import ScheduleClock
 from entrodrop.training.rundir import RunFolder
@@ -236,3 +242,30 @@ class ScheduleCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self.clock.progress = state.global_step / max(1, state.max_steps)
+
+
+class BarCallback(ProgressCallback):
+    """One tqdm bar for the run, the latest losses in its postfix (no log dicts printed)."""
+
+    SHOWN = {"loss": "loss", "eval/loss": "eval", "drop/fraction_realised": "dropped"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._latest: dict[str, str] = {}
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        bar = self.training_bar
+        if not state.is_world_process_zero or bar is None or not logs:
+            return
+        self._latest.update(
+            {short: f"{logs[k]:.4g}" for k, short in self.SHOWN.items() if k in logs}
+        )
+        if self._latest:
+            bar.set_postfix(self._latest, refresh=False)

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PrinterCallback
+from transformers import PrinterCallback, ProgressCallback
 
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
 from entrodrop.models import LoadedModel, ModelLoadError, load
 from entrodrop.training.baselines import apply_hidden_dropout, baseline_strength, training_arguments
 from entrodrop.training.callbacks import (
+    BarCallback,
     FinalLogCallback,
     MetricsCallback,
     StatusCallback,
@@ -266,7 +267,13 @@ def train(
     stopper = StopCallback(folder.stop_path)
     restore_signals = stopper.install_signal_handlers()
     started = time.time()
-    status_fields: dict[str, Any] = {"step": 0, "progress": 0.0, "error": None, "eta_s": None}
+    status_fields: dict[str, Any] = {
+        "step": 0,
+        "total_steps": config.max_steps or 0,  # known exactly once the Trainer starts
+        "progress": 0.0,
+        "error": None,
+        "eta_s": None,
+    }
     if not resume:
         status_fields["started_at"] = started
     folder.write_status("running", **status_fields)
@@ -342,8 +349,11 @@ def _train(
         diagnostics=prepared.diagnostics,
         callbacks=[metrics, status, stopper, FinalLogCallback()],
     )
-    if not progress:  # no log dicts printed to stdout either: they are in metrics.jsonl and log.txt
-        trainer.remove_callback(PrinterCallback)
+    # No log dicts printed to stdout: they are in metrics.jsonl and log.txt.
+    trainer.remove_callback(PrinterCallback)
+    if progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(BarCallback)
     checkpoint = last_checkpoint(folder.path) if resume else None
     if resume and checkpoint is None:
         log.info("resume: no checkpoint in %s, starting from the beginning", folder.path)
