@@ -1,7 +1,11 @@
 """The training entry point: one run folder in, a fine-tuned model, metrics and a summary out.
 
     python -m entrodrop.training.run --run-dir DIR [--resume]
-    accelerate launch --num_processes 2 [--cpu] -m entrodrop.training.run --run-dir DIR
+    accelerate launch --multi_gpu --num_processes 2 -m entrodrop.training.run --run-dir DIR
+    torchrun --nproc_per_node 2 -m entrodrop.training.run --run-dir DIR
+
+Several processes also work on a CPU-only machine (gloo); there `accelerate launch --cpu` starts
+one process whatever --num_processes says, so use --multi_gpu (its torch.distributed launcher).
 
 DIR/config.json holds a RunConfig; everything else in DIR follows docs/architecture.md.
 """
