@@ -58,6 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
 
+    if settings.token:
+        from app.security import TokenMiddleware
+
+        app.add_middleware(TokenMiddleware, token=settings.token)
+
     # Each module registers its routes and the services it needs started and stopped.
     health.setup(app, settings)
     inspect.setup(app, settings)
