@@ -166,6 +166,7 @@ class JobRunner:
         self._orphans: dict[str, _Orphan] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ service life cycle
 
@@ -175,7 +176,8 @@ class JobRunner:
             self.storage.open()
         self._recover()
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._loop(), name="entrodrop-job-runner")
+        self._event_loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._poll_forever(), name="entrodrop-job-runner")
 
     async def stop(self) -> None:
         """Stop polling; running children get SIGTERM (they checkpoint) and become `interrupted`."""
@@ -274,10 +276,19 @@ class JobRunner:
     # ------------------------------------------------------------ polling
 
     def _poke(self) -> None:
-        if self._wake is not None:
+        """Wake the poll loop now (from any thread: asyncio.Event is not thread-safe)."""
+        if self._wake is None or self._event_loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._event_loop:
             self._wake.set()
+        else:
+            self._event_loop.call_soon_threadsafe(self._wake.set)
 
-    async def _loop(self) -> None:
+    async def _poll_forever(self) -> None:
         assert self._wake is not None
         while True:
             try:

@@ -240,8 +240,13 @@ function initRun(data) {
       source = null;
       live.textContent = `${current.status}: curves complete`;
     });
-    // EventSource reconnects by itself (sending Last-Event-ID); only say so.
-    source.onerror = () => { if (source) live.textContent = "reconnecting…"; };
+    // The server ends each stream after a while and EventSource reconnects by itself (sending
+    // Last-Event-ID): only say so when it stays disconnected.
+    source.onopen = () => { live.textContent = "live"; };
+    source.onerror = () => {
+      const s = source;
+      setTimeout(() => { if (s && source === s && s.readyState !== 1) live.textContent = "reconnecting…"; }, 3000);
+    };
   }
 
   async function act(action) {
@@ -473,7 +478,13 @@ function initNewRun(data) {
     const status = $("#preview-status");
     status.textContent = "scoring the first batch… (the first time loads the model)";
     $("#preview-button").disabled = true;
-    const res = await api("POST", "/api/runs/preview", b);
+    let res = await api("POST", "/api/runs/preview", b);
+    // 503: the model is still loading (or the scoring queue is full): wait and ask again.
+    for (let tries = 0; res.status === 503 && tries < 60; tries++) {
+      status.textContent = `${res.data.detail} (retrying)`;
+      await new Promise((r) => setTimeout(r, 3000));
+      res = await api("POST", "/api/runs/preview", b);
+    }
     $("#preview-button").disabled = false;
     if (!res.ok) { status.textContent = ""; showErrors(res.data.errors, res.data.detail); return; }
     status.textContent = `${res.data.model} · τ = ${res.data.tau === null ? "—" : res.data.tau.toFixed(2)} nats`;

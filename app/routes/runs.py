@@ -23,7 +23,9 @@ from entrodrop.config import RunConfig
 from entrodrop.data import DataError
 from entrodrop.models import ModelLoadError
 
-SSE_LIFETIME_S = 60.0  # a stream ends after this; EventSource reconnects with Last-Event-ID
+# A stream ends after this and EventSource reconnects (with Last-Event-ID): a server that is
+# shutting down waits for open responses, so no stream may hold it for long.
+SSE_LIFETIME_S = 15.0
 SSE_INTERVAL_S = 1.0
 
 
@@ -290,13 +292,13 @@ def setup(app: FastAPI, settings: Settings) -> None:
         return _guard(csv_response)
 
     @router.post("/api/runs/{run_id}/cancel", tags=["runs"], summary="Stop a queued or running run")
-    def api_cancel(request: Request, run_id: str) -> Any:
+    async def api_cancel(request: Request, run_id: str) -> Any:
         return detail(request, run_id, "cancel")
 
     @router.post(
         "/api/runs/{run_id}/resume", tags=["runs"], summary="Continue from the last checkpoint"
     )
-    def api_resume(request: Request, run_id: str) -> Any:
+    async def api_resume(request: Request, run_id: str) -> Any:
         return detail(request, run_id, "resume")
 
     @router.get(
@@ -344,7 +346,7 @@ async def _events(
     storage: Storage = runner.storage
     started = time.monotonic()
     last_status = last_log = None
-    yield "retry: 2000\n\n"
+    yield "retry: 500\n\n"
     while storage.is_open:
         run = storage.get_run(run_id)
         if run is None:
