@@ -32,7 +32,9 @@ def test_form_launch_watch_and_finish(entrodrop_home: Path, tiny_model_dir: Path
             page.fill(f'[data-field="{name}"]', value)
         page.click("text=More settings")
         page.fill('[data-field="max_eval_tokens"]', "256")
-        page.wait_for_function("!document.querySelector('[data-error-for=\"batch_size\"]').textContent")
+        page.wait_for_function(
+            "!document.querySelector('[data-error-for=\"batch_size\"]').textContent"
+        )
         page.wait_for_function(
             "document.querySelector('#config-json').textContent.includes('\"max_steps\": 4')"
         )
