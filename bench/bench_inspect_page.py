@@ -113,23 +113,25 @@ def main() -> None:
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.screenshot), full_page=True)
 
-        tokenizer = app.state.model_service.server_model().tokenizer
-        text = long_text(tokenizer, args.tokens)
-        report["score"] = score_in_page(page, text)
-        moves = [page.evaluate(MOVE_JS, (i % 21) / 20) for i in range(args.moves)]
-        painted = [m["painted"] for m in moves]
-        handled = [m["handled"] for m in moves]
-        report["slider"] = {
-            "moves": len(moves),
-            "handler_ms_median": round(statistics.median(handled), 2),
-            "handler_ms_max": round(max(handled), 2),
-            "to_paint_ms_median": round(statistics.median(painted), 2),
-            "to_paint_ms_max": round(max(painted), 2),
-        }
-        page.screenshot(path=str(args.out.with_suffix(".png")), full_page=False)
+        if args.tokens > 0:  # --tokens 0: only the screenshot
+            tokenizer = app.state.model_service.server_model().tokenizer
+            text = long_text(tokenizer, args.tokens)
+            report["score"] = score_in_page(page, text)
+            moves = [page.evaluate(MOVE_JS, (i % 21) / 20) for i in range(args.moves)]
+            painted = [m["painted"] for m in moves]
+            handled = [m["handled"] for m in moves]
+            report["slider"] = {
+                "moves": len(moves),
+                "handler_ms_median": round(statistics.median(handled), 2),
+                "handler_ms_max": round(max(handled), 2),
+                "to_paint_ms_median": round(statistics.median(painted), 2),
+                "to_paint_ms_max": round(max(painted), 2),
+            }
+            page.screenshot(path=str(args.out.with_suffix(".png")), full_page=False)
         report["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.tokens > 0:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
