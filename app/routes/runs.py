@@ -157,8 +157,8 @@ def setup(app: FastAPI, settings: Settings) -> None:
     # ------------------------------------------------------------ API: creating runs
 
     @router.get("/api/runs/form", tags=["runs"], summary="What the new-run form offers")
-    def api_form() -> Any:
-        return new_run_form(settings, storage)
+    def api_form(like: str | None = None, model: str | None = None) -> Any:
+        return new_run_form(settings, storage, like=like, model=model)
 
     @router.post(
         "/api/runs/check",
