@@ -369,19 +369,7 @@ class JobRunner:
             status = "cancelled"
         else:
             status = "failed"
-            error = st.get("error") if isinstance(st.get("error"), str) else None
-            if not error:
-                tail = rf.tail_lines(child.run_dir / rf.OUTPUT, 60) or rf.tail_lines(
-                    child.run_dir / rf.LOG, 60
-                )
-                found = rf.error_from_lines(tail) if code != 0 else None
-                error = found or (
-                    rf.describe_exit(code)
-                    if code != 0
-                    else "the training process exited without reporting a final status"
-                )
-            if code < 0:
-                error = f"{rf.describe_exit(code)}: {error}" if error else rf.describe_exit(code)
+            error = self._failure_message(child.run_dir, st, code)
         changes: dict[str, object] = {
             "status": status,
             "exit_code": code,
@@ -393,6 +381,21 @@ class JobRunner:
             changes["progress"] = 1.0
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
+
+    @staticmethod
+    def _failure_message(run_dir: Path, st: dict[str, object], code: int) -> str:
+        """The child's own message (status.json), else the last error line of its output."""
+        error = st.get("error") if isinstance(st.get("error"), str) else None
+        if not error and code != 0:
+            tail = rf.tail_lines(run_dir / rf.OUTPUT, 60) or rf.tail_lines(run_dir / rf.LOG, 60)
+            error = rf.error_from_lines(tail)
+        if code < 0:  # killed by a signal: say so first, it is the likelier cause
+            return f"{rf.describe_exit(code)}: {error}" if error else rf.describe_exit(code)
+        if error:
+            return str(error)
+        if code != 0:
+            return rf.describe_exit(code)
+        return "the training process exited without reporting a final status"
 
     def _launch_queued(self) -> None:
         slots = self.settings.max_concurrent_runs - len(self._children) - len(self._orphans)
@@ -430,7 +433,7 @@ class JobRunner:
         )
         out: IO[bytes] = (run_dir / rf.OUTPUT).open("ab")
         try:
-            out.write(f"--- attempt {run.attempts + 1}: {' '.join(argv)}\n".encode())
+            out.write(f"{rf.ATTEMPT_HEADER}{run.attempts + 1}: {' '.join(argv)}\n".encode())
             out.flush()
             proc = subprocess.Popen(
                 argv,

@@ -58,8 +58,14 @@ def tail_lines(path: Path, n: int = 40, max_bytes: int = 32_768) -> list[str]:
     return [line.rsplit("\r", 1)[-1] for line in lines][-n:]
 
 
+ATTEMPT_HEADER = "--- attempt "  # the job runner's line before each launch in output.txt
+
+
 def error_from_lines(lines: list[str]) -> str | None:
     """The most telling error line of a log tail: the last exception line, else the last line."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_HEADER)]
+    if starts:
+        lines = lines[starts[-1] + 1 :]  # only this attempt's output
     for line in reversed(lines):
         text = line.strip()
         if _EXC_LINE.match(text):
