@@ -225,10 +225,18 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
     typer.echo(f"run folder: {run_dir}")
+    from entrodrop.training.run import TrainingFailed
     from entrodrop.training.run import train as run_training
 
-    summary = run_training(cfg, run_dir, progress=True, resume=resume)
+    try:
+        summary = run_training(cfg, run_dir, progress=True, resume=resume)
+    except TrainingFailed as exc:
+        _fail(f"run failed: {exc} (log: {run_dir / 'log.txt'})")
     status = summary.get("status", "succeeded")
+    if status == "cancelled":
+        # A requested stop is not an error (exit 0); the checkpoint allows --resume.
+        typer.secho(f"run cancelled; resume with --run-dir {run_dir} --resume", fg="yellow")
+        return
     if status != "succeeded":
         _fail(f"run {status}: {summary.get('error') or 'see ' + str(run_dir / 'log.txt')}")
     _print_summary(summary)

@@ -21,7 +21,9 @@ def test_help(cmd: list[str]) -> None:
 
 
 def test_score_json(tiny_model_dir: Path) -> None:
-    result = runner.invoke(app, ["score", "def f(x): return x", "--model", str(tiny_model_dir), "--json", "-k", "2"])
+    result = runner.invoke(
+        app, ["score", "def f(x): return x", "--model", str(tiny_model_dir), "--json", "-k", "2"]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["n_tokens"] == len(payload["tokens"]) > 3
@@ -77,3 +79,46 @@ def test_serve_refuses_unwritable_home(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("ENTRODROP_HOME", str(blocker / "home"))
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 2 and "not writable" in result.output
+
+
+def test_train_end_to_end_on_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "run.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": str(tiny_model_dir),
+                "method": "entrodrop",
+                "max_steps": 2,
+                "seq_len": 32,
+                "batch_size": 2,
+                "eval_every": 2,
+                "max_eval_tokens": 256,
+            }
+        )
+    )
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "run finished" in result.output
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    assert (run_dir / "metrics.jsonl").read_text().strip()
+    scored = runner.invoke(app, ["score", "x = 1", "--model", str(run_dir / "model"), "--json"])
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["n_tokens"] > 1
+
+
+def test_train_failure_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            str(tmp_path / "missing"),
+            "--max-steps",
+            "1",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "run failed" in result.output and "no model folder" in result.output
+    assert "Traceback" not in result.output
