@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -63,20 +64,29 @@ def long_text(tokenizer: Any, n_tokens: int) -> str:
     return str(tokenizer.decode(ids))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (the server runs in a thread here), immune to other load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def score_in_page(page: Any, text: str) -> dict[str, float]:
     before = page.evaluate("window.EntroInspect.state.renderCount")
     page.fill("#text", text)
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     page.click("#score-btn")
     page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=600_000)
     # One more frame so that the tokens have been painted, not only inserted.
     page.evaluate("() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)))")
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
     timings = page.evaluate("window.EntroInspect.state.timings")
     n = page.evaluate("window.EntroInspect.state.result.panes[0].score.n_tokens")
     return {
         "n_tokens": n,
         "wall_s": round(wall, 3),
+        "server_cpu_s": round(cpu, 2),
         "request_s": round(timings["scoreMs"] / 1000, 3),
         "render_ms": round(timings["renderMs"], 1),
     }

@@ -31,8 +31,12 @@ function layout(title, xTitle, yTitle, showLegend, shapes) {
 export function drawCharts(result, showDelta) {
   if (!window.Plotly) return;
   const compare = result.mode === "compare";
+  const values = result.panes.map((pane) => pane.entropies.filter((e) => e !== null));
+  // Two models share one set of bins, or their bars could not be compared.
+  const hi = Math.max(1e-6, ...values.map((v) => v.reduce((a, b) => Math.max(a, b), 0)));
+  const xbins = compare ? { start: 0, end: hi * 1.0001, size: hi / 60 } : undefined;
   const hist = result.panes.map((pane, k) => ({
-    type: "histogram", x: pane.entropies.filter((e) => e !== null), name: pane.label, nbinsx: 60,
+    type: "histogram", x: values[k], name: pane.label, nbinsx: 60, xbins: xbins,
     marker: { color: PANE_COLOURS[k] }, opacity: compare ? 0.55 : 0.85,
   }));
   Plotly.newPlot("hist-chart", hist, layout("Token entropies (dashed: the cut τ)", "entropy (nats)",
