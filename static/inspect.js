@@ -245,16 +245,17 @@ function applyPolicy() {
   scheduleCharts(p);
 }
 
-// Charts follow the sliders at most once per frame, after the marks.
+// Charts follow the sliders at most once per frame, and only after the marks have been painted
+// (a task queued from the frame callback runs after that frame's paint).
 function scheduleCharts(p) {
   state.pendingPolicy = p;
   if (state.chartsPending) return;
   state.chartsPending = true;
-  requestAnimationFrame(() => {
+  requestAnimationFrame(() => setTimeout(() => {
     state.chartsPending = false;
     drawSchedule(state.pendingPolicy);
     if (state.result) updateCuts(state.result, showDelta());
-  });
+  }, 0));
 }
 
 function renderSummary(p) {
