@@ -1,0 +1,193 @@
+"""Training overhead: step time of plain fine-tuning vs EntroDrop (online, reference) vs random.
+
+One process, one model (the default checkpoint), the same batch (4 x 128 tokens), seed and data
+for every method. The methods take turns: each round trains every method for `--steps` steps
+with a fresh EntroDropTrainer (the library's own, as `entrodrop.training.run` builds it), and a
+callback times each optimizer step (forward, drop, backward, update); the first `--warmup` steps
+of each turn are dropped. The reference method's pre-pass (the frozen model scoring the training
+blocks once, cache cold) is timed separately. Run: `.venv/bin/python bench/bench_training.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import median, percentile, print_table, write_result  # noqa: E402
+
+METHODS: dict[str, dict[str, Any]] = {
+    "none": {"method": "none"},
+    "entrodrop-online": {"method": "entrodrop", "entrodrop": {"entropy_source": "online"}},
+    "entrodrop-reference": {"method": "entrodrop", "entrodrop": {"entropy_source": "reference"}},
+    "random": {"method": "random"},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3, help="turns per method")
+    p.add_argument("--steps", type=int, default=6, help="steps per turn")
+    p.add_argument("--warmup", type=int, default=1, help="steps dropped at the start of each turn")
+    p.add_argument("--train-tokens", type=int, default=8192, help="training blocks (and pre-pass)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    return p.parse_args(argv)
+
+
+def make_config(name: str, steps: int, train_tokens: int) -> Any:
+    from entrodrop.config import RunConfig
+
+    spec = METHODS[name]
+    return RunConfig(
+        model="default",
+        method=spec["method"],
+        entrodrop={"drop_mode": "loss", **spec.get("entrodrop", {})},
+        max_steps=steps,
+        batch_size=4,
+        seq_len=128,
+        learning_rate=5e-5,
+        eval_every=10**6,  # no evaluation inside the timed turns
+        seed=0,
+        max_train_tokens=train_tokens,
+        max_eval_tokens=256,
+        save_checkpoints=False,
+    )
+
+
+def step_timer() -> Any:
+    """A TrainerCallback that records the wall time of every optimizer step."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self._t0 = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.times.append(time.perf_counter() - self._t0)
+
+    return StepTimer()
+
+
+def reference_prepass(model: Any, data: Any, fp: str) -> tuple[Any, float]:
+    """Score the training blocks with the frozen model (cold cache): entropies and seconds."""
+    import torch
+
+    from entrodrop.training.reference import reference_entropies
+
+    t0 = time.perf_counter()
+    entropies = reference_entropies(model, data.train, fp, torch.bfloat16, label="training")
+    return entropies, time.perf_counter() - t0
+
+
+def one_turn(name: str, model: Any, tokenizer: Any, data: Any, ref: Any, args: Any) -> list[float]:
+    """Train `args.steps` steps of one method with a fresh trainer; the per-step times."""
+    from transformers import PrinterCallback
+
+    from entrodrop.training.collator import BlockDataset, EntroDropCollator
+    from entrodrop.training.run import DROP_METHODS, training_args
+    from entrodrop.training.trainer import EntroDropTrainer
+
+    config = make_config(name, args.steps, args.train_tokens)
+    timer = step_timer()
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as out:
+        use_ref = config.method in DROP_METHODS and config.entrodrop.entropy_source == "reference"
+        trainer = EntroDropTrainer(
+            model=model,
+            args=training_args(config, Path(out), progress=False),
+            train_dataset=BlockDataset(data.train, ref if use_ref else None),
+            eval_dataset=BlockDataset(data.heldout[:1]),
+            processing_class=tokenizer,
+            data_collator=EntroDropCollator(),
+            entrodrop=config.entrodrop if config.method in DROP_METHODS else None,
+            drop_method="random" if config.method == "random" else "entrodrop",
+            callbacks=[timer],
+        )
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return timer.times[args.warmup :]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from entrodrop.training.reference import model_fingerprint
+    from entrodrop.training.run import load_model, load_run_data
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = make_config("none", args.steps, args.train_tokens)
+    loaded = load_model(config)
+    data = load_run_data(config, loaded.tokenizer)
+    ref, prepass_s = reference_prepass(loaded.model, data, model_fingerprint(loaded.path))
+    times: dict[str, list[float]] = {name: [] for name in METHODS}
+    for r in range(args.rounds):
+        for name in METHODS:
+            times[name] += one_turn(name, loaded.model, loaded.tokenizer, data, ref, args)
+            print(
+                f"round {r + 1}/{args.rounds} {name}: {median(times[name]):.3f} s/step", flush=True
+            )
+    return {
+        "times": times,
+        "prepass_s": prepass_s,
+        "prepass_tokens": int(data.train.numel()),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("ENTRODROP_HOME", tempfile.mkdtemp(prefix="bench-training-home-"))
+    result = measure(args)
+    base = median(result["times"]["none"])
+    rows = [
+        {
+            "method": name,
+            "steps": len(ts),
+            "median_s": median(ts),
+            "p90_s": percentile(ts, 90),
+            "ratio_vs_none": median(ts) / base,
+        }
+        for name, ts in result["times"].items()
+    ]
+    print_table(rows, ["method", "steps", "median_s", "p90_s", "ratio_vs_none"])
+    prepass = {
+        "seconds": result["prepass_s"],
+        "tokens": result["prepass_tokens"],
+        "seconds_per_1k_tokens": result["prepass_s"] / result["prepass_tokens"] * 1000,
+        "in_plain_steps": result["prepass_s"] / base,
+    }
+    print(
+        f"reference pre-pass: {prepass['seconds']:.1f} s for {prepass['tokens']} tokens "
+        f"(= {prepass['in_plain_steps']:.1f} plain steps; cached for later runs)"
+    )
+    online = median(result["times"]["entrodrop-online"]) / base
+    print(f"online / plain = {online:.3f} (goal <= 1.03)")
+    write_result(
+        "training",
+        {
+            "command": "python bench/bench_training.py " + " ".join(sys.argv[1:]),
+            "settings": {**vars(args), "torch_threads_used": result["threads"]},
+            "batch": "4 x 128 tokens, bf16 autocast, default checkpoint",
+            "rows": rows,
+            "step_times_s": result["times"],
+            "reference_prepass": prepass,
+            "online_ratio": online,
+            "goal_online_ratio": 1.03,
+            "goal_met": online <= 1.03,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
