@@ -19,6 +19,12 @@ class _Request(BaseModel):
 def _not_empty(text: str | None) -> str | None:
     if text is not None and text == "":
         raise ValueError("text is empty: paste, upload or pick some text to score")
+    try:  # JSON may carry a lone surrogate ("\ud800"): not text, and tokenizers choke on it
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text is not valid Unicode: character {exc.start} is a lone surrogate"
+        ) from exc
     return text
 
 
