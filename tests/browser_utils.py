@@ -36,16 +36,23 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free loopback port in a background thread; yields its base URL."""
+    """Serve an ASGI app on loopback in a background thread; yields its base URL.
+
+    The socket is bound here (port 0) and handed to uvicorn, so no other process can take the
+    port between choosing it and listening on it.
+    """
     import uvicorn
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.time() + 30
+    deadline = time.time() + 60
     while not server.started:
-        if time.time() > deadline:
+        if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.05)
     try:
@@ -53,6 +60,7 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        sock.close()
 
 
 @contextmanager
