@@ -27,6 +27,9 @@ from entrodrop.models import ModelLoadError
 # shutting down waits for open responses, so no stream may hold it for long.
 SSE_LIFETIME_S = 15.0
 SSE_INTERVAL_S = 1.0
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger cursor is an error, not an overflow
+# Multipart framing around an uploaded file, on top of its own cap (app.limits caps the body).
+UPLOAD_FRAMING = 64_000
 
 
 class RunCreate(RunConfig):
@@ -73,7 +76,7 @@ def _invalid(exc: RequestInvalid) -> JSONResponse:
 async def _json_body(request: Request) -> Any:
     try:
         return json.loads(await request.body() or b"null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
         raise RequestInvalid([]) from exc
 
 
@@ -209,7 +212,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
     )
     async def api_upload(request: Request, file: UploadFile = File(...)) -> Any:
         declared = int(request.headers.get("content-length") or 0)
-        if declared > settings.max_upload_bytes + 64_000:  # multipart framing adds a little
+        if declared > settings.max_upload_bytes + UPLOAD_FRAMING:
             return _error(
                 413, f"the file is larger than the {settings.max_upload_bytes} bytes allowed"
             )
@@ -272,7 +275,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
         request: Request,
         run_id: str,
         name: list[str] | None = Query(None, description="Only these metric names"),
-        after: int = Query(0, ge=0, description="Only rows with an id above this"),
+        after: int = Query(0, ge=0, le=MAX_ROW_ID, description="Only rows with an id above this"),
     ) -> Any:
         def rows() -> Any:
             check_id(run_id)
@@ -304,12 +307,16 @@ def setup(app: FastAPI, settings: Settings) -> None:
     @router.get(
         "/api/runs/{run_id}/events", tags=["runs"], summary="Live updates (server-sent events)"
     )
-    async def api_events(request: Request, run_id: str, after: int = Query(0, ge=0)) -> Any:
+    async def api_events(
+        request: Request, run_id: str, after: int = Query(0, ge=0, le=MAX_ROW_ID)
+    ) -> Any:
         found = detail(request, run_id)
         if isinstance(found, Response):
             return found
         last = request.headers.get("last-event-id", "")
-        start_id = int(last) if last.isdigit() else after
+        # Only a hint: ASCII digits in range, else the query's cursor ("²".isdigit() is True).
+        valid = last.isascii() and last.isdigit() and int(last) <= MAX_ROW_ID
+        start_id = int(last) if valid else after
         return StreamingResponse(
             _events(request, jobs(request), run_id, start_id),
             media_type="text/event-stream",
