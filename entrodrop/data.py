@@ -114,6 +114,8 @@ def _parse_jsonl(text: str, name: str) -> list[str]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg})") from exc
+        except RecursionError as exc:
+            raise DataError(f"{name} line {lineno}: JSON nested too deeply") from exc
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise DataError(f"{name} line {lineno}: expected an object with a string 'text' field")
         texts.append(row["text"])
