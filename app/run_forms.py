@@ -22,6 +22,7 @@ from entrodrop.data import (
     parse_text_file,
     uploads_dir,
 )
+from entrodrop.models import check_local_checkpoint
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -155,6 +156,7 @@ def check_model(spec: str, storage: Storage) -> str:
             raise ValueError(f"no model folder at {spec}")
         if not (path / "config.json").is_file():
             raise ValueError(f"{spec} is not a model folder: it has no config.json")
+        check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
         return str(path.resolve())
     if HUB_ID.match(spec):
         return spec  # loads where the machine can reach the hub; the run fails with why if not
