@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,32 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+class HomeUnusable(RuntimeError):
+    """The home folder cannot be created or written (read-only, not a folder, disk full)."""
+
+
+def check_home(home: Path) -> None:
+    """Create the home folder if needed and prove it writable, with a message for a person."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HomeUnusable(
+            f"the home folder {home} is not writable ({exc.strerror or exc}); "
+            "set ENTRODROP_HOME to a folder this user can write"
+        ) from exc
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The dashboard app. Nothing heavy happens here: services start in the lifespan."""
+    """The dashboard app. Nothing heavy happens here: services start in the lifespan.
+
+    Raises HomeUnusable before anything starts when the home folder cannot be written.
+    """
     settings = settings or Settings()
+    check_home(settings.home)
+    from app.limits import BodyLimitMiddleware
     from app.routes import health, inspect, runs
 
     services: list[Any] = []
@@ -58,6 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
 
+    # Bodies: the longest text the Inspect API takes (characters of up to 4 bytes) plus its JSON;
+    # uploads: their own cap plus the multipart framing. Larger ones are refused unread.
+    text_cap = settings.max_score_tokens * inspect.MAX_CHARS_PER_TOKEN * 4 + 64_000
+    upload_cap = settings.max_upload_bytes + runs.UPLOAD_FRAMING
+    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps={"/api/uploads": upload_cap})
     if settings.token:
         from app.security import TokenMiddleware
 
