@@ -71,14 +71,11 @@ def method_label(config: dict[str, Any]) -> str:
 
 
 def _eta(run: RunRecord, now: float) -> float | None:
-    if run.status != "running":
+    # The child's own estimate, counted down since it was written. No guess before it has one:
+    # start-up (and a resume's reload) would make any elapsed-time guess wrong.
+    if run.status != "running" or run.eta_s is None:
         return None
-    if run.eta_s is not None:
-        return max(0.0, run.eta_s - (now - run.updated_at))
-    if run.started_at and 0.02 < run.progress < 1:
-        elapsed = now - run.started_at
-        return elapsed * (1 - run.progress) / run.progress
-    return None
+    return max(0.0, run.eta_s - (now - run.updated_at))
 
 
 def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:

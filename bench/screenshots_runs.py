@@ -54,14 +54,14 @@ def main() -> None:
         # Mid-run: the curves have a few evaluations and the progress bar an ETA.
         page.wait_for_function(
             "Number(document.querySelector('#chart-eval').dataset.points || 0) >= 9",
-            timeout=900_000,
+            timeout=2_400_000,
         )
         time.sleep(1)
         shot(page, "run")
 
         page.goto(f"{url}/runs")
         page.locator(f'tr[data-run-id="{ids[1]}"] .badge[data-status="running"]').wait_for(
-            timeout=900_000
+            timeout=2_400_000
         )
         time.sleep(8)
         page.goto(f"{url}/runs")
@@ -69,7 +69,7 @@ def main() -> None:
 
         page.goto(f"{url}/compare?runs={','.join(ids)}")
         page.locator(f'tr[data-run-id="{ids[1]}"] .badge[data-status="succeeded"]').wait_for(
-            timeout=900_000
+            timeout=2_400_000
         )
         time.sleep(2)
         shot(page, "compare")
