@@ -50,7 +50,9 @@ def test_user_files(tmp_path: Path) -> None:
         ("doc.pdf", b"%PDF-1.4", "unsupported file type"),
     ],
 )
-def test_bad_files_give_clear_errors(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+def test_bad_files_give_clear_errors(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
     f = tmp_path / name
     f.write_bytes(content)
     with pytest.raises(DataError, match=message):

@@ -84,7 +84,9 @@ def test_hub_ids_are_recognised_without_network() -> None:
         resolve_spec("  ")
 
 
-def test_run_spec_resolves_final_model_then_checkpoint(tiny_model_dir: Path, entrodrop_home: Path) -> None:
+def test_run_spec_resolves_final_model_then_checkpoint(
+    tiny_model_dir: Path, entrodrop_home: Path
+) -> None:
     run = entrodrop_home / "runs" / "r1"
     shutil.copytree(tiny_model_dir, run / "checkpoint-4")
     shutil.copytree(tiny_model_dir, run / "checkpoint-12")

@@ -63,7 +63,11 @@ def test_candidates_never_first_token_or_nan() -> None:
     cand = candidate_mask(ent, tau=10.0)
     assert not cand[:, 0].any()
     assert not cand[1, 10:].any()
-    drops = select_drops(ent, EntroDropConfig(selection="threshold", threshold=10.0, rate_max=1.0, schedule="constant"), 1.0)
+    drops = select_drops(
+        ent,
+        EntroDropConfig(selection="threshold", threshold=10.0, rate_max=1.0, schedule="constant"),
+        1.0,
+    )
     assert not drops[:, 0].any() and drops[0, 1:].all()
 
 
@@ -92,7 +96,10 @@ def test_random_ablation_has_same_expected_count() -> None:
     ent = _entropies(b=64, t=128)
     cfg = EntroDropConfig(quantile=0.3, rate_max=0.6, schedule="constant")
     n_entro = float(select_drops(ent, cfg, 1.0).sum())
-    counts = [float(select_random_drops(ent, cfg, 1.0, torch.Generator().manual_seed(s)).sum()) for s in range(5)]
+    counts = [
+        float(select_random_drops(ent, cfg, 1.0, torch.Generator().manual_seed(s)).sum())
+        for s in range(5)
+    ]
     mean_random = sum(counts) / len(counts)
     assert abs(mean_random - n_entro) / n_entro < 0.05
     rnd = select_random_drops(ent, cfg, 1.0)

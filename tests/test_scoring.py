@@ -19,7 +19,9 @@ def test_entropy_matches_float64_reference() -> None:
     assert torch.allclose(ours.double(), ref, rtol=1e-3, atol=0)
     # bf16 logits are upcast before the softmax
     ours_bf16 = scoring.entropy_from_logits(logits.bfloat16())
-    ref_bf16 = -(logits.bfloat16().double().softmax(-1) * logits.bfloat16().double().log_softmax(-1)).sum(-1)
+    ref_bf16 = -(
+        logits.bfloat16().double().softmax(-1) * logits.bfloat16().double().log_softmax(-1)
+    ).sum(-1)
     assert torch.allclose(ours_bf16.double(), ref_bf16, rtol=1e-3)
     assert (ours >= 0).all() and (ours <= math.log(1000) + 1e-4).all()
 
@@ -84,7 +86,15 @@ def test_token_json_shape(tiny_loaded) -> None:
     assert set(d) == {"model", "n_tokens", "tokens", "summary"}
     assert d["n_tokens"] == len(d["tokens"])
     first, second = d["tokens"][0], d["tokens"][1]
-    assert first == {**first, "index": 0, "entropy": None, "surprisal": None, "prob": None, "rank": None, "top": []}
+    assert first == {
+        **first,
+        "index": 0,
+        "entropy": None,
+        "surprisal": None,
+        "prob": None,
+        "rank": None,
+        "top": [],
+    }
     assert set(second) == {"index", "id", "text", "entropy", "surprisal", "prob", "rank", "top"}
     assert second["prob"] == pytest.approx(math.exp(-second["surprisal"]))
     assert set(second["top"][0]) == {"id", "text", "prob"}

@@ -23,8 +23,13 @@ def test_api_needs_the_token(entrodrop_home: Path) -> None:
             r = client.get(path)
             assert r.status_code == 401, path
             assert "access token" in r.json()["detail"]
-        assert client.get("/api/runs", headers={"Authorization": "Bearer nope"}).json()["detail"] == "wrong access token"
-        assert client.get("/api/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert (
+            client.get("/api/runs", headers={"Authorization": "Bearer nope"}).json()["detail"]
+            == "wrong access token"
+        )
+        assert (
+            client.get("/api/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        )
         assert client.get("/api/runs", headers={"X-EntroDrop-Token": TOKEN}).status_code == 200
         assert client.post("/api/score", json={"text": "hi"}).status_code == 401
 
