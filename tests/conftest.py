@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -84,11 +83,7 @@ def default_loaded():  # type: ignore[no-untyped-def]
     """The real default checkpoint (SmolLM2-135M-Instruct); converted once into MODEL_CACHE."""
     import entrodrop
 
-    os.environ.setdefault("ENTRODROP_MODEL_CACHE", str(MODEL_CACHE))
-    prev = os.environ.get("ENTRODROP_MODEL_CACHE")
-    os.environ["ENTRODROP_MODEL_CACHE"] = str(MODEL_CACHE)
-    try:
+    # Session fixtures run before the per-test home fixture: point at the shared cache here.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENTRODROP_MODEL_CACHE", str(MODEL_CACHE))
         return entrodrop.load("default")
-    finally:
-        if prev is not None:
-            os.environ["ENTRODROP_MODEL_CACHE"] = prev
