@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import entrodrop
+from app.model_paths import check_model_folder
 from app.settings import Settings
 from entrodrop.models import LoadedModel, ModelLoadError
 
@@ -172,6 +173,9 @@ class ModelService:
                 loaded = self._loader(str(run_model_dir(self.settings.runs_path, spec[4:])))
                 loaded.name = loaded.spec = spec
                 return loaded
+            # The server's own model was chosen by whoever started it; others are requests.
+            if spec != self.spec and Path(spec).expanduser().exists():
+                spec = str(check_model_folder(Path(spec), self.settings))
             return self._loader(spec)
         except ModelLoadError:
             raise

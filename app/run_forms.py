@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from app.jobs import Launcher
+from app.model_paths import check_model_folder
 from app.settings import Settings
 from app.storage import Storage
 from entrodrop.config import DEFAULT_BASELINE_STRENGTH, METHODS, EntroDropConfig, RunConfig
@@ -135,7 +136,7 @@ def _errors_from(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[Fie
     return out
 
 
-def check_model(spec: str, storage: Storage) -> str:
+def check_model(spec: str, storage: Storage, settings: Settings) -> str:
     """A model spec the training process can load: default, run:<id>, a folder, or a hub id."""
     spec = spec.strip()
     if spec == "default":
@@ -157,7 +158,7 @@ def check_model(spec: str, storage: Storage) -> str:
         if not (path / "config.json").is_file():
             raise ValueError(f"{spec} is not a model folder: it has no config.json")
         check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
-        return str(path.resolve())
+        return str(check_model_folder(path, settings))
     if HUB_ID.match(spec):
         return spec  # loads where the machine can reach the hub; the run fails with why if not
     raise ValueError("use 'default', run:<id>, a model folder, or a hub id like org/name")
@@ -210,7 +211,7 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
     # The model and data are checked even when other fields are wrong: every error at once.
     checked: dict[str, str] = {}
     for name, default, check in (
-        ("model", "default", lambda v: check_model(v, storage)),
+        ("model", "default", lambda v: check_model(v, storage, settings)),
         ("dataset", "python-reference", lambda v: check_dataset(v, settings)),
     ):
         value = rest.get(name, default)

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     allowed_data_dirs: list[Path] = Field(
         default_factory=list, description="Folders whose files may be named as datasets by path."
     )
+    allowed_model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose checkpoints may be loaded by path. Empty: any folder on a "
+        "private (token-less, loopback) server, none on a shared one (ENTRODROP_TOKEN set).",
+    )
     cancel_grace_s: float = Field(20.0, gt=0, description="Seconds between SIGTERM and SIGKILL.")
 
     @property

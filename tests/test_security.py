@@ -55,3 +55,40 @@ def test_no_token_configured_means_open_on_loopback(entrodrop_home: Path) -> Non
     settings = Settings(home=entrodrop_home, load_model_on_startup=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/runs").status_code == 200
+
+
+def test_shared_server_refuses_model_folders_outside_allowed(
+    entrodrop_home: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    settings = Settings(home=entrodrop_home, token=TOKEN, model=str(tiny_model_dir))
+    with TestClient(create_app(settings)) as client:
+        # the server's own model (chosen by whoever started it) is fine
+        _wait_ready(client, auth)
+        assert client.post("/api/score", json={"text": "x = 1"}, headers=auth).status_code == 200
+        other = tmp_path / "elsewhere"
+        other.symlink_to(tiny_model_dir)
+        r = client.post("/api/score", json={"text": "x = 1", "model": str(other)}, headers=auth)
+        assert r.status_code == 422 and "disabled on this shared server" in r.json()["detail"]
+        r = client.post("/api/runs/check", json={"model": str(other)}, headers=auth)
+        assert "disabled on this shared server" in str(r.json())
+    allowed = tmp_path / "models"
+    allowed.mkdir()
+    inside = allowed / "tiny"
+    inside.symlink_to(tiny_model_dir)  # a symlink out of the allowed folder is refused too
+    settings = Settings(
+        home=entrodrop_home, token=TOKEN, model=str(tiny_model_dir), allowed_model_dirs=[allowed]
+    )
+    with TestClient(create_app(settings)) as client:
+        _wait_ready(client, auth)
+        r = client.post("/api/score", json={"text": "x = 1", "model": str(inside)}, headers=auth)
+        assert r.status_code == 422 and "outside the allowed model folders" in r.json()["detail"]
+
+
+def _wait_ready(client: TestClient, headers: dict[str, str]) -> None:
+    import time
+
+    deadline = time.time() + 60
+    while not client.get("/api/health").json()["model_loaded"]:
+        assert time.time() < deadline, "model did not load"
+        time.sleep(0.1)
