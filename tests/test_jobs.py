@@ -218,7 +218,9 @@ def test_launch_progress_succeeded(entrodrop_home: Path, tiny_model_dir: Path) -
     seen: list[float] = []
 
     async def scenario(runner: JobRunner) -> None:
-        run = runner.submit(tiny_config(tiny_model_dir))
+        # Long enough to see progress between 0 and 1: the trainer writes status.json at most
+        # once a second, and a tiny model's short run is over within one.
+        run = runner.submit(tiny_config(tiny_model_dir, max_steps=60, eval_every=20))
         assert (runner.run_dir(run.id) / "config.json").is_file()  # written before the launch
 
         def done() -> bool:
@@ -228,8 +230,8 @@ def test_launch_progress_succeeded(entrodrop_home: Path, tiny_model_dir: Path) -
         await wait_until(done, 120, "the tiny run")
         final = runner.get(run.id)
         assert final.status == "succeeded", final.error
-        assert final.progress == 1.0 and final.step == 4
-        assert any(0 < p < 1 for p in seen), "progress was never seen between 0 and 1"
+        assert final.progress == 1.0 and final.step == 60
+        assert any(0 < p < 1 for p in seen), f"progress never between 0 and 1: {sorted(set(seen))}"
         names = {r["name"] for r in runner.storage.metrics(run.id)}
         assert {"train/loss", "eval/loss", "drop/rate_scheduled"} <= names
         assert final.best_eval_loss is not None and final.final_eval_loss is not None
