@@ -335,6 +335,20 @@ function initModelPickers() {
   $("compare-on").addEventListener("change", () => {
     $("compare-box").hidden = !$("compare-on").checked;
   });
+  preselectModel(new URLSearchParams(window.location.search).get("model"));
+}
+
+// `/?model=run:<id>` (the run page's "inspect with this checkpoint") or `/?model=<folder>`.
+function preselectModel(spec) {
+  if (!spec) return;
+  const known = Array.from($("model").options).some((o) => o.value === spec);
+  if (known) {
+    $("model").value = spec;
+  } else {
+    $("model").value = "__folder__";
+    $("model-folder").value = spec;
+    $("model-folder").hidden = false;
+  }
 }
 
 function initPolicy() {

@@ -270,3 +270,18 @@ def test_page_works_while_the_model_loads(
         release.set()
         tab.wait_for_selector("#results[data-rendered]", timeout=30_000)
         assert not tab.locator("#loading-note").is_visible()
+
+
+def test_model_query_parameter_preselects_the_checkpoint(
+    browser: tuple[Any, list[str]], server: str
+) -> None:
+    """The run page links to /?model=run:<id>; the page opens with that checkpoint chosen."""
+    tab, errors = browser
+    errors.clear()
+    tab.goto(server + "/?model=run:r-tiny")
+    assert tab.eval_on_selector("#model", "s => s.value") == "run:r-tiny"
+    tab.goto(server + "/?model=/some/folder")
+    assert tab.eval_on_selector("#model", "s => s.value") == "__folder__"
+    assert tab.eval_on_selector("#model-folder", "i => i.value") == "/some/folder"
+    assert tab.eval_on_selector("#model-folder", "i => !i.hidden")
+    assert not errors, errors
