@@ -3,13 +3,14 @@
 Every run goes through the library's own entry point (`python -m entrodrop.training.run`) in its
 own folder under bench/results/reproduction/; a finished run (summary.json with status succeeded
 and the same config) is skipped, so a rerun continues where the last one stopped. Phase 1 runs
-every variant with seed 0; phase 2 reruns `none` and the leading variants (by final held-out loss,
-see `leaders`) with seed 1. The starting model's own evaluation is
-epoch 0 of every curve. Writes bench/results/reproduction.json (every curve) and
-bench/results/reproduction_high_entropy.png (held-out high-entropy-token loss per epoch).
+every variant with seed 0, and `none` with seed 1 too; phase 2 runs the leading variants (see
+`leaders`) with seed 1. The starting model's own evaluation is epoch 0 of every curve. Writes
+bench/results/reproduction.json (every curve), bench/results/reproduction_high_entropy.png
+(held-out high-entropy-token loss per epoch) and bench/results/reproduction_curves.png.
 
-Run: `.venv/bin/python bench/reproduce.py [--jobs 2] [--threads 1]` (about 40 min on a shared
-2-core CPU with the defaults). Set ENTRODROP_MODEL_CACHE to reuse the converted default model.
+Run: `.venv/bin/python bench/reproduce.py` (2 runs at a time, one torch thread each: about an
+hour on the shared 2-core CPU of docs/benchmarks.md). Set ENTRODROP_MODEL_CACHE to reuse the
+converted default model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -60,6 +62,21 @@ VARIANTS = (
         {"quantile": 0.5, "rate_max": 0.5, "drop_mode": "input"},
     ),
     Variant("entrodrop-loss-q30-r90", "entrodrop", {"quantile": 0.3, "rate_max": 0.9}),
+    Variant(
+        "entrodrop-loss-q50-r90-mid25",
+        "entrodrop",
+        {"quantile": 0.5, "rate_max": 0.9, "midpoint": 0.25},
+    ),
+    Variant(
+        "random-input-q50-r50",
+        "random",
+        {"quantile": 0.5, "rate_max": 0.5, "drop_mode": "input"},
+    ),
+    Variant(
+        "random-r90-mid25",
+        "random",
+        {"quantile": 0.5, "rate_max": 0.9, "midpoint": 0.25, "drop_mode": "loss"},
+    ),
 )
 ED_DEFAULTS = {
     "entropy_source": "online",
@@ -196,6 +213,26 @@ def read_curves(folder: Path, steps_per_epoch: int) -> dict[str, list[float]]:
     return {name: [v for _, v in sorted(c.items())] for name, c in curves.items()}
 
 
+def eval_cost(folder: Path) -> dict[str, float]:
+    """Median seconds of one evaluation and of one training step, from the metric rows' times.
+
+    An evaluation runs right after the training log of the same step; the steps of an epoch run
+    between one evaluation and the next training log.
+    """
+    first: dict[tuple[int, str], float] = {}
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        first.setdefault((row["step"], row["name"].split("/")[0]), row["time"])
+    evals = sorted(s for s, kind in first if kind == "eval")
+    eval_s = [first[(s, "eval")] - first[(s, "train")] for s in evals if (s, "train") in first]
+    step_s = [
+        (first[(b, "train")] - first[(a, "eval")]) / (b - a)
+        for a, b in zip(evals, evals[1:], strict=False)
+        if (b, "train") in first
+    ]
+    return {"eval_s": statistics.median(eval_s), "step_s": statistics.median(step_s)}
+
+
 def run_record(variant: Variant, seed: int, args: argparse.Namespace) -> dict[str, Any] | None:
     folder = run_dir(variant, seed)
     if not is_complete(folder, run_config(variant, seed, args)):
@@ -208,20 +245,24 @@ def run_record(variant: Variant, seed: int, args: argparse.Namespace) -> dict[st
         "config": run_config(variant, seed, args),
         "curves": read_curves(folder, spe),
         "step_time_s": summary.get("step_time_s"),
+        "timing": eval_cost(folder),
         "wall_s": summary.get("wall_s"),
     }
 
 
 def leaders(records: list[dict[str, Any]], n: int) -> list[str]:
-    """Variants rerun with seed 1: none, the best EntroDrop, the best other, the second EntroDrop.
-
-    "Best" is the lowest final held-out loss with seed 0; the first `n` of that list are kept.
-    """
-    ranked = sorted(records, key=lambda r: r["curves"]["eval/loss"][-1])
-    drops = [r["variant"] for r in ranked if r["variant"].startswith("entrodrop")]
-    others = [r["variant"] for r in ranked if not r["variant"].startswith(("entrodrop", "none"))]
-    chosen = ["none", *drops[:1], *others[:1], *drops[1:2]]
-    return chosen[:n]
+    """Variants run with seed 1: none, the `n` best others by final held-out loss (seed 0), and
+    the best EntroDrop variant if it is not among them."""
+    ranked = [
+        r["variant"]
+        for r in sorted(records, key=lambda r: r["curves"]["eval/loss"][-1])
+        if r["variant"] != "none"
+    ]
+    chosen = ["none", *ranked[:n]]
+    best_ed = next((v for v in ranked if v.startswith("entrodrop")), None)
+    if best_ed is not None and best_ed not in chosen:
+        chosen.append(best_ed)
+    return chosen
 
 
 # ---------------------------------------------------------------- table and plots
@@ -304,15 +345,18 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.5), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    cols = min(2, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=True):
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors[: len(VARIANTS)])
         for variant in VARIANTS:
             curves = mean_curve([r for r in records if r["variant"] == variant.name], name, initial)
             if not curves:
                 continue
             epochs = list(range(len(curves[0])))
             mean = [sum(c[i] for c in curves) / len(curves) for i in epochs]
-            style = "-" if variant.method == "entrodrop" else "--"
+            style = {"entrodrop": "-", "random": "-."}.get(variant.method, "--")
             (line,) = ax.plot(
                 epochs, mean, style, marker="o", ms=3, label=f"{variant.name} (n={len(curves)})"
             )
@@ -344,7 +388,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--seed1-runs", type=int, default=4, help="leading variants rerun with seed 1")
+    p.add_argument(
+        "--leaders", type=int, default=3, help="best variants (besides none) run with seed 1"
+    )
     p.add_argument(
         "--report-only", action="store_true", help="no training: tables from what exists"
     )
@@ -356,9 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     initial = initial_eval(args)
     if not args.report_only:
-        run_all([(v, 0) for v in VARIANTS], args)
+        run_all([(v, 0) for v in VARIANTS] + [(VARIANTS[0], 1)], args)  # none: seed 1 too
     first = [r for v in VARIANTS if (r := run_record(v, 0, args)) is not None]
-    second_names = leaders(first, args.seed1_runs) if len(first) == len(VARIANTS) else []
+    second_names = leaders(first, args.leaders) if len(first) == len(VARIANTS) else []
     second = [v for v in VARIANTS if v.name in second_names]
     if not args.report_only:
         run_all([(v, 1) for v in second], args)
@@ -373,8 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     write_result(
         "reproduction",
         {
-            "command": "python bench/reproduce.py "
-            + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": " ".join(
+                [
+                    "python bench/reproduce.py",
+                    *(a for a in argv or sys.argv[1:] if a != "--report-only"),
+                ]
+            ),
             "settings": {k: v for k, v in vars(args).items() if k != "report_only"},
             "steps_per_epoch": args.train_tokens // (args.seq_len * args.batch_size),
             "initial": initial,
@@ -382,7 +432,12 @@ def main(argv: list[str] | None = None) -> int:
             "complete": len(first) == len(VARIANTS) and len(records) == len(first) + len(second),
             "table": rows,
             "runs": records,
-            "sweep_wall_s": time.time() - t0,
+            "this_invocation_wall_s": time.time() - t0,
+            "runs_wall_s_total": sum(r["wall_s"] or 0.0 for r in records),
+            "eval_tokens_per_evaluation": 2 * args.eval_tokens,  # held-out + general
+            "eval_over_step_median": statistics.median(
+                r["timing"]["eval_s"] / r["timing"]["step_s"] for r in records
+            ),
         },
     )
     return 0
