@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, default=0, help="OMP_NUM_THREADS of the server (0: torch default)"
     )
+    p.add_argument("--tag", default="", help="suffix of the result file name")
     return p.parse_args(argv)
 
 
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(goals)
     write_result(
-        f"dashboard_threads{args.threads}" if args.threads else "dashboard",
+        "dashboard" + (f"_threads{args.threads}" if args.threads else "") + args.tag,
         {
             "command": "python bench/bench_dashboard.py " + " ".join(sys.argv[1:]),
             "settings": vars(args),
