@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app.settings import Settings
+from app.storage import check_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     check_home(settings.home)
+    check_database(settings.db_path)
     from app.limits import BodyLimitMiddleware
     from app.routes import health, inspect, runs
 
@@ -74,6 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+
+    @app.exception_handler(OSError)
+    async def storage_fault(request: Any, exc: OSError) -> JSONResponse:
+        # A full or vanished disk after start-up: say so plainly instead of a bare 500.
+        full = exc.errno == errno.ENOSPC
+        return JSONResponse(
+            status_code=507 if full else 500,
+            content={"detail": f"the server could not write its files: {exc.strerror or exc}"},
+        )
+
     app.state.services = services
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

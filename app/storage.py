@@ -132,6 +132,29 @@ def parse_metric_line(
     )
 
 
+class StorageUnusable(RuntimeError):
+    """The database file exists but cannot be used (corrupt, not SQLite, locked)."""
+
+
+def check_database(path: Path) -> None:
+    """Open the database once and run SQLite's quick check; a message for a person if it fails."""
+    if not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(str(path), timeout=5)
+        try:
+            row = conn.execute("PRAGMA quick_check").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        row = (str(exc),)
+    if not row or row[0] != "ok":
+        raise StorageUnusable(
+            f"the database {path} is damaged ({row[0] if row else 'no answer'}); move it aside "
+            "and start again: run folders are kept, and runs can be re-imported from them"
+        )
+
+
 class Storage:
     """Runs and metrics in one SQLite file; safe to share between threads (one lock, short calls)."""
 

@@ -58,14 +58,15 @@ def serve(
 
     if not is_loopback(host) and not token:
         _fail(f"binding {host} exposes the dashboard: set ENTRODROP_TOKEN (or --token) first")
+    from app.main import HomeUnusable, check_home
+    from app.storage import StorageUnusable, check_database
+
     home = home_dir()
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        probe = home / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        _fail(f"the home folder {home} is not writable ({exc.strerror}); set ENTRODROP_HOME")
+        check_home(home)
+        check_database(home / "entrodrop.db")
+    except (HomeUnusable, StorageUnusable) as exc:
+        _fail(str(exc))
     settings = Settings(host=host, port=port, model=model, token=token, home=home)
     typer.echo(f"EntroDrop Studio on http://{host}:{port}  (home: {home}, model: {model})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
