@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(measure(f"http://127.0.0.1:{port}", args))
     finally:
         stop_server(server)
+        shutil.rmtree(home, ignore_errors=True)  # the cancelled run's checkpoint is large
     rows = table(result)
     print_table(rows, ["phase", "what", "n", "p50_ms", "p95_ms"])
     single = result["idle"]["score_1_client"]["p50_ms"]
