@@ -53,7 +53,15 @@ def matmul_rate(loaded: Any, tokens: int, autocast: bool, repeats: int = 3) -> d
     cfg = loaded.model.config
     h, inter, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
     kv = cfg.num_key_value_heads * (h // cfg.num_attention_heads)
-    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)] * cfg.num_hidden_layers
+    shapes = [
+        (h, h),
+        (h, kv),
+        (h, kv),
+        (h, h),
+        (h, inter),
+        (h, inter),
+        (inter, h),
+    ] * cfg.num_hidden_layers
     shapes.append((h, v))
     weights = [torch.randn(k, n) for k, n in shapes]
     x_h, x_i = torch.randn(tokens, h), torch.randn(tokens, inter)
@@ -74,7 +82,9 @@ def model_flops(loaded: Any, tokens: int, window: int) -> float:
     """Matmul FLOPs of scoring `tokens` tokens: linear layers + head, plus attention scores."""
     cfg = loaded.model.config
     h, layers = cfg.hidden_size, cfg.num_hidden_layers
-    linear = sum(p.numel() for n, p in loaded.model.named_parameters() if p.dim() == 2 and "embed" not in n)
+    linear = sum(
+        p.numel() for n, p in loaded.model.named_parameters() if p.dim() == 2 and "embed" not in n
+    )
     linear += cfg.vocab_size * h  # tied LM head
     ctx = min(tokens, window)
     attention = 2 * 2 * layers * h * ctx / 2  # QK^T and AV, causal: half the square on average
@@ -92,7 +102,9 @@ def measure_throughput(repeats: int, lengths: list[int]) -> list[dict[str, Any]]
         text_ids = [ids]
         fns = {
             "naive": lambda ids=ids: naive_score(naive_model, ids),
-            "entrodrop": lambda text_ids=text_ids: entrodrop.scoring.score_ids(ours, text_ids, top_k=5),
+            "entrodrop": lambda text_ids=text_ids: entrodrop.scoring.score_ids(
+                ours, text_ids, top_k=5
+            ),
         }
         for fn in fns.values():
             fn()  # warm-up
@@ -143,7 +155,9 @@ def measure_memory(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"tokens": n}
     for mode in ("naive", "entrodrop"):
         code = CHILD.format(root=root, n=n, mode=mode)
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         facts = json.loads(proc.stdout.strip().splitlines()[-1])
         out[f"{mode}_added_mb"] = (facts["peak"] - facts["base"]) / 2**20
         out[f"{mode}_base_mb"] = facts["base"] / 2**20
@@ -160,7 +174,15 @@ def main() -> None:
     rows = measure_throughput(args.repeats, lengths)
     print_table(
         rows,
-        ["tokens", "naive_tok_s", "entrodrop_tok_s", "speedup", "matmul_gflop_s", "achieved_gflop_s", "fraction_of_matmul"],
+        [
+            "tokens",
+            "naive_tok_s",
+            "entrodrop_tok_s",
+            "speedup",
+            "matmul_gflop_s",
+            "achieved_gflop_s",
+            "fraction_of_matmul",
+        ],
     )
     memory = None if args.quick else measure_memory(8192)
     if memory:

@@ -79,7 +79,12 @@ def _fmt(v: Any) -> str:
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"), **payload}
+    payload = {
+        "benchmark": name,
+        "machine": machine(),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path
