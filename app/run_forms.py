@@ -31,9 +31,18 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 EXTRA_KEYS = ("launcher", "compare_with")
 COMPARE_METHODS = ("none", "random")
 
-# What the form starts with: finishes in about two minutes with the default 135M model on a
-# 2-core CPU (~1.3 s per 4x128-token step). Fields not listed take RunConfig's defaults.
-FORM_DEFAULTS: dict[str, Any] = {"max_steps": 50, "eval_every": 10}
+# What the form starts with: bench/reproduce.py's setting (docs/benchmarks.md), small enough to
+# overfit within the run so the curves show the multi-epoch rebound: 2048 training tokens, 6
+# epochs (24 steps at 4 x 128), an evaluation per epoch. One run took ~140 s on the 2-core CPU, a
+# matched pair ~5 min. Fields not listed take RunConfig's defaults.
+FORM_DEFAULTS: dict[str, Any] = {
+    "epochs": 6.0,
+    "max_steps": None,
+    "learning_rate": 3e-4,
+    "max_train_tokens": 2048,
+    "max_eval_tokens": 1024,
+    "eval_every": 4,
+}
 LABELS = {
     "entropy_source": "entropy source",
     "quantile": "quantile q",
