@@ -10,6 +10,7 @@ from typing import Any
 
 from app import run_files as rf
 from app.jobs import RESUMABLE, JobRunner, Launcher, headless_commands
+from app.run_forms import flat_values
 from app.storage import ACTIVE, RunRecord
 
 # The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
@@ -165,20 +166,10 @@ def metrics_csv(runner: JobRunner, run_id: str) -> str:
     return buf.getvalue()
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
     """GET /api/compare and /compare: runs side by side, config differences, best/final metrics."""
     runs = [runner.get(i) for i in run_ids]
-    flat = [_flatten(r.config) | {"launcher": Launcher(**r.launcher).kind} for r in runs]
+    flat = [flat_values(r.config) | {"launcher": Launcher(**r.launcher).kind} for r in runs]
     keys = sorted(set().union(*flat)) if flat else []
     differences = [
         {"key": k, "values": [f.get(k) for f in flat]}
