@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 import entrodrop
-from app.model_service import RUN_ID, ModelService
+from app.model_service import ModelService
+from entrodrop import runfolder
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
 
@@ -158,12 +159,12 @@ def list_checkpoints(runs_path: Path) -> list[dict[str, str]]:
         return []
     found: list[tuple[float, dict[str, str]]] = []
     for run in runs_path.iterdir():
-        model = run / "model"
-        if not RUN_ID.match(run.name) or not (model / "config.json").is_file():
+        if not runfolder.is_run_id(run.name) or not runfolder.has_final_model(run):
             continue
+        model = run / runfolder.MODEL
         label = run.name
         try:  # the run's config says what it was; a missing or odd one only costs the label
-            config = json.loads((run / "config.json").read_text())
+            config = json.loads((run / runfolder.CONFIG).read_text())
             label = f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
         except (OSError, ValueError, AttributeError):
             pass

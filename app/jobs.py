@@ -3,7 +3,7 @@
 The server never trains. It writes `config.json` into the run folder, starts
 `python -m entrodrop.training.run --run-dir DIR` (argument list, own process group) and a
 background task polls the children: it ingests metrics.jsonl into SQLite, mirrors status.json,
-and turns exits into final statuses (docs/architecture.md fixes the run-folder contract).
+and turns exits into final statuses (entrodrop/runfolder.py is the run-folder contract).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -25,9 +24,9 @@ from typing import IO, Literal
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from app import run_files as rf
 from app.settings import Settings
 from app.storage import RunRecord, Storage
+from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -51,11 +50,6 @@ class RunNotFound(KeyError):
 
 class RunConflict(ValueError):
     """The run is not in a state that allows the action (e.g. cancelling a finished run)."""
-
-
-def new_run_id() -> str:
-    """Short, URL-safe and sortable by creation time: r<yymmddHHMMSS>-<4 hex>."""
-    return "r" + time.strftime("%y%m%d%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def child_argv(
@@ -209,9 +203,9 @@ class JobRunner:
         self, config: RunConfig, launcher: Launcher | None = None, group_id: str | None = None
     ) -> RunRecord:
         """Queue a run: its folder and config.json are written before anything is launched."""
-        run_id = new_run_id()
+        run_id = rf.new_run_id()
         while self.storage.get_run(run_id) is not None:
-            run_id = new_run_id()
+            run_id = rf.new_run_id()
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True)
         (run_dir / rf.CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -413,12 +407,13 @@ class JobRunner:
         run_dir = self.run_dir(run.id)
         # A STOP file from an earlier attempt would stop this one at once.
         (run_dir / rf.STOP).unlink(missing_ok=True)
-        found = rf.checkpoints(run_dir)
-        resume = run.resume and bool(found)
-        if resume:
-            # The child continues from its last checkpoint and logs the later steps again.
-            last_step = int(found[-1].name[11:])
-            self.storage.drop_metrics_after(run.id, last_step, run_dir / rf.METRICS)
+        checkpoint = rf.latest_checkpoint(run_dir) if run.resume else None
+        resume = checkpoint is not None
+        if checkpoint is not None:
+            # The child continues from this checkpoint (the same one: the same discovery), cuts
+            # metrics.jsonl back to it and logs the later steps again; the table forgets them now.
+            step = rf.checkpoint_step(checkpoint)
+            self.storage.drop_metrics_after(run.id, step, run_dir / rf.METRICS)
         argv = child_argv(run_dir, Launcher(**run.launcher), resume, self.entry)
         launched_at = time.time()
         self.storage.update_run(
@@ -484,7 +479,7 @@ class JobRunner:
             pid = run.pid if process_alive(run.pid, run_dir) else find_orphan(run_dir)
             st = rf.read_status(run_dir, since=run.started_at or 0.0) or {}
             changes: dict[str, object] = {"finished_at": time.time(), "eta_s": None}
-            if pid is None and st.get("status") in ("succeeded", "failed", "cancelled"):
+            if pid is None and st.get("status") in rf.FINAL:
                 # It ended while no server watched: its own final status is the truth.
                 changes["status"] = st["status"]
                 changes["error"] = st.get("error") if st["status"] == "failed" else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,7 +21,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Loader = Callable[[str], LoadedModel]
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 LOADING_RETRY_AFTER_S = 2
 
 
@@ -42,28 +40,16 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
-def run_model_dir(runs_path: Path, run_id: str) -> Path:
-    """A run's model under *this server's* runs folder: `model/`, else its latest checkpoint."""
-    if not RUN_ID.match(run_id):
-        raise ModelLoadError(f"invalid run id {run_id!r}")
-    run = runs_path / run_id
-    if (run / "model" / "config.json").is_file():
-        return run / "model"
-    steps = [p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    if steps:
-        return max(steps, key=lambda p: int(p.name.split("-")[-1]))
-    if not run.is_dir():
-        raise ModelLoadError(f"no run {run_id!r} under {runs_path}")
-    raise ModelLoadError(f"run {run_id!r} has no model yet")
-
-
 class ModelService:
     """Owns every model the dashboard uses and the single thread that runs them."""
 
     def __init__(self, settings: Settings, loader: Loader | None = None, cache_size: int = 3):
         self.settings = settings
         self.spec = settings.model.strip() or "default"
-        self._loader: Loader = loader or (lambda spec: entrodrop.load(spec))
+        # run:<id> specs name runs of this server's home, which may differ from ENTRODROP_HOME.
+        self._loader: Loader = loader or (
+            lambda spec: entrodrop.load(spec, runs_dir=settings.runs_path)
+        )
         self._cache_size = max(1, cache_size)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -106,10 +92,6 @@ class ModelService:
         log.info("model %s ready", loaded.name)
 
     # ------------------------------------------------------------ state
-
-    @property
-    def loaded(self) -> bool:
-        return self._state == "ready"
 
     def status(self) -> dict[str, Any]:
         """The server model's state for /api/health and /api/model."""
@@ -168,13 +150,9 @@ class ModelService:
 
     def _load(self, spec: str) -> LoadedModel:
         try:
-            if spec.startswith("run:"):
-                # Runs live under this server's home, which may differ from ENTRODROP_HOME.
-                loaded = self._loader(str(run_model_dir(self.settings.runs_path, spec[4:])))
-                loaded.name = loaded.spec = spec
-                return loaded
             # The server's own model was chosen by whoever started it; others are requests.
-            if spec != self.spec and Path(spec).expanduser().exists():
+            is_run = spec.startswith("run:")
+            if spec != self.spec and not is_run and Path(spec).expanduser().exists():
                 spec = str(check_model_folder(Path(spec), self.settings))
             return self._loader(spec)
         except ModelLoadError:

@@ -24,8 +24,8 @@ from entrodrop.data import (
     uploads_dir,
 )
 from entrodrop.models import check_local_checkpoint
+from entrodrop.runfolder import is_run_id
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
 EXTRA_KEYS = ("launcher", "compare_with")
@@ -152,7 +152,7 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
         return spec
     if spec.startswith("run:"):
         run_id = spec[4:]
-        run = storage.get_run(run_id) if RUN_ID.match(run_id) else None
+        run = storage.get_run(run_id) if is_run_id(run_id) else None
         if run is None:
             raise ValueError(f"no run {run_id!r}")
         if run.status != "succeeded":
@@ -323,7 +323,7 @@ def new_run_form(
         for r in storage.list_runs(statuses=["succeeded"])
     ]
     defaults = RunConfig().model_dump(mode="json") | FORM_DEFAULTS
-    base = storage.get_run(like) if like and RUN_ID.match(like) else None
+    base = storage.get_run(like) if like and is_run_id(like) else None
     if base is not None:
         defaults = base.config
     if model:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from app.model_service import run_model_dir
+from app.model_service import ModelService
 from entrodrop.config import RunConfig
 from entrodrop.data import build_blocks, load_dataset
-from entrodrop.models import LoadedModel, load
+from entrodrop.models import LoadedModel
 from entrodrop.policy import drop_rate, entropy_threshold, select_drops, select_random_drops
 from entrodrop.scoring import score_ids
 
@@ -35,39 +32,16 @@ def _first_texts(texts: list[str], chars: int) -> list[str]:
 
 
 class PreviewService:
-    """Computes previews on the Inspect page's model service when there is one (one model cache,
-    one worker thread for all scoring), else on its own one-model cache in a worker thread."""
+    """Computes previews on the model service: one model cache and one worker thread for all
+    scoring, Inspect's and the previews' alike."""
 
-    def __init__(self, runs_path: Path, model_service: Callable[[], Any] | None = None) -> None:
-        self.runs_path = runs_path
-        self._model_service = model_service or (lambda: None)
-        self._lock = threading.Lock()
-        self._loaded: LoadedModel | None = None
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        self._loaded = None
+    def __init__(self, model_service: Callable[[], ModelService]) -> None:
+        self._model_service = model_service
 
     async def preview(self, config: RunConfig) -> dict[str, Any]:
-        """Never in the event loop: loading and scoring take a worker thread."""
+        """Never in the event loop: loading and scoring take the service's worker thread."""
         service = self._model_service()
-        if service is not None:
-            return await service.run(self.compute, service.get, config)  # type: ignore[no-any-return]
-        return await asyncio.to_thread(self.compute, self._own_model, config)
-
-    def _own_model(self, spec: str) -> LoadedModel:
-        with self._lock:
-            if self._loaded is None or self._loaded.spec != spec:
-                self._loaded = None  # free the old model before loading the next
-                where = spec
-                if spec.startswith("run:"):  # runs of this server's home, not ENTRODROP_HOME's
-                    where = str(run_model_dir(self.runs_path, spec[4:]))
-                loaded = load(where, device="cpu")
-                loaded.spec = spec
-                self._loaded = loaded
-            return self._loaded
+        return await service.run(self.compute, service.get, config)
 
     def compute(self, get_model: Callable[[str], LoadedModel], config: RunConfig) -> dict[str, Any]:
         """Score the first rows of the training data and apply the policy at three progress points.

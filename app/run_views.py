@@ -8,10 +8,10 @@ import json
 import time
 from typing import Any
 
-from app import run_files as rf
 from app.jobs import RESUMABLE, JobRunner, Launcher, headless_commands
 from app.run_forms import flat_values
-from app.storage import ACTIVE, RunRecord
+from app.storage import RunRecord
+from entrodrop import runfolder as rf
 
 # The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
 PANELS: list[dict[str, Any]] = [
@@ -83,7 +83,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     """A run as the runs list shows it (and GET /api/runs returns it)."""
     now = time.time()
     run_dir = runner.run_dir(run.id)
-    checkpoints = rf.checkpoints(run_dir)
+    checkpoint = rf.latest_checkpoint(run_dir)
     has_model = rf.has_final_model(run_dir)
     end = run.finished_at if run.finished_at else now
     cfg = run.config
@@ -109,9 +109,9 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "launcher": run.launcher,
         "attempts": run.attempts,
         "cancel_requested": run.cancel_requested,
-        "can_cancel": run.status in ACTIVE,
+        "can_cancel": run.status in rf.ACTIVE,
         "can_resume": run.status in RESUMABLE,
-        "checkpoint_step": int(checkpoints[-1].name[11:]) if checkpoints else None,
+        "checkpoint_step": rf.checkpoint_step(checkpoint) if checkpoint else None,
         "has_model": has_model,
         "links": {
             "page": f"/runs/{run.id}",
@@ -119,7 +119,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
             "metrics": f"/api/runs/{run.id}/metrics",
             "csv": f"/api/runs/{run.id}/metrics.csv",
             "events": f"/api/runs/{run.id}/events",
-            "inspect": f"/?model=run:{run.id}" if (has_model or checkpoints) else None,
+            "inspect": f"/?model=run:{run.id}" if (has_model or checkpoint) else None,
             "compare": f"/compare?runs={run.group_id}" if run.group_id else None,
         },
     }

@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-ACTIVE = ("queued", "running")
-FINAL = ("succeeded", "failed", "cancelled", "interrupted")
 EVAL_LOSS = "eval/loss"
 # Lines read per ingest call at most: a huge backlog is caught up over a few polls.
 MAX_INGEST_BYTES = 4 << 20
@@ -151,7 +148,8 @@ def check_database(path: Path) -> None:
     if not row or row[0] != "ok":
         raise StorageUnusable(
             f"the database {path} is damaged ({row[0] if row else 'no answer'}); move it aside "
-            "and start again: run folders are kept, and runs can be re-imported from them"
+            "and start again (the run folders under runs/ are kept, but a new database does not "
+            "list them)"
         )
 
 
@@ -304,30 +302,21 @@ class Storage:
         return best, (last[0] if last else None)
 
     def drop_metrics_after(self, run_id: str, step: int, path: Path) -> None:
-        """Before a resume: forget rows after the checkpoint `step`, in the file and the table.
+        """Before a resume: forget the table's rows after the checkpoint `step`.
 
-        The resumed child truncates metrics.jsonl the same way and logs those steps again; doing
-        it here first means no stale row is read back in the meantime.
+        The file is the training process's alone: the resumed process cuts metrics.jsonl back to
+        its checkpoint and logs those steps again. Its cut replaces the file, which
+        :meth:`ingest_metrics` notices (a new inode or a shorter file) and reads from the start;
+        rows are upserted, so the rows kept before the cut are not doubled.
         """
         while self.ingest_metrics(run_id, path):
-            pass  # everything up to now is in the table before the file is cut
-        kept = b""
-        if path.is_file():
-            lines = path.read_bytes().splitlines(keepends=True)
-            kept = b"".join(
-                ln for ln in lines if (row := parse_metric_line(ln)) is not None and row[0] <= step
-            )
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(kept)
-            tmp.replace(path)
-            self._inodes[run_id] = path.stat().st_ino
+            pass  # every row written so far is in the table before the later ones go
         with self._tx() as c:
             c.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
             best, final = self._eval_summary(c, run_id)
             c.execute(
-                "UPDATE runs SET metrics_offset = ?, best_eval_loss = ?, final_eval_loss = ? "
-                "WHERE id = ?",
-                (len(kept), best, final, run_id),
+                "UPDATE runs SET best_eval_loss = ?, final_eval_loss = ? WHERE id = ?",
+                (best, final, run_id),
             )
 
     def metrics(
@@ -341,10 +330,6 @@ class Storage:
             sql += f" AND name IN ({', '.join('?' for _ in wanted)})"
             params.extend(wanted)
         return [dict(r) for r in self._query(sql + " ORDER BY name, step", params)]
-
-    def last_metric_id(self, run_id: str) -> int:
-        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM metrics WHERE run_id = ?", (run_id,))
-        return int(rows[0][0])
 
     def last_values(self, run_id: str) -> dict[str, float | None]:
         """The value at the latest step of each metric name."""

@@ -182,16 +182,13 @@ def initial_eval(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from entrodrop.config import RunConfig
-    from entrodrop.training.callbacks import StopCallback
-    from entrodrop.training.reference import model_fingerprint
     from entrodrop.training.run import load_model, load_run_data, reference_pass
 
     torch.set_num_threads(args.threads)
     run = RunConfig.model_validate(config)
     loaded = load_model(run)
     data = load_run_data(run, loaded.tokenizer)
-    fp = model_fingerprint(loaded.path)
-    prepared = reference_pass(run, loaded.model, data, fp, torch.bfloat16, StopCallback())
+    prepared = reference_pass(run, loaded, data, torch.bfloat16)
     metrics = prepared.diagnostics.evaluate(loaded.model)
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"config": config, "metrics": metrics}, indent=2))

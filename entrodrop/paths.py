@@ -26,11 +26,3 @@ def model_cache_dir() -> Path:
 def cache_dir() -> Path:
     """Cached reference-entropy tensors and other derived data: <home>/cache."""
     return home_dir() / "cache"
-
-
-def new_run_id() -> str:
-    """A short, URL-safe, time-ordered run id, e.g. r20261127-093512-3fa2."""
-    import secrets
-    import time
-
-    return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)

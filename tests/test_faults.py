@@ -23,9 +23,9 @@ from browser_utils import live_server
 from fastapi.testclient import TestClient
 from runs_helpers import wait_sync
 
-from app import run_files as rf
 from app.main import HomeUnusable, create_app
 from app.settings import Settings
+from entrodrop import runfolder as rf
 
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parent.parent

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from runs_helpers import wait_until, write_fake_child
 
-from app import run_files as rf
 from app.jobs import JobRunner, Launcher, child_argv, headless_commands
 from app.settings import Settings
-from app.storage import ACTIVE, RunRecord, Storage
+from app.storage import RunRecord, Storage
+from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
+from entrodrop.runfolder import ACTIVE
 
 pytestmark = pytest.mark.timeout(180)
 

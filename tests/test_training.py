@@ -15,6 +15,7 @@ import torch
 
 from entrodrop.config import EntroDropConfig, RunConfig
 from entrodrop.policy import IGNORE_INDEX, drop_rate
+from entrodrop.runfolder import RunFolder
 from entrodrop.training import (
     BlockDataset,
     DropPolicy,
@@ -26,7 +27,6 @@ from entrodrop.training import (
     apply_hidden_dropout,
 )
 from entrodrop.training.run import TrainingFailed, main, train
-from entrodrop.training.rundir import RunFolder
 from entrodrop.training.trainer import causal_lm_loss
 
 EVAL_NAMES = {"eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss"}

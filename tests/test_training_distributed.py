@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from entrodrop.config import RunConfig
-from entrodrop.training.rundir import RunFolder
+from entrodrop.runfolder import RunFolder
 
 
 def free_port() -> int:

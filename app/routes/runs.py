@@ -11,14 +11,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from app import run_files as rf
 from app import run_views as views
 from app.jobs import JobRunner, Launcher, RunConflict, RunNotFound, headless_commands
 from app.model_service import ModelNotReady, QueueFull
-from app.run_forms import RUN_ID, RequestInvalid, new_run_form, parse_request, save_upload
+from app.run_forms import RequestInvalid, new_run_form, parse_request, save_upload
 from app.run_preview import PreviewService
 from app.settings import Settings
-from app.storage import ACTIVE, Storage
+from app.storage import Storage
+from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError
 from entrodrop.models import ModelLoadError
@@ -91,13 +91,11 @@ def _guard(fn: Callable[[], Any]) -> Any:
 
 
 def setup(app: FastAPI, settings: Settings) -> None:
-    """Register the runs pages and API; the job runner and preview model are app services."""
+    """Register the runs pages and API; the job runner is an app service."""
     storage = Storage(settings.db_path)
     runner = JobRunner(settings, storage)
-    preview = PreviewService(
-        settings.runs_path, model_service=lambda: getattr(app.state, "model_service", None)
-    )
-    app.state.services.extend([runner, preview])
+    preview = PreviewService(model_service=lambda: app.state.model_service)
+    app.state.services.append(runner)
     app.state.jobs = runner
     app.state.run_preview = preview
     router = APIRouter()
@@ -106,7 +104,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
         return request.app.state.jobs  # type: ignore[no-any-return]
 
     def check_id(run_id: str) -> None:
-        if not RUN_ID.match(run_id):
+        if not rf.is_run_id(run_id):
             raise RunNotFound(run_id)
 
     def page(request: Request, template: str, nav: str, data: Any, status: int = 200) -> Response:
@@ -375,7 +373,7 @@ async def _events(
         if (log, output) != last_log:
             last_log = (log, output)
             yield _sse("log", {"log": log, "output": output})
-        if run.status not in ACTIVE:
+        if run.status not in rf.ACTIVE:
             yield _sse("end", {"status": run.status})
             return
         if time.monotonic() - started > SSE_LIFETIME_S or await request.is_disconnected():

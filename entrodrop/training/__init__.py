@@ -13,7 +13,8 @@ pieces below; a user's own script can use them directly. Modules, one idea each:
 - ``memory``: ``EntropyMemory`` for the online source in input mode;
 - ``baselines``: weight decay, hidden dropout, label smoothing, NEFTune;
 - ``callbacks``: metrics.jsonl + subscribers, status.json, clean stop, schedule clock;
-- ``rundir`` / ``run``: the run-folder contract and the entry point.
+- ``run``: the entry point, `Run` passed between its steps (the run folder it writes follows
+  ``entrodrop.runfolder``, the contract with the server).
 
 Using EntroDrop in your own Trainer (more in docs/own_trainer.md):
 

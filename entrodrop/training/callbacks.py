@@ -21,8 +21,8 @@ from transformers import (
     TrainingArguments,
 )
 
+from entrodrop.runfolder import RunFolder
 from entrodrop.training.collator import ScheduleClock
-from entrodrop.training.rundir import RunFolder
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 Several processes also work on a CPU-only machine (gloo); there `accelerate launch --cpu` starts
 one process whatever --num_processes says, so use --multi_gpu (its torch.distributed launcher).
 
-DIR/config.json holds a RunConfig; everything else in DIR follows docs/architecture.md.
+DIR/config.json holds a RunConfig; everything else in DIR follows entrodrop/runfolder.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import PrinterCallback, ProgressCallback
@@ -30,7 +30,13 @@ from transformers import PrinterCallback, ProgressCallback
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
 from entrodrop.models import LoadedModel, ModelLoadError, load
-from entrodrop.training.baselines import apply_hidden_dropout, baseline_strength, training_arguments
+from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
+from entrodrop.training.baselines import (
+    DropoutPatch,
+    apply_hidden_dropout,
+    baseline_strength,
+    training_arguments,
+)
 from entrodrop.training.callbacks import (
     BarCallback,
     FinalLogCallback,
@@ -47,7 +53,6 @@ from entrodrop.training.diagnostics import (
     evenly_spaced,
 )
 from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
-from entrodrop.training.rundir import RunFolder
 from entrodrop.training.trainer import EntroDropTrainer
 
 log = logging.getLogger("entrodrop.training")
@@ -161,23 +166,23 @@ class Prepared:
 
 def reference_pass(
     config: RunConfig,
-    model: Any,
+    loaded: LoadedModel,
     data: RunData,
-    model_fp: str,
     autocast_dtype: torch.dtype | None,
-    stopper: StopCallback,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Prepared:
     """Score with the frozen starting model (before any update): cached, so usually a file read."""
+    model, model_fp = loaded.model, model_fingerprint(loaded.path)
     train_ent = None
     if config.method in DROP_METHODS and config.entrodrop.entropy_source == "reference":
         train_ent = reference_entropies(
-            model, data.train, model_fp, autocast_dtype, stopper.requested_here, label="training"
+            model, data.train, model_fp, autocast_dtype, should_stop, label="training"
         )
     median_source = train_ent
     if median_source is None:  # the online source: a spread-out sample of training tokens is enough
         sample = evenly_spaced(data.train, MEDIAN_SAMPLE_TOKENS)
         median_source = reference_entropies(
-            model, sample, model_fp, autocast_dtype, stopper.requested_here, label="training sample"
+            model, sample, model_fp, autocast_dtype, should_stop, label="training sample"
         )
     diagnostics = build_diagnostics(
         model,
@@ -186,19 +191,78 @@ def reference_pass(
         entropy_median(median_source),
         model_fp,
         autocast_dtype,
-        stopper.requested_here,
+        should_stop,
     )
     return Prepared(train_ent, diagnostics)
 
 
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The highest-numbered complete checkpoint-N folder (numbers, not mtimes, decide)."""
-    found = [
-        p
-        for p in run_dir.glob("checkpoint-*")
-        if p.name.rsplit("-", 1)[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
+@dataclass
+class Run:
+    """One run as its steps hand it on: what was asked, where it writes, what set-up built."""
+
+    config: RunConfig
+    folder: RunFolder
+    stopper: StopCallback
+    progress: bool = False  # a progress bar on stderr
+    resume: bool = False  # continue from the latest complete checkpoint, if there is one
+    subscribers: Sequence[Subscriber] = ()
+    started: float = field(default_factory=time.time)
+    # Built by set_up(), in this order: the arguments (under a launcher they start the process
+    # group), the checkpoint to continue from, the model, its data.
+    args: Any = field(init=False)  # TrainingArguments
+    resume_from: Path | None = field(init=False, default=None)
+    loaded: LoadedModel = field(init=False)
+    data: RunData = field(init=False)
+    dropout_patch: DropoutPatch | None = field(init=False, default=None)
+    metrics: MetricsCallback = field(init=False)
+    status: StatusCallback = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = MetricsCallback(self.folder, self.subscribers)
+        self.status = StatusCallback(self.folder)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.args.bf16 else None
+
+
+def set_up(run: Run) -> None:
+    """Arguments, the checkpoint to resume from, model and data, in the order they depend on."""
+    config, folder = run.config, run.folder
+    run.args = training_args(config, folder.path, run.progress)
+    folder.writer = run.args.process_index == 0
+    log.info("run %s: %s", folder.path.name, config.model_dump_json())
+    log.info(
+        "processes: %d, device: %s, bf16 autocast: %s",
+        run.args.world_size,
+        run.args.device,
+        run.args.bf16,
+    )
+    if run.resume:
+        choose_checkpoint(run)
+    run.loaded = load_model(config)
+    run.loaded.model.to(run.args.device)
+    run.data = load_run_data(config, run.loaded.tokenizer)
+    log.info(
+        "blocks of %d tokens: %d training, %d held-out, %d general",
+        config.seq_len,
+        len(run.data.train),
+        len(run.data.heldout),
+        0 if run.data.general is None else len(run.data.general),
+    )
+    if config.method == "hidden_dropout":
+        run.dropout_patch = apply_hidden_dropout(run.loaded.model, baseline_strength(config))
+
+
+def choose_checkpoint(run: Run) -> None:
+    """Resume from the latest complete checkpoint; the metrics logged after it are cut here
+    (this process is metrics.jsonl's only writer) and logged again as the steps rerun."""
+    run.resume_from = latest_checkpoint(run.folder.path)
+    if run.resume_from is None:
+        log.info("resume: no checkpoint in %s, starting from the beginning", run.folder.path)
+        return
+    log.info("resuming from %s", run.resume_from.name)
+    run.folder.truncate_metrics_after(checkpoint_step(run.resume_from))
 
 
 # ---------------------------------------------------------------- logging to log.txt
@@ -268,9 +332,8 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(run_dir, writer=int(os.environ.get("RANK", "0")) == 0)
-    stopper = StopCallback(folder.stop_path)
-    restore_signals = stopper.install_signal_handlers()
-    started = time.time()
+    run = Run(config, folder, StopCallback(folder.stop_path), progress, resume, subscribers)
+    restore_signals = run.stopper.install_signal_handlers()
     status_fields: dict[str, Any] = {
         "step": 0,
         "total_steps": config.max_steps or 0,  # known exactly once the Trainer starts
@@ -279,101 +342,76 @@ def train(
         "eta_s": None,
     }
     if not resume:
-        status_fields["started_at"] = started
+        status_fields["started_at"] = run.started
     folder.write_status("running", **status_fields)
     try:
         with log_file(folder), quiet_loading_bars():
-            try:
-                return _train(config, folder, stopper, progress, resume, subscribers, started)
-            except Cancelled as exc:
-                log.info("cancelled before training: %s", exc)
-                folder.write_status("cancelled", eta_s=None)
-                return {"status": "cancelled", "run_dir": str(run_dir), "steps": 0}
-            except KeyboardInterrupt:
-                log.warning("interrupted twice: stopped without a final checkpoint")
-                folder.write_status("cancelled", error="interrupted", eta_s=None)
-                return {"status": "cancelled", "run_dir": str(run_dir)}
-            except BaseException as exc:
-                message = describe(exc)
-                log.error("run failed: %s\n%s", message, traceback.format_exc())
-                folder.write_status("failed", error=message, eta_s=None)
-                raise TrainingFailed(message) from exc
+            return _attempt(run)
     finally:
         restore_signals()
 
 
-def _train(
-    config: RunConfig,
-    folder: RunFolder,
-    stopper: StopCallback,
-    progress: bool,
-    resume: bool,
-    subscribers: Sequence[Subscriber],
-    started: float,
-) -> dict[str, Any]:
-    args = training_args(config, folder.path, progress)
-    folder.writer = args.process_index == 0
-    log.info("run %s: %s", folder.path.name, config.model_dump_json())
-    log.info(
-        "processes: %d, device: %s, bf16 autocast: %s", args.world_size, args.device, args.bf16
-    )
-    loaded = load_model(config)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    model.to(args.device)
-    data = load_run_data(config, tokenizer)
-    log.info(
-        "blocks of %d tokens: %d training, %d held-out, %d general",
-        config.seq_len,
-        len(data.train),
-        len(data.heldout),
-        0 if data.general is None else len(data.general),
-    )
-    patch = None
-    if config.method == "hidden_dropout":
-        patch = apply_hidden_dropout(model, baseline_strength(config))
-    autocast_dtype = torch.bfloat16 if args.bf16 else None
-    with args.main_process_first(desc="reference pre-pass"):  # rank 0 fills the cache first
-        prepared = reference_pass(
-            config, model, data, model_fingerprint(loaded.path), autocast_dtype, stopper
-        )
-    if stopper.requested_here():
-        raise Cancelled("stop requested before the first step")
+def _attempt(run: Run) -> dict[str, Any]:
+    """Train, turning each way a run can end into its final status."""
+    folder = run.folder
+    try:
+        return _train(run)
+    except Cancelled as exc:
+        log.info("cancelled before training: %s", exc)
+        folder.write_status("cancelled", eta_s=None)
+        return {"status": "cancelled", "run_dir": str(folder.path), "steps": 0}
+    except KeyboardInterrupt:
+        log.warning("interrupted twice: stopped without a final checkpoint")
+        folder.write_status("cancelled", error="interrupted", eta_s=None)
+        return {"status": "cancelled", "run_dir": str(folder.path)}
+    except BaseException as exc:
+        message = describe(exc)
+        log.error("run failed: %s\n%s", message, traceback.format_exc())
+        folder.write_status("failed", error=message, eta_s=None)
+        raise TrainingFailed(message) from exc
 
-    metrics = MetricsCallback(folder, subscribers)
-    status = StatusCallback(folder)
+
+def _train(run: Run) -> dict[str, Any]:
+    set_up(run)
+    with run.args.main_process_first(desc="reference pre-pass"):  # rank 0 fills the cache first
+        prepared = reference_pass(
+            run.config, run.loaded, run.data, run.autocast_dtype, run.stopper.requested_here
+        )
+    if run.stopper.requested_here():
+        raise Cancelled("stop requested before the first step")
+    trainer = build_trainer(run, prepared)
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+    train_s = time.time() - t0
+    if run.stopper.stopped:
+        return _finish(run, trainer, "cancelled", train_s)
+    if run.dropout_patch is not None:
+        run.dropout_patch.undo(run.loaded.model)  # the saved model has its own dropout settings
+    save_final_model(trainer, run.folder.model_dir)
+    return _finish(run, trainer, "succeeded", train_s)
+
+
+def build_trainer(run: Run, prepared: Prepared) -> EntroDropTrainer:
+    """The EntroDropTrainer for a set-up run, with the run folder's callbacks."""
+    config = run.config
     trainer = EntroDropTrainer(
-        model=model,
-        args=args,
-        train_dataset=BlockDataset(data.train, prepared.train_entropies),
-        eval_dataset=BlockDataset(data.heldout),
-        processing_class=tokenizer,
+        model=run.loaded.model,
+        args=run.args,
+        train_dataset=BlockDataset(run.data.train, prepared.train_entropies),
+        eval_dataset=BlockDataset(run.data.heldout),
+        processing_class=run.loaded.tokenizer,
         data_collator=EntroDropCollator(),
         entrodrop=config.entrodrop if config.method in DROP_METHODS else None,
         drop_method="random" if config.method == "random" else "entrodrop",
         diagnostics=prepared.diagnostics,
-        callbacks=[metrics, status, stopper, FinalLogCallback()],
+        callbacks=[run.metrics, run.status, run.stopper, FinalLogCallback()],
     )
     # No log dicts printed to stdout: they are in metrics.jsonl and log.txt.
     trainer.remove_callback(PrinterCallback)
-    if progress:
+    if run.progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(BarCallback)
-    checkpoint = last_checkpoint(folder.path) if resume else None
-    if resume and checkpoint is None:
-        log.info("resume: no checkpoint in %s, starting from the beginning", folder.path)
-    if checkpoint is not None:
-        log.info("resuming from %s", checkpoint.name)
-        folder.truncate_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
-    t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_s = time.time() - t0
-    if stopper.stopped:
-        return _finish(folder, trainer, metrics, status, config, "cancelled", train_s, started)
-
-    if patch is not None:
-        patch.undo(model)  # the saved model carries its original dropout settings
-    save_final_model(trainer, folder.model_dir)
-    return _finish(folder, trainer, metrics, status, config, "succeeded", train_s, started)
+    return trainer
 
 
 def save_final_model(trainer: EntroDropTrainer, model_dir: Path) -> None:
@@ -388,20 +426,14 @@ def save_final_model(trainer: EntroDropTrainer, model_dir: Path) -> None:
 
 
 def _finish(
-    folder: RunFolder,
-    trainer: EntroDropTrainer,
-    metrics: MetricsCallback,
-    status: StatusCallback,
-    config: RunConfig,
-    outcome: str,
-    train_s: float,
-    started: float,
+    run: Run, trainer: EntroDropTrainer, outcome: Literal["succeeded", "cancelled"], train_s: float
 ) -> dict[str, Any]:
-    state = trainer.state
+    """Write summary.json and the final status; returns the summary."""
+    folder, state, metrics = run.folder, trainer.state, run.metrics
     summary: dict[str, Any] = {
         "status": outcome,
         "run_dir": str(folder.path),
-        "method": config.method,
+        "method": run.config.method,
         "steps": state.global_step,
         "total_steps": state.max_steps,
         "final": dict(metrics.latest),
@@ -409,10 +441,10 @@ def _finish(
         "best_eval_loss": None if metrics.best_eval is None else metrics.best_eval[1],
         "best_eval_step": None if metrics.best_eval is None else metrics.best_eval[0],
         "train_s": train_s,
-        "step_time_s": status.mean_step_s,
-        "wall_s": time.time() - started,
+        "step_time_s": run.status.mean_step_s,
+        "wall_s": time.time() - run.started,
         "model_dir": str(folder.model_dir) if outcome == "succeeded" else None,
-        "last_checkpoint": str(p) if (p := last_checkpoint(folder.path)) else None,
+        "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
     }
     folder.write_summary(summary)
     folder.write_status(
@@ -427,7 +459,7 @@ def _finish(
         folder.path.name,
         outcome,
         state.global_step,
-        status.mean_step_s or 0,
+        run.status.mean_step_s or 0,
     )
     return summary
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import IGNORE_INDEX, entropy_threshold
+from entrodrop.runfolder import checkpoint_dir, latest_checkpoint
 from entrodrop.scoring import token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
 from entrodrop.training.diagnostics import Diagnostics
@@ -74,6 +74,11 @@ class EntroDropTrainer(Trainer):
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = EntroDropCollator()
         super().__init__(*args, **kwargs)
+        # The collator reads its own columns (example_index, entropies) and ignores any other, so
+        # the Trainer must hand it every column rather than only those model.forward accepts;
+        # compute_loss removes them before the model sees the batch.
+        if isinstance(self.data_collator, EntroDropCollator):
+            self.args.remove_unused_columns = False
         # The losses returned here are per-batch means (the Trainer divides them by the
         # accumulation steps): one convention for the model's loss and ours.
         self.model_accepts_loss_kwargs = False
@@ -121,15 +126,7 @@ class EntroDropTrainer(Trainer):
                 raise TypeError("the online input mode needs a BlockDataset (fixed-length blocks)")
             self.memory = EntropyMemory(*dataset.blocks.shape)
             collator.policy, collator.memory = self.policy, self.memory
-
-    def _set_signature_columns_if_needed(self) -> None:
-        # Keep the collator's columns when the Trainer drops those the model does not accept
-        # (remove_unused_columns=True, the default): compute_loss removes them before the model.
-        super()._set_signature_columns_if_needed()
-        if self._signature_columns is not None:
-            self._signature_columns = list(
-                dict.fromkeys([*self._signature_columns, *EXTRA_COLUMNS])
-            )
+        self.add_callback(DropStateCallback(self.policy, self.memory))
 
     @property
     def progress(self) -> float:
@@ -227,19 +224,6 @@ class EntroDropTrainer(Trainer):
 
     # ---------------------------------------------------------------- checkpoints
 
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
-        if self.policy is None:
-            return
-        from safetensors.torch import save_file
-
-        folder = Path(str(self.args.output_dir)) / f"checkpoint-{self.state.global_step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {"generator": self.policy.generator.get_state()}
-        if self.memory is not None:
-            tensors["memory"] = self.memory.values
-        save_file(tensors, str(folder / STATE_FILE.format(rank=self.args.process_index)))
-
     def train(
         self,
         resume_from_checkpoint: str | bool | None = None,
@@ -247,7 +231,8 @@ class EntroDropTrainer(Trainer):
         ignore_keys_for_eval: list[str] | None = None,
     ) -> Any:
         if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(str(self.args.output_dir))
+            found = latest_checkpoint(Path(str(self.args.output_dir)))
+            resume_from_checkpoint = str(found) if found is not None else None
         if isinstance(resume_from_checkpoint, str):
             self._load_drop_state(Path(resume_from_checkpoint))
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
@@ -263,3 +248,29 @@ class EntroDropTrainer(Trainer):
         self.policy.generator.set_state(state["generator"])
         if self.memory is not None and "memory" in state:
             self.memory.values.copy_(state["memory"])
+
+
+class DropStateCallback(TrainerCallback):
+    """Saves the drop generator (and the entropy memory) into each checkpoint the Trainer saves.
+
+    ``on_save`` runs on every process right after the Trainer wrote checkpoint-<step>/, so each
+    rank adds its own file; :meth:`EntroDropTrainer.train` reads it back on resume.
+    """
+
+    def __init__(self, policy: DropPolicy, memory: EntropyMemory | None = None) -> None:
+        self.policy, self.memory = policy, memory
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        from safetensors.torch import save_file
+
+        folder = checkpoint_dir(str(args.output_dir), state.global_step)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"generator": self.policy.generator.get_state()}
+        if self.memory is not None:
+            tensors["memory"] = self.memory.values
+        path = folder / STATE_FILE.format(rank=args.process_index)
+        tmp = path.with_name(f".{path.name}.tmp")  # a kill mid-write leaves no half file behind
+        save_file(tensors, str(tmp))
+        tmp.replace(path)

@@ -1,0 +1,337 @@
+"""The run folder: THE contract between the server and a training process.
+
+One folder per run, ``<home>/runs/<run id>/``. The server writes ``config.json`` (and ``STOP`` to
+ask for a stop) and appends the launcher's own output to ``output.txt``; the training process
+writes everything else, each file in one way only:
+
+========================  ==========================================================  ============
+file                      what                                                        written
+========================  ==========================================================  ============
+``config.json``           the RunConfig                                               server
+``status.json``           status, step, total_steps, progress, eta_s, error, pid...   atomically
+``metrics.jsonl``         one JSON line per metric value: step, name, value, epoch    appended
+``log.txt``               entrodrop's and transformers' log records                   appended
+``output.txt``            the process's stdout/stderr, one ATTEMPT_HEADER per launch   server
+``STOP``                  exists: stop after this step, with a checkpoint             server
+``summary.json``          the run's outcome, final and best metrics                   atomically
+``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume           Trainer
+``model/``                the final model (config, safetensors, tokenizer)            at the end
+========================  ==========================================================  ============
+
+``metrics.jsonl`` has one writer, the training process: on resume it cuts the rows logged after
+its checkpoint (:meth:`RunFolder.truncate_metrics_after`) and logs those steps again; the server
+only reads it. Readers never see half a ``status.json`` or ``summary.json``.
+
+A checkpoint counts only when it is complete (:func:`is_complete_checkpoint`): a process killed
+while saving leaves a ``checkpoint-<step>/`` without its trainer state, or with half its weights,
+and resume, Inspect and the run page must all pass over it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from entrodrop.config import RunConfig
+
+# ---------------------------------------------------------------- file names
+
+CONFIG = "config.json"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+LOG = "log.txt"
+OUTPUT = "output.txt"
+STOP = "STOP"
+SUMMARY = "summary.json"
+MODEL = "model"
+# transformers' names, written out so that the server need not import transformers (~1 s) to
+# list a folder; tests/test_runfolder.py checks that they still equal transformers' own
+# (trainer_utils.PREFIX_CHECKPOINT_DIR, trainer.TRAINER_STATE_NAME, utils.SAFE_WEIGHTS_*).
+CHECKPOINT_PREFIX = "checkpoint"
+TRAINER_STATE = "trainer_state.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+# ---------------------------------------------------------------- statuses
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+ACTIVE: tuple[Status, ...] = ("queued", "running")
+FINAL: tuple[Status, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+# What a training process may write into status.json. `queued` and `interrupted` are the
+# server's: a run waiting for a process, or one whose server stopped under it.
+PROCESS_STATUSES: tuple[Status, ...] = ("running", "succeeded", "failed", "cancelled")
+
+# ---------------------------------------------------------------- run ids
+
+RUN_ID_FORMAT = "r%Y%m%d-%H%M%S-"  # + 4 hex digits: r20261127-093512-3fa2 (UTC, time-ordered)
+# What readers accept as a run id: one safe path segment. It takes the ids made now, those of
+# older servers (r261127093512-3fa2) and folders a user named (`entrodrop train --run-dir`).
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def new_run_id() -> str:
+    """A short, URL-safe, time-ordered run id, e.g. r20261127-093512-3fa2."""
+    return time.strftime(RUN_ID_FORMAT, time.gmtime()) + secrets.token_hex(2)
+
+
+def is_run_id(name: str) -> bool:
+    """True if `name` can name a run folder (never `..`, a slash or an empty string)."""
+    return bool(RUN_ID.match(name))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+_CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """Where the Trainer saves the checkpoint of `step`: <run_dir>/checkpoint-<step>."""
+    return Path(run_dir) / f"{CHECKPOINT_PREFIX}-{step}"
+
+
+def _step(path: Path) -> int | None:
+    found = _CHECKPOINT_NAME.match(path.name)
+    return int(found.group(1)) if found else None
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint-<step> folder (ValueError for any other name)."""
+    step = _step(path)
+    if step is None:
+        raise ValueError(f"{path.name!r} is not a {CHECKPOINT_PREFIX}-<step> folder")
+    return step
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint-<step>/ with weights and the trainer state (the Trainer writes it last)."""
+    return (
+        _step(path) is not None
+        and (path / TRAINER_STATE).is_file()
+        and any((path / name).is_file() for name in WEIGHT_FILES)
+    )
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run, oldest (lowest step) first; half-written ones skipped."""
+    try:
+        found = [p for p in run_dir.iterdir() if is_complete_checkpoint(p)]
+    except OSError:  # no such folder yet
+        return []
+    return sorted(found, key=checkpoint_step)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step (numbers, not mtimes, decide), or None."""
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def has_final_model(run_dir: Path) -> bool:
+    """True once the run saved its final model/ (config.json is written with the weights)."""
+    return (run_dir / MODEL / "config.json").is_file()
+
+
+def run_model_dir(run_dir: Path) -> Path | None:
+    """The model a run produced: its final model/, else its latest complete checkpoint."""
+    if has_final_model(run_dir):
+        return run_dir / MODEL
+    return latest_checkpoint(run_dir)
+
+
+# ---------------------------------------------------------------- atomic writers
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file through a temporary one and a rename: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """JSON (NaN and inf written as null) through :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(_finite(dict(data)), indent=2) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- readers
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None if the file is missing, partial or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_status(run_dir: Path, since: float = 0.0) -> dict[str, Any] | None:
+    """status.json, or None; None too if older than `since` (a resumed run's folder holds the
+    previous attempt's status until the new process rewrites it)."""
+    st = read_json(run_dir / STATUS)
+    if st is None:
+        return None
+    updated = st.get("updated_at")
+    if since and isinstance(updated, int | float) and updated < since - 1.0:
+        return None
+    return st
+
+
+def tail_lines(path: Path, n: int = 40, max_bytes: int = 32_768) -> list[str]:
+    """The last `n` lines of a text file, reading at most `max_bytes` from its end."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > max_bytes and lines:
+        lines = lines[1:]  # the first line is probably cut
+    # Progress bars redraw with carriage returns: keep only what a terminal would show last.
+    return [line.rsplit("\r", 1)[-1] for line in lines][-n:]
+
+
+ATTEMPT_HEADER = "--- attempt "  # the server's line in output.txt before each launch
+
+# "ValueError: ...", "torch.OutOfMemoryError: ...", "entrodrop.data.DataError: ..."
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(Error|Exception|Exit|Interrupt)\b.*:\s*\S")
+
+
+def error_from_lines(lines: list[str]) -> str | None:
+    """The most telling error line of a log tail: the last exception line, else the last line."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_HEADER)]
+    if starts:
+        lines = lines[starts[-1] + 1 :]  # only this attempt's output
+    for line in reversed(lines):
+        text = line.strip()
+        if _EXC_LINE.match(text):
+            return text[:2000]
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()[:2000]
+    return None
+
+
+def describe_exit(code: int | None) -> str:
+    """A person's words for a process exit code (negative: killed by a signal)."""
+    if code is None:
+        return "the training process ended"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the training process was killed by {name}{hint}"
+    return f"the training process exited with code {code}"
+
+
+# ---------------------------------------------------------------- one run's folder
+
+
+class RunFolder:
+    """Reads and writes one run's files. Only the main process writes (``writer=True``)."""
+
+    def __init__(self, path: str | Path, writer: bool = True) -> None:
+        self.path = Path(path)
+        self.writer = writer
+        self._status: dict[str, Any] = {}
+
+    config_path = property(lambda self: self.path / CONFIG)
+    metrics_path = property(lambda self: self.path / METRICS)
+    status_path = property(lambda self: self.path / STATUS)
+    log_path = property(lambda self: self.path / LOG)
+    stop_path = property(lambda self: self.path / STOP)
+    model_dir = property(lambda self: self.path / MODEL)
+    summary_path = property(lambda self: self.path / SUMMARY)
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.model_validate_json(self.config_path.read_text(encoding="utf-8"))
+
+    # ---------------------------------------------------------------- status.json
+
+    def write_status(self, status: Status | None = None, **fields: Any) -> None:
+        """Merge fields into status.json and replace it atomically (readers never see half a file)."""
+        if not self.writer:
+            return
+        if not self._status:  # keep started_at and friends from an earlier attempt (resume)
+            self._status = read_json(self.status_path) or {}
+        if status is not None:
+            if status not in PROCESS_STATUSES:
+                raise ValueError(f"a training process cannot write status {status!r}")
+            self._status["status"] = status
+        self._status.update(fields)
+        self._status.setdefault("error", None)
+        self._status.setdefault("eta_s", None)
+        self._status["pid"] = os.getpid()
+        self._status["updated_at"] = time.time()
+        write_json_atomic(self.status_path, self._status)
+
+    def read_status(self) -> dict[str, Any]:
+        return dict(json.loads(self.status_path.read_text(encoding="utf-8")))
+
+    # ---------------------------------------------------------------- metrics.jsonl
+
+    def append_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Append rows as JSON lines and flush at once, so a killed process loses nothing written."""
+        if not self.writer:
+            return
+        lines = "".join(json.dumps(dict(r)) + "\n" for r in rows)
+        if lines:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(lines)
+                f.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line cut short by a kill: skip it
+                continue
+        return rows
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume: drop rows logged after the checkpoint, which the resumed run logs again.
+
+        The file is replaced (a new inode), which tells the server's reader to read it anew.
+        """
+        if not self.writer or not self.metrics_path.is_file():
+            return
+        kept = [r for r in self.read_metrics() if int(r.get("step", 0)) <= step]
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if self.writer:
+            write_json_atomic(self.summary_path, summary)
