@@ -18,7 +18,7 @@ from app.settings import Settings
 from app.storage import RunRecord, Storage
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
-from entrodrop.runfolder import ACTIVE
+from entrodrop.runfolder import ACTIVE, RunFolder
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -100,8 +100,11 @@ def test_metrics_are_ingested_incrementally(tmp_path: Path) -> None:
     run = storage.get_run("r1")
     assert run is not None and run.best_eval_loss == 2.0 and run.final_eval_loss == 2.5
     # A resume cuts the file back to its checkpoint: the rows after it go, the rest stay.
+    before = path.read_bytes()
     storage.drop_metrics_after("r1", 2, path)
     assert [r["step"] for r in storage.metrics("r1")] == [1, 2]
+    assert path.read_bytes() == before  # the table only: the file is the training process's
+    RunFolder(tmp_path).truncate_metrics_after(2)  # the resumed training process's cut
     with path.open("a") as f:
         f.write(line(3, v=1.5) + "\n")
     storage.ingest_metrics("r1", path)
