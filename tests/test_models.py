@@ -88,8 +88,9 @@ def test_run_spec_resolves_final_model_then_checkpoint(
     tiny_model_dir: Path, entrodrop_home: Path
 ) -> None:
     run = entrodrop_home / "runs" / "r1"
-    shutil.copytree(tiny_model_dir, run / "checkpoint-4")
-    shutil.copytree(tiny_model_dir, run / "checkpoint-12")
+    for step in (4, 12):  # complete checkpoints: weights and the Trainer's state
+        shutil.copytree(tiny_model_dir, run / f"checkpoint-{step}")
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert resolve_spec("run:r1")[0].endswith("checkpoint-12")
     shutil.copytree(tiny_model_dir, run / "model")
     assert resolve_spec("run:r1")[0].endswith("model")
