@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import entrodrop
+from app.errors import ModelNotReady, QueueFull
 from app.model_paths import check_model_folder
 from app.settings import Settings
 from entrodrop.models import LoadedModel, ModelLoadError
@@ -24,22 +25,6 @@ T = TypeVar("T")
 Loader = Callable[[str], LoadedModel]
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 LOADING_RETRY_AFTER_S = 2
-
-
-class ModelNotReady(Exception):
-    """The server's model is still loading (or failed to): the caller should answer 503."""
-
-    def __init__(self, message: str, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QueueFull(Exception):
-    """More scoring jobs are waiting than settings.score_queue_size allows."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def run_model_dir(runs_path: Path, run_id: str) -> Path:
@@ -208,6 +193,6 @@ class ModelService:
 
 
 def get_service(app: Any) -> ModelService:
-    """The app's ModelService (created by app.routes.health.setup)."""
+    """The app's ModelService (built by app.main.create_app)."""
     service: ModelService = app.state.model_service
     return service

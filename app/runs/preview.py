@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from app.model_service import run_model_dir
-from entrodrop.config import RunConfig
+from entrodrop.config import DROPPING_METHODS, RunConfig
 from entrodrop.data import build_blocks, load_dataset
 from entrodrop.models import LoadedModel, load
 from entrodrop.policy import drop_rate, entropy_threshold, select_drops, select_random_drops
@@ -125,7 +125,7 @@ class PreviewService:
                     }
                 )
             rows_out.append(tokens)
-        drops_apply = method in ("entrodrop", "random")
+        drops_apply = method in DROPPING_METHODS
         n_valid = int(torch.isfinite(entropies).sum())
         return {
             "model": loaded.name,

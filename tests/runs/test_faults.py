@@ -28,7 +28,7 @@ from app.main import HomeUnusable, create_app
 from app.settings import Settings
 
 pytestmark = pytest.mark.timeout(240)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_run(model: Path, **kw: Any) -> dict[str, Any]:

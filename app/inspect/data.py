@@ -15,13 +15,10 @@ from typing import Any
 import torch
 
 import entrodrop
+from app.errors import TooManyTokens
 from app.model_service import RUN_ID, ModelService
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
-
-
-class TooManyTokens(ValueError):
-    """A text longer than settings.max_score_tokens (answered with 413)."""
 
 
 def encode_json(payload: Any) -> bytes:

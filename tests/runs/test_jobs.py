@@ -14,9 +14,10 @@ import pytest
 from runs_helpers import wait_until, write_fake_child
 
 from app import run_files as rf
-from app.jobs import JobRunner, Launcher, child_argv, headless_commands
+from app.runs.process import Launcher, child_argv, headless_commands
+from app.runs.runner import JobRunner
+from app.runs.storage import ACTIVE, RunRecord, Storage
 from app.settings import Settings
-from app.storage import ACTIVE, RunRecord, Storage
 from entrodrop.config import RunConfig
 
 pytestmark = pytest.mark.timeout(180)
