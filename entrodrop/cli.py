@@ -130,6 +130,21 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  {key}: {shown}")
 
 
+def _read_config(config: Path | None) -> dict[str, Any]:
+    """The run config JSON file as a dict ({} without one); a readable error otherwise."""
+    if config is None:
+        return {}
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {config}: {exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{config} is not valid JSON: {exc}")
+    if not isinstance(raw, dict):
+        _fail(f"{config} must hold a JSON object")
+    return raw
+
+
 @app.command()
 def train(
     config: Annotated[
@@ -145,32 +160,24 @@ def train(
     epochs: Annotated[float | None, typer.Option(help="Override epochs.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Override seq_len.")] = None,
     resume: Annotated[bool, typer.Option(help="Resume RUN_DIR from its last checkpoint.")] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Start from a named preset ('quick': the dashboard form's values)."),
+    ] = None,
 ) -> None:
-    """Fine-tune with EntroDrop or a baseline; config from --config and/or flags."""
+    """Fine-tune with EntroDrop or a baseline; config from --preset, --config and/or flags."""
     from pydantic import ValidationError
 
-    from entrodrop.config import RunConfig
+    from entrodrop.config import RunConfig, with_preset
     from entrodrop.paths import new_run_id, runs_dir
 
-    raw: dict[str, Any] = {}
-    if config is not None:
-        try:
-            raw = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"cannot read {config}: {exc}")
-        except json.JSONDecodeError as exc:
-            _fail(f"{config} is not valid JSON: {exc}")
-        if not isinstance(raw, dict):
-            _fail(f"{config} must hold a JSON object")
-    overrides = {
-        "model": model,
-        "dataset": dataset,
-        "method": method,
-        "max_steps": max_steps,
-        "epochs": epochs,
-        "seq_len": seq_len,
-    }
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw = _read_config(config)
+    try:
+        raw = with_preset(raw, preset)  # the file's and the flags' values win over the preset's
+    except ValueError as exc:
+        _fail(str(exc))
+    flags = dict(model=model, dataset=dataset, method=method, max_steps=max_steps, epochs=epochs)
+    raw.update({k: v for k, v in (flags | {"seq_len": seq_len}).items() if v is not None})
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
