@@ -181,7 +181,8 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         ]
         return error_response(422, readable_errors(errors), safe)
     if isinstance(exc, StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
     for kind, status in LIBRARY_STATUS.items():
         if isinstance(exc, kind):
             return error_response(status, str(exc))
