@@ -3,6 +3,7 @@ shape for inspect and runs, and the one `quick` preset seen the same by the form
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from app.main import create_app
+from app.model_service import ModelService
 from app.runs.storage import RunRecord
 from app.settings import Settings
 from entrodrop.cli import app as cli
 from entrodrop.config import PRESETS, RunConfig
+from entrodrop.models import ModelLoadError
 
 STREAMS = {
     "/api/runs/{run_id}/metrics.csv": "text/csv",
@@ -75,11 +78,25 @@ def test_one_error_body_shape_for_inspect_and_runs(client: TestClient) -> None:
     )
 
 
-def test_503_has_the_same_shape(entrodrop_home: Path, tmp_path: Path) -> None:
-    # A server model that cannot load (a missing folder): 503 while loading or after failing.
-    settings = Settings(home=entrodrop_home, model=str(tmp_path / "missing"))
-    with TestClient(create_app(settings)) as client:
-        _check_error(client.post("/api/score", json={"text": "hello"}), 503)
+def test_503_has_the_same_shape(entrodrop_home: Path) -> None:
+    # The server model still loading (a loader held until the end: no real model is touched).
+    release = threading.Event()
+
+    def held(spec: str) -> Any:
+        release.wait(30)
+        raise ModelLoadError("released")
+
+    app = create_app(Settings(home=entrodrop_home))
+    service = ModelService(app.state.settings, loader=held)
+    app.state.services[app.state.services.index(app.state.model_service)] = service
+    app.state.model_service = service
+    try:
+        with TestClient(app) as client:
+            res = client.post("/api/score", json={"text": "hello"})
+            _check_error(res, 503)
+            assert int(res.headers["Retry-After"]) >= 1
+    finally:
+        release.set()
 
 
 def test_quick_preset_is_one_fact_for_form_api_and_cli(client: TestClient) -> None:
