@@ -38,7 +38,6 @@ from entrodrop.models import ModelLoadError
 router = APIRouter()
 api = APIRouter(prefix="/api", tags=["runs"])
 MAX_ROW_ID = events.MAX_ROW_ID
-__all__ = ["UPLOAD_FRAMING", "api", "router"]
 
 
 def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
