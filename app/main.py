@@ -1,21 +1,29 @@
-"""Builds the FastAPI app from injected settings: routers, templates, static files, services."""
+"""Builds the FastAPI app from injected settings: every service, the routers, templates, static."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from app import errors, health
+from app.inspect import routes as inspect_routes
+from app.limits import BodyLimitMiddleware
+from app.model_service import ModelService
+from app.runs import routes as runs_routes
+from app.runs.preview import PreviewService
+from app.runs.runner import JobRunner
+from app.runs.storage import Storage, check_database
+from app.runs.uploads import UPLOAD_FRAMING
+from app.security import TokenMiddleware
 from app.settings import Settings
-from app.storage import check_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -47,6 +55,31 @@ def check_home(home: Path) -> None:
         ) from exc
 
 
+def build_services(app: FastAPI, settings: Settings) -> list[Any]:
+    """Every service, kept on app.state for app.deps; returned in start order."""
+    model_service = ModelService(settings)
+    storage = Storage(settings.db_path)
+    runner = JobRunner(settings, storage)
+    # The runs page's preview shares the Inspect page's model cache and worker thread.
+    preview = PreviewService(model_service=lambda: model_service)
+    app.state.model_service = model_service
+    app.state.storage = storage
+    app.state.jobs = runner
+    app.state.run_preview = preview
+    return [model_service, runner]
+
+
+def add_limits(app: FastAPI, settings: Settings) -> None:
+    """Body caps for every request, and the access token when the server has one."""
+    # Bodies: the longest text the Inspect API takes (characters of up to 4 bytes) plus its JSON;
+    # uploads: their own cap plus the multipart framing. Larger ones are refused unread.
+    text_cap = settings.max_score_tokens * inspect_routes.MAX_CHARS_PER_TOKEN * 4 + 64_000
+    upload_cap = settings.max_upload_bytes + UPLOAD_FRAMING
+    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps={"/api/uploads": upload_cap})
+    if settings.token:
+        app.add_middleware(TokenMiddleware, token=settings.token)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The dashboard app. Nothing heavy happens here: services start in the lifespan.
 
@@ -55,9 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     check_home(settings.home)
     check_database(settings.db_path)
-    from app.limits import BodyLimitMiddleware
-    from app.routes import health, inspect, runs
-
     services: list[Any] = []
 
     @contextlib.asynccontextmanager
@@ -77,36 +107,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-
-    @app.exception_handler(OSError)
-    async def storage_fault(request: Any, exc: OSError) -> JSONResponse:
-        # A full or vanished disk after start-up: say so plainly instead of a bare 500.
-        full = exc.errno == errno.ENOSPC
-        return JSONResponse(
-            status_code=507 if full else 500,
-            content={"detail": f"the server could not write its files: {exc.strerror or exc}"},
-        )
-
-    app.state.services = services
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    services.extend(build_services(app, settings))
+    app.state.services = services
+    errors.install(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
 
-    # Bodies: the longest text the Inspect API takes (characters of up to 4 bytes) plus its JSON;
-    # uploads: their own cap plus the multipart framing. Larger ones are refused unread.
-    text_cap = settings.max_score_tokens * inspect.MAX_CHARS_PER_TOKEN * 4 + 64_000
-    upload_cap = settings.max_upload_bytes + runs.UPLOAD_FRAMING
-    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps={"/api/uploads": upload_cap})
-    if settings.token:
-        from app.security import TokenMiddleware
-
-        app.add_middleware(TokenMiddleware, token=settings.token)
-
-    # Each module registers its routes and the services it needs started and stopped.
-    health.setup(app, settings)
-    inspect.setup(app, settings)
-    runs.setup(app, settings)
+    add_limits(app, settings)
+    for router in (health.router, inspect_routes.router, runs_routes.router, runs_routes.api):
+        app.include_router(router)
     return app

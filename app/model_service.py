@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import entrodrop
+from app.errors import ModelNotReady, QueueFull
 from app.model_paths import check_model_folder
 from app.settings import Settings
 from entrodrop.models import LoadedModel, ModelLoadError
@@ -22,22 +23,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Loader = Callable[[str], LoadedModel]
 LOADING_RETRY_AFTER_S = 2
-
-
-class ModelNotReady(Exception):
-    """The server's model is still loading (or failed to): the caller should answer 503."""
-
-    def __init__(self, message: str, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QueueFull(Exception):
-    """More scoring jobs are waiting than settings.score_queue_size allows."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class ModelService:
@@ -186,6 +171,6 @@ class ModelService:
 
 
 def get_service(app: Any) -> ModelService:
-    """The app's ModelService (created by app.routes.health.setup)."""
+    """The app's ModelService (built by app.main.create_app)."""
     service: ModelService = app.state.model_service
     return service

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import secrets
 from http.cookies import SimpleCookie
@@ -14,6 +15,16 @@ COOKIE = "entrodrop_token"
 OPEN_PREFIXES = ("/api/health", "/static/", "/favicon.ico")
 
 Scope = dict[str, Any]
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (the only ones served without a token)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _presented_token(scope: Scope) -> tuple[str | None, bool]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,51 +25,6 @@ ModelOpt = Annotated[
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (the only ones served without a token)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; non-loopback needs a token.")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8000,
-    model: ModelOpt = "default",
-    token: Annotated[
-        str | None,
-        typer.Option(help="Access token (or ENTRODROP_TOKEN).", envvar="ENTRODROP_TOKEN"),
-    ] = None,
-) -> None:
-    """Run the dashboard (http://HOST:PORT); the model loads in the background."""
-    import uvicorn
-
-    from app.main import create_app
-    from app.settings import Settings
-    from entrodrop.paths import home_dir
-
-    if not is_loopback(host) and not token:
-        _fail(f"binding {host} exposes the dashboard: set ENTRODROP_TOKEN (or --token) first")
-    from app.main import HomeUnusable, check_home
-    from app.storage import StorageUnusable, check_database
-
-    home = home_dir()
-    try:
-        check_home(home)
-        check_database(home / "entrodrop.db")
-    except (HomeUnusable, StorageUnusable) as exc:
-        _fail(str(exc))
-    settings = Settings(host=host, port=port, model=model, token=token, home=home)
-    typer.echo(f"EntroDrop Studio on http://{host}:{port}  (home: {home}, model: {model})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 def _entropy_colour(entropy: float | None, max_entropy: float) -> str:
@@ -175,6 +130,21 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  {key}: {shown}")
 
 
+def _read_config(config: Path | None) -> dict[str, Any]:
+    """The run config JSON file as a dict ({} without one); a readable error otherwise."""
+    if config is None:
+        return {}
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {config}: {exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{config} is not valid JSON: {exc}")
+    if not isinstance(raw, dict):
+        _fail(f"{config} must hold a JSON object")
+    return raw
+
+
 @app.command()
 def train(
     config: Annotated[
@@ -190,33 +160,25 @@ def train(
     epochs: Annotated[float | None, typer.Option(help="Override epochs.")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Override seq_len.")] = None,
     resume: Annotated[bool, typer.Option(help="Resume RUN_DIR from its last checkpoint.")] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Start from a named preset ('quick': the dashboard form's values)."),
+    ] = None,
 ) -> None:
-    """Fine-tune with EntroDrop or a baseline; config from --config and/or flags."""
+    """Fine-tune with EntroDrop or a baseline; config from --preset, --config and/or flags."""
     from pydantic import ValidationError
 
-    from entrodrop.config import RunConfig
+    from entrodrop.config import RunConfig, with_preset
     from entrodrop.paths import runs_dir
     from entrodrop.runfolder import CONFIG, new_run_id
 
-    raw: dict[str, Any] = {}
-    if config is not None:
-        try:
-            raw = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"cannot read {config}: {exc}")
-        except json.JSONDecodeError as exc:
-            _fail(f"{config} is not valid JSON: {exc}")
-        if not isinstance(raw, dict):
-            _fail(f"{config} must hold a JSON object")
-    overrides = {
-        "model": model,
-        "dataset": dataset,
-        "method": method,
-        "max_steps": max_steps,
-        "epochs": epochs,
-        "seq_len": seq_len,
-    }
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw = _read_config(config)
+    try:
+        raw = with_preset(raw, preset)  # the file's and the flags' values win over the preset's
+    except ValueError as exc:
+        _fail(str(exc))
+    flags = dict(model=model, dataset=dataset, method=method, max_steps=max_steps, epochs=epochs)
+    raw.update({k: v for k, v in (flags | {"seq_len": seq_len}).items() if v is not None})
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
@@ -255,6 +217,24 @@ def prepare() -> None:
     except ModelLoadError as exc:
         _fail(str(exc))
     typer.echo(f"default model ready: {path}")
+
+
+def add_plugin_commands(group: str = "entrodrop.commands") -> None:
+    """Commands other installed packages declare (the dashboard's `serve`): the library names none."""
+    taken = {c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands}
+    for entry in entry_points(group=group):
+        if entry.name in taken:
+            continue  # the same package seen twice (e.g. an editable install beside a checkout)
+        taken.add(entry.name)
+        try:
+            command = entry.load()
+        except (ImportError, AttributeError) as exc:  # a broken plugin must not break the CLI
+            typer.secho(f"warning: command {entry.name!r} unavailable: {exc}", err=True)
+            continue
+        app.command(name=entry.name)(command)
+
+
+add_plugin_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -47,6 +47,7 @@ class EntroDropConfig(_Strict):
 
     entropy_source: EntropySource = Field(
         "online",
+        title="entropy source",
         description="'reference': a frozen copy of the starting model scores the data once; "
         "'online': the training model's own entropies, no extra forward pass.",
     )
@@ -54,15 +55,29 @@ class EntroDropConfig(_Strict):
         "quantile", description="How the low-entropy cut tau is set: a quantile or a threshold."
     )
     quantile: float = Field(
-        0.5, gt=0.0, lt=1.0, description="q: tau is the q-quantile of training-token entropies."
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        title="quantile q",
+        description="q: tau is the q-quantile of training-token entropies.",
     )
     threshold: float | None = Field(
-        None, ge=0.0, le=50.0, description="tau in nats, when selection is 'threshold'."
+        None,
+        ge=0.0,
+        le=50.0,
+        title="threshold \u03c4 (nats)",
+        description="tau in nats, when selection is 'threshold'.",
     )
-    rate_max: float = Field(0.5, ge=0.0, le=1.0, description="Largest drop probability.")
+    rate_max: float = Field(
+        0.5, ge=0.0, le=1.0, title="max drop rate r_max", description="Largest drop probability."
+    )
     schedule: Schedule = Field("sigmoid", description="Curriculum shape of the drop rate r(s).")
-    steepness: float = Field(10.0, gt=0.0, le=1000.0, description="k of the sigmoid schedule.")
-    midpoint: float = Field(0.5, ge=0.0, le=1.0, description="s0 of the sigmoid schedule.")
+    steepness: float = Field(
+        10.0, gt=0.0, le=1000.0, title="steepness k", description="k of the sigmoid schedule."
+    )
+    midpoint: float = Field(
+        0.5, ge=0.0, le=1.0, title="midpoint s0", description="s0 of the sigmoid schedule."
+    )
     drop_mode: DropMode = Field(
         "input",
         description="'input': replace the input id by a drop token; 'loss': exclude the "
@@ -70,9 +85,14 @@ class EntroDropConfig(_Strict):
         "multi-epoch rebound in bench/reproduce.py (docs/benchmarks.md).",
     )
     drop_token_id: int | None = Field(
-        None, ge=0, description="Id used by the input mode; default the tokenizer's unk or pad id."
+        None,
+        ge=0,
+        title="drop token id",
+        description="Id used by the input mode; default the tokenizer's unk or pad id.",
     )
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the drop generator.")
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, title="seed", description="Seed of the drop generator."
+    )
 
     @field_validator("quantile", "rate_max", "steepness", "midpoint", "threshold")
     @classmethod
@@ -89,35 +109,117 @@ class EntroDropConfig(_Strict):
 class RunConfig(_Strict):
     """A fine-tune run (DESIGN.md section 6): the body of POST /api/runs and `train --config`."""
 
-    model: str = Field("default", min_length=1, max_length=500)
-    dataset: str = Field("python-reference", min_length=1, max_length=1000)
-    method: Method = "entrodrop"
+    model: str = Field(
+        "default",
+        min_length=1,
+        max_length=500,
+        description="'default', a local model folder, a hub id, or run:<id>.",
+    )
+    dataset: str = Field(
+        "python-reference",
+        min_length=1,
+        max_length=1000,
+        description="A built-in corpus name or a .txt/.jsonl/.parquet file.",
+    )
+    method: Method = Field("entrodrop", description="EntroDrop or one of the baselines.")
     entrodrop: EntroDropConfig = Field(default_factory=EntroDropConfig)
-    epochs: float = Field(3.0, gt=0.0, le=1000.0)
-    max_steps: int | None = Field(None, ge=1, le=1_000_000)
-    learning_rate: float = Field(5e-5, gt=0.0, le=1.0)
-    batch_size: int = Field(4, ge=1, le=4096)
-    grad_accum: int = Field(1, ge=1, le=4096)
-    seq_len: int = Field(128, ge=8, le=32768)
-    eval_every: int = Field(25, ge=1, le=1_000_000)  # see docs/benchmarks.md, chosen defaults
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    epochs: float = Field(
+        3.0, gt=0.0, le=1000.0, title="epochs", description="passes over the training data"
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        title="max steps",
+        description="optimizer steps; overrides epochs when set",
+    )
+    learning_rate: float = Field(
+        5e-5, gt=0.0, le=1.0, title="learning rate", description="AdamW, linear decay"
+    )
+    batch_size: int = Field(
+        4, ge=1, le=4096, title="batch size", description="blocks per step (per process)"
+    )
+    grad_accum: int = Field(
+        1, ge=1, le=4096, title="gradient accumulation", description="batches summed per step"
+    )
+    seq_len: int = Field(
+        128, ge=8, le=32768, title="sequence length", description="tokens per block"
+    )
+    eval_every: int = Field(  # see docs/benchmarks.md, chosen defaults
+        25,
+        ge=1,
+        le=1_000_000,
+        title="evaluate every (steps)",
+        description="held-out, general loss and a checkpoint",
+    )
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, title="seed", description="data order and initialisation"
+    )
     # Strength of the baseline regulariser for the baseline methods (ignored otherwise):
     # weight_decay -> AdamW decay; hidden_dropout -> dropout prob; label_smoothing -> epsilon;
     # neftune -> noise alpha.
-    baseline_strength: float | None = Field(None, ge=0.0, le=100.0)
+    baseline_strength: float | None = Field(
+        None,
+        ge=0.0,
+        le=100.0,
+        title="baseline strength",
+        description="empty: the method's default",
+    )
     max_train_tokens: int | None = Field(
-        None, ge=8, description="Use only the first N training tokens (a small slice)."
+        None, ge=8, title="max training tokens", description="train on the first N tokens only"
     )
     max_eval_tokens: int | None = Field(
-        2048, ge=8, description="Cap on held-out / general tokens evaluated each time."
+        2048, ge=8, title="max eval tokens", description="tokens scored per evaluation"
     )
-    save_checkpoints: bool = True
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    save_checkpoints: bool = Field(True, title="save checkpoints", description="needed to resume")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", title="precision", description="auto: bf16 autocast where it helps"
+    )
 
     @field_validator("epochs", "learning_rate", "baseline_strength")
     @classmethod
     def _no_nan(cls, v: float | None, info: object) -> float | None:
         return _finite(v, getattr(info, "field_name", "value"))
+
+
+# The methods that drop tokens (the others leave every token in): the schedule applies to these.
+DROPPING_METHODS: tuple[str, ...] = ("entrodrop", "random")
+
+# What each method does, in a few words (form, CLI help, docs).
+METHOD_HELP: dict[str, str] = {
+    "entrodrop": "drop low-entropy tokens on a curriculum (the method)",
+    "none": "plain fine-tuning",
+    "random": "ablation: same schedule and drop count, random tokens",
+    "weight_decay": "AdamW weight decay",
+    "hidden_dropout": "dropout inside the model",
+    "label_smoothing": "label smoothing epsilon",
+    "neftune": "noise on the input embeddings",
+}
+
+# Named starting points on top of RunConfig's plain defaults. `quick`: bench/reproduce.py's
+# setting (docs/benchmarks.md), small enough to overfit within the run so the curves show the
+# multi-epoch rebound: 2,048 training tokens, 6 epochs (24 steps at 4 x 128), an evaluation per
+# epoch. One run took ~140 s on a 2-core CPU, a matched pair ~5 min. The dashboard's form
+# starts from it; `entrodrop train --preset quick` and `POST /api/runs {"preset": "quick"}` too.
+PRESETS: dict[str, dict[str, object]] = {
+    "quick": {
+        "epochs": 6.0,
+        "max_steps": None,
+        "learning_rate": 3e-4,
+        "max_train_tokens": 2048,
+        "max_eval_tokens": 1024,
+        "eval_every": 4,
+    },
+}
+
+
+def with_preset(values: dict[str, object], preset: str | None) -> dict[str, object]:
+    """A run config dict with a preset's values under it: the caller's own values win."""
+    if preset is None:
+        return dict(values)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return {**PRESETS[preset], **values}
 
 
 DEFAULT_BASELINE_STRENGTH: dict[str, float] = {

@@ -2,6 +2,7 @@
    let the policy controls re-mark them in the page (inspect_policy.js, no model call). */
 import { drawCharts, drawSchedule, updateCuts } from "./inspect_charts.js";
 import { exportCsv, exportJson } from "./inspect_export.js";
+import { onModelStatus } from "./model_status.js";
 import { dropRate, selectDrops } from "./inspect_policy.js";
 import { applyMarks, computeScale, el, fmt, initTokenEvents, installColourClasses, pct, renderLegend,
   renderPane } from "./inspect_view.js";
@@ -390,22 +391,19 @@ function initPolicy() {
   $("export-json").addEventListener("click", () => state.result && exportJson(state.result, readPolicy()));
 }
 
-async function watchModel() {
+function watchModel() {
   if (DATA.model.model_loaded) return;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 1500));
-    const res = await fetchJSON("/api/health").catch(() => null);
-    if (!res || !res.ok) continue;
-    if (res.body.model_loaded) {
+  const stop = onModelStatus((health) => {
+    if (!health) return;
+    if (health.model_loaded) {
       $("loading-note").hidden = true;
-      return;
-    }
-    if (res.body.state === "error") {
-      $("loading-note").textContent = `The model did not load: ${res.body.error}`;
+      stop();
+    } else if (health.state === "error") {
+      $("loading-note").textContent = `The model did not load: ${health.error}`;
       $("loading-note").classList.add("error");
-      return;
+      stop();
     }
-  }
+  });
 }
 
 installColourClasses();

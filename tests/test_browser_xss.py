@@ -15,10 +15,10 @@ from urllib.parse import quote
 import pytest
 from browser_utils import browser_page, live_server
 
-from app.jobs import Launcher
 from app.main import create_app
+from app.runs.process import Launcher
+from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
-from app.storage import RunRecord, Storage
 from entrodrop.config import RunConfig
 
 REPO = Path(__file__).resolve().parent.parent

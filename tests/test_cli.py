@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from entrodrop.cli import app, is_loopback
+from app.security import is_loopback
+from entrodrop.cli import app
 
 runner = CliRunner()
 

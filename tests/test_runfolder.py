@@ -18,12 +18,12 @@ import torch
 from fastapi.testclient import TestClient
 
 import entrodrop
-from app.inspection import list_checkpoints
-from app.jobs import Launcher
+from app.inspect.data import list_checkpoints
 from app.main import create_app
 from app.model_service import ModelService
+from app.runs.process import Launcher
+from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
-from app.storage import RunRecord, Storage
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 from entrodrop.runfolder import RunFolder

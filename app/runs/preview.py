@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from app.model_service import ModelService
-from entrodrop.config import RunConfig
+from entrodrop.config import DROPPING_METHODS, RunConfig
 from entrodrop.data import build_blocks, load_dataset
 from entrodrop.models import LoadedModel
 from entrodrop.policy import drop_rate, entropy_threshold, select_drops, select_random_drops
@@ -99,7 +99,7 @@ class PreviewService:
                     }
                 )
             rows_out.append(tokens)
-        drops_apply = method in ("entrodrop", "random")
+        drops_apply = method in DROPPING_METHODS
         n_valid = int(torch.isfinite(entropies).sum())
         return {
             "model": loaded.name,

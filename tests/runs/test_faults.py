@@ -28,7 +28,7 @@ from app.settings import Settings
 from entrodrop import runfolder as rf
 
 pytestmark = pytest.mark.timeout(240)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_run(model: Path, **kw: Any) -> dict[str, Any]:

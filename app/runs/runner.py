@@ -14,111 +14,30 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
-import psutil
-from pydantic import BaseModel, ConfigDict, Field
-
+from app.errors import RunConflict, RunNotFound
+from app.runs.process import (
+    DEFAULT_ENTRY,
+    Launcher,
+    child_argv,
+    find_orphan,
+    process_alive,
+    signal_tree,
+)
+from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
-from app.storage import RunRecord, Storage
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ENTRY: tuple[str, ...] = ("-m", "entrodrop.training.run")
+ROOT = Path(__file__).resolve().parents[2]  # the repository: children import this checkout
 RESUMABLE = ("interrupted", "cancelled", "failed")
-
-
-class Launcher(BaseModel):
-    """How a run's process is started: one process, or `accelerate launch` with N processes."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["single", "accelerate"] = "single"
-    num_processes: int = Field(1, ge=1, le=64)
-
-
-class RunNotFound(KeyError):
-    """No run with that id."""
-
-
-class RunConflict(ValueError):
-    """The run is not in a state that allows the action (e.g. cancelling a finished run)."""
-
-
-def child_argv(
-    run_dir: Path, launcher: Launcher, resume: bool, entry: Sequence[str] = DEFAULT_ENTRY
-) -> list[str]:
-    """The training process's argument list (never a shell string)."""
-    tail = [*entry, "--run-dir", str(run_dir), *(["--resume"] if resume else [])]
-    if launcher.kind == "single":
-        return [sys.executable, *tail]
-    n = launcher.num_processes
-    # --multi_gpu is accelerate's switch for torch.distributed workers; on a CPU-only machine the
-    # workers use gloo. With one process it must be left out.
-    multi = ["--multi_gpu"] if n > 1 else []
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(n),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *tail,
-    ]  # fmt: skip
-
-
-def headless_commands(launcher: Launcher, config_file: str = "run.json") -> list[str]:
-    """Shell commands that reproduce a run without the dashboard, given its config JSON file."""
-    if launcher.kind == "single":
-        return [f"entrodrop train --config {config_file}"]
-    n = launcher.num_processes
-    multi = "--multi_gpu " if n > 1 else ""
-    return [
-        f"mkdir -p my-run && cp {config_file} my-run/config.json",
-        f"accelerate launch {multi}--num_processes {n} -m entrodrop.training.run --run-dir my-run",
-    ]
-
-
-def signal_tree(pid: int, sig: int) -> None:
-    """Signal a run's process group and every descendant (torchrun workers get their own groups)."""
-    try:
-        descendants = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)  # start_new_session: the group id is the leader's pid
-    for proc in descendants:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)
-
-
-def process_alive(pid: int | None, run_dir: Path) -> bool:
-    """True if `pid` is a live (not zombie) process working on `run_dir` (guards pid reuse)."""
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return str(run_dir) in proc.cmdline()
-    except psutil.Error:
-        return False
-
-
-def find_orphan(run_dir: Path) -> int | None:
-    """The pid of a live process started for `run_dir` by an earlier server, if any."""
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        info = proc.info
-        cmd = info.get("cmdline") or []
-        if (
-            info.get("status") != psutil.STATUS_ZOMBIE
-            and str(run_dir) in cmd
-            and "--run-dir" in cmd
-        ):
-            return int(info["pid"])
-    return None
 
 
 @dataclass

@@ -8,50 +8,14 @@ import json
 import time
 from typing import Any
 
-from app.jobs import RESUMABLE, JobRunner, Launcher, headless_commands
-from app.run_forms import flat_values
-from app.storage import RunRecord
+from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
+from app.runs.form import flat_values
+from app.runs.process import Launcher, headless_commands
+from app.runs.runner import RESUMABLE, JobRunner
+from app.runs.storage import RunRecord
 from entrodrop import runfolder as rf
+from entrodrop.config import DROPPING_METHODS
 
-# The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
-PANELS: list[dict[str, Any]] = [
-    {"id": "train", "title": "Training loss", "names": ["train/loss"], "log": True},
-    {
-        "id": "eval",
-        "title": "Held-out loss: overall, low- and high-entropy tokens",
-        "names": ["eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy"],
-        "log": True,
-    },
-    {
-        "id": "general",
-        "title": "General-text loss (forgetting)",
-        "names": ["general/loss"],
-        "log": True,
-    },
-    {
-        "id": "drop",
-        "title": "Drop rate: scheduled r(s) and realised fraction",
-        "names": ["drop/rate_scheduled", "drop/fraction_realised"],
-        "log": False,
-    },
-    {
-        "id": "entropy",
-        "title": "Mean entropy of dropped vs kept tokens (nats)",
-        "names": ["drop/entropy_dropped", "drop/entropy_kept"],
-        "log": False,
-    },
-    {"id": "lr", "title": "Learning rate", "names": ["train/learning_rate"], "log": False},
-]
-COMPARE_METRICS = (
-    "eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss", "train/loss",
-)  # fmt: skip
-METRIC_LABELS = {
-    "eval/loss": "held-out",
-    "eval/loss_low_entropy": "held-out, low-H",
-    "eval/loss_high_entropy": "held-out, high-H",
-    "general/loss": "general text",
-    "train/loss": "train",
-}
 MAX_COMPARE = 8
 
 
@@ -59,7 +23,7 @@ def method_label(config: dict[str, Any]) -> str:
     """A short description of a run's method, e.g. `entrodrop (sigmoid, q=0.5, r<=0.5, loss)`."""
     method = str(config.get("method", "?"))
     ed = config.get("entrodrop") or {}
-    if method in ("entrodrop", "random"):
+    if method in DROPPING_METHODS:
         cut = (
             f"tau={ed.get('threshold')}"
             if ed.get("selection") == "threshold"
@@ -131,7 +95,7 @@ def runs_list(runner: JobRunner) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return {"runs": runs, "counts": counts}
+    return {"runs": runs, "counts": counts, "facts": run_facts()}
 
 
 def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
@@ -150,6 +114,7 @@ def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
             "last_values": runner.storage.last_values(run_id),
             "panels": PANELS,
             "summary_file": rf.read_json(run_dir / rf.SUMMARY),
+            "facts": run_facts(),
         }
     )
     return data
@@ -191,4 +156,5 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         "metric_labels": METRIC_LABELS,
         "metrics": {r.id: runner.storage.metrics(r.id) for r in runs},
         "panels": PANELS,
+        "facts": run_facts(),
     }

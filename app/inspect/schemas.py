@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.health import HealthPublic
 from entrodrop.config import EntroDropConfig
 
 MAX_TOP_K = 50
@@ -164,10 +166,40 @@ class Checkpoint(BaseModel):
     label: str
 
 
-class HealthOut(BaseModel):
-    status: str
-    model_loaded: bool
-    model: str | None
+class QueuePublic(BaseModel):
+    pending: int
+    limit: int
+
+
+class ModelPublic(BaseModel):
+    """The server's model: its state and, once loaded, its description."""
+
     spec: str
     state: str
+    model_loaded: bool
+    model: str | None
     error: str | None
+    cached: list[str]
+    queue: QueuePublic
+    info: dict[str, Any] | None
+
+
+class SamplePublic(BaseModel):
+    id: str
+    title: str
+    text: str
+
+
+class LimitsPublic(BaseModel):
+    max_score_tokens: int
+    max_upload_bytes: int
+
+
+class InspectPage(BaseModel):
+    """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
+
+    model: HealthPublic
+    checkpoints: list[Checkpoint]
+    samples: list[SamplePublic]
+    policy_defaults: EntroDropConfig
+    limits: LimitsPublic

@@ -15,14 +15,11 @@ from typing import Any
 import torch
 
 import entrodrop
+from app.errors import TooManyTokens
 from app.model_service import ModelService
 from entrodrop import runfolder
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
-
-
-class TooManyTokens(ValueError):
-    """A text longer than settings.max_score_tokens (answered with 413)."""
 
 
 def encode_json(payload: Any) -> bytes:

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from app.main import create_app
+from app.runs.storage import StorageUnusable
 from app.settings import Settings
-from app.storage import StorageUnusable
 from entrodrop.cli import app as cli
 
 

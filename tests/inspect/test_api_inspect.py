@@ -374,7 +374,7 @@ def test_queue_full_is_503_with_retry_after(tiny_model_dir: Path, entrodrop_home
 @pytest.mark.slow
 def test_default_model_finds_predictable_tokens(default_loaded: Any, entrodrop_home: Path) -> None:
     """With SmolLM2 the obvious continuations are low-entropy candidates; the API agrees."""
-    from app import inspection
+    from app.inspect import data as inspection
 
     service = ModelService(Settings(home=entrodrop_home, model="default"))
     service._cache["default"] = default_loaded  # reuse the session's model: no second load

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from runs_helpers import wait_until, write_fake_child
 
-from app.jobs import JobRunner, Launcher, child_argv, headless_commands
+from app.runs.process import Launcher, child_argv, headless_commands
+from app.runs.runner import JobRunner
+from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
-from app.storage import RunRecord, Storage
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 from entrodrop.runfolder import ACTIVE, RunFolder

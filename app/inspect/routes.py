@@ -1,0 +1,171 @@
+"""The Inspect page (/) and its JSON twins: /api/inspect, /api/model, /api/score, /api/preview,
+/api/compare, /api/draws, /api/checkpoints, /api/samples. Routes validate, call, render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import ModelServiceDep, SettingsDep, TemplatesDep
+from app.errors import ErrorBody, TooManyTokens
+from app.health import health
+from app.inspect import data
+from app.inspect.samples import samples
+from app.inspect.schemas import (
+    Checkpoint,
+    CompareOut,
+    CompareRequest,
+    DrawsOut,
+    InspectPage,
+    ModelPublic,
+    PreviewOut,
+    PreviewRequest,
+    SamplePublic,
+    ScoreOut,
+    ScoreRequest,
+)
+from app.model_service import ModelService
+from app.settings import Settings
+from entrodrop.config import EntroDropConfig
+
+router = APIRouter(tags=["inspect"])
+
+# A token spans at most a few dozen characters: longer texts are refused before tokenizing.
+MAX_CHARS_PER_TOKEN = 64
+ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "Text over the token cap (the message gives it)."},
+    422: {
+        "model": ErrorBody,
+        "description": "Empty or malformed request, or a model spec that cannot be loaded.",
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "Model still loading or too many requests queued (see Retry-After).",
+    },
+}
+
+
+def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
+    """Everything the Inspect page starts from (GET / renders it, GET /api/inspect returns it)."""
+    return {
+        "model": health(service),
+        "checkpoints": data.list_checkpoints(settings.runs_path),
+        "samples": samples(),
+        "policy_defaults": EntroDropConfig().model_dump(),
+        "limits": {
+            "max_score_tokens": settings.max_score_tokens,
+            "max_upload_bytes": settings.max_upload_bytes,
+        },
+    }
+
+
+def _check_length(text: str, settings: Settings) -> None:
+    limit = settings.max_score_tokens
+    if len(text) > limit * MAX_CHARS_PER_TOKEN:
+        raise TooManyTokens(
+            f"the text has {len(text)} characters, far over the limit of {limit} tokens per text "
+            "(ENTRODROP_MAX_SCORE_TOKENS)"
+        )
+
+
+async def _run(
+    service: ModelService, specs: list[str], fn: Callable[..., Any], *args: Any
+) -> Response:
+    """Run a model job in the worker and answer its JSON (errors carry their own status)."""
+    for spec in specs:  # fail fast, without taking a queue slot, while the model loads
+        service.check_ready(spec)
+    body = await service.run(lambda: data.encode_json(fn(*args)))
+    return Response(body, media_type="application/json")
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def inspect_page(
+    request: Request, settings: SettingsDep, service: ModelServiceDep, templates: TemplatesDep
+) -> Response:
+    page = page_data(settings, service)
+    return templates.TemplateResponse(request, "inspect.html", {"nav": "inspect", "data": page})
+
+
+@router.get("/api/inspect", response_model=InspectPage)
+def api_inspect(settings: SettingsDep, service: ModelServiceDep) -> dict[str, Any]:
+    """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
+    return page_data(settings, service)
+
+
+@router.get("/api/model", response_model=ModelPublic)
+def api_model(service: ModelServiceDep) -> dict[str, Any]:
+    """The server's model: its state and, once loaded, its description."""
+    loaded = service.server_model()
+    return {**service.status(), "info": loaded.describe() if loaded else None}
+
+
+@router.get("/api/checkpoints", response_model=list[Checkpoint])
+def api_checkpoints(settings: SettingsDep) -> list[dict[str, str]]:
+    """Finished runs whose model can be inspected, as `run:<id>` specs."""
+    return data.list_checkpoints(settings.runs_path)
+
+
+@router.get("/api/samples", response_model=list[SamplePublic])
+def api_samples() -> list[dict[str, str]]:
+    """The sample texts of the Inspect page."""
+    return samples()
+
+
+@router.post("/api/score", response_model=ScoreOut, responses=ERRORS)
+async def api_score(
+    body: ScoreRequest, settings: SettingsDep, service: ModelServiceDep
+) -> Response:
+    """Per-token entropy, surprisal, probability, rank and top-k alternatives (DESIGN §6)."""
+    _check_length(body.text, settings)
+    spec = service.resolve(body.model)
+    return await _run(service, [spec], data.score_job, service, spec, body.text, body.top_k)
+
+
+@router.post("/api/compare", response_model=CompareOut, responses=ERRORS)
+async def api_compare(
+    body: CompareRequest, settings: SettingsDep, service: ModelServiceDep
+) -> Response:
+    """The same text under two checkpoints, and entropy(b) - entropy(a) when tokens match."""
+    _check_length(body.text, settings)
+    a, b = service.resolve(body.model_a), service.resolve(body.model_b)
+    return await _run(service, [a, b], data.compare_job, service, a, b, body.text, body.top_k)
+
+
+@router.post("/api/preview", response_model=PreviewOut, responses=ERRORS)
+async def api_preview(
+    body: PreviewRequest, settings: SettingsDep, service: ModelServiceDep
+) -> Response:
+    """Which tokens the policy drops at progress s: `select_drops` with the policy's seed."""
+    if body.entropies is not None:
+        if len(body.entropies) > settings.max_score_tokens:
+            raise TooManyTokens(
+                f"{len(body.entropies)} entropies; the limit is "
+                f"{settings.max_score_tokens} tokens (ENTRODROP_MAX_SCORE_TOKENS)"
+            )
+        entropies = body.entropies
+        # Cheap (no model), but kept off the event loop all the same.
+        content = await run_in_threadpool(
+            lambda: data.encode_json(data.preview(entropies, body.policy, body.progress))
+        )
+        return Response(content, media_type="application/json")
+    assert body.text is not None  # the request model guarantees one source
+    _check_length(body.text, settings)
+    spec = service.resolve(body.model)
+    args = (service, spec, body.text, body.top_k, body.policy, body.progress)
+    return await _run(service, [spec], data.preview_job, *args)
+
+
+@router.get("/api/draws", response_model=DrawsOut, responses={413: ERRORS[413]})
+def api_draws(
+    settings: SettingsDep,
+    n: int = Query(ge=1, description="Number of tokens."),
+    seed: int = Query(0, ge=0, le=2**63 - 1, description="The policy's seed."),
+) -> dict[str, Any]:
+    """The uniform draws `select_drops` compares with r(s), so a page can redo the drops."""
+    if n > settings.max_score_tokens:
+        raise TooManyTokens(f"n = {n} is over the limit of {settings.max_score_tokens} tokens")
+    return {"seed": seed, "n": n, "u": data.draws(n, seed)}

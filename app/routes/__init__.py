@@ -1,1 +1,0 @@
-"""Route modules: one per page family, each with a `setup(app, settings)`."""

@@ -1,0 +1,343 @@
+"""Fine-tune runs: the new-run form, runs list, run page, compare page and their JSON twins.
+
+Routes validate, call a data function (app.runs.views, .form, .validate) and render; errors are
+domain exceptions that carry their status (app.errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from app.deps import PreviewDep, RunnerDep, SettingsDep, StorageDep, TemplatesDep
+from app.errors import ErrorBody, FieldError, RequestInvalid, RunNotFound
+from app.runs import events, views
+from app.runs.form import new_run_form
+from app.runs.process import headless_commands
+from app.runs.schemas import (
+    MetricRow,
+    RunCheck,
+    RunCompare,
+    RunCreate,
+    RunCreated,
+    RunDetail,
+    RunForm,
+    RunPreview,
+    RunsPublic,
+    UploadPublic,
+)
+from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
+from app.runs.validate import RunRequest, parse_request
+from entrodrop import runfolder as rf
+from entrodrop.data import DataError
+from entrodrop.models import ModelLoadError
+
+router = APIRouter()
+api = APIRouter(prefix="/api", tags=["runs"])
+MAX_ROW_ID = events.MAX_ROW_ID
+
+
+def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def _inline_schema(model: type[RunCreate]) -> dict[str, Any]:
+    # OpenAPI resolves $ref against components, not a schema's own $defs: inline them.
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
+BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_schema(RunCreate)}},
+    }
+}
+
+
+def checked_id(run_id: str) -> str:
+    """A run id of the right shape; any other is a run that does not exist."""
+    if not rf.is_run_id(run_id):
+        raise RunNotFound(run_id)
+    return run_id
+
+
+RunId = Annotated[str, Depends(checked_id)]
+
+
+async def run_request(request: Request, settings: SettingsDep, storage: StorageDep) -> RunRequest:
+    """The JSON body of a new-run request, validated (RequestInvalid lists every problem)."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
+        problem = FieldError((), "the body must be a JSON object (a run config)")
+        raise RequestInvalid([problem]) from exc
+    return parse_request(body, settings, storage)
+
+
+RunRequestDep = Annotated[RunRequest, Depends(run_request)]
+
+
+def parse_ids(runs: str) -> list[str]:
+    """Run ids from `a,b,c`: at least one, each well-formed, no repeats, at most MAX_COMPARE."""
+    ids = [r for r in (p.strip() for p in runs.split(",")) if r]
+    if not ids:
+        raise RequestInvalid([], "runs: give one or more run ids, comma-separated")
+    return list(dict.fromkeys(checked_id(i) for i in ids))[: views.MAX_COMPARE]
+
+
+# ------------------------------------------------------------ pages
+
+
+def _page(
+    request: Request, templates: TemplatesDep, name: str, nav: str, data: Any, status: int = 200
+) -> Response:
+    context = {"nav": nav, "data": data}
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def _error_page(request: Request, templates: TemplatesDep, message: str, status: int) -> Response:
+    return _page(request, templates, "runs_error.html", "runs", {"message": message}, status)
+
+
+@router.get("/runs", response_class=HTMLResponse, include_in_schema=False)
+def runs_page(request: Request, runner: RunnerDep, templates: TemplatesDep) -> Response:
+    return _page(request, templates, "runs_list.html", "runs", views.runs_list(runner))
+
+
+@router.get("/runs/new", response_class=HTMLResponse, include_in_schema=False)
+def new_run_page(
+    request: Request,
+    settings: SettingsDep,
+    storage: StorageDep,
+    templates: TemplatesDep,
+    like: str | None = None,
+    model: str | None = None,
+) -> Response:
+    data = new_run_form(settings, storage, like=like, model=model)
+    return _page(request, templates, "run_new.html", "new", data)
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+def run_page(request: Request, run_id: str, runner: RunnerDep, templates: TemplatesDep) -> Response:
+    try:
+        data = views.run_detail(runner, checked_id(run_id))
+    except RunNotFound:
+        return _error_page(request, templates, f"No run {run_id!r}.", 404)
+    return _page(request, templates, "run_detail.html", "runs", data)
+
+
+@router.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+def compare_page(
+    request: Request, runner: RunnerDep, templates: TemplatesDep, runs: str = ""
+) -> Response:
+    try:
+        data = views.compare(runner, parse_ids(runs))
+    except RunNotFound as exc:
+        return _error_page(request, templates, f"No run {exc.run_id!r}.", 404)
+    except RequestInvalid:
+        return _error_page(request, templates, "Pick runs to compare.", 200)
+    return _page(request, templates, "compare.html", "runs", data)
+
+
+# ------------------------------------------------------------ API: creating runs
+
+
+@api.get("/runs/form", response_model=RunForm, summary="What the new-run form offers")
+def api_form(
+    settings: SettingsDep, storage: StorageDep, like: str | None = None, model: str | None = None
+) -> dict[str, Any]:
+    return new_run_form(settings, storage, like=like, model=model)
+
+
+@api.post(
+    "/runs/check",
+    response_model=RunCheck,
+    responses=_error_doc(422),
+    summary="Validate a run config; the config JSON and CLI that reproduce it",
+    openapi_extra=BODY_DOC,
+)
+async def api_check(req: RunRequestDep) -> dict[str, Any]:
+    configs = [c.model_dump(mode="json") for c in req.configs()]
+    return {
+        "configs": configs,
+        "config_json": json.dumps(configs[0], indent=2),
+        "launcher": req.launcher.model_dump(),
+        "commands": headless_commands(req.launcher),
+    }
+
+
+@api.post(
+    "/runs/preview",
+    response_model=RunPreview,
+    responses=_error_doc(422, 503),
+    summary="The first training batch and the tokens dropped at s = 0, 0.5 and 1",
+    openapi_extra=BODY_DOC,
+)
+async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
+    try:
+        return await preview.preview(req.config)
+    except ModelLoadError as exc:  # located at the form's field, like any other field error
+        raise RequestInvalid([FieldError(("model",), str(exc))]) from exc
+    except DataError as exc:
+        raise RequestInvalid([FieldError(("dataset",), str(exc))]) from exc
+
+
+@api.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadPublic,
+    responses=_error_doc(413, 422),
+    summary="Upload a dataset file (.txt, .jsonl, .parquet)",
+)
+async def api_upload(
+    settings: SettingsDep,
+    file: UploadFile = File(...),
+    content_length: Annotated[int, Header()] = 0,
+) -> Any:
+    if content_length > settings.max_upload_bytes + UPLOAD_FRAMING:
+        raise too_large(settings)
+    raw = await file.read(settings.max_upload_bytes + 1)
+    return await asyncio.to_thread(save_upload, raw, file.filename or "", settings)
+
+
+@api.post(
+    "/runs",
+    status_code=201,
+    response_model=RunCreated,
+    responses=_error_doc(422),
+    summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
+    openapi_extra=BODY_DOC,
+)
+async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> dict[str, Any]:
+    ids = [runner.submit(config, req.launcher).id for config in req.configs()]
+    group = ",".join(ids) if len(ids) > 1 else None
+    if group:
+        # A matched pair: the group id is the compare page's query, so each run links to it.
+        for run_id in ids:
+            storage.update_run(run_id, group_id=group)
+    url = f"/compare?runs={group}" if group else f"/runs/{ids[0]}"
+    return {"id": ids[0], "ids": ids, "url": url}
+
+
+# ------------------------------------------------------------ API: reading and controlling
+
+
+@api.get("/runs", response_model=RunsPublic, summary="All runs, newest first")
+def api_runs(runner: RunnerDep) -> dict[str, Any]:
+    return views.runs_list(runner)
+
+
+@api.get(
+    "/runs/{run_id}",
+    response_model=RunDetail,
+    responses=_error_doc(404),
+    summary="One run: status, progress, config",
+)
+def api_run(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+    return views.run_detail(runner, run_id)
+
+
+@api.get(
+    "/runs/{run_id}/metrics",
+    response_model=list[MetricRow],
+    responses=_error_doc(404),
+    summary="Metric rows: step, name, value",
+)
+def api_metrics(
+    run_id: RunId,
+    runner: RunnerDep,
+    name: list[str] | None = Query(None, description="Only these metric names"),
+    after: int = Query(0, ge=0, le=MAX_ROW_ID, description="Only rows with an id above this"),
+) -> list[dict[str, Any]]:
+    runner.get(run_id)
+    return runner.storage.metrics(run_id, after_id=after, names=name)
+
+
+@api.get(
+    "/runs/{run_id}/metrics.csv",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **_error_doc(404),
+    },
+    summary="Metrics as CSV",
+)
+def api_metrics_csv(run_id: RunId, runner: RunnerDep) -> Response:
+    body = views.metrics_csv(runner, run_id)
+    headers = {"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'}
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@api.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunDetail,
+    responses=_error_doc(404, 409),
+    summary="Stop a queued or running run",
+)
+def api_cancel(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+    runner.cancel(run_id)
+    return views.run_detail(runner, run_id)
+
+
+@api.post(
+    "/runs/{run_id}/resume",
+    response_model=RunDetail,
+    responses=_error_doc(404, 409),
+    summary="Continue from the last checkpoint",
+)
+def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+    runner.resume(run_id)
+    return views.run_detail(runner, run_id)
+
+
+@api.get(
+    "/runs/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **_error_doc(404),
+    },
+    summary="Live updates (server-sent events)",
+)
+async def api_events(
+    request: Request,
+    run_id: RunId,
+    runner: RunnerDep,
+    after: int = Query(0, ge=0, le=MAX_ROW_ID),
+    last_event_id: Annotated[str, Header()] = "",
+) -> StreamingResponse:
+    await asyncio.to_thread(runner.get, run_id)  # a 404 before the stream starts
+    start = events.start_cursor(last_event_id, after)
+    return StreamingResponse(
+        events.stream(request, runner, run_id, start),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@api.get(
+    "/compare",
+    response_model=RunCompare,
+    responses=_error_doc(404, 422),
+    summary="Runs side by side: curves and differences",
+)
+def api_compare(
+    runner: RunnerDep, runs: str = Query(..., description="Run ids, comma-separated")
+) -> dict[str, Any]:
+    return views.compare(runner, parse_ids(runs))

@@ -1,0 +1,200 @@
+"""Request and response models of the runs API: they validate the body's shape and document /docs.
+
+Response models name every field the pages rely on and allow more (`extra="allow"`), so a model
+never silently drops a key the data functions in app.runs.views return.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.runs.process import Launcher
+from entrodrop.config import PRESETS, RunConfig
+
+
+class RunCreate(RunConfig):
+    """Body of POST /api/runs: a run config plus how to launch it and an optional baseline twin.
+
+    Missing fields take RunConfig's defaults, or the named preset's values where one is given.
+    """
+
+    preset: str | None = Field(
+        None,
+        description=f"Start from a named preset ({', '.join(PRESETS)}); the body's fields win.",
+        json_schema_extra={"enum": [*PRESETS, None]},
+    )
+    launcher: Launcher | None = None
+    compare_with: Literal["none", "random"] | None = None
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RunLinks(_Open):
+    page: str
+    api: str
+    metrics: str
+    csv: str
+    events: str
+    inspect: str | None
+    compare: str | None
+
+
+class RunPublic(_Open):
+    """A run as the runs list shows it."""
+
+    id: str
+    status: str = Field(description="queued, running, succeeded, failed, cancelled, interrupted")
+    progress: float = Field(ge=0.0, le=1.0)
+    step: int
+    total_steps: int | None
+    eta_s: float | None
+    elapsed_s: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    method: str | None
+    method_label: str
+    model: str | None
+    dataset: str | None
+    best_eval_loss: float | None
+    final_eval_loss: float | None
+    error: str | None
+    group_id: str | None
+    launcher: dict[str, Any]
+    attempts: int
+    cancel_requested: bool
+    can_cancel: bool
+    can_resume: bool
+    checkpoint_step: int | None
+    has_model: bool
+    links: RunLinks
+
+
+class RunFacts(_Open):
+    """The facts the runs pages show (statuses, metric labels, panels, dropping methods)."""
+
+    statuses: list[str]
+    active: list[str]
+    resumable: list[str]
+    methods: list[str]
+    dropping_methods: list[str]
+    metric_labels: dict[str, str]
+    panels: list[dict[str, Any]]
+    drop_panels: list[str]
+    compare_metrics: list[str]
+
+
+class RunsPublic(_Open):
+    """Every run, newest first, and how many are in each status."""
+
+    runs: list[RunPublic]
+    counts: dict[str, int]
+    facts: RunFacts
+
+
+class RunDetail(RunPublic):
+    """One run: its summary plus config, commands, log tails and last metric values."""
+
+    config: dict[str, Any]
+    config_json: str
+    commands: list[str]
+    run_dir: str
+    log_tail: list[str]
+    output_tail: list[str]
+    last_values: dict[str, float | None]
+    panels: list[dict[str, Any]]
+    summary_file: dict[str, Any] | None
+    facts: RunFacts
+
+
+class MetricRow(_Open):
+    """One metric value: the row id is the cursor of `after` and of the event stream."""
+
+    id: int
+    step: int
+    name: str
+    value: float | None
+    epoch: float | None
+    time: float | None
+
+
+class RunCompare(_Open):
+    """Runs side by side: config differences, final values, all metric rows."""
+
+    runs: list[RunPublic]
+    differences: list[dict[str, Any]]
+    table: list[dict[str, Any]]
+    metric_names: list[str]
+    metric_labels: dict[str, str]
+    metrics: dict[str, list[MetricRow]]
+    panels: list[dict[str, Any]]
+    facts: RunFacts
+
+
+class RunCreated(_Open):
+    """The queued run (and its baseline twin): ids and the page to watch them on."""
+
+    id: str
+    ids: list[str]
+    url: str
+
+
+class RunCheck(_Open):
+    """A validated request: configs, their JSON and the commands that reproduce them headless."""
+
+    configs: list[dict[str, Any]]
+    config_json: str
+    launcher: Launcher
+    commands: list[str]
+
+
+class UploadPublic(_Open):
+    """A saved upload: the dataset value to use in a run config."""
+
+    dataset: str
+    name: str
+    bytes: int
+    n_texts: int
+    n_chars: int
+
+
+class RunForm(_Open):
+    """What the new-run form offers: defaults (the `quick` preset), fields, methods, folders."""
+
+    values: dict[str, Any]
+    defaults: dict[str, Any]
+    preset: str | None
+    methods: list[dict[str, str]]
+    baseline_strength_defaults: dict[str, float]
+    compare_methods: list[str]
+    training_fields: list[dict[str, Any]]
+    advanced_fields: list[dict[str, Any]]
+    entrodrop_fields: list[dict[str, Any]]
+    finished_runs: list[dict[str, Any]]
+    allowed_data_dirs: list[str]
+    max_upload_bytes: int
+    upload_suffixes: list[str]
+    facts: RunFacts
+
+
+class PreviewPoint(_Open):
+    progress: float
+    rate: float
+    n_dropped: int
+
+
+class RunPreview(_Open):
+    """The first training blocks and the tokens dropped at s = 0, 0.5 and 1."""
+
+    model: str
+    method: str
+    drops_apply: bool
+    tau: float | None
+    n_tokens: int
+    points: list[PreviewPoint]
+    rows: list[list[dict[str, Any]]]
+    note: str

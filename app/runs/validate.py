@@ -1,0 +1,151 @@
+"""Validate new-run requests (API body or form) into RunConfig + launcher, with per-field errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.errors import FieldError, RequestInvalid
+from app.model_paths import check_model_folder
+from app.runs.process import Launcher
+from app.runs.storage import Storage
+from app.settings import Settings
+from entrodrop.config import PRESETS, RunConfig, with_preset
+from entrodrop.data import USER_SUFFIXES, DataError, check_path_allowed, is_builtin, uploads_dir
+from entrodrop.models import check_local_checkpoint
+from entrodrop.runfolder import is_run_id
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
+EXTRA_KEYS = ("launcher", "compare_with", "preset")
+COMPARE_METHODS = ("none", "random")
+
+
+@dataclass
+class RunRequest:
+    """A validated request: the run's config, how to launch it, and an optional matched baseline."""
+
+    config: RunConfig
+    launcher: Launcher = field(default_factory=Launcher)
+    compare_with: str | None = None
+
+    def configs(self) -> list[RunConfig]:
+        """The run, then its baseline twin (same seed, data and schedule; only the method differs)."""
+        if self.compare_with is None:
+            return [self.config]
+        return [self.config, self.config.model_copy(update={"method": self.compare_with})]
+
+
+def _errors_from(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        # The model-level check about thresholds belongs beside the threshold field.
+        if loc == ("entrodrop",) and "threshold" in msg:
+            loc = ("entrodrop", "threshold")
+        out.append(FieldError(loc, msg))
+    return out
+
+
+def check_model(spec: str, storage: Storage, settings: Settings) -> str:
+    """A model spec the training process can load: default, run:<id>, a folder, or a hub id."""
+    spec = spec.strip()
+    if spec == "default":
+        return spec
+    if spec.startswith("run:"):
+        run_id = spec[4:]
+        run = storage.get_run(run_id) if is_run_id(run_id) else None
+        if run is None:
+            raise ValueError(f"no run {run_id!r}")
+        if run.status != "succeeded":
+            raise ValueError(
+                f"run {run_id} is {run.status}: only a finished run's model can be used"
+            )
+        return spec
+    path = Path(spec).expanduser()
+    if path.exists() or path.is_absolute() or spec.startswith((".", "~")):
+        if not path.is_dir():
+            raise ValueError(f"no model folder at {spec}")
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{spec} is not a model folder: it has no config.json")
+        check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
+        return str(check_model_folder(path, settings))
+    if HUB_ID.match(spec):
+        return spec  # loads where the machine can reach the hub; the run fails with why if not
+    raise ValueError("use 'default', run:<id>, a model folder, or a hub id like org/name")
+
+
+def check_dataset(spec: str, settings: Settings) -> str:
+    """A built-in dataset, or a file inside an allowed folder or the uploads folder (absolute)."""
+    spec = spec.strip()
+    if is_builtin(spec):
+        return spec
+    if ".." in Path(spec).parts:
+        raise ValueError("a dataset path may not contain '..'")
+    allowed = [*settings.allowed_data_dirs, uploads_dir(settings.home)]
+    try:
+        path = check_path_allowed(spec, allowed)
+    except DataError as exc:
+        if not settings.allowed_data_dirs:
+            raise ValueError(
+                "use python-reference or upload a file: naming files by path is disabled here "
+                "(the server's ENTRODROP_ALLOWED_DATA_DIRS is empty)"
+            ) from exc
+        raise ValueError(str(exc)) from exc
+    if path.suffix.lower() not in USER_SUFFIXES:
+        raise ValueError(f"unsupported file type; use one of {', '.join(USER_SUFFIXES)}")
+    if not path.is_file():
+        raise ValueError(f"no such file: {spec}")
+    return str(path)
+
+
+def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest:
+    """Validate a POST /api/runs body; all errors at once, each located at its field."""
+    if not isinstance(body, dict):
+        raise RequestInvalid([FieldError((), "expected a JSON object (a run config)")])
+    rest = {k: v for k, v in body.items() if k not in EXTRA_KEYS}
+    errors: list[FieldError] = []
+    preset = body.get("preset")
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
+        errors.append(FieldError(("preset",), f"must be one of {', '.join(PRESETS)}"))
+    elif preset is not None:
+        rest = with_preset(rest, preset)  # the body's own values win over the preset's
+    launcher = Launcher()
+    if body.get("launcher") is not None:
+        try:
+            launcher = Launcher.model_validate(body["launcher"])
+        except ValidationError as exc:
+            errors += _errors_from(exc, ("launcher",))
+    compare_with = body.get("compare_with") or None
+    if compare_with is not None and compare_with not in COMPARE_METHODS:
+        errors.append(FieldError(("compare_with",), f"must be one of {', '.join(COMPARE_METHODS)}"))
+    config: RunConfig | None = None
+    try:
+        config = RunConfig.model_validate(rest)
+    except ValidationError as exc:
+        errors += _errors_from(exc)
+    # The model and data are checked even when other fields are wrong: every error at once.
+    checked: dict[str, str] = {}
+    for name, default, check in (
+        ("model", "default", lambda v: check_model(v, storage, settings)),
+        ("dataset", "python-reference", lambda v: check_dataset(v, settings)),
+    ):
+        value = rest.get(name, default)
+        if not isinstance(value, str) or not value.strip():
+            continue  # RunConfig's own validation reported it
+        try:
+            checked[name] = check(value)
+        except ValueError as exc:
+            errors.append(FieldError((name,), str(exc)))
+    if config is not None and config.method == compare_with:
+        errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
+    if config is not None and not errors:
+        config = config.model_copy(update=checked)
+    if errors or config is None:
+        raise RequestInvalid(errors)
+    return RunRequest(config, launcher, compare_with)

@@ -1,0 +1,167 @@
+// The new-run form: live validation against POST /api/runs/check, uploads, launch, preview.
+
+import { renderPreview } from "./run_preview.js";
+import { $, $$, api, pageData } from "./runs_common.js";
+
+function setPath(obj, path, value) {
+  const parts = path.split(".");
+  let o = obj;
+  for (const p of parts.slice(0, -1)) o = o[p] = o[p] || {};
+  o[parts[parts.length - 1]] = value;
+}
+
+function initNewRun(data) {
+  const form = $("#run-form");
+  let uploaded = null;
+  const radio = (name) => ($(`input[name="${name}"]:checked`) || {}).value;
+
+  function body() {
+    const b = {};
+    for (const el of $$("[data-field]", form)) {
+      const kind = el.dataset.kind;
+      let value;
+      if (kind === "bool") value = el.checked;
+      else if (kind === "select" || kind === "text") value = el.value;
+      else if (el.validity && el.validity.badInput) value = "not a number";
+      else if (el.value.trim() === "") {
+        if (!el.dataset.nullable) continue; // missing: the server's default
+        value = null;
+      } else value = Number(el.value);
+      setPath(b, el.dataset.field, value);
+    }
+    const mk = radio("model_kind");
+    b.model = mk === "folder" ? $("#model-folder").value.trim() : mk === "run" ? $("#model-run").value : "default";
+    const dk = radio("dataset_kind");
+    b.dataset = dk === "upload" ? (uploaded ? uploaded.dataset : "") : dk === "path" ? $("#dataset-path").value.trim() : "python-reference";
+    if (radio("launcher_kind") === "accelerate") {
+      b.launcher = { kind: "accelerate", num_processes: Number($("#launcher-n").value) };
+    } else b.launcher = { kind: "single", num_processes: 1 };
+    const cmp = $("#f-compare").value;
+    if (cmp) b.compare_with = cmp;
+    return b;
+  }
+
+  function showErrors(errors, detail) {
+    for (const el of $$(".field-error", form)) el.textContent = "";
+    for (const el of $$(".invalid", form)) el.classList.remove("invalid");
+    for (const err of errors || []) {
+      let loc = (err.loc || []).map(String);
+      let target = null;
+      while (!target && loc.length) {
+        target = $(`[data-error-for="${loc.join(".")}"]`, form);
+        if (!target) loc = loc.slice(0, -1);
+      }
+      target = target || $('[data-error-for="body"]', form);
+      target.textContent = target.textContent ? `${target.textContent}; ${err.msg}` : err.msg;
+      const wrap = $(`[data-wrap="${loc.join(".")}"]`, form);
+      if (wrap) wrap.classList.add("invalid");
+    }
+    if (detail && !(errors || []).length) $('[data-error-for="body"]', form).textContent = detail;
+  }
+
+  function localErrors(b) {
+    if (radio("dataset_kind") === "upload" && !uploaded) return [{ loc: ["dataset"], msg: "choose a file to upload first" }];
+    if (radio("model_kind") === "folder" && !b.model) return [{ loc: ["model"], msg: "type the checkpoint folder's path" }];
+    if (radio("dataset_kind") === "path" && !b.dataset) return [{ loc: ["dataset"], msg: "type the file's path" }];
+    return [];
+  }
+
+  function syncVisibility() {
+    const method = $("#f-method").value;
+    const dropping = data.facts.dropping_methods.includes(method);
+    $("#entrodrop-params").hidden = !dropping;
+    const baseline = !dropping && method !== "none";
+    $("#strength-wrap").hidden = !baseline;
+    if (baseline) $("#f-baseline_strength").placeholder = `default ${data.baseline_strength_defaults[method]}`;
+    const pair = $("#f-compare").value;
+    $("#launch").textContent = pair ? `Launch ${method} + ${pair}` : "Launch run";
+    const sel = $('[data-field="entrodrop.selection"]');
+    if (sel) {
+      $('[data-wrap="entrodrop.quantile"]').classList.toggle("dim", sel.value !== "quantile");
+      $('[data-wrap="entrodrop.threshold"]').classList.toggle("dim", sel.value !== "threshold");
+    }
+  }
+
+  let checkSeq = 0;
+  async function check() {
+    syncVisibility();
+    const b = body();
+    const local = localErrors(b);
+    if (local.length) { showErrors(local); return false; }
+    const seq = ++checkSeq;
+    const res = await api("POST", "/api/runs/check", b);
+    if (seq !== checkSeq) return res.ok; // a newer check is on its way
+    if (!res.ok) { showErrors(res.data.errors, res.data.detail); return false; }
+    showErrors([]);
+    $("#cli-command").textContent = res.data.commands.join("\n");
+    $("#config-json").textContent = res.data.config_json;
+    return true;
+  }
+  let timer = null;
+  const later = () => { clearTimeout(timer); timer = setTimeout(check, 250); };
+  form.addEventListener("input", later);
+  form.addEventListener("change", later);
+
+  $("#dataset-file").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    $('input[name="dataset_kind"][value="upload"]').checked = true;
+    const status = $("#upload-status");
+    status.textContent = `uploading ${file.name}…`;
+    const fd = new FormData();
+    fd.append("file", file);
+    const res = await api("POST", "/api/uploads", fd);
+    uploaded = res.ok ? res.data : null;
+    status.textContent = res.ok ? `${res.data.name}: ${res.data.n_texts} texts, ${res.data.n_chars} characters` : "";
+    if (!res.ok) showErrors([{ loc: ["dataset"], msg: res.data.detail }]);
+    else check();
+  });
+  $("#dataset-path").addEventListener("focus", () => { $('input[name="dataset_kind"][value="path"]').checked = true; });
+  $("#model-folder").addEventListener("focus", () => { $('input[name="model_kind"][value="folder"]').checked = true; });
+  $("#model-run").addEventListener("focus", () => { $('input[name="model_kind"][value="run"]').checked = true; });
+  $("#launcher-n").addEventListener("focus", () => { $('input[name="launcher_kind"][value="accelerate"]').checked = true; });
+  $("#copy-config").addEventListener("click", (e) => {
+    e.preventDefault();
+    navigator.clipboard && navigator.clipboard.writeText($("#config-json").textContent);
+  });
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const b = body();
+    const local = localErrors(b);
+    if (local.length) { showErrors(local); return; }
+    const button = $("#launch");
+    button.disabled = true;
+    $("#form-status").textContent = "launching…";
+    const res = await api("POST", "/api/runs", b);
+    if (res.ok) { location.href = res.data.url; return; }
+    button.disabled = false;
+    $("#form-status").textContent = "";
+    showErrors(res.data.errors, res.data.detail);
+  });
+
+  $("#preview-button").addEventListener("click", async () => {
+    const b = body();
+    const local = localErrors(b);
+    if (local.length) { showErrors(local); return; }
+    const status = $("#preview-status");
+    status.textContent = "scoring the first batch… (the first time loads the model)";
+    $("#preview-button").disabled = true;
+    let res = await api("POST", "/api/runs/preview", b);
+    // 503: the model is still loading (or the scoring queue is full): wait and ask again.
+    for (let tries = 0; res.status === 503 && tries < 60; tries++) {
+      status.textContent = `${res.data.detail} (retrying)`;
+      await new Promise((r) => setTimeout(r, 3000));
+      res = await api("POST", "/api/runs/preview", b);
+    }
+    $("#preview-button").disabled = false;
+    if (!res.ok) { status.textContent = ""; showErrors(res.data.errors, res.data.detail); return; }
+    status.textContent = `${res.data.model} · τ = ${res.data.tau === null ? "—" : res.data.tau.toFixed(2)} nats`;
+    renderPreview(res.data);
+  });
+
+  syncVisibility();
+  check();
+}
+
+initNewRun(pageData("form-data"));
