@@ -55,10 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     check_home(settings.home)
     check_database(settings.db_path)
+    from app.home_lock import HomeLockService
     from app.limits import BodyLimitMiddleware
+    from app.request_guard import RequestGuard
     from app.routes import health, inspect, runs
+    from app.security import redact_access_log
 
-    services: list[Any] = []
+    # The home's lock is the first service: taken before the runner's start() recovers runs.
+    services: list[Any] = [HomeLockService(settings.home, settings.host, settings.port)]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from app.security import TokenMiddleware
 
         app.add_middleware(TokenMiddleware, token=settings.token)
+    app.add_middleware(RequestGuard, settings=settings)  # outermost: Host and Origin first
+    redact_access_log()
 
     # Each module registers its routes and the services it needs started and stopped.
     health.setup(app, settings)

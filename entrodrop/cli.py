@@ -58,14 +58,16 @@ def serve(
 
     if not is_loopback(host) and not token:
         _fail(f"binding {host} exposes the dashboard: set ENTRODROP_TOKEN (or --token) first")
+    from app.home_lock import HomeLocked, hold_home
     from app.main import HomeUnusable, check_home
     from app.storage import StorageUnusable, check_database
 
     home = home_dir()
     try:
         check_home(home)
+        hold_home(home, host, port)  # a second server on this home stops here, touching no run
         check_database(home / "entrodrop.db")
-    except (HomeUnusable, StorageUnusable) as exc:
+    except (HomeUnusable, HomeLocked, StorageUnusable) as exc:
         _fail(str(exc))
     settings = Settings(host=host, port=port, model=model, token=token, home=home)
     typer.echo(f"EntroDrop Studio on http://{host}:{port}  (home: {home}, model: {model})")

@@ -38,9 +38,13 @@ def test_pages_show_a_login_form_and_accept_the_query_token(entrodrop_home: Path
     with _client(entrodrop_home) as client:
         r = client.get("/runs")
         assert r.status_code == 401 and "Access token needed" in r.text
-        r = client.get(f"/runs?token={TOKEN}")
+        r = client.get(f"/runs?token={TOKEN}&x=1")
         assert r.status_code == 200
-        assert "entrodrop_token" in r.headers.get("set-cookie", "")
+        # the token is answered with a cookie and a redirect to the same URL without it
+        (hop,) = r.history
+        assert hop.status_code == 303 and hop.headers["location"] == "/runs?x=1"
+        assert "entrodrop_token" in hop.headers.get("set-cookie", "")
+        assert str(r.url).endswith("/runs?x=1")
         # the cookie now opens other pages and the API
         assert client.get("/api/runs").status_code == 200
 

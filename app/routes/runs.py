@@ -21,6 +21,7 @@ from app.settings import Settings
 from app.storage import ACTIVE, Storage
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError
+from entrodrop.data import DataTooLarge as TooLarge
 from entrodrop.models import ModelLoadError
 
 # A stream ends after this and EventSource reconnects (with Last-Event-ID): a server that is
@@ -220,7 +221,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
         try:
             saved = await asyncio.to_thread(save_upload, raw, file.filename or "", settings)
         except DataError as exc:
-            code = 413 if len(raw) > settings.max_upload_bytes else 422
+            code = 413 if len(raw) > settings.max_upload_bytes or isinstance(exc, TooLarge) else 422
             return _error(code, str(exc))
         return JSONResponse(saved, status_code=201)
 
