@@ -174,7 +174,8 @@ class ModelService:
                 loaded.name = loaded.spec = spec
                 return loaded
             # The server's own model was chosen by whoever started it; others are requests.
-            if spec != self.spec and Path(spec).expanduser().exists():
+            local = Path(spec).expanduser()  # the allowed-folder rule before any look at it
+            if spec != self.spec and (local.is_absolute() or spec[:1] in ".~" or local.exists()):
                 spec = str(check_model_folder(Path(spec), self.settings))
             return self._loader(spec)
         except ModelLoadError:

@@ -274,6 +274,22 @@ def read_user_file(path: str | Path, max_text_bytes: int | None = None) -> list[
         raise DataError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+NAME_MAX = 255  # characters in one file or folder name (Linux, macOS, Windows alike)
+PATH_MAX = 4096
+
+
+def check_name_lengths(spec: str) -> None:
+    """Refuse a model or dataset name the file system could not even look up (a DataError)."""
+    too_long = next((p for p in Path(spec).parts if len(p) > NAME_MAX), None)
+    if too_long is not None:
+        raise DataError(
+            f"the name {too_long[:40]}... has {len(too_long)} characters; a file or folder "
+            f"name has at most {NAME_MAX}"
+        )
+    if len(spec) > PATH_MAX:
+        raise DataError(f"the path has {len(spec)} characters; at most {PATH_MAX} are allowed")
+
+
 def check_path_allowed(path: str | Path, allowed_dirs: Sequence[str | Path]) -> Path:
     """Resolve a user-named path (symlinks followed) and refuse it unless inside an allowed folder."""
     if not allowed_dirs:
@@ -380,6 +396,7 @@ __all__ = [
     "DataTooLarge",
     "DatasetTexts",
     "build_blocks",
+    "check_name_lengths",
     "check_path_allowed",
     "fingerprint_blocks",
     "general_texts",
