@@ -298,3 +298,15 @@ def test_parquet_bomb_upload_is_413_with_flat_memory(entrodrop_home: Path) -> No
         assert str(budget) in r.json()["detail"]
         assert grown < 200_000_000, f"RSS grew by {grown / 1e6:.0f} MB"
         assert not list((entrodrop_home / "uploads").glob("*.parquet"))
+
+
+def test_training_children_get_the_servers_text_budget(entrodrop_home: Path) -> None:
+    from app.jobs import JobRunner
+    from app.storage import Storage
+    from entrodrop.data import TEXT_BUDGET_ENV
+
+    settings = Settings(home=entrodrop_home, max_upload_bytes=1000)
+    runner = JobRunner(settings, Storage(settings.db_path))
+    assert runner._child_env()[TEXT_BUDGET_ENV] == str(settings.text_budget) == "4000"
+    settings = Settings(home=entrodrop_home, max_text_bytes=123)
+    assert JobRunner(settings, Storage(settings.db_path))._child_env()[TEXT_BUDGET_ENV] == "123"
