@@ -79,6 +79,9 @@ class TokenMiddleware:
         client = (scope.get("client") or ("?", 0))[0]
         if presented is not None:
             wait = self.throttle.wait_s(client)
+            if wait and scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4429})
+                return
             if wait:
                 await _send_json(send, 429, "too many wrong access tokens; wait", wait)
                 return
