@@ -251,9 +251,8 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]
     if len(raw) > settings.max_upload_bytes:
         raise DataError(f"the file is larger than the {settings.max_upload_bytes} bytes allowed")
     name = Path(filename or "upload.txt").name
-    texts = parse_text_file(
-        raw, name, settings.text_budget
-    )  # DataError: wrong type, empty, not UTF-8, bad JSONL...
+    # DataError: wrong type, empty, not UTF-8, bad JSONL; DataTooLarge: over the text budget
+    texts = parse_text_file(raw, name, settings.text_budget)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "upload"
     digest = hashlib.sha256(raw).hexdigest()[:12]
     folder = uploads_dir(settings.home)
