@@ -31,6 +31,7 @@ def serve(
     """Run the dashboard (http://HOST:PORT); the model loads in the background."""
     import uvicorn
 
+    from app.home_lock import HomeLocked, hold_home
     from app.main import HomeUnusable, check_home, create_app
     from app.runs.storage import StorageUnusable, check_database
     from app.settings import Settings
@@ -41,8 +42,9 @@ def serve(
     home = home_dir()
     try:
         check_home(home)
+        hold_home(home, host, port)  # a second server on this home stops here, touching no run
         check_database(home / "entrodrop.db")
-    except (HomeUnusable, StorageUnusable) as exc:
+    except (HomeUnusable, HomeLocked, StorageUnusable) as exc:
         _fail(str(exc))
     settings = Settings(host=host, port=port, model=model, token=token, home=home)
     typer.echo(f"EntroDrop Studio on http://{host}:{port}  (home: {home}, model: {model})")

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from entrodrop.data import DataError
+from entrodrop.data import DataError, DataTooLarge
 from entrodrop.models import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,12 @@ class RequestInvalid(AppError):
 
 
 # Library errors (the library knows no HTTP): a bad model spec or dataset is the caller's input.
-LIBRARY_STATUS: dict[type[Exception], int] = {ModelLoadError: 422, DataError: 422}
+# The first match wins: DataTooLarge (over the decoded-text budget) is a DataError answered 413.
+LIBRARY_STATUS: dict[type[Exception], int] = {
+    DataTooLarge: 413,
+    ModelLoadError: 422,
+    DataError: 422,
+}
 
 
 def readable_errors(errors: Sequence[Any]) -> str:

@@ -14,15 +14,17 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import errors, health
+from app.home_lock import HomeLockService
 from app.inspect import routes as inspect_routes
 from app.limits import BodyLimitMiddleware
 from app.model_service import ModelService
+from app.request_guard import RequestGuard
 from app.runs import routes as runs_routes
 from app.runs.preview import PreviewService
 from app.runs.runner import JobRunner
 from app.runs.storage import Storage, check_database
 from app.runs.uploads import UPLOAD_FRAMING
-from app.security import TokenMiddleware
+from app.security import TokenMiddleware, redact_access_log
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     check_home(settings.home)
     check_database(settings.db_path)
-    services: list[Any] = []
+    # The home's lock is the first service: taken before the runner's start() recovers runs.
+    services: list[Any] = [HomeLockService(settings.home, settings.host, settings.port)]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
 
     add_limits(app, settings)
+    app.add_middleware(RequestGuard, settings=settings)  # outermost: Host and Origin first
+    redact_access_log()
     for router in (health.router, inspect_routes.router, runs_routes.router, runs_routes.api):
         app.include_router(router)
     return app

@@ -136,8 +136,8 @@ class ModelService:
     def _load(self, spec: str) -> LoadedModel:
         try:
             # The server's own model was chosen by whoever started it; others are requests.
-            is_run = spec.startswith("run:")
-            if spec != self.spec and not is_run and Path(spec).expanduser().exists():
+            local = Path(spec).expanduser()  # the allowed-folder rule before any look at it
+            if spec != self.spec and (local.is_absolute() or spec[:1] in ".~" or local.exists()):
                 spec = str(check_model_folder(Path(spec), self.settings))
             return self._loader(spec)
         except ModelLoadError:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from entrodrop.data import TEXT_BUDGET_PER_UPLOAD_BYTE
 from entrodrop.paths import home_dir
 
 
@@ -36,6 +38,30 @@ class Settings(BaseSettings):
         "private (token-less, loopback) server, none on a shared one (ENTRODROP_TOKEN set).",
     )
     cancel_grace_s: float = Field(20.0, gt=0, description="Seconds between SIGTERM and SIGKILL.")
+    max_text_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on a dataset's decoded text (UTF-8 bytes), for uploads and the training "
+        f"process alike. Empty: {TEXT_BUDGET_PER_UPLOAD_BYTE} x max_upload_bytes.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names this server answers to besides localhost, 127.0.0.1, [::1] and "
+        "the bound address (comma-separated; '*' turns the check off, e.g. behind a proxy).",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        # ENTRODROP_ALLOWED_HOSTS=a.example,b.example: a plain comma list, not JSON.
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @property
+    def text_budget(self) -> int:
+        """The decoded-text cap in force (ENTRODROP_MAX_TEXT_BYTES or its default)."""
+        return self.max_text_bytes or TEXT_BUDGET_PER_UPLOAD_BYTE * self.max_upload_bytes
 
     @property
     def db_path(self) -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -70,29 +72,73 @@ def general_texts() -> list[str]:
 
 # ---------------------------------------------------------------- user files
 
+# Decoded text allowed per dataset, as a multiple of the server's upload cap: a parquet file of
+# a few KB can declare gigabytes of text (dictionary pages, zstd), so bytes alone bound nothing.
+TEXT_BUDGET_PER_UPLOAD_BYTE = 4
+# The server tells its training processes the budget through this variable (its own setting
+# ENTRODROP_MAX_TEXT_BYTES); unset, as for `entrodrop train` on a user's own files, means no cap.
+TEXT_BUDGET_ENV = "ENTRODROP_MAX_TEXT_BYTES"
+PARQUET_BATCH_ROWS = 256  # rows decoded at once: memory follows the batch, not the file
 
-def _decode(raw: bytes, name: str) -> str:
+
+class DataTooLarge(DataError):
+    """A dataset whose decoded text is over the budget (the server answers 413)."""
+
+
+def env_text_budget() -> int | None:
+    """The decoded-text budget from ENTRODROP_MAX_TEXT_BYTES, or None (no cap) when unset."""
+    value = os.environ.get(TEXT_BUDGET_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return max(1, int(value))
+    except ValueError as exc:
+        raise DataError(f"{TEXT_BUDGET_ENV}={value!r} is not a number of bytes") from exc
+
+
+def _too_large(name: str, budget: int) -> DataTooLarge:
+    return DataTooLarge(
+        f"{name} holds more than {budget} bytes of text, the limit for a dataset here "
+        f"({TEXT_BUDGET_ENV})"
+    )
+
+
+def _decode(raw: bytes, name: str, where: str = "") -> str:
     if b"\x00" in raw[:8192]:
         raise DataError(f"{name} looks like a binary file, not text")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{name} is not UTF-8 text (byte {exc.start})") from exc
+        raise DataError(f"{name} is not UTF-8 text ({where}byte {exc.start})") from exc
 
 
-def parse_text_file(raw: bytes, name: str) -> list[str]:
-    """Texts from the bytes of a .txt, .jsonl (a `text` field per line) or .parquet file."""
+def parse_text_file(raw: bytes, name: str, max_text_bytes: int | None = None) -> list[str]:
+    """Texts from the bytes of a .txt, .jsonl (a `text` field per line) or .parquet file.
+
+    `max_text_bytes` caps the decoded text (None: ENTRODROP_MAX_TEXT_BYTES, else no cap); over
+    it, DataTooLarge is raised before the text is materialised.
+    """
+    if not raw.strip():
+        raise DataError(f"{name} is empty")
+    return _parse_stream(io.BytesIO(raw), len(raw), name, max_text_bytes)
+
+
+def _parse_stream(stream: BinaryIO, size: int, name: str, budget: int | None) -> list[str]:
     suffix = Path(name).suffix.lower()
     if suffix not in USER_SUFFIXES:
         raise DataError(f"{name}: unsupported file type; use one of {', '.join(USER_SUFFIXES)}")
-    if not raw.strip():
-        raise DataError(f"{name} is empty")
+    budget = env_text_budget() if budget is None else budget
     if suffix == ".txt":
-        texts = _split_documents(_decode(raw, name))
+        if budget is not None and size > budget:  # UTF-8 text decodes to as many bytes
+            raise _too_large(name, budget)
+        text = _decode(stream.read(), name)
+        if not text.strip():
+            raise DataError(f"{name} is empty")
+        texts = _split_documents(text)
     elif suffix == ".jsonl":
-        texts = _parse_jsonl(_decode(raw, name), name)
+        texts = _parse_jsonl(stream, name, budget)
     else:
-        texts = _parse_parquet(raw, name)
+        texts = _parse_parquet(stream, name, budget)
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise DataError(f"{name} has no text")
@@ -105,50 +151,143 @@ def _split_documents(text: str) -> list[str]:
     return parts or [text]
 
 
-def _parse_jsonl(text: str, name: str) -> list[str]:
-    texts = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def _parse_jsonl(stream: BinaryIO, name: str, budget: int | None) -> list[str]:
+    """One JSON object per line, read a line at a time: no line longer than the budget is read."""
+    texts: list[str] = []
+    used = 0
+    limit = -1 if budget is None else budget + 64_000  # a line's JSON around its text
+    for lineno, raw_line in enumerate(iter(lambda: stream.readline(limit), b""), start=1):
+        if limit > 0 and len(raw_line) >= limit and not raw_line.endswith(b"\n"):
+            raise _too_large(name, budget or 0)
+        line = _decode(raw_line, name, f"line {lineno}, ")
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg})") from exc
-        except RecursionError as exc:
-            raise DataError(f"{name} line {lineno}: JSON nested too deeply") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise DataError(f"{name} line {lineno}: expected an object with a string 'text' field")
-        texts.append(row["text"])
+        text = _jsonl_text(line, name, lineno)
+        used += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if budget is not None and used > budget:
+            raise _too_large(name, budget)
+        texts.append(text)
     return texts
 
 
-def _parse_parquet(raw: bytes, name: str) -> list[str]:
-    import io
+def _jsonl_text(line: str, name: str, lineno: int) -> str:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise DataError(f"{name} line {lineno}: JSON nested too deeply") from exc
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise DataError(f"{name} line {lineno}: expected an object with a string 'text' field")
+    return row["text"]
 
-    import pyarrow.parquet as pq
+
+def _parse_parquet(stream: BinaryIO, name: str, budget: int | None) -> list[str]:
+    """The `text` column, a batch of rows at a time, its decoded size checked before decoding.
+
+    The column is read dictionary-encoded, so a bomb (one huge value repeated by reference)
+    costs its dictionary and indices, and its size is known before any string is built.
+    """
+    import pyarrow as pa
 
     try:
-        table = pq.read_table(io.BytesIO(raw))
+        schema = _open_parquet(stream).schema_arrow
+        if "text" not in schema.names:
+            raise DataError(f"{name} has no 'text' column (columns: {', '.join(schema.names)})")
+        parquet = _open_parquet(stream, dictionary=["text"])
+        schema = parquet.schema_arrow
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise DataError(f"{name} is not a readable parquet file") from exc
-    if "text" not in table.column_names:
-        raise DataError(f"{name} has no 'text' column (columns: {', '.join(table.column_names)})")
-    values = table.column("text").to_pylist()
-    if not all(v is None or isinstance(v, str) for v in values):
+    kind = schema.field("text").type
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise DataError(f"{name}: the 'text' column must hold strings")
-    return [v for v in values if v]
+    declared = _declared_text_bytes(parquet.metadata)
+    if budget is not None and declared > budget:
+        raise _too_large(name, budget)  # refused from the footer alone, nothing decompressed
+    texts: list[str] = []
+    used = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=["text"]):
+            column = batch.column(0)
+            used += _decoded_bytes(column)
+            if budget is not None and used > budget:
+                raise _too_large(name, budget)
+            texts.extend(v for v in column.to_pylist() if v)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{name} is not a readable parquet file ({exc})") from exc
+    return texts
 
 
-def read_user_file(path: str | Path) -> list[str]:
-    """Texts of a user's .txt / .jsonl / .parquet file, with a clear error for unusable files."""
+def _open_parquet(stream: BinaryIO, dictionary: list[str] | None = None) -> Any:
+    import pyarrow.parquet as pq
+
+    stream.seek(0)
+    return pq.ParquetFile(stream, read_dictionary=dictionary)
+
+
+def _declared_text_bytes(metadata: Any) -> int:
+    """What the footer says the `text` column takes once decompressed (pages, not values)."""
+    total = 0
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema == "text":
+                total += max(0, chunk.total_uncompressed_size)
+    return total
+
+
+def _decoded_bytes(column: Any) -> int:
+    """UTF-8 bytes of a string column's values, computed on lengths only (never the strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        lengths = pc.binary_length(column.dictionary)
+        total = pc.sum(pc.take(lengths, column.indices)).as_py()
+    else:
+        total = pc.sum(pc.binary_length(column)).as_py()
+    return int(total or 0)
+
+
+def read_user_file(path: str | Path, max_text_bytes: int | None = None) -> list[str]:
+    """Texts of a user's .txt / .jsonl / .parquet file, with a clear error for unusable files.
+
+    The file is streamed (parquet by batches, jsonl by lines) against `max_text_bytes`
+    (None: ENTRODROP_MAX_TEXT_BYTES, else no cap).
+    """
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"no such file: {path}")
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size == 0:
+                raise DataError(f"{p.name} is empty")
+            return _parse_stream(stream, size, p.name, max_text_bytes)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from exc
-    return parse_text_file(raw, p.name)
+
+
+NAME_MAX = 255  # characters in one file or folder name (Linux, macOS, Windows alike)
+PATH_MAX = 4096
+
+
+def check_name_lengths(spec: str) -> None:
+    """Refuse a model or dataset name the file system could not even look up (a DataError)."""
+    too_long = next((p for p in Path(spec).parts if len(p) > NAME_MAX), None)
+    if too_long is not None:
+        raise DataError(
+            f"the name {too_long[:40]}... has {len(too_long)} characters; a file or folder "
+            f"name has at most {NAME_MAX}"
+        )
+    if len(spec) > PATH_MAX:
+        raise DataError(f"the path has {len(spec)} characters; at most {PATH_MAX} are allowed")
 
 
 def check_path_allowed(path: str | Path, allowed_dirs: Sequence[str | Path]) -> Path:
@@ -179,8 +318,13 @@ def split_user_texts(texts: list[str], name: str) -> DatasetTexts:
     return DatasetTexts(name, [joined[:cut]], [joined[cut:]])
 
 
-def load_dataset(spec: str, allowed_dirs: Sequence[str | Path] | None = None) -> DatasetTexts:
-    """A dataset spec: a built-in name or a file path (checked against allowed_dirs if given)."""
+def load_dataset(
+    spec: str,
+    allowed_dirs: Sequence[str | Path] | None = None,
+    max_text_bytes: int | None = None,
+) -> DatasetTexts:
+    """A dataset spec: a built-in name or a file path (checked against allowed_dirs if given),
+    its decoded text capped by `max_text_bytes` (None: ENTRODROP_MAX_TEXT_BYTES, else no cap)."""
     if spec == PYTHON_REFERENCE:
         return python_reference()
     if spec == GENERAL_TEXT:
@@ -192,7 +336,7 @@ def load_dataset(spec: str, allowed_dirs: Sequence[str | Path] | None = None) ->
             f"unknown dataset {spec!r}: use {' or '.join(BUILTIN_DATASETS)}, or a path to a "
             f"{'/'.join(USER_SUFFIXES)} file"
         )
-    return split_user_texts(read_user_file(path), path.name)
+    return split_user_texts(read_user_file(path, max_text_bytes), path.name)
 
 
 # ---------------------------------------------------------------- token blocks
@@ -246,9 +390,13 @@ def is_builtin(spec: str) -> bool:
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "TEXT_BUDGET_ENV",
+    "TEXT_BUDGET_PER_UPLOAD_BYTE",
     "DataError",
+    "DataTooLarge",
     "DatasetTexts",
     "build_blocks",
+    "check_name_lengths",
     "check_path_allowed",
     "fingerprint_blocks",
     "general_texts",
@@ -256,6 +404,7 @@ __all__ = [
     "load_dataset",
     "parse_text_file",
     "python_reference",
+    "env_text_budget",
     "read_user_file",
     "split_user_texts",
     "tokenize_texts",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # The dequantised default checkpoint is cached once per checkout, not once per test.
 MODEL_CACHE = REPO / ".entrodrop-home" / "models"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def testclient_host() -> Iterator[None]:
+    """TestClient sends Host: testserver; servers answer to it only in tests (module apps too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENTRODROP_ALLOWED_HOSTS", "testserver")
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -300,7 +300,7 @@ def test_upload_names_cannot_escape_the_uploads_folder(
         assert res.status_code == 201, res.text
         saved = Path(res.json()["dataset"])
         assert saved.parent == folders["root"] / "home" / "uploads", saved
-    refused(client.post("/api/uploads", data={"x": "no file"}), 422, "file")
+    refused(client.post("/api/uploads", data={"x": "no file"}), 415, "multipart/form-data")
 
 
 # ---------------------------------------------------------------- size caps, streamed

@@ -97,3 +97,82 @@ def test_load_dataset_specs(tmp_path: Path) -> None:
     assert ds.train and ds.heldout and "line 99" in ds.heldout[0]
     with pytest.raises(DataError, match="unknown dataset"):
         data.load_dataset("nope-corpus")
+
+
+# ---------------------------------------------------------------- bounded reading
+
+
+def _bomb(rows: int, value_bytes: int) -> pa.Table:
+    # One dictionary value referenced by every row: tiny on disk, rows x value_bytes decoded.
+    indices = pa.array([0] * rows, pa.int32())
+    return pa.table(
+        {"text": pa.DictionaryArray.from_arrays(indices, pa.array(["x" * value_bytes]))}
+    )
+
+
+def test_parquet_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    import psutil
+
+    f = tmp_path / "bomb.parquet"
+    pq.write_table(_bomb(1000, 1_000_000), f, compression="zstd")
+    assert f.stat().st_size < 2000
+    before = psutil.Process().memory_info().rss
+    with pytest.raises(data.DataTooLarge, match="more than 5000000 bytes"):
+        data.read_user_file(f, max_text_bytes=5_000_000)
+    assert psutil.Process().memory_info().rss - before < 200_000_000
+
+
+def test_declared_page_sizes_refuse_a_plain_bomb_from_the_footer(tmp_path: Path) -> None:
+    f = tmp_path / "plain.parquet"
+    table = pa.table({"text": ["y" * 100_000] * 20})
+    pq.write_table(table, f, compression="zstd", use_dictionary=False)
+    parquet = pq.ParquetFile(f)
+    assert data._declared_text_bytes(parquet.metadata) > 1_000_000  # known before decoding
+    with pytest.raises(data.DataTooLarge):
+        data.read_user_file(f, max_text_bytes=1_000_000)
+    assert len(data.read_user_file(f, max_text_bytes=3_000_000)) == 20
+
+
+def test_parquet_within_budget_reads_every_row_in_batches(tmp_path: Path) -> None:
+    f = tmp_path / "many.parquet"
+    texts = [f"row {i}" for i in range(data.PARQUET_BATCH_ROWS * 3 + 7)]
+    pq.write_table(pa.table({"text": texts}), f, row_group_size=100)
+    assert data.read_user_file(f, max_text_bytes=1_000_000) == texts
+    f2 = tmp_path / "ints.parquet"
+    pq.write_table(pa.table({"text": [1, 2]}), f2)
+    with pytest.raises(DataError, match="must hold strings"):
+        data.read_user_file(f2)
+
+
+def test_jsonl_and_txt_budgets(tmp_path: Path) -> None:
+    jl = tmp_path / "a.jsonl"
+    jl.write_text(
+        "".join(json.dumps({"text": "é" * 100, "meta": "m" * 1000}) + "\n" for _ in range(10))
+    )
+    # 10 texts of 200 UTF-8 bytes: the other fields do not count, the text's bytes do
+    assert len(data.read_user_file(jl, max_text_bytes=2000)) == 10
+    with pytest.raises(data.DataTooLarge, match="1999 bytes"):
+        data.read_user_file(jl, max_text_bytes=1999)
+    one_line = tmp_path / "long.jsonl"
+    one_line.write_text(json.dumps({"text": "z" * 200_000}))
+    with pytest.raises(data.DataTooLarge):
+        data.read_user_file(one_line, max_text_bytes=1000)  # not read whole before refusing
+    txt = tmp_path / "b.txt"
+    txt.write_text("w" * 5000)
+    with pytest.raises(data.DataTooLarge):
+        data.read_user_file(txt, max_text_bytes=4999)
+    assert data.read_user_file(txt, max_text_bytes=5000) == ["w" * 5000]
+
+
+def test_training_processes_take_the_budget_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "bomb.parquet"
+    pq.write_table(_bomb(100, 100_000), f, compression="zstd")
+    assert len(data.load_dataset(str(f)).train) == 80  # no variable: the CLI's own files, no cap
+    monkeypatch.setenv(data.TEXT_BUDGET_ENV, "1000000")
+    with pytest.raises(data.DataTooLarge, match="1000000 bytes"):
+        data.load_dataset(str(f))  # as in a child the server started
+    monkeypatch.setenv(data.TEXT_BUDGET_ENV, "lots")
+    with pytest.raises(DataError, match="not a number"):
+        data.load_dataset(str(f))

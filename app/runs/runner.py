@@ -33,6 +33,7 @@ from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
+from entrodrop.data import TEXT_BUDGET_ENV
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +377,7 @@ class JobRunner:
         env = dict(os.environ)
         env["ENTRODROP_HOME"] = str(self.settings.home)  # run:<id> specs resolve in this home
         env["PYTHONUNBUFFERED"] = "1"
+        env[TEXT_BUDGET_ENV] = str(self.settings.text_budget)  # the child's dataset cap
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         return env

@@ -28,7 +28,8 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]
     if len(raw) > settings.max_upload_bytes:
         raise too_large(settings)
     name = Path(filename or "upload.txt").name
-    texts = parse_text_file(raw, name)  # DataError: wrong type, empty, not UTF-8, bad JSONL...
+    # DataError: wrong type, empty, not UTF-8, bad JSONL; DataTooLarge (413): over the text budget
+    texts = parse_text_file(raw, name, settings.text_budget)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "upload"
     digest = hashlib.sha256(raw).hexdigest()[:12]
     folder = uploads_dir(settings.home)

@@ -15,7 +15,14 @@ from app.runs.process import Launcher
 from app.runs.storage import Storage
 from app.settings import Settings
 from entrodrop.config import PRESETS, RunConfig, with_preset
-from entrodrop.data import USER_SUFFIXES, DataError, check_path_allowed, is_builtin, uploads_dir
+from entrodrop.data import (
+    USER_SUFFIXES,
+    DataError,
+    check_name_lengths,
+    check_path_allowed,
+    is_builtin,
+    uploads_dir,
+)
 from entrodrop.models import check_local_checkpoint
 from entrodrop.runfolder import is_run_id
 
@@ -67,14 +74,16 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
                 f"run {run_id} is {run.status}: only a finished run's model can be used"
             )
         return spec
+    check_name_lengths(spec)  # a DataError (a ValueError): 422, not an OSError's 500
     path = Path(spec).expanduser()
-    if path.exists() or path.is_absolute() or spec.startswith((".", "~")):
+    if path.is_absolute() or spec.startswith((".", "~")) or path.exists():
+        path = check_model_folder(path, settings)  # the allowed-folder rule before any look
         if not path.is_dir():
             raise ValueError(f"no model folder at {spec}")
         if not (path / "config.json").is_file():
             raise ValueError(f"{spec} is not a model folder: it has no config.json")
         check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
-        return str(check_model_folder(path, settings))
+        return str(path)
     if HUB_ID.match(spec):
         return spec  # loads where the machine can reach the hub; the run fails with why if not
     raise ValueError("use 'default', run:<id>, a model folder, or a hub id like org/name")
@@ -85,6 +94,7 @@ def check_dataset(spec: str, settings: Settings) -> str:
     spec = spec.strip()
     if is_builtin(spec):
         return spec
+    check_name_lengths(spec)
     if ".." in Path(spec).parts:
         raise ValueError("a dataset path may not contain '..'")
     allowed = [*settings.allowed_data_dirs, uploads_dir(settings.home)]
