@@ -112,6 +112,9 @@ class RunConfig(_Strict):
         2048, ge=8, description="Cap on held-out / general tokens evaluated each time."
     )
     save_checkpoints: bool = True
+    save_model: bool = Field(
+        True, description="Save the final model in model/ (studies keep metrics only: false)."
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
     @field_validator("epochs", "learning_rate", "baseline_strength")

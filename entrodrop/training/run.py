@@ -364,6 +364,8 @@ def _train(
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint.name)
         folder.truncate_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
+    if checkpoint is None:
+        trainer.evaluate()  # step 0: the starting model, the baseline of "best" and "rebound"
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_s = time.time() - t0
@@ -372,7 +374,8 @@ def _train(
 
     if patch is not None:
         patch.undo(model)  # the saved model carries its original dropout settings
-    save_final_model(trainer, folder.model_dir)
+    if config.save_model:
+        save_final_model(trainer, folder.model_dir)
     return _finish(folder, trainer, metrics, status, config, "succeeded", train_s, started)
 
 
@@ -411,7 +414,7 @@ def _finish(
         "train_s": train_s,
         "step_time_s": status.mean_step_s,
         "wall_s": time.time() - started,
-        "model_dir": str(folder.model_dir) if outcome == "succeeded" else None,
+        "model_dir": str(folder.model_dir) if outcome == "succeeded" and config.save_model else None,
         "last_checkpoint": str(p) if (p := last_checkpoint(folder.path)) else None,
     }
     folder.write_summary(summary)
