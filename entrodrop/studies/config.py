@@ -81,9 +81,7 @@ class VariantSpec(BaseModel):
     def _overrides_are_run_fields(self) -> VariantSpec:
         for key in self.model_extra or {}:
             if key in SHARED_FIELDS:
-                raise ValueError(
-                    f"{key!r} is shared by every variant of a study: set it in 'base'"
-                )
+                raise ValueError(f"{key!r} is shared by every variant of a study: set it in 'base'")
             if key not in RunConfig.model_fields:
                 raise ValueError(f"{key!r} is not a run setting")
         return self
@@ -102,7 +100,9 @@ def _default_label(spec: VariantSpec, entrodrop: dict[str, Any]) -> str:
 
 
 def _error_lines(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 class StudyConfig(BaseModel):

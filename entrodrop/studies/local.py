@@ -65,8 +65,8 @@ def write_run_config(run_dir: Path, run: StudyRun) -> None:
 
 def train_one(run_dir: Path) -> tuple[str, str | None]:
     """Train one run folder in this process: (status, error message or None)."""
-    from entrodrop.training.rundir import RunFolder
     from entrodrop.training.run import TrainingFailed, last_checkpoint, train
+    from entrodrop.training.rundir import RunFolder
 
     config = RunFolder(run_dir).read_config()
     checkpoint = last_checkpoint(run_dir)  # a cancelled run continues from its checkpoint

@@ -56,7 +56,9 @@ def _values(outcomes: Mapping[RunKey, Outcomes], label: str, name: str) -> list[
     ]
 
 
-def variant_rows(outcomes: Mapping[RunKey, Outcomes], labels: Sequence[str]) -> list[dict[str, Any]]:
+def variant_rows(
+    outcomes: Mapping[RunKey, Outcomes], labels: Sequence[str]
+) -> list[dict[str, Any]]:
     """Per variant: n (runs with outcomes) and mean ± ci95 of each outcome over its seeds."""
     rows = []
     for label in labels:
