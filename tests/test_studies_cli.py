@@ -186,3 +186,30 @@ def test_train_flags_override_the_config_file(
     bad = runner.invoke(app, ["train", "--entrodrop-quantile", "2", "--seq-len", "4"])
     assert bad.exit_code == 2
     assert "entrodrop.quantile" in bad.output and "seq_len" in bad.output
+
+
+def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    from bench import reproduce_study
+
+    repo = Path(__file__).resolve().parent.parent
+    smoke = json.loads((repo / "bench" / "studies" / "smoke.json").read_text())
+    smoke["base"] |= tiny_base(tiny_model_dir, corpus)  # the smoke study on the tiny model
+    config = write_study(tmp_path, **smoke)
+    results = tmp_path / "results"
+    assert reproduce_study.main([str(config), "--results", str(results)]) == 0
+    payload = json.loads((results / "study_smoke.json").read_text())
+    assert payload["study"]["status"] == "succeeded" and len(payload["study"]["runs"]) == 4
+    assert all(row["n"] == 2 and finite(row["final_heldout"]) for row in payload["summary"])
+    curve = payload["curves"]["none"]["eval/loss"]
+    assert curve["step"] == [0, 1, 2] and curve["n"] == [2, 2, 2]
+    assert all(
+        lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"], strict=True)
+    )
+    assert "| variant | n |" in (results / "study_smoke.md").read_text()
+    for png in ("study_smoke_curves.png", "study_smoke_rebound.png"):
+        assert (results / png).read_bytes().startswith(b"\x89PNG")
+    # the same command again continues the same study (nothing left to run)
+    assert reproduce_study.main([str(config), "--results", str(results), "--report-only"]) == 0
+    assert len(list((results / "tmp" / "study-smoke" / "studies").iterdir())) == 1

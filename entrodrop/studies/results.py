@@ -16,14 +16,20 @@ from entrodrop.training.rundir import RunFolder
 CSV_COLUMNS = ("table", "variant", "vs", "n", "metric", "mean", "ci95", "excludes_zero")
 
 
+def finished_rows(runs: list[dict[str, Any]], runs_dir: Path) -> dict[RunKey, list[dict[str, Any]]]:
+    """(variant, seed) -> metric rows (metrics.jsonl) of every run that succeeded."""
+    return {
+        (run["variant"], int(run["seed"])): RunFolder(
+            runs_dir / run["id"], writer=False
+        ).read_metrics()
+        for run in runs
+        if run.get("status") == "succeeded"
+    }
+
+
 def finished_outcomes(runs: list[dict[str, Any]], runs_dir: Path) -> dict[RunKey, Outcomes]:
-    """(variant, seed) -> outcomes of every run that succeeded (metrics.jsonl of its folder)."""
-    out: dict[RunKey, Outcomes] = {}
-    for run in runs:
-        if run.get("status") == "succeeded":
-            rows = RunFolder(runs_dir / run["id"], writer=False).read_metrics()
-            out[(run["variant"], int(run["seed"]))] = run_outcomes(rows)
-    return out
+    """(variant, seed) -> outcomes of every run that succeeded."""
+    return {key: run_outcomes(rows) for key, rows in finished_rows(runs, runs_dir).items()}
 
 
 def study_results(study: StudyConfig, outcomes: dict[RunKey, Outcomes]) -> dict[str, Any]:
