@@ -60,7 +60,8 @@ def plot(curves: dict[str, Any], names: dict[str, str], path: Path) -> None:
     cols = min(2, len(names))
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.8 * rows), squeeze=False)
-    colours = plt.get_cmap("tab20").colors
+    tab20 = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    colours = [*tab20[0::2], *tab20[1::2]]  # ten distinct hues before their lighter twins
     for ax, (name, title) in zip(axes.flat, names.items(), strict=False):
         for i, (variant, by_name) in enumerate(curves.items()):
             c = by_name[name]

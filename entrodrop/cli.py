@@ -308,8 +308,10 @@ def study(
     typer.echo(tables(result))
     record = folder.read()
     typer.echo(f"study {record['status']}: {folder.summary_path}, {folder.csv_path}")
-    if record["status"] != "succeeded":
-        raise typer.Exit(code=0 if record["status"] == "cancelled" else 1)
+    if record["status"] == "cancelled":
+        typer.secho(f"continue with: entrodrop study --resume {folder.path}", fg="yellow")
+    elif record["status"] != "succeeded":
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -125,10 +125,12 @@ def test_a_failed_run_is_reported_and_the_study_goes_on(
         variants=[bad, "none"],
         seeds=[5],
     )
-    args = ["study", "-c", str(config), "--runs-dir", str(runs_dir), "--threads", "1"]
+    home = tmp_path / "other-home"
+    args = ["study", "-c", str(config), "--runs-dir", str(runs_dir), "--home", str(home)]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
-    record = only_study(entrodrop_home).read()
+    assert not (entrodrop_home / "studies").exists()
+    record = only_study(home).read()
     assert record["status"] == "failed"
     statuses = {r["variant"]: r for r in record["runs"]}
     assert statuses["bad"]["status"] == "failed" and statuses["bad"]["error"]
@@ -136,6 +138,24 @@ def test_a_failed_run_is_reported_and_the_study_goes_on(
     assert (runs_dir / statuses["none"]["id"] / "metrics.jsonl").is_file()
     assert f"run {statuses['bad']['id']} failed" in result.output
     assert "n < 2: no interval" in result.output  # one seed: the table says so plainly
+
+    # mend the failed run's config and continue: only that run trains again
+    bad_dir, good_dir = runs_dir / statuses["bad"]["id"], runs_dir / statuses["none"]["id"]
+    mended = RunFolder(bad_dir).read_config().model_copy(update={"method": "none"})
+    (bad_dir / "config.json").write_text(mended.model_dump_json())
+    good_before = (good_dir / "metrics.jsonl").stat().st_mtime_ns
+    study_dir = only_study(home).path
+    result = runner.invoke(app, ["study", "--resume", str(study_dir), "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in StudyFolder(study_dir).read()["runs"]} == {"succeeded"}
+    assert (good_dir / "metrics.jsonl").stat().st_mtime_ns == good_before
+    steps = [r["step"] for r in RunFolder(bad_dir).read_metrics() if r["name"] == "eval/loss"]
+    assert steps == [0, 1, 2]  # the failed attempt's rows are gone, nothing twice
+
+
+def test_study_help() -> None:
+    result = runner.invoke(app, ["study", "--help"])
+    assert result.exit_code == 0 and "--config" in result.output and "--resume" in result.output
 
 
 @pytest.mark.parametrize(

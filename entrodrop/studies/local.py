@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import time
@@ -114,6 +115,7 @@ def run_study(
             bar.set_postfix_str(f"{run['variant']} seed {run['seed']}")
             folder.update_run(run["id"], status="running", error=None)
             outcome, error = train_one(runs_dir / run["id"])
+            gc.collect()  # the finished run's model and optimizer go before the next loads
             run = {**run, "status": outcome, "error": error}
             folder.update_run(run["id"], status=outcome, error=error)
             refresh_results(folder)
