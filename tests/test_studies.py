@@ -280,3 +280,27 @@ def test_results_tables_and_csv() -> None:
     diff = parsed[-1]
     assert (diff["table"], diff["vs"], diff["excludes_zero"]) == ("paired", "none", "False")
     assert with_readings({"summary": [], "paired": []}) == {"summary": [], "paired": []}
+
+
+def test_the_documented_example_and_bench_configs_are_valid() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    doc = (repo / "docs" / "studies.md").read_text(encoding="utf-8")
+    example = doc.split("```json", 1)[1].split("```", 1)[0]
+    labels = [label for label, _ in StudyConfig.model_validate_json(example).variant_configs()]
+    assert labels == ["none", "label_smoothing", "entrodrop-reference-input", "random input"]
+    for path in sorted((repo / "bench" / "studies").glob("*.json")):
+        cfg = StudyConfig.model_validate_json(path.read_text(encoding="utf-8"))
+        assert not cfg.keep_checkpoints and len(cfg.seeds) >= 2, path.name
+    reproduction = StudyConfig.model_validate_json(
+        (repo / "bench" / "studies" / "reproduction.json").read_text(encoding="utf-8")
+    )
+    assert reproduction.base.max_train_tokens >= 8192 and len(reproduction.seeds) == 3
+    assert len(reproduction.expand()) == 13 * 3
+    vs_random = {c.variant: c.vs_label for c in reproduction.comparisons() if c.vs == "random"}
+    assert vs_random == {
+        f"entrodrop-{source}-{mode}": f"random-{mode}"
+        for source in ("online", "reference")
+        for mode in ("input", "loss", "both")
+    }
