@@ -414,7 +414,9 @@ def _finish(
         "train_s": train_s,
         "step_time_s": status.mean_step_s,
         "wall_s": time.time() - started,
-        "model_dir": str(folder.model_dir) if outcome == "succeeded" and config.save_model else None,
+        "model_dir": str(folder.model_dir)
+        if outcome == "succeeded" and config.save_model
+        else None,
         "last_checkpoint": str(p) if (p := last_checkpoint(folder.path)) else None,
     }
     folder.write_summary(summary)
