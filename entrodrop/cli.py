@@ -11,6 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from entrodrop.config import RunConfig
+from entrodrop.config_flags import deep_merge, flag_overrides, with_model_flags
+
 app = typer.Typer(
     help="EntroDrop Studio: per-token entropy, entropy-guided token dropout, fine-tuning.",
     no_args_is_help=True,
@@ -130,22 +133,40 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  {key}: {shown}")
 
 
-def _read_config(config: Path | None) -> dict[str, Any]:
-    """The run config JSON file as a dict ({} without one); a readable error otherwise."""
-    if config is None:
-        return {}
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, or a clear error and exit code 2."""
     try:
-        raw = json.loads(config.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {config}: {exc}")
+        _fail(f"cannot read {path}: {exc}")
     except json.JSONDecodeError as exc:
-        _fail(f"{config} is not valid JSON: {exc}")
+        _fail(f"{path} is not valid JSON: {exc}")
     if not isinstance(raw, dict):
-        _fail(f"{config} must hold a JSON object")
+        _fail(f"{path} must hold a JSON object")
     return raw
 
 
+def _invalid(what: str, exc: Any) -> None:
+    lines = [f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors()]
+    _fail(f"invalid {what}:\n  " + "\n  ".join(lines))
+
+
+def _set_threads(threads: int | None) -> None:
+    """Torch's CPU threads for this process (one is often fastest on a shared, busy CPU)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=1024, help="Torch CPU threads (default: torch's choice)."),
+]
+
+
 @app.command()
+@with_model_flags(RunConfig)
 def train(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Run config JSON file.")
@@ -153,37 +174,31 @@ def train(
     run_dir: Annotated[
         Path | None, typer.Option(help="Run folder (default: <home>/runs/<new id>).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Override the config's model.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Override the dataset.")] = None,
-    method: Annotated[str | None, typer.Option(help="Override the method.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Override max_steps.")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Override epochs.")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Override seq_len.")] = None,
     resume: Annotated[bool, typer.Option(help="Resume RUN_DIR from its last checkpoint.")] = False,
     preset: Annotated[
         str | None,
         typer.Option(help="Start from a named preset ('quick': the dashboard form's values)."),
     ] = None,
+    threads: ThreadsOpt = None,
+    **flags: Any,
 ) -> None:
-    """Fine-tune with EntroDrop or a baseline; config from --preset, --config and/or flags."""
+    """Fine-tune with EntroDrop or a baseline: --preset, then --config, then flags (each wins)."""
     from pydantic import ValidationError
 
-    from entrodrop.config import RunConfig, with_preset
+    from entrodrop.config import with_preset
     from entrodrop.paths import runs_dir
     from entrodrop.runfolder import CONFIG, new_run_id
 
-    raw = _read_config(config)
+    raw = _read_json_object(config) if config is not None else {}
     try:
         raw = with_preset(raw, preset)  # the file's and the flags' values win over the preset's
     except ValueError as exc:
         _fail(str(exc))
-    flags = dict(model=model, dataset=dataset, method=method, max_steps=max_steps, epochs=epochs)
-    raw.update({k: v for k, v in (flags | {"seq_len": seq_len}).items() if v is not None})
     try:
-        cfg = RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(deep_merge(raw, flag_overrides(RunConfig, flags)))
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        _fail("invalid run config:\n  " + "\n  ".join(lines))
+        _invalid("run config", exc)
+    _set_threads(threads)
     if run_dir is None:
         run_dir = runs_dir() / new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,6 +219,64 @@ def train(
     if status != "succeeded":
         _fail(f"run {status}: {summary.get('error') or 'see ' + str(run_dir / 'log.txt')}")
     _print_summary(summary)
+
+
+@app.command()
+def study(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Study config JSON file.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue a study folder's unfinished runs instead.")
+    ] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="Home folder (default: ENTRODROP_HOME).")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Where the run folders go (default: <home>/runs).")
+    ] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Run a study (every variant with every seed) here, one run after another; print the table."""
+    import os
+
+    from pydantic import ValidationError
+
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.folder import StudyFolder
+    from entrodrop.studies.local import create_study, run_study
+    from entrodrop.studies.reading import tables
+
+    if (config is None) == (resume is None):
+        _fail("give either --config or --resume")
+    if home is not None:
+        os.environ["ENTRODROP_HOME"] = str(home)  # the runs' caches follow the home folder too
+    if config is not None:
+        try:
+            spec = StudyConfig.model_validate(_read_json_object(config))
+        except ValidationError as exc:
+            _invalid("study config", exc)
+        folder = create_study(spec, runs_dir)
+    else:
+        assert resume is not None
+        folder = StudyFolder(resume)
+        if not folder.study_path.is_file():
+            _fail(f"{resume} is not a study folder (no study.json)")
+    _set_threads(threads)
+    typer.echo(f"study folder: {folder.path}")
+
+    def report(run: dict[str, Any]) -> None:
+        if run["status"] == "failed":
+            typer.secho(f"run {run['id']} failed: {run['error']}", fg="red", err=True)
+
+    result = run_study(folder, progress=True, on_run_end=report)
+    typer.echo(tables(result))
+    record = folder.read()
+    typer.echo(f"study {record['status']}: {folder.summary_path}, {folder.csv_path}")
+    if record["status"] == "cancelled":
+        typer.secho(f"continue with: entrodrop study --resume {folder.path}", fg="yellow")
+    elif record["status"] != "succeeded":
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -175,6 +175,9 @@ class RunConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", title="precision", description="auto: bf16 autocast where it helps"
     )
+    save_model: bool = Field(
+        True, title="save final model", description="keep model/ at the end (studies: metrics only)"
+    )
 
     @field_validator("epochs", "learning_rate", "baseline_strength")
     @classmethod

@@ -120,7 +120,8 @@ def test_each_method_runs_and_writes_the_run_folder(
     status = RunFolder(run_dir).read_status()
     assert status["status"] == "succeeded" and status["progress"] == 1.0 and status["error"] is None
     by_step = names_by_step(run_dir)
-    assert sorted(by_step) == [2, 3]  # eval_every=2 and the last step
+    assert sorted(by_step) == [0, 2, 3]  # the starting model, eval_every=2 and the last step
+    assert set(by_step.pop(0)) == EVAL_NAMES  # step 0: the starting model's evaluation only
     for step_names in by_step.values():
         assert len(step_names) == len(set(step_names))  # each metric once per step
         assert {"train/loss", "train/learning_rate"} | EVAL_NAMES <= set(step_names)
@@ -408,7 +409,7 @@ def test_stop_file_cancels_with_a_checkpoint_then_resume_succeeds(
     rows = RunFolder(run_dir).read_metrics()
     counts = Counter((r["step"], r["name"]) for r in rows)
     assert max(counts.values()) == 1  # nothing logged twice across the two attempts
-    assert {r["step"] for r in rows if r["name"] == "eval/loss"} == set(range(1, 7))
+    assert {r["step"] for r in rows if r["name"] == "eval/loss"} == set(range(0, 7))
     assert "resuming from checkpoint-" in (run_dir / "log.txt").read_text()
 
 

@@ -380,6 +380,8 @@ def _train(run: Run) -> dict[str, Any]:
     if run.stopper.requested_here():
         raise Cancelled("stop requested before the first step")
     trainer = build_trainer(run, prepared)
+    if run.resume_from is None:
+        trainer.evaluate()  # step 0: the starting model, the baseline of "best" and "rebound"
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     train_s = time.time() - t0
@@ -387,7 +389,8 @@ def _train(run: Run) -> dict[str, Any]:
         return _finish(run, trainer, "cancelled", train_s)
     if run.dropout_patch is not None:
         run.dropout_patch.undo(run.loaded.model)  # the saved model has its own dropout settings
-    save_final_model(trainer, run.folder.model_dir)
+    if run.config.save_model:
+        save_final_model(trainer, run.folder.model_dir)
     return _finish(run, trainer, "succeeded", train_s)
 
 
@@ -430,6 +433,7 @@ def _finish(
 ) -> dict[str, Any]:
     """Write summary.json and the final status; returns the summary."""
     folder, state, metrics = run.folder, trainer.state, run.metrics
+    saved = outcome == "succeeded" and run.config.save_model
     summary: dict[str, Any] = {
         "status": outcome,
         "run_dir": str(folder.path),
@@ -443,7 +447,7 @@ def _finish(
         "train_s": train_s,
         "step_time_s": run.status.mean_step_s,
         "wall_s": time.time() - run.started,
-        "model_dir": str(folder.model_dir) if outcome == "succeeded" else None,
+        "model_dir": str(folder.model_dir) if saved else None,
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
     }
     folder.write_summary(summary)

@@ -75,7 +75,7 @@ def test_tiny_run_over_the_api_succeeds_with_metrics_csv_and_events(
             r["name"] for r in rows
         }
         only = client.get(f"/api/runs/{run_id}/metrics", params={"name": "eval/loss"}).json()
-        assert {r["name"] for r in only} == {"eval/loss"} and [r["step"] for r in only] == [2, 4]
+        assert {r["name"] for r in only} == {"eval/loss"} and [r["step"] for r in only] == [0, 2, 4]
 
         res = client.get(f"/api/runs/{run_id}/metrics.csv")
         assert res.headers["content-type"].startswith("text/csv")

@@ -1,0 +1,210 @@
+"""A study's configuration: a base run, variants and seeds; expanded into one RunConfig per run.
+
+Rules (docs/studies.md says the same for users):
+
+- Every variant runs with every seed on the same model, data, budget and evaluation: a variant
+  may override a run setting (``learning_rate``, ``baseline_strength``, ``entrodrop`` values...)
+  but not those in :data:`SHARED_FIELDS`, which only ``base`` sets.
+- The seed sets both ``RunConfig.seed`` (data order, dropout) and ``entrodrop.seed`` (the drop
+  generator).
+- A variant's ``entrodrop`` object is merged over ``base.entrodrop`` key by key.
+- Paired comparisons: every variant against the ``none`` variant; an ``entrodrop`` variant also
+  against its matching ``random`` ablation: the ``random`` variant with the same ``drop_mode``,
+  preferring one with the same ``entropy_source``, else the first listed.
+- ``keep_checkpoints`` false (the default): runs keep their metrics only, no checkpoints and no
+  final model, so a study of 30 runs does not fill a disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from entrodrop.config import METHODS, RunConfig
+
+MAX_VARIANTS = 40
+MAX_SEEDS = 10
+# Run settings that define the data, model, budget, evaluation and storage: the same for every
+# variant of a study, so only `base` sets them (the seed comes from `seeds`).
+SHARED_FIELDS = frozenset(
+    {
+        "model",
+        "dataset",
+        "seq_len",
+        "max_train_tokens",
+        "max_eval_tokens",
+        "epochs",
+        "max_steps",
+        "eval_every",
+        "seed",
+        "save_checkpoints",
+        "save_model",
+    }
+)
+DROP_METHODS = ("entrodrop", "random")
+
+
+class StudyRun(NamedTuple):
+    """One run of a study: which variant, which seed, and its full run config."""
+
+    variant: str
+    seed: int
+    config: RunConfig
+
+
+class Comparison(NamedTuple):
+    """A paired comparison: ``variant`` minus ``vs_label``; ``vs`` is "none" or "random"."""
+
+    variant: str
+    vs: str
+    vs_label: str
+
+
+class VariantSpec(BaseModel):
+    """A variant as an object: a label, a method, EntroDrop values and other run overrides."""
+
+    model_config = ConfigDict(extra="allow")
+
+    label: str | None = Field(None, min_length=1, max_length=80)
+    method: str = "entrodrop"
+    entrodrop: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}; one of {', '.join(METHODS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _overrides_are_run_fields(self) -> VariantSpec:
+        for key in self.model_extra or {}:
+            if key in SHARED_FIELDS:
+                raise ValueError(f"{key!r} is shared by every variant of a study: set it in 'base'")
+            if key not in RunConfig.model_fields:
+                raise ValueError(f"{key!r} is not a run setting")
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _default_label(spec: VariantSpec, entrodrop: dict[str, Any]) -> str:
+    """entrodrop-<source>-<mode>, random-<mode>, or the method's name."""
+    if spec.method == "entrodrop":
+        return f"entrodrop-{entrodrop['entropy_source']}-{entrodrop['drop_mode']}"
+    if spec.method == "random":
+        return f"random-{entrodrop['drop_mode']}"
+    return spec.method
+
+
+def _error_lines(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+class StudyConfig(BaseModel):
+    """A named study: ``base`` run settings, ``variants`` and ``seeds`` (body of POST /api/studies)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=200)
+    base: RunConfig = Field(default_factory=RunConfig)
+    variants: list[str | VariantSpec] = Field(..., min_length=1, max_length=MAX_VARIANTS)
+    seeds: list[int] = Field([0, 1, 2], min_length=1, max_length=MAX_SEEDS)
+    keep_checkpoints: bool = Field(
+        False, description="Keep each run's checkpoints and final model (off: metrics only)."
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        if any(s < 0 or s > 2**31 - 1 for s in v):
+            raise ValueError("seeds must be between 0 and 2**31 - 1")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _known_names(cls, v: list[str | VariantSpec]) -> list[str | VariantSpec]:
+        for item in v:
+            if isinstance(item, str) and item not in METHODS:
+                raise ValueError(f"unknown method {item!r}; one of {', '.join(METHODS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _variants_build(self) -> StudyConfig:
+        labels = [label for label, _ in self.variant_configs()]  # raises on a bad variant
+        seen: set[str] = set()
+        for label in labels:
+            if label in seen:
+                raise ValueError(f"variant label {label!r} is used twice: give each a 'label'")
+            seen.add(label)
+        return self
+
+    def variant_configs(self) -> list[tuple[str, RunConfig]]:
+        """(label, run config at the base seed) per variant, in order; a clear error if invalid."""
+        out = []
+        base = self.base.model_dump()
+        for i, item in enumerate(self.variants):
+            spec = VariantSpec(method=item) if isinstance(item, str) else item
+            entrodrop = {**base["entrodrop"], **spec.entrodrop}
+            raw = {**base, **spec.overrides(), "method": spec.method, "entrodrop": entrodrop}
+            raw["save_checkpoints"] = raw["save_model"] = self.keep_checkpoints
+            label = spec.label or _default_label(spec, entrodrop)
+            try:
+                config = RunConfig.model_validate(raw)
+            except ValidationError as exc:
+                raise ValueError(f"variant {i} ({label!r}): {_error_lines(exc)}") from None
+            out.append((label, config))
+        return out
+
+    def expand(self) -> list[StudyRun]:
+        """Every variant with every seed, seed by seed (a study cut short still compares all)."""
+        variants = self.variant_configs()
+        return [
+            StudyRun(
+                label,
+                seed,
+                config.model_copy(
+                    update={
+                        "seed": seed,
+                        "entrodrop": config.entrodrop.model_copy(update={"seed": seed}),
+                    }
+                ),
+            )
+            for seed in self.seeds
+            for label, config in variants
+        ]
+
+    def comparisons(self) -> list[Comparison]:
+        """Paired comparisons: against `none` and, for EntroDrop, against the matching `random`."""
+        variants = self.variant_configs()
+        nones = [label for label, c in variants if c.method == "none"]
+        none = "none" if "none" in nones else (nones[0] if nones else None)
+        out = []
+        for label, config in variants:
+            if none is not None and label != none:
+                out.append(Comparison(label, "none", none))
+            if config.method == "entrodrop":
+                match = matching_random(config, variants)
+                if match is not None:
+                    out.append(Comparison(label, "random", match))
+        return out
+
+
+def matching_random(config: RunConfig, variants: list[tuple[str, RunConfig]]) -> str | None:
+    """The `random` variant with the same drop_mode, same entropy_source first, else the first."""
+    mode, source = config.entrodrop.drop_mode, config.entrodrop.entropy_source
+    same_mode = [
+        (label, c)
+        for label, c in variants
+        if c.method == "random" and c.entrodrop.drop_mode == mode
+    ]
+    same_source = [label for label, c in same_mode if c.entrodrop.entropy_source == source]
+    if same_source:
+        return same_source[0]
+    return same_mode[0][0] if same_mode else None

@@ -1,0 +1,83 @@
+"""The study folder contract: <home>/studies/<id>/ with study.json, summary.json and summary.csv.
+
+study.json: ``{"id", "name", "status", "created_at", "updated_at", "runs_dir", "config": <study
+config>, "runs": [{"id", "variant", "seed", "status", "error"}]}``; each run's own folder is
+``<runs_dir>/<run id>/`` (the run folder contract of docs/architecture.md). Statuses: those of
+:data:`STUDY_STATUSES`; a finished study is ``succeeded`` when every run succeeded, ``failed``
+when at least one failed (its summary covers the others).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from entrodrop.paths import home_dir
+from entrodrop.runfolder import write_json_atomic, write_text_atomic
+from entrodrop.studies.config import StudyConfig
+
+STUDY_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+RUN_PENDING = "queued"
+
+
+def studies_dir() -> Path:
+    """Study folders live in <home>/studies/<id>/."""
+    return home_dir() / "studies"
+
+
+def new_study_id() -> str:
+    """A short, URL-safe, time-ordered study id, e.g. s20261127-093512-3fa2."""
+    return time.strftime("s%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
+
+
+class StudyFolder:
+    """Reads and writes one study's files (atomically: readers never see half a file)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    study_path = property(lambda self: self.path / "study.json")
+    summary_path = property(lambda self: self.path / "summary.json")
+    csv_path = property(lambda self: self.path / "summary.csv")
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def read(self) -> dict[str, Any]:
+        return dict(json.loads(self.study_path.read_text(encoding="utf-8")))
+
+    def config(self) -> StudyConfig:
+        return StudyConfig.model_validate(self.read()["config"])
+
+    def runs_dir(self) -> Path:
+        return Path(self.read()["runs_dir"])
+
+    def write(self, record: dict[str, Any]) -> None:
+        if record.get("status") not in STUDY_STATUSES:
+            raise ValueError(f"unknown study status {record.get('status')!r}")
+        write_json_atomic(self.study_path, {**record, "updated_at": time.time()})
+
+    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Merge fields into one run's entry of study.json; returns the whole record."""
+        record = self.read()
+        for run in record["runs"]:
+            if run["id"] == run_id:
+                run.update(fields)
+        self.write(record)
+        return record
+
+    def set_status(self, status: str) -> None:
+        self.write({**self.read(), "status": status})
+
+    def write_results(self, result: dict[str, Any], csv_text: str) -> None:
+        write_json_atomic(self.summary_path, result)
+        write_text_atomic(self.csv_path, csv_text)
+
+    def read_results(self) -> dict[str, Any] | None:
+        if not self.summary_path.is_file():
+            return None
+        return dict(json.loads(self.summary_path.read_text(encoding="utf-8")))

@@ -1,0 +1,87 @@
+"""A study's results in words: one plain-language reading per paired comparison, and text tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from entrodrop.studies.outcomes import OUTCOMES
+
+MINUS = "\u2212"  # a real minus sign reads better than a hyphen in prose
+
+
+def _decimals(*values: float | None) -> int:
+    """Two decimals, three when the numbers are smaller than a hundredth."""
+    shown = [abs(v) for v in values if v is not None and v != 0]
+    return 3 if shown and min(shown) < 0.01 else 2
+
+
+def _num(value: float, decimals: int, signed: bool = False) -> str:
+    text = f"{abs(value):.{decimals}f}"
+    if value < 0 and float(text) != 0:
+        return MINUS + text
+    return ("+" + text) if signed and float(text) != 0 else text
+
+
+def stat_text(stat: Mapping[str, Any], signed: bool = False) -> str:
+    """'3.142 ± 0.021', '3.142 (n < 2: no interval)', or '-' without a value."""
+    mean, ci = stat.get("mean"), stat.get("ci95")
+    if mean is None:
+        return "-"
+    if ci is None:
+        return f"{_num(mean, 3, signed)} (n < 2: no interval)"
+    return f"{_num(mean, 3, signed)} ± {ci:.3f}"
+
+
+def reading(row: Mapping[str, Any]) -> str:
+    """E.g. 'entrodrop-online-input vs random-input: −0.01 ± 0.03 nats, not distinguishable at n=3'."""
+    head = f"{row['variant']} vs {row['vs_label']}"
+    stat = row["final_heldout_diff"]
+    mean, ci, n = stat["mean"], stat["ci95"], stat["n"]
+    if mean is None:
+        return f"{head}: no seed with both runs finished yet"
+    d = _decimals(mean, ci)
+    if ci is None:
+        return f"{head}: {_num(mean, d, True)} nats at n={n}, no interval (n < 2)"
+    amount = f"{_num(mean, d, True)} ± {ci:.{d}f} nats"
+    if not row["excludes_zero"]:
+        return f"{head}: {amount}, not distinguishable at n={n}"
+    verdict = "lower" if mean < 0 else "higher"
+    return f"{head}: {amount}, {verdict} held-out loss beyond seed noise at n={n}"
+
+
+def with_readings(result: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The summary with a "reading" added to each paired row."""
+    paired = [{**row, "reading": reading(row)} for row in result["paired"]]
+    return {**result, "paired": paired}
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def tables(result: Mapping[str, list[dict[str, Any]]]) -> str:
+    """Markdown tables: mean ± 95% CI per variant, then the paired differences and readings."""
+    header = ["variant", "n", *OUTCOMES.values()]
+    rows = [
+        [r["variant"], str(r["n"]), *(stat_text(r[name]) for name in OUTCOMES)]
+        for r in result["summary"]
+    ]
+    parts = [_markdown(header, rows)]
+    if result["paired"]:
+        paired = [
+            [
+                r["variant"],
+                r["vs_label"],
+                stat_text(r["final_heldout_diff"], signed=True),
+                "yes" if r["excludes_zero"] else "no",
+            ]
+            for r in result["paired"]
+        ]
+        parts.append(
+            _markdown(["variant", "vs", "final held-out difference", "CI excludes 0"], paired)
+        )
+        parts.append("\n".join(f"- {reading(r)}" for r in result["paired"]))
+    return "\n\n".join(parts)

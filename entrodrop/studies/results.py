@@ -1,0 +1,61 @@
+"""A study's results from its run folders: outcomes per run, the summary with readings, the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from entrodrop.runfolder import RunFolder
+from entrodrop.studies.config import StudyConfig
+from entrodrop.studies.outcomes import OUTCOMES, Outcomes, run_outcomes
+from entrodrop.studies.reading import with_readings
+from entrodrop.studies.stats import RunKey, summary
+
+CSV_COLUMNS = ("table", "variant", "vs", "n", "metric", "mean", "ci95", "excludes_zero")
+
+
+def finished_rows(runs: list[dict[str, Any]], runs_dir: Path) -> dict[RunKey, list[dict[str, Any]]]:
+    """(variant, seed) -> metric rows (metrics.jsonl) of every run that succeeded."""
+    return {
+        (run["variant"], int(run["seed"])): RunFolder(
+            runs_dir / run["id"], writer=False
+        ).read_metrics()
+        for run in runs
+        if run.get("status") == "succeeded"
+    }
+
+
+def finished_outcomes(runs: list[dict[str, Any]], runs_dir: Path) -> dict[RunKey, Outcomes]:
+    """(variant, seed) -> outcomes of every run that succeeded."""
+    return {key: run_outcomes(rows) for key, rows in finished_rows(runs, runs_dir).items()}
+
+
+def study_results(study: StudyConfig, outcomes: dict[RunKey, Outcomes]) -> dict[str, Any]:
+    """{"summary": [...], "paired": [... with "reading"]}, variants in the study's order."""
+    labels = [label for label, _ in study.variant_configs()]
+    return with_readings(summary(outcomes, labels, study.comparisons()))
+
+
+def results_csv(result: dict[str, Any]) -> str:
+    """One row per (variant, outcome) and per paired comparison: a tidy table for spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in result["summary"]:
+        for name in OUTCOMES:
+            stat = row[name]
+            writer.writerow(
+                {"table": "summary", "variant": row["variant"], "vs": "", "metric": name}
+                | {"n": stat["n"], "mean": stat["mean"], "ci95": stat["ci95"]}
+                | {"excludes_zero": ""}
+            )
+    for row in result["paired"]:
+        stat = row["final_heldout_diff"]
+        writer.writerow(
+            {"table": "paired", "variant": row["variant"], "vs": row["vs_label"]}
+            | {"metric": "final_heldout_diff", "n": stat["n"], "mean": stat["mean"]}
+            | {"ci95": stat["ci95"], "excludes_zero": row["excludes_zero"]}
+        )
+    return buffer.getvalue()

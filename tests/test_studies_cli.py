@@ -1,0 +1,235 @@
+"""`entrodrop study` end to end on the tiny model, and `entrodrop train`'s generated flags."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from entrodrop.cli import app
+from entrodrop.config import EntroDropConfig, RunConfig
+from entrodrop.runfolder import RunFolder
+from entrodrop.studies.folder import StudyFolder
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """15 Python-reference topics as a .txt (documents at two blank lines): quick to tokenise."""
+    import pydoc_data.topics
+
+    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
+    return path
+
+
+def tiny_base(model: Path, data: Path) -> dict[str, Any]:
+    return {
+        "model": str(model),
+        "dataset": str(data),
+        "max_steps": 2,
+        "eval_every": 1,
+        "seq_len": 32,
+        "batch_size": 4,
+        "max_train_tokens": 512,
+        "max_eval_tokens": 128,
+        "learning_rate": 1e-3,
+        "dtype": "float32",
+        "save_checkpoints": True,  # the study's keep_checkpoints (false) must win
+    }
+
+
+def write_study(tmp_path: Path, **study: Any) -> Path:
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study), encoding="utf-8")
+    return path
+
+
+def only_study(home: Path) -> StudyFolder:
+    (folder,) = (home / "studies").iterdir()
+    return StudyFolder(folder)
+
+
+def finite(stat: dict[str, Any]) -> bool:
+    return all(isinstance(stat[k], float) and math.isfinite(stat[k]) for k in ("mean", "ci95"))
+
+
+def test_study_of_two_variants_and_two_seeds(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path, entrodrop_home: Path
+) -> None:
+    variants = [
+        "none",
+        {"label": "ed-loss", "method": "entrodrop", "entrodrop": {"drop_mode": "loss"}},
+    ]
+    config = write_study(
+        tmp_path,
+        name="smoke",
+        base=tiny_base(tiny_model_dir, corpus),
+        variants=variants,
+        seeds=[0, 1],
+    )
+    result = runner.invoke(app, ["study", "--config", str(config), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    folder = only_study(entrodrop_home)
+    record = folder.read()
+    assert record["status"] == "succeeded" and record["name"] == "smoke"
+    assert [(r["variant"], r["seed"], r["status"]) for r in record["runs"]] == [
+        ("none", 0, "succeeded"),
+        ("ed-loss", 0, "succeeded"),
+        ("none", 1, "succeeded"),
+        ("ed-loss", 1, "succeeded"),
+    ]
+    summary = json.loads(folder.summary_path.read_text())
+    assert [r["variant"] for r in summary["summary"]] == ["none", "ed-loss"]
+    for row in summary["summary"]:
+        assert row["n"] == 2
+        for name in ("final_heldout", "best_heldout", "high_entropy_rebound", "final_general"):
+            assert finite(row[name]), (row["variant"], name, row[name])
+        assert row["best_heldout"]["mean"] <= row["final_heldout"]["mean"]
+    (paired,) = summary["paired"]
+    assert (paired["variant"], paired["vs"], paired["vs_label"]) == ("ed-loss", "none", "none")
+    assert finite(paired["final_heldout_diff"]) and isinstance(paired["excludes_zero"], bool)
+    assert paired["reading"].startswith("ed-loss vs none: ")
+    assert folder.csv_path.read_text().startswith("table,variant,vs,n,metric,mean,ci95")
+
+    for run in record["runs"]:  # metrics only: no checkpoints, no final model
+        run_dir = Path(record["runs_dir"]) / run["id"]
+        assert run_dir.parent == entrodrop_home / "runs"
+        assert not (run_dir / "model").exists() and not list(run_dir.glob("checkpoint-*"))
+        saved = RunFolder(run_dir).read_config()
+        assert saved.seed == saved.entrodrop.seed == run["seed"]
+        steps = {r["step"] for r in RunFolder(run_dir).read_metrics() if r["name"] == "eval/loss"}
+        assert steps == {0, 1, 2}  # step 0: the starting model
+    # the table printed at the end
+    assert "| variant | n | final held-out loss |" in result.output
+    assert paired["reading"] in result.output
+
+
+def test_a_failed_run_is_reported_and_the_study_goes_on(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path, entrodrop_home: Path
+) -> None:
+    # valid, but fails in training: the input mode feeds an id far beyond the vocabulary
+    ed = {"entropy_source": "reference", "drop_mode": "input", "schedule": "constant"}
+    bad = {"label": "bad", "method": "random", "entrodrop": ed | {"drop_token_id": 10**9}}
+    runs_dir = tmp_path / "elsewhere"
+    config = write_study(
+        tmp_path,
+        name="one bad",
+        base=tiny_base(tiny_model_dir, corpus),
+        variants=[bad, "none"],
+        seeds=[5],
+    )
+    home = tmp_path / "other-home"
+    args = ["study", "-c", str(config), "--runs-dir", str(runs_dir), "--home", str(home)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert not (entrodrop_home / "studies").exists()
+    record = only_study(home).read()
+    assert record["status"] == "failed"
+    statuses = {r["variant"]: r for r in record["runs"]}
+    assert statuses["bad"]["status"] == "failed" and statuses["bad"]["error"]
+    assert statuses["none"]["status"] == "succeeded"
+    assert (runs_dir / statuses["none"]["id"] / "metrics.jsonl").is_file()
+    assert f"run {statuses['bad']['id']} failed" in result.output
+    assert "n < 2: no interval" in result.output  # one seed: the table says so plainly
+
+    # mend the failed run's config and continue: only that run trains again
+    bad_dir, good_dir = runs_dir / statuses["bad"]["id"], runs_dir / statuses["none"]["id"]
+    mended = RunFolder(bad_dir).read_config().model_copy(update={"method": "none"})
+    (bad_dir / "config.json").write_text(mended.model_dump_json())
+    good_before = (good_dir / "metrics.jsonl").stat().st_mtime_ns
+    study_dir = only_study(home).path
+    result = runner.invoke(app, ["study", "--resume", str(study_dir), "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in StudyFolder(study_dir).read()["runs"]} == {"succeeded"}
+    assert (good_dir / "metrics.jsonl").stat().st_mtime_ns == good_before
+    steps = [r["step"] for r in RunFolder(bad_dir).read_metrics() if r["name"] == "eval/loss"]
+    assert steps == [0, 1, 2]  # the failed attempt's rows are gone, nothing twice
+
+
+def test_study_help() -> None:
+    result = runner.invoke(app, ["study", "--help"])
+    assert result.exit_code == 0 and "--config" in result.output and "--resume" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["study"], "either --config or --resume"),
+        (["study", "--resume", "/no/such/study"], "not a study folder"),
+    ],
+)
+def test_study_usage_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_study_config_errors_are_listed(tmp_path: Path) -> None:
+    config = write_study(tmp_path, name="x", variants=["none", "none"], seeds=[1, 1])
+    result = runner.invoke(app, ["study", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "seeds must be unique" in result.output and "Traceback" not in result.output
+
+
+def test_train_help_lists_every_run_config_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # rich shortens long option names on narrow screens
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    flags = [name.replace("_", "-") for name in RunConfig.model_fields if name != "entrodrop"]
+    flags += ["entrodrop-" + name.replace("_", "-") for name in EntroDropConfig.model_fields]
+    missing = [f for f in flags if f"--{f}" not in result.output]
+    assert not missing and "--threads" in result.output and "--no-save-model" in result.output
+
+
+def test_train_flags_override_the_config_file(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "run.json"
+    file.write_text(json.dumps(tiny_base(tiny_model_dir, corpus) | {"learning_rate": 0.5}))
+    run_dir = tmp_path / "run"
+    args = ["train", "-c", str(file), "--run-dir", str(run_dir), "--max-steps", "1"]
+    args += ["--learning-rate", "0.002", "--no-save-checkpoints", "--no-save-model"]
+    args += ["--method", "random", "--entrodrop-drop-mode", "both", "--threads", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = RunFolder(run_dir).read_config()
+    assert (saved.max_steps, saved.learning_rate, saved.method) == (1, 0.002, "random")
+    assert saved.entrodrop.drop_mode == "both" and saved.seq_len == 32  # the rest from the file
+    assert not saved.save_checkpoints and not saved.save_model
+    assert not (run_dir / "model").exists() and not list(run_dir.glob("checkpoint-*"))
+    bad = runner.invoke(app, ["train", "--entrodrop-quantile", "2", "--seq-len", "4"])
+    assert bad.exit_code == 2
+    assert "entrodrop.quantile" in bad.output and "seq_len" in bad.output
+
+
+def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    from bench import reproduce_study
+
+    repo = Path(__file__).resolve().parent.parent
+    smoke = json.loads((repo / "bench" / "studies" / "smoke.json").read_text())
+    smoke["base"] |= tiny_base(tiny_model_dir, corpus)  # the smoke study on the tiny model
+    config = write_study(tmp_path, **smoke)
+    results = tmp_path / "results"
+    assert reproduce_study.main([str(config), "--results", str(results)]) == 0
+    payload = json.loads((results / "study_smoke.json").read_text())
+    assert payload["study"]["status"] == "succeeded" and len(payload["study"]["runs"]) == 4
+    assert all(row["n"] == 2 and finite(row["final_heldout"]) for row in payload["summary"])
+    curve = payload["curves"]["none"]["eval/loss"]
+    assert curve["step"] == [0, 1, 2] and curve["n"] == [2, 2, 2]
+    assert all(
+        lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"], strict=True)
+    )
+    assert "| variant | n |" in (results / "study_smoke.md").read_text()
+    for png in ("study_smoke_curves.png", "study_smoke_rebound.png"):
+        assert (results / png).read_bytes().startswith(b"\x89PNG")
+    # the same command again continues the same study (nothing left to run)
+    assert reproduce_study.main([str(config), "--results", str(results), "--report-only"]) == 0
+    assert len(list((results / "tmp" / "study-smoke" / "studies").iterdir())) == 1
