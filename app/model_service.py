@@ -25,6 +25,15 @@ Loader = Callable[[str], LoadedModel]
 LOADING_RETRY_AFTER_S = 2
 
 
+def _import_transformers() -> None:
+    """Import transformers' model classes here, before any loader thread does.
+
+    Its lazy module is not safe to import from two threads at once: a request importing it while
+    the loader thread does can fail with "cannot import name AutoModelForCausalLM" for good.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+
 class ModelService:
     """Owns every model the dashboard uses and the single thread that runs them."""
 
@@ -61,6 +70,7 @@ class ModelService:
             if self._state != "idle":
                 return
             self._state = "loading"
+        _import_transformers()
         threading.Thread(target=self._load_server_model, name="model-loader", daemon=True).start()
 
     def _load_server_model(self) -> None:
