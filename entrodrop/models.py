@@ -270,7 +270,11 @@ def load(
     precision = pick_precision(dev, dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            where, config=config, dtype=precision.weight_dtype, use_safetensors=True, trust_remote_code=False
+            where,
+            config=config,
+            dtype=precision.weight_dtype,
+            use_safetensors=True,
+            trust_remote_code=False,
         )
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
     except Exception as exc:  # corrupt or truncated weights, missing tokenizer, download failure

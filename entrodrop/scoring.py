@@ -33,9 +33,7 @@ def predicted_tokens(token_aligned: torch.Tensor) -> torch.Tensor:
     return token_aligned[..., 1:]
 
 
-def causal_shift(
-    outputs: torch.Tensor, tokens: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def causal_shift(outputs: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """THE causal shift: the output at position t-1 predicts token t.
 
     outputs (..., T, D) (logits, or hidden states before the LM head), tokens (..., T) ->

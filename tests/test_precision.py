@@ -65,9 +65,7 @@ def test_native_bf16_cpu_uses_autocast_and_remembers_the_probe(
     assert probe.runs == 1  # the second choice read machine.json
 
 
-def test_a_slow_bf16_probe_keeps_float32(
-    monkeypatch: pytest.MonkeyPatch, probe: Probe
-) -> None:
+def test_a_slow_bf16_probe_keeps_float32(monkeypatch: pytest.MonkeyPatch, probe: Probe) -> None:
     _machine(monkeypatch, BF16)
     probe.speedup = 0.8
     p = choose_precision(CPU)
@@ -109,9 +107,7 @@ def test_cuda_follows_bf16_support(monkeypatch: pytest.MonkeyPatch) -> None:
         assert p.name == name and p.autocast_dtype is None and "Test GPU" in p.reason
 
 
-def test_training_takes_the_same_choice(
-    monkeypatch: pytest.MonkeyPatch, probe: Probe
-) -> None:
+def test_training_takes_the_same_choice(monkeypatch: pytest.MonkeyPatch, probe: Probe) -> None:
     from entrodrop.training.run import use_bf16
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -40,7 +40,9 @@ def test_causal_shift_pairs_each_output_with_the_next_token() -> None:
     tokens = torch.arange(10).view(2, 5)  # (B, T)
     predictions, targets = scoring.causal_shift(outputs, tokens)
     assert predictions.shape == (2, 4, 3) and targets.shape == (2, 4)
-    assert torch.equal(predictions[:, 0], outputs[:, 0]) and torch.equal(targets[:, 0], tokens[:, 1])
+    assert torch.equal(predictions[:, 0], outputs[:, 0]) and torch.equal(
+        targets[:, 0], tokens[:, 1]
+    )
     assert torch.equal(scoring.predicted_tokens(tokens), tokens[:, 1:])
 
 

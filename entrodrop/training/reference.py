@@ -20,6 +20,7 @@ from entrodrop.data import fingerprint_blocks
 from entrodrop.paths import cache_dir
 from entrodrop.precision import autocast_context
 from entrodrop.scoring import causal_shift, predicted_tokens, token_entropies
+from entrodrop.threads import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def _token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     b, t, v = logits.shape
     out = torch.full((b, t), math.nan, dtype=torch.float32, device=logits.device)
     predictions, targets = causal_shift(logits, ids)  # (B, T-1, V), (B, T-1)
-    losses = F.cross_entropy(predictions.reshape(-1, v).float(), targets.reshape(-1), reduction="none")
+    losses = F.cross_entropy(
+        predictions.reshape(-1, v).float(), targets.reshape(-1), reduction="none"
+    )
     predicted_tokens(out)[:] = losses.view(b, t - 1)
     return out
 
@@ -66,7 +69,7 @@ def forward_token_stats(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast_context(device, autocast_dtype):
+        with torch.inference_mode(), autocast_context(device, autocast_dtype), cpu_threads(device):
             for start in range(0, n, batch):
                 if should_stop is not None and should_stop():
                     raise Cancelled("stopped during the reference pre-pass")
