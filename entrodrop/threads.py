@@ -10,11 +10,14 @@ uses at most that many threads, then restores the setting.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 import torch
 
 SAMPLE_S = 0.05  # how long to watch the cores before a pass: short next to any real pass
+REUSE_S = 2.0  # a count decided this recently is reused: many short passes pay for one sample
+_last: tuple[float, int, int] = (-1e9, 0, 0)  # (when, default it was decided for, threads)
 
 
 def idle_cores(sample_s: float = SAMPLE_S) -> float:
@@ -27,12 +30,18 @@ def idle_cores(sample_s: float = SAMPLE_S) -> float:
 
 def threads_for_now(default: int | None = None) -> int:
     """torch's thread count, lowered to the idle cores (at least 1)."""
+    global _last
     most = default or torch.get_num_threads()
+    when, decided_for, n = _last
+    if decided_for == most and time.monotonic() - when < REUSE_S:
+        return n
     try:
         idle = idle_cores()
     except (ImportError, OSError, RuntimeError):  # no way to tell: keep torch's choice
         return most
-    return max(1, min(most, round(idle)))
+    n = max(1, min(most, round(idle)))
+    _last = (time.monotonic(), most, n)
+    return n
 
 
 @contextlib.contextmanager

@@ -126,6 +126,7 @@ def test_real_cpu_facts_come_from_torch() -> None:
 
 
 def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "REUSE_S", 0.0)  # decide afresh on every call
     monkeypatch.setattr(threads, "idle_cores", lambda: 0.2)
     assert threads.threads_for_now(2) == 1
     monkeypatch.setattr(threads, "idle_cores", lambda: 7.6)
@@ -135,3 +136,18 @@ def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     with threads.cpu_threads(CPU) as n:
         assert n == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_a_recent_thread_count_is_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    samples: list[float] = []
+
+    def idle() -> float:
+        samples.append(1.0)
+        return 1.0
+
+    monkeypatch.setattr(threads, "_last", (-1e9, 0, 0))
+    monkeypatch.setattr(threads, "REUSE_S", 3600.0)  # never stale within the test
+    monkeypatch.setattr(threads, "idle_cores", idle)
+    assert threads.threads_for_now(2) == threads.threads_for_now(2) == 1
+    assert len(samples) == 1
+    assert threads.threads_for_now(4) == 1 and len(samples) == 2  # another default: sampled again
