@@ -14,25 +14,46 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict[str, Any]:
-    """What ran the benchmark: CPU, cores, torch and its threads, GPU if any."""
+def machine_class() -> str:
+    """The class a result belongs to: the GPU's name, else the CPU's capability and native bf16.
+
+    e.g. "avx2", "avx512-bf16", "avx512-amx", "cuda-nvidia-h100-80gb-hbm3": figures are only
+    comparable within a class (bf16 is ~2.5x faster than fp32 on one CPU class, ~4x slower on another).
+    """
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from entrodrop.precision import cpu_facts
+
+    if torch.cuda.is_available():
+        return "cuda-" + "-".join(torch.cuda.get_device_name(0).lower().split())
+    facts = cpu_facts()
+    name = facts.capability.lower().replace(" ", "-")
+    if facts.amx:
+        return f"{name}-amx"
+    return f"{name}-bf16" if facts.avx512_bf16 else name
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: CPU and what torch says about it, cores, threads, GPU if any."""
+    import torch
+
+    from entrodrop.precision import choose_precision, cpu_facts
+
+    facts = cpu_facts()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return {
-        "cpu": cpu,
+        "class": machine_class(),
+        "cpu": facts.model,
+        "cpu_capability": facts.capability,
+        "native_bf16": facts.avx512_bf16 or facts.amx,
+        "mkldnn_bf16": facts.mkldnn_bf16,
+        "precision": choose_precision(device).reason,
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
     }
 
 
@@ -77,8 +98,9 @@ def _fmt(v: Any) -> str:
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write bench/results/<name>-<machine class>.json with the machine's facts."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}-{machine_class()}.json"
     payload = {
         "benchmark": name,
         "machine": machine(),

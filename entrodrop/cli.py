@@ -118,6 +118,7 @@ def score(
             loaded = entrodrop.load(model, dtype=None if dtype == "auto" else dtype)
     except ModelLoadError as exc:
         _fail(str(exc))
+    typer.echo(f"precision: {loaded.precision.reason}", err=True)  # stderr: --json stays clean
     result = entrodrop.score(loaded, text, top_k=top_k).to_dict()
     if as_json:
         json.dump(result, sys.stdout, ensure_ascii=False, allow_nan=False)

@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 
 from entrodrop import runfolder
 from entrodrop.paths import model_cache_dir, runs_dir
+from entrodrop.precision import Precision, PrecisionError, choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,17 @@ class LoadedModel:
     spec: str
     path: str
     device: torch.device
-    autocast_dtype: torch.dtype | None = None
+    precision: Precision = field(
+        default_factory=lambda: Precision("float32", torch.float32, None, "float32: the default")
+    )
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return self.precision.autocast_dtype
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Mixed-precision context for forward passes (bf16 autocast on CPU by default)."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        """Mixed-precision context for forward passes: bf16 autocast only where it is native."""
+        return self.precision.autocast(self.device)
 
     @property
     def n_params(self) -> int:
@@ -71,6 +76,7 @@ class LoadedModel:
             "autocast_dtype": None
             if self.autocast_dtype is None
             else str(self.autocast_dtype).replace("torch.", ""),
+            "precision": self.precision.to_dict(),
         }
 
 
@@ -95,35 +101,12 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cpu")
 
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def pick_precision(
-    device: torch.device, dtype: str | torch.dtype | None
-) -> tuple[torch.dtype, torch.dtype | None]:
-    """(weight dtype, autocast dtype). CUDA: bf16 weights. CPU: fp32 weights + bf16 autocast,
-    which measured 2.5x faster than fp32 on this project's 2-core CPU (DESIGN.md section 4)."""
-    if isinstance(dtype, str):
-        if dtype == "auto":
-            dtype = None
-        elif dtype not in _DTYPES:
-            raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}")
-        else:
-            dtype = _DTYPES[dtype]
-    if device.type == "cuda":
-        return (dtype or torch.bfloat16), None
-    if dtype is None or dtype == torch.bfloat16:
-        return torch.float32, torch.bfloat16
-    if dtype == torch.float16:
-        return torch.float32, torch.float16
-    return torch.float32, None
+def pick_precision(device: torch.device, dtype: str | torch.dtype | None) -> Precision:
+    """The precision for a model on device (entrodrop.precision), as a ModelLoadError if unknown."""
+    try:
+        return choose_precision(device, dtype)
+    except PrecisionError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------- the default checkpoint
@@ -287,10 +270,14 @@ def load(
         check_local_checkpoint(Path(where))
     config = _load_config(where)
     dev = pick_device(device)
-    weight_dtype, autocast_dtype = pick_precision(dev, dtype)
+    precision = pick_precision(dev, dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            where, config=config, dtype=weight_dtype, use_safetensors=True, trust_remote_code=False
+            where,
+            config=config,
+            dtype=precision.weight_dtype,
+            use_safetensors=True,
+            trust_remote_code=False,
         )
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
     except Exception as exc:  # corrupt or truncated weights, missing tokenizer, download failure
@@ -309,7 +296,7 @@ def load(
         spec=spec,
         path=where,
         device=dev,
-        autocast_dtype=autocast_dtype,
+        precision=precision,
     )
 
 

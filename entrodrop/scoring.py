@@ -16,11 +16,30 @@ from typing import Any, overload
 import torch
 
 from entrodrop.models import LoadedModel, context_length
+from entrodrop.threads import cpu_threads
 
-# Positions per LM-head chunk: CHUNK_ELEMENTS / vocab, i.e. ~64 MB of float32 logits at a time.
-CHUNK_ELEMENTS = 1 << 24
-DEFAULT_MAX_WINDOW = 1024  # attention cost per token grows with the window; see bench/
+# Positions per LM-head chunk: CHUNK_ELEMENTS / vocab, i.e. ~8 MB of float32 logits at a time: small
+# enough to stay in the CPU's last-level cache between the head matmul and the statistics.
+CHUNK_ELEMENTS = 1 << 21
+DEFAULT_MAX_WINDOW = 1024  # window for texts too long for one pass; attention grows with it
+# A text up to this many tokens (and the model's context) is scored in one pass: cheaper than
+# 1,024-token windows overlapping by a quarter up to ~4,000 tokens on the default model (bench/).
+SINGLE_PASS_TOKENS = 4096
 DEFAULT_BATCH_TOKENS = 4096
+
+
+def predicted_tokens(token_aligned: torch.Tensor) -> torch.Tensor:
+    """The tokens that have a prediction, i.e. all but the first: (..., T) -> (..., T-1)."""
+    return token_aligned[..., 1:]
+
+
+def causal_shift(outputs: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """THE causal shift: the output at position t-1 predicts token t.
+
+    outputs (..., T, D) (logits, or hidden states before the LM head), tokens (..., T) ->
+    predictions (..., T-1, D) and the tokens they predict (..., T-1), row j predicting token j+1.
+    """
+    return outputs[..., :-1, :], predicted_tokens(tokens)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -37,12 +56,13 @@ def token_entropies(logits: torch.Tensor) -> torch.Tensor:
     """
     b, t, v = logits.shape
     out = torch.full((b, t), math.nan, dtype=torch.float32, device=logits.device)
+    predictions, _ = causal_shift(logits.detach(), out)  # (B, T-1, V)
+    targets = predicted_tokens(out)  # (B, T-1) view: token t gets the entropy of prediction t-1
     step = max(1, CHUNK_ELEMENTS // max(1, v * b))
     with torch.no_grad():
         for start in range(0, t - 1, step):
             stop = min(t - 1, start + step)
-            # logits at positions [start, stop) predict tokens [start+1, stop+1)
-            out[:, start + 1 : stop + 1] = entropy_from_logits(logits[:, start:stop].detach())
+            targets[:, start:stop] = entropy_from_logits(predictions[:, start:stop])
     return out
 
 
@@ -99,14 +119,15 @@ class _Window:
     first_target: int  # first token (text index) this window is responsible for
 
 
-def _windows(texts_ids: Sequence[list[int]], window: int) -> list[_Window]:
-    """Cut texts into overlapping windows: each later window re-reads the last quarter of the one
-    before as context, so every token after the first is scored with >= window/4 tokens of context
-    (or all of them) while the extra work stays at 4/3 of a single pass."""
+def _windows(texts_ids: Sequence[list[int]], window: int, single_pass: int) -> list[_Window]:
+    """Cut texts into windows: a text of at most `single_pass` tokens is one window; a longer one
+    is cut into `window`-token windows, each re-reading the last quarter of the one before as
+    context, so every token after the first is scored with >= window/4 tokens of context (or all
+    of them) while the extra work stays at 4/3 of a single pass."""
     overlap = max(1, window // 4)
     out: list[_Window] = []
     for i, ids in enumerate(texts_ids):
-        if len(ids) <= window:
+        if len(ids) <= max(window, single_pass):
             out.append(_Window(i, 0, ids, 1))
             continue
         start, scored_upto = 0, 1
@@ -137,11 +158,71 @@ class TokenArrays:
     """Token-aligned arrays for one text (NaN / -1 where a token has no prediction)."""
 
     ids: list[int]
-    entropy: torch.Tensor
-    surprisal: torch.Tensor
-    rank: torch.Tensor
-    top_ids: torch.Tensor
-    top_probs: torch.Tensor
+    entropy: torch.Tensor  # (T,)
+    surprisal: torch.Tensor  # (T,)
+    rank: torch.Tensor  # (T,)
+    top_ids: torch.Tensor  # (T, k)
+    top_probs: torch.Tensor  # (T, k)
+
+    @classmethod
+    def empty(cls, ids: Sequence[int], top_k: int) -> TokenArrays:
+        n = len(ids)
+        return cls(
+            ids=list(ids),
+            entropy=torch.full((n,), math.nan),
+            surprisal=torch.full((n,), math.nan),
+            rank=torch.full((n,), -1, dtype=torch.long),
+            top_ids=torch.full((n, top_k), -1, dtype=torch.long),
+            top_probs=torch.zeros((n, top_k)),
+        )
+
+    def scatter(self, first_token: int, stats: _Stats) -> None:
+        """Write the stats of N predictions to tokens [first_token, first_token + N)."""
+        a, b = first_token, first_token + stats.entropy.shape[0]
+        self.entropy[a:b] = stats.entropy.cpu()
+        self.surprisal[a:b] = stats.surprisal.cpu()
+        self.rank[a:b] = stats.rank.cpu()
+        k = stats.top_ids.shape[1]
+        self.top_ids[a:b, :k] = stats.top_ids.cpu()
+        self.top_probs[a:b, :k] = stats.top_probs.cpu()
+
+
+class _Forward:
+    """The forward step: a batch of windows -> per-position outputs, and outputs -> stats."""
+
+    def __init__(self, loaded: LoadedModel, top_k: int) -> None:
+        self.model, self.device, self.top_k = loaded.model, loaded.device, top_k
+        self.parts = _hidden_and_head(loaded.model)
+        vocab = int(loaded.model.get_output_embeddings().weight.shape[0]) if self.parts else 1
+        self.chunk = max(1, CHUNK_ELEMENTS // vocab)  # predictions per LM-head chunk
+        self.pad = loaded.tokenizer.pad_token_id or 0
+
+    def run(self, batch: list[_Window]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids (B, W) -> (ids, outputs): hidden states (B, W, H) before the LM
+        head, or full logits (B, W, V) where the head cannot be applied a chunk at a time."""
+        width = max(len(w.ids) for w in batch)
+        ids = torch.full((len(batch), width), self.pad, dtype=torch.long)  # (B, W)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, W)
+        for row, w in enumerate(batch):
+            ids[row, : len(w.ids)] = torch.tensor(w.ids)
+            mask[row, : len(w.ids)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        if self.parts:
+            return ids, self.parts[0](input_ids=ids, attention_mask=mask).last_hidden_state
+        return ids, self.model(input_ids=ids, attention_mask=mask).logits
+
+    def stats(
+        self, outputs: torch.Tensor, ids: torch.Tensor, lo: int, hi: int
+    ) -> Iterator[tuple[int, _Stats]]:
+        """Stats of window tokens [lo, hi) from one row's outputs (W, D) and ids (W,), a chunk at
+        a time, each as (first window token it describes, stats)."""
+        predictions, targets = causal_shift(outputs[:hi], ids[:hi])  # (hi-1, D), (hi-1,)
+        for c0 in range(lo - 1, hi - 1, self.chunk):  # prediction j scores token j+1
+            c1 = min(hi - 1, c0 + self.chunk)
+            logits = predictions[c0:c1]
+            if self.parts:
+                logits = self.parts[1](logits)  # (N, V)
+            yield c0 + 1, _chunk_stats(logits, targets[c0:c1], self.top_k)
 
 
 def score_ids(
@@ -151,61 +232,24 @@ def score_ids(
     max_window: int | None = None,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> list[TokenArrays]:
-    """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass."""
-    model, device = loaded.model, loaded.device
-    window = min(context_length(model), max_window or DEFAULT_MAX_WINDOW)
-    results = []
-    for ids in texts_ids:
-        n = len(ids)
-        results.append(
-            TokenArrays(
-                ids=list(ids),
-                entropy=torch.full((n,), math.nan),
-                surprisal=torch.full((n,), math.nan),
-                rank=torch.full((n,), -1, dtype=torch.long),
-                top_ids=torch.full((n, top_k), -1, dtype=torch.long),
-                top_probs=torch.zeros((n, top_k)),
-            )
-        )
-    parts = _hidden_and_head(model)
-    vocab = int(model.get_output_embeddings().weight.shape[0]) if parts else 0
-    pad = loaded.tokenizer.pad_token_id or 0
-    with torch.inference_mode(), loaded.autocast():
-        for batch in _batches(
-            [w for w in _windows(texts_ids, window) if len(w.ids) > 1], batch_tokens
-        ):
-            width = max(len(w.ids) for w in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
+    """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass.
+
+    A text that fits one pass (SINGLE_PASS_TOKENS and the model's context) is scored in one
+    forward; longer ones in overlapping windows. ``max_window`` caps both.
+    """
+    context = context_length(loaded.model)
+    window = min(context, max_window or DEFAULT_MAX_WINDOW)
+    single_pass = min(context, max_window or SINGLE_PASS_TOKENS)
+    results = [TokenArrays.empty(ids, top_k) for ids in texts_ids]
+    step = _Forward(loaded, top_k)
+    windows = [w for w in _windows(texts_ids, window, single_pass) if len(w.ids) > 1]
+    with torch.inference_mode(), loaded.autocast(), cpu_threads(loaded.device):
+        for batch in _batches(windows, batch_tokens):
+            ids, outputs = step.run(batch)  # (B, W), (B, W, D)
             for row, w in enumerate(batch):
-                input_ids[row, : len(w.ids)] = torch.tensor(w.ids)
-                mask[row, : len(w.ids)] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            if parts:
-                decoder, head = parts
-                hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            else:
-                full_logits = model(input_ids=input_ids, attention_mask=mask).logits
-            for row, w in enumerate(batch):
-                # positions p in [lo-1, hi-1) predict window tokens [lo, hi)
-                lo, hi = w.first_target - w.start, len(w.ids)
-                targets = input_ids[row, lo:hi]
-                chunk = max(1, CHUNK_ELEMENTS // max(1, vocab or 1))
-                for c0 in range(lo, hi, chunk):
-                    c1 = min(hi, c0 + chunk)
-                    if parts:
-                        logits = head(hidden[row, c0 - 1 : c1 - 1])
-                    else:
-                        logits = full_logits[row, c0 - 1 : c1 - 1]
-                    st = _chunk_stats(logits, targets[c0 - lo : c1 - lo], top_k)
-                    res = results[w.text_index]
-                    a, b = w.start + c0, w.start + c1
-                    res.entropy[a:b] = st.entropy.cpu()
-                    res.surprisal[a:b] = st.surprisal.cpu()
-                    res.rank[a:b] = st.rank.cpu()
-                    k = st.top_ids.shape[1]
-                    res.top_ids[a:b, :k] = st.top_ids.cpu()
-                    res.top_probs[a:b, :k] = st.top_probs.cpu()
+                lo = w.first_target - w.start  # window tokens [lo, len) are this window's
+                for first, st in step.stats(outputs[row], ids[row], lo, len(w.ids)):
+                    results[w.text_index].scatter(w.start + first, st)
     return results
 
 
@@ -250,12 +294,6 @@ class ScoreResult:
     @property
     def n_tokens(self) -> int:
         return len(self.ids)
-
-    def entropy_tensor(self) -> torch.Tensor:
-        """Token-aligned entropies (NaN for the first token), shape (1, T), for the policy."""
-        return torch.tensor(
-            [[math.nan if e is None else e for e in self.entropy]], dtype=torch.float32
-        )
 
     def summary(self) -> dict[str, float | None]:
         ent = [e for e in self.entropy if e is not None]

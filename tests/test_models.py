@@ -12,24 +12,32 @@ import torch
 
 import entrodrop
 from entrodrop.models import ModelLoadError, pick_precision, resolve_spec
+from entrodrop.precision import choose_precision
 
 
 def test_local_folder_loads(tiny_model_dir: Path) -> None:
     loaded = entrodrop.load(str(tiny_model_dir), device="cpu")
     assert loaded.name == tiny_model_dir.name
     assert loaded.device == torch.device("cpu")
-    assert loaded.autocast_dtype == torch.bfloat16  # CPU default: fp32 weights, bf16 autocast
+    # CPU default: fp32 weights; bf16 autocast only where this CPU has it natively
+    assert loaded.precision == choose_precision(torch.device("cpu"))
+    assert loaded.autocast_dtype == loaded.precision.autocast_dtype
     info = loaded.describe()
     assert info["architecture"] == "LlamaForCausalLM" and info["n_params"] > 0
 
 
-def test_precision_choices() -> None:
+def test_precision_choices(tiny_model_dir: Path) -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert pick_precision(cpu, None) == (torch.float32, torch.bfloat16)
-    assert pick_precision(cpu, "float32") == (torch.float32, None)
-    assert pick_precision(cuda, None) == (torch.bfloat16, None)
+    assert pick_precision(cpu, "float32").autocast_dtype is None
+    assert pick_precision(cpu, "bfloat16").autocast_dtype == torch.bfloat16  # fp32 weights
+    assert pick_precision(cuda, "bfloat16").weight_dtype == torch.bfloat16
     with pytest.raises(ModelLoadError, match="unknown dtype"):
         pick_precision(cpu, "int3")
+    loaded = entrodrop.load(str(tiny_model_dir), device="cpu", dtype="bfloat16")
+    assert loaded.describe()["precision"] == {
+        "name": "bfloat16",
+        "reason": "bfloat16 autocast: asked for explicitly",
+    }
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,27 @@ def test_token_entropies_are_token_aligned_and_chunked(monkeypatch: pytest.Monke
     assert torch.allclose(ent[:, 1:], scoring.entropy_from_logits(logits[:, :-1]))
 
 
+def test_causal_shift_pairs_each_output_with_the_next_token() -> None:
+    outputs = torch.arange(2 * 5 * 3).view(2, 5, 3)  # (B, T, D)
+    tokens = torch.arange(10).view(2, 5)  # (B, T)
+    predictions, targets = scoring.causal_shift(outputs, tokens)
+    assert predictions.shape == (2, 4, 3) and targets.shape == (2, 4)
+    assert torch.equal(predictions[:, 0], outputs[:, 0]) and torch.equal(
+        targets[:, 0], tokens[:, 1]
+    )
+    assert torch.equal(scoring.predicted_tokens(tokens), tokens[:, 1:])
+
+
+def test_texts_that_fit_are_one_pass_and_longer_ones_windows() -> None:
+    ids = list(range(300))
+    one = scoring._windows([ids], window=64, single_pass=512)
+    assert [(w.start, len(w.ids), w.first_target) for w in one] == [(0, 300, 1)]
+    several = scoring._windows([ids], window=64, single_pass=64)
+    assert len(several) > 1 and several[-1].start + len(several[-1].ids) == 300
+    # each later window starts a quarter window before the tokens it is responsible for
+    assert all(w.first_target - w.start == 16 for w in several[1:])
+
+
 def _reference(loaded, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         lp = loaded.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
@@ -112,10 +133,21 @@ def test_default_checkpoint_is_realistic(default_loaded) -> None:
 
 
 @pytest.mark.slow
-def test_default_bf16_entropies_agree_with_fp32(default_loaded) -> None:
-    """The CPU default (bf16 autocast) stays within 0.05 nats of an fp32 pass on average."""
-    text = "Python is a programming language that lets you work quickly and integrate systems."
-    res = entrodrop.score(default_loaded, text)
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_default_entropies_agree_with_fp32(default_loaded, dtype: str | None) -> None:
+    """This machine's default precision, and bf16 autocast, stay within 0.05 nats of fp32."""
+    import dataclasses
+    import pydoc_data.topics
+
+    from entrodrop.precision import choose_precision
+
+    loaded = dataclasses.replace(
+        default_loaded, precision=choose_precision(default_loaded.device, dtype)
+    )
+    topics = pydoc_data.topics.topics
+    text = "\n\n".join(topics[k] for k in ("assert", "pass", "del", "return"))
+    res = entrodrop.score(loaded, text)
+    assert res.n_tokens > 500
     ent, _ = _reference(default_loaded, res.ids)  # plain forward without autocast: fp32 weights
     ours = torch.tensor(res.entropy[1:], dtype=torch.float64)
     assert float((ours - ent).abs().mean()) < 0.05

@@ -10,6 +10,7 @@ import torch
 
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import apply_drops, drop_rate, select_drops, select_random_drops
+from entrodrop.scoring import predicted_tokens
 
 DropMethod = Literal["entrodrop", "random"]
 
@@ -75,7 +76,9 @@ class DropStats:
 
     def add(self, drops: torch.Tensor, entropies: torch.Tensor, rate: float) -> None:
         """Record one batch: drops (B, T) bool, entropies (B, T) with NaN where unknown."""
-        drops, entropies = drops[:, 1:].cpu(), entropies[:, 1:].detach().float().cpu()  # (B, T-1)
+        # (B, T-1): only tokens with a prediction count; the first token of a block has none
+        drops = predicted_tokens(drops).cpu()
+        entropies = predicted_tokens(entropies).detach().float().cpu()
         known = torch.isfinite(entropies)
         kept = ~drops & known
         dropped_known = drops & known

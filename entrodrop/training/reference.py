@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +18,9 @@ import torch.nn.functional as F
 
 from entrodrop.data import fingerprint_blocks
 from entrodrop.paths import cache_dir
-from entrodrop.scoring import token_entropies
+from entrodrop.precision import autocast_context
+from entrodrop.scoring import causal_shift, predicted_tokens, token_entropies
+from entrodrop.threads import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,15 @@ class TokenStats:
     loss: torch.Tensor | None = None  # (N, T) float32, cross-entropy of the true token
 
 
-def autocast_for(
-    device: torch.device, dtype: torch.dtype | None
-) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on the model's device, or nothing for float32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Token-aligned cross-entropy (B, T): logits at t-1 score token t; column 0 is NaN."""
     b, t, v = logits.shape
     out = torch.full((b, t), math.nan, dtype=torch.float32, device=logits.device)
-    flat = logits[:, :-1].reshape(-1, v).float()  # (B*(T-1), V)
-    out[:, 1:] = F.cross_entropy(flat, ids[:, 1:].reshape(-1), reduction="none").view(b, t - 1)
+    predictions, targets = causal_shift(logits, ids)  # (B, T-1, V), (B, T-1)
+    losses = F.cross_entropy(
+        predictions.reshape(-1, v).float(), targets.reshape(-1), reduction="none"
+    )
+    predicted_tokens(out)[:] = losses.view(b, t - 1)
     return out
 
 
@@ -74,7 +69,7 @@ def forward_token_stats(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast_for(device, autocast_dtype):
+        with torch.inference_mode(), autocast_context(device, autocast_dtype), cpu_threads(device):
             for start in range(0, n, batch):
                 if should_stop is not None and should_stop():
                     raise Cancelled("stopped during the reference pre-pass")

@@ -30,6 +30,7 @@ from transformers import PrinterCallback, ProgressCallback
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
 from entrodrop.models import LoadedModel, ModelLoadError, load
+from entrodrop.precision import choose_precision
 from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
 from entrodrop.training.baselines import (
     DropoutPatch,
@@ -69,12 +70,11 @@ class TrainingFailed(RuntimeError):
 
 
 def use_bf16(config: RunConfig) -> bool:
-    """bf16 autocast unless float32 is asked for (CPU: 2.5x faster here; CUDA: if supported)."""
-    if config.dtype == "float32":
-        return False
-    if torch.cuda.is_available():
-        return bool(torch.cuda.is_bf16_supported())
-    return True
+    """bf16 mixed precision where the hardware does it natively (entrodrop.precision), or as asked."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = choose_precision(device, config.dtype)
+    log.info("precision: %s", precision.reason)
+    return precision.bf16
 
 
 def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:

@@ -13,7 +13,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import IGNORE_INDEX, entropy_threshold
 from entrodrop.runfolder import checkpoint_dir, latest_checkpoint
-from entrodrop.scoring import token_entropies
+from entrodrop.scoring import causal_shift, token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
 from entrodrop.training.diagnostics import Diagnostics
 from entrodrop.training.drops import DropMethod, DropPolicy, DropStats
@@ -27,11 +27,11 @@ EXTRA_COLUMNS = ("example_index", "entropies")  # collator columns the model mus
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over kept targets. logits (B, T, V) at t-1 score labels (B, T) at t."""
-    targets = labels[:, 1:].reshape(-1)  # (B*(T-1),)
+    predictions, targets = causal_shift(logits, labels)  # (B, T-1, V), (B, T-1)
     if not bool((targets != IGNORE_INDEX).any()):
         return logits.sum() * 0.0  # every target dropped: a zero loss that keeps the graph
-    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
-    return F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX)
+    flat = predictions.reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
+    return F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 def default_drop_token_id(tokenizer: Any) -> int:
