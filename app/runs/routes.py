@@ -31,7 +31,7 @@ from app.runs.schemas import (
     UploadPublic,
 )
 from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
-from app.runs.validate import RunRequest, parse_request
+from app.runs.validate import RunRequest, check_queue_room, parse_request
 from entrodrop import runfolder as rf
 from entrodrop.data import DataError
 from entrodrop.models import ModelLoadError
@@ -202,7 +202,7 @@ async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
     "/uploads",
     status_code=201,
     response_model=UploadPublic,
-    responses=_error_doc(413, 422),
+    responses=_error_doc(413, 422, 429),
     summary="Upload a dataset file (.txt, .jsonl, .parquet)",
 )
 async def api_upload(
@@ -220,11 +220,12 @@ async def api_upload(
     "/runs",
     status_code=201,
     response_model=RunCreated,
-    responses=_error_doc(422),
+    responses=_error_doc(422, 429),
     summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
     openapi_extra=BODY_DOC,
 )
 async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> dict[str, Any]:
+    check_queue_room(storage, runner.settings, len(req.configs()))  # 429 beyond max_queued_runs
     ids = [runner.submit(config, req.launcher).id for config in req.configs()]
     group = ",".join(ids) if len(ids) > 1 else None
     if group:
