@@ -312,7 +312,7 @@ def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **_error_doc(404),
+        **_error_doc(404, 503),
     },
     summary="Live updates (server-sent events)",
 )
@@ -325,11 +325,7 @@ async def api_events(
 ) -> StreamingResponse:
     await asyncio.to_thread(runner.get, run_id)  # a 404 before the stream starts
     start = events.start_cursor(last_event_id, after)
-    return StreamingResponse(
-        events.stream(request, runner, run_id, start),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return events.response(request, runner, run_id, start)  # 503 past max_event_streams
 
 
 @api.get(
