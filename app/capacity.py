@@ -94,12 +94,9 @@ def step_bytes(shape: ModelShape, batch_size: int, seq_len: int) -> int:
 
 
 def device_count() -> int:
-    """CUDA devices, 0 without CUDA (torch is imported only when it is already loaded)."""
-    import sys
+    """CUDA devices, 0 without CUDA."""
+    import torch
 
-    torch = sys.modules.get("torch")
-    if torch is None:
-        import torch
     return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
 
 

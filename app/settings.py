@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     max_event_streams: int = Field(
         256, ge=1, description="Live-update (SSE) streams open at once; more get 503."
     )
+    event_stream_lifetime_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a live-update stream stays open before the page reconnects (a "
+        "stopping server waits for open streams).",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Host names this server answers to besides localhost, 127.0.0.1, [::1] and "

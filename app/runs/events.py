@@ -28,9 +28,6 @@ from app.runs.runner import JobRunner
 from entrodrop import runfolder as rf
 from entrodrop.runfolder import ACTIVE
 
-# A stream ends after this and EventSource reconnects (with Last-Event-ID): a server that is
-# shutting down waits for open responses, so no stream may hold it for long.
-SSE_LIFETIME_S = 15.0
 SSE_INTERVAL_S = 1.0
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger cursor is an error, not an overflow
 STREAMS_RETRY_AFTER_S = 5
@@ -127,9 +124,10 @@ class RunFeed:
 class EventFeeds:
     """The feeds of the runs being watched, one poller task each, and the count of streams."""
 
-    def __init__(self, runner: JobRunner, max_streams: int) -> None:
+    def __init__(self, runner: JobRunner, max_streams: int, lifetime: float) -> None:
         self.runner = runner
         self.max_streams = max_streams
+        self.lifetime = lifetime
         # The open streams' generators: one that ends, or is dropped unstarted (a client gone
         # before its response began), leaves the set by itself, so the count never leaks.
         self.open: weakref.WeakSet[AsyncIterator[str]] = weakref.WeakSet()
@@ -175,7 +173,9 @@ def feeds_of(request: Request, runner: JobRunner) -> EventFeeds:
     state = request.app.state
     feeds: EventFeeds | None = getattr(state, "event_feeds", None)
     if feeds is None or feeds.runner is not runner:
-        feeds = state.event_feeds = EventFeeds(runner, runner.settings.max_event_streams)
+        settings = runner.settings
+        feeds = EventFeeds(runner, settings.max_event_streams, settings.event_stream_lifetime_s)
+        state.event_feeds = feeds
     return feeds
 
 
@@ -207,7 +207,9 @@ async def stream(
                 if not snap["active"]:
                     yield snap["end_event"]
                     return
-            if time.monotonic() - started > SSE_LIFETIME_S or await request.is_disconnected():
+            # A stream ends after its lifetime and EventSource reconnects (with Last-Event-ID):
+            # a server that is shutting down waits for open responses, so none may hold it long.
+            if time.monotonic() - started > feeds.lifetime or await request.is_disconnected():
                 return
 
 
