@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.runs import events
 from app.runs.storage import RunRecord, Storage
 from entrodrop import runfolder as rf
 
@@ -131,3 +132,69 @@ def test_200_event_streams_keep_health_fast(entrodrop_home: Path) -> None:
     assert extra.status_code == 503 and extra.headers["retry-after"]
     assert f"at most {STREAMS}" in extra.json()["detail"]
     assert flood < max(0.100, 3 * idle), (idle, flood)
+
+
+# ------------------------------------------------------------ the feed, without a server
+
+
+def _snap(rows: list[dict[str, int]], active: bool = True) -> dict[str, object]:
+    return {
+        "rows": rows,
+        "status_key": "s",
+        "status_event": "event: status\ndata: {}\n\n",
+        "log_key": ([], []),
+        "log_event": "event: log\ndata: {}\n\n",
+        "active": active,
+        "end_event": 'event: end\ndata: {"status": "succeeded"}\n\n',
+    }
+
+
+def test_a_feed_gives_each_stream_the_rows_after_its_cursor() -> None:
+    feed = events.RunFeed("r1")
+    feed.publish(_snap([{"id": 3}, {"id": 1}]))  # rows come ordered by name, not id
+    feed.publish(_snap([]))
+    feed.publish(_snap([{"id": 6}, {"id": 5}]))
+    assert [r["id"] for r in feed.rows_after(0)] == [3, 1, 6, 5]
+    assert [r["id"] for r in feed.rows_after(2)] == [3, 6, 5]
+    assert [r["id"] for r in feed.rows_after(3)] == [6, 5]
+    assert feed.rows_after(6) == [] and feed.cursor == 6 and feed.version == 3
+
+
+class _Request:
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+def test_many_streams_share_one_read_per_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+
+    def counted(runner: object, run_id: str, after: int) -> dict[str, object]:
+        reads.append(after)
+        return _snap([{"id": len(reads)}], active=len(reads) < 3)
+
+    monkeypatch.setattr(events, "snapshot", counted)
+
+    async def main() -> list[str]:
+        feeds = events.EventFeeds(runner=None, max_streams=100, lifetime=60)  # type: ignore[arg-type]
+
+        async def one() -> str:
+            return "".join([e async for e in events.stream(feeds, _Request(), "r1", 0)])  # type: ignore[arg-type]
+
+        return await asyncio.gather(*(one() for _ in range(50)))
+
+    bodies = asyncio.run(main())
+    assert len(reads) == 3  # three ticks for fifty streams, until the run ended
+    for body in bodies:  # every stream saw every row and the end
+        assert all(f'{{"id": {n}}}' in body for n in (1, 2, 3)), body
+        assert body.rstrip().endswith('data: {"status": "succeeded"}')
+
+
+def test_streams_past_the_cap_get_503() -> None:
+    feeds = events.EventFeeds(runner=None, max_streams=1, lifetime=60)  # type: ignore[arg-type]
+    body = events.stream(feeds, _Request(), "r1", 0)  # type: ignore[arg-type]
+    feeds.open.add(body)
+    with pytest.raises(events.TooManyStreams) as refused:
+        feeds.check_room()
+    assert refused.value.status_code == 503 and refused.value.retry_after
+    del body  # a stream dropped before it started frees its place
+    feeds.check_room()

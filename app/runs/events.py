@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from entrodrop import runfolder as rf
 from entrodrop.runfolder import ACTIVE
 
 SSE_INTERVAL_S = 1.0
+log = logging.getLogger(__name__)
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger cursor is an error, not an overflow
 STREAMS_RETRY_AFTER_S = 5
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -63,7 +65,7 @@ def snapshot(runner: JobRunner, run_id: str, after: int) -> dict[str, Any] | Non
         return None
     run_dir = runner.run_dir(run_id)
     status = views.run_summary(runner, run)
-    log = rf.tail_lines(run_dir / rf.LOG, 60)
+    log_lines = rf.tail_lines(run_dir / rf.LOG, 60)
     output = rf.tail_lines(run_dir / rf.OUTPUT, 40) if run.status == "failed" else []
     # ETA and elapsed time change every tick: only a real change is worth an event.
     status_key = json.dumps({k: v for k, v in status.items() if k not in ("eta_s", "elapsed_s")})
@@ -71,8 +73,8 @@ def snapshot(runner: JobRunner, run_id: str, after: int) -> dict[str, Any] | Non
         "rows": storage.metrics(run_id, after_id=after),
         "status_key": status_key,
         "status_event": sse("status", status),
-        "log_key": (log, output),
-        "log_event": sse("log", {"log": log, "output": output}),
+        "log_key": (log_lines, output),
+        "log_event": sse("log", {"log": log_lines, "output": output}),
         "active": run.status in ACTIVE,
         "end_event": sse("end", {"status": run.status}),
     }
@@ -163,6 +165,9 @@ class EventFeeds:
                 if snap is None or not snap["active"]:
                     return  # the last snapshot stays for streams still reading it
                 await asyncio.sleep(SSE_INTERVAL_S)
+        except Exception:  # its streams end (and their pages reconnect) instead of hanging
+            log.exception("live updates of run %s failed", feed.run_id)
+            feed.publish(None)
         finally:
             if self._feeds.get(feed.run_id) is feed:
                 del self._feeds[feed.run_id]

@@ -87,7 +87,8 @@ async def run_request(request: Request, settings: SettingsDep, storage: StorageD
     except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
         problem = FieldError((), "the body must be a JSON object (a run config)")
         raise RequestInvalid([problem]) from exc
-    return parse_request(body, settings, storage)
+    # In a thread: a hub id's reachability probe may take a second or two.
+    return await asyncio.to_thread(parse_request, body, settings, storage)
 
 
 RunRequestDep = Annotated[RunRequest, Depends(run_request)]
