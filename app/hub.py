@@ -3,6 +3,7 @@ quick, cached reachability check so that an offline machine refuses at once inst
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -53,10 +54,17 @@ def _connect(host: str = HUB_HOST, port: int = HUB_PORT, timeout: float = PROBE_
     return bool(result and result[0])
 
 
+def _probe() -> bool:
+    # HF_HUB_OFFLINE=1 (huggingface_hub's own switch) says so without a look at the network.
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    return _connect()
+
+
 class Reachability:
     """Whether the hub answers, probed at most once per `ttl` seconds (tests swap `probe`)."""
 
-    def __init__(self, probe: Callable[[], bool] = _connect, ttl: float = PROBE_TTL_S) -> None:
+    def __init__(self, probe: Callable[[], bool] = _probe, ttl: float = PROBE_TTL_S) -> None:
         self.probe = probe
         self.ttl = ttl
         self._lock = threading.Lock()

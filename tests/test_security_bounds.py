@@ -323,3 +323,12 @@ def test_the_server_cleans_leftovers_before_the_runner_starts(entrodrop_home: Pa
 def test_hub_errors_are_model_load_errors() -> None:
     with pytest.raises(ModelLoadError, match="ENTRODROP_ALLOW_HUB"):
         hub.check_hub_spec(HUB_SPEC, Settings(token=TOKEN))
+
+
+def test_hf_hub_offline_means_unreachable_without_a_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network() -> bool:
+        raise AssertionError("the network was probed")
+
+    monkeypatch.setattr(hub, "_connect", no_network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.Reachability()() is False
