@@ -71,7 +71,10 @@ def config_path(spec: str, runs_path: Path) -> Path | None:
     if is_hub_id(spec) and not Path(spec).exists():
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(spec, "config.json")
+        try:
+            cached = try_to_load_from_cache(spec, "config.json")
+        except Exception:  # an id the hub's own rules refuse: nothing cached under it
+            return None
         return Path(cached) if isinstance(cached, str) else None
     return Path(spec) / "config.json"
 
