@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from app import errors, health
 from app.home_lock import HomeLockService
 from app.inspect import routes as inspect_routes
+from app.leftovers import LeftoverCleaner
 from app.limits import BodyLimitMiddleware
 from app.model_service import ModelService
 from app.request_guard import RequestGuard
@@ -68,7 +69,8 @@ def build_services(app: FastAPI, settings: Settings) -> list[Any]:
     app.state.storage = storage
     app.state.jobs = runner
     app.state.run_preview = preview
-    return [model_service, runner]
+    # Leftovers of a full disk go before the runner's start() can schedule anything.
+    return [model_service, LeftoverCleaner(settings, storage), runner]
 
 
 def add_limits(app: FastAPI, settings: Settings) -> None:

@@ -4,6 +4,7 @@ jobs one at a time in a worker thread behind a bounded queue (never in the event
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 import entrodrop
 from app.errors import ModelNotReady, QueueFull
+from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
 from app.settings import Settings
 from entrodrop.models import LoadedModel, ModelLoadError
@@ -149,11 +151,21 @@ class ModelService:
             local = Path(spec).expanduser()  # the allowed-folder rule before any look at it
             if spec != self.spec and (local.is_absolute() or spec[:1] in ".~" or local.exists()):
                 spec = str(check_model_folder(Path(spec), self.settings))
+            elif spec != self.spec and is_hub_id(spec):
+                return self._load_hub(spec)
             return self._loader(spec)
         except ModelLoadError:
             raise
         except Exception as exc:  # a broken checkpoint is bad input, not a server fault
             raise ModelLoadError(f"cannot load {spec!r}: {exc}") from exc
+
+    def _load_hub(self, spec: str) -> LoadedModel:
+        # Refused on a shared server, or at once when offline and not cached (never a long hang
+        # holding the only worker); a cached copy loads from its folder, without the network.
+        cached = check_hub_spec(spec, self.settings)
+        if cached is None:
+            return self._loader(spec)
+        return dataclasses.replace(self._loader(str(cached)), name=spec, spec=spec)
 
     # ------------------------------------------------------------ the queue
 

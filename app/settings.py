@@ -44,6 +44,40 @@ class Settings(BaseSettings):
         description="Cap on a dataset's decoded text (UTF-8 bytes), for uploads and the training "
         f"process alike. Empty: {TEXT_BUDGET_PER_UPLOAD_BYTE} x max_upload_bytes.",
     )
+    allow_hub: bool = Field(
+        False,
+        description="Allow hub ids (org/name) as model specs on a shared server (token or "
+        "non-loopback bind); a private server always allows them.",
+    )
+    max_processes: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on a run's launcher processes. Empty: the CUDA device count, else the "
+        "CPU cores.",
+    )
+    max_batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on batch_size x seq_len. Empty: estimated from the model's config and "
+        "the memory available.",
+    )
+    max_seq_len: int | None = Field(
+        None, ge=1, description="Cap on seq_len. Empty: the model's context length."
+    )
+    max_queued_runs: int = Field(20, ge=1, description="Runs waiting at most; more get 429.")
+    max_uploads: int = Field(200, ge=1, description="Files kept in <home>/uploads at most.")
+    max_upload_total_bytes: int = Field(
+        1_000_000_000, ge=1, description="Bytes kept in <home>/uploads at most."
+    )
+    max_event_streams: int = Field(
+        256, ge=1, description="Live-update (SSE) streams open at once; more get 503."
+    )
+    event_stream_lifetime_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a live-update stream stays open before the page reconnects (a "
+        "stopping server waits for open streams).",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Host names this server answers to besides localhost, 127.0.0.1, [::1] and "

@@ -17,6 +17,7 @@ def testclient_host() -> Iterator[None]:
     """TestClient sends Host: testserver; servers answer to it only in tests (module apps too)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ENTRODROP_ALLOWED_HOSTS", "testserver")
+        mp.setenv("HF_HUB_OFFLINE", "1")  # no test reaches a model hub (app.hub probes nothing)
         yield
 
 

@@ -31,7 +31,7 @@ from app.runs.schemas import (
     UploadPublic,
 )
 from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
-from app.runs.validate import RunRequest, parse_request
+from app.runs.validate import RunRequest, check_queue_room, parse_request
 from entrodrop import runfolder as rf
 from entrodrop.data import DataError
 from entrodrop.models import ModelLoadError
@@ -87,7 +87,8 @@ async def run_request(request: Request, settings: SettingsDep, storage: StorageD
     except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
         problem = FieldError((), "the body must be a JSON object (a run config)")
         raise RequestInvalid([problem]) from exc
-    return parse_request(body, settings, storage)
+    # In a thread: a hub id's reachability probe may take a second or two.
+    return await asyncio.to_thread(parse_request, body, settings, storage)
 
 
 RunRequestDep = Annotated[RunRequest, Depends(run_request)]
@@ -202,7 +203,7 @@ async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
     "/uploads",
     status_code=201,
     response_model=UploadPublic,
-    responses=_error_doc(413, 422),
+    responses=_error_doc(413, 422, 429),
     summary="Upload a dataset file (.txt, .jsonl, .parquet)",
 )
 async def api_upload(
@@ -220,11 +221,12 @@ async def api_upload(
     "/runs",
     status_code=201,
     response_model=RunCreated,
-    responses=_error_doc(422),
+    responses=_error_doc(422, 429),
     summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
     openapi_extra=BODY_DOC,
 )
 async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> dict[str, Any]:
+    check_queue_room(storage, runner.settings, len(req.configs()))  # 429 beyond max_queued_runs
     ids = [runner.submit(config, req.launcher).id for config in req.configs()]
     group = ",".join(ids) if len(ids) > 1 else None
     if group:
@@ -311,7 +313,7 @@ def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **_error_doc(404),
+        **_error_doc(404, 503),
     },
     summary="Live updates (server-sent events)",
 )
@@ -324,11 +326,7 @@ async def api_events(
 ) -> StreamingResponse:
     await asyncio.to_thread(runner.get, run_id)  # a 404 before the stream starts
     start = events.start_cursor(last_event_id, after)
-    return StreamingResponse(
-        events.stream(request, runner, run_id, start),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return events.response(request, runner, run_id, start)  # 503 past max_event_streams
 
 
 @api.get(

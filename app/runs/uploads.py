@@ -7,12 +7,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from app.errors import PayloadTooLarge
+from app.errors import AppError, PayloadTooLarge
 from app.settings import Settings
 from entrodrop.data import parse_text_file, uploads_dir
 
 # Multipart framing around an uploaded file, on top of its own cap (app.limits caps the body).
 UPLOAD_FRAMING = 64_000
+PART = ".part"  # an upload being written; removed on failure and at server start
 
 
 def too_large(settings: Settings) -> PayloadTooLarge:
@@ -20,10 +21,42 @@ def too_large(settings: Settings) -> PayloadTooLarge:
     return PayloadTooLarge(f"the file is larger than the {settings.max_upload_bytes} bytes allowed")
 
 
+class TooManyUploads(AppError):
+    """The uploads folder holds settings.max_uploads files already."""
+
+    status_code = 429
+
+
+def stored(folder: Path) -> tuple[int, int]:
+    """(files, bytes) kept in the uploads folder; `.part` files are not uploads."""
+    count = size = 0
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.suffix != PART:
+            count += 1
+            size += entry.stat().st_size
+    return count, size
+
+
+def check_room(folder: Path, new_bytes: int, settings: Settings) -> None:
+    """Refuse a new file past the uploads folder's caps: 429 (files) or 413 (bytes)."""
+    count, size = stored(folder)
+    if count + 1 > settings.max_uploads:
+        raise TooManyUploads(
+            f"the server keeps at most {settings.max_uploads} uploaded files and has {count}; "
+            "remove old ones from its uploads folder (ENTRODROP_MAX_UPLOADS)"
+        )
+    if size + new_bytes > settings.max_upload_total_bytes:
+        raise PayloadTooLarge(
+            f"the uploads folder would pass its {settings.max_upload_total_bytes} bytes "
+            f"({size} used); remove old uploads (ENTRODROP_MAX_UPLOAD_TOTAL_BYTES)"
+        )
+
+
 def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]:
     """Check an uploaded dataset file and keep it under <home>/uploads (content-addressed name).
 
-    Raises PayloadTooLarge (413) or the library's DataError (422) with a message for a person.
+    Raises PayloadTooLarge (413: the file, or the folder's total), TooManyUploads (429) or the
+    library's DataError (422) with a message for a person.
     """
     if len(raw) > settings.max_upload_bytes:
         raise too_large(settings)
@@ -36,9 +69,14 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}-{digest}{Path(name).suffix.lower()}"
     if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(raw)
-        tmp.replace(path)
+        check_room(folder, len(raw), settings)
+        tmp = path.with_suffix(path.suffix + PART)
+        try:
+            tmp.write_bytes(raw)
+            tmp.replace(path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+            raise
     return {
         "dataset": str(path),
         "name": name,

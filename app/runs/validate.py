@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from app.errors import FieldError, RequestInvalid
+from app import capacity
+from app.errors import AppError, FieldError, RequestInvalid
+from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
 from app.runs.process import Launcher
 from app.runs.storage import Storage
@@ -26,10 +27,29 @@ from entrodrop.data import (
 from entrodrop.models import check_local_checkpoint
 from entrodrop.runfolder import is_run_id
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
 EXTRA_KEYS = ("launcher", "compare_with", "preset")
 COMPARE_METHODS = ("none", "random")
+
+
+class RunQueueFull(AppError):
+    """More runs would wait than settings.max_queued_runs allows."""
+
+    status_code = 429
+
+
+QUEUE_RETRY_AFTER_S = 60
+
+
+def check_queue_room(storage: Storage, settings: Settings, new_runs: int) -> None:
+    """Raise RunQueueFull (429) when `new_runs` more queued runs would pass the cap."""
+    waiting = len(storage.list_runs(statuses=["queued"]))
+    if waiting + new_runs > settings.max_queued_runs:
+        raise RunQueueFull(
+            f"{waiting} runs are already queued (at most {settings.max_queued_runs} may wait); "
+            "cancel some or wait for them to start",
+            retry_after=QUEUE_RETRY_AFTER_S,
+        )
 
 
 @dataclass
@@ -84,8 +104,9 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
             raise ValueError(f"{spec} is not a model folder: it has no config.json")
         check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
         return str(path)
-    if HUB_ID.match(spec):
-        return spec  # loads where the machine can reach the hub; the run fails with why if not
+    if is_hub_id(spec):
+        check_hub_spec(spec, settings)  # shared servers refuse; offline and uncached fails now
+        return spec
     raise ValueError("use 'default', run:<id>, a model folder, or a hub id like org/name")
 
 
@@ -112,6 +133,55 @@ def check_dataset(spec: str, settings: Settings) -> str:
     if not path.is_file():
         raise ValueError(f"no such file: {spec}")
     return str(path)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def machine_errors(config: RunConfig, launcher: Launcher, settings: Settings) -> list[FieldError]:
+    """Processes, seq_len and batch size beyond what this machine can run (settings override)."""
+    errors = []
+    procs = settings.max_processes or capacity.max_processes()
+    if launcher.kind == "accelerate" and launcher.num_processes > procs:
+        why = "ENTRODROP_MAX_PROCESSES" if settings.max_processes else "its CUDA devices or cores"
+        errors.append(
+            FieldError(("launcher", "num_processes"), f"at most {procs} on this machine ({why})")
+        )
+    shape = capacity.model_shape(config.model, settings.runs_path)
+    max_seq = settings.max_seq_len or shape.context
+    if max_seq is not None and config.seq_len > max_seq:
+        why = "ENTRODROP_MAX_SEQ_LEN" if settings.max_seq_len else "the model's context length"
+        errors.append(FieldError(("seq_len",), f"at most {max_seq} ({why})"))
+    tokens = config.batch_size * config.seq_len
+    if settings.max_batch_tokens is not None:
+        if tokens > settings.max_batch_tokens:
+            errors.append(
+                FieldError(
+                    ("batch_size",),
+                    f"batch_size x seq_len = {tokens} tokens; at most "
+                    f"{settings.max_batch_tokens} here (ENTRODROP_MAX_BATCH_TOKENS)",
+                )
+            )
+        return errors
+    # Processes on one CPU share its RAM; each CUDA process has its own device.
+    sharing = (
+        launcher.num_processes
+        if launcher.kind == "accelerate" and not capacity.device_count()
+        else 1
+    )
+    need = capacity.step_bytes(shape, config.batch_size, config.seq_len) * sharing
+    have = capacity.memory_bytes()
+    if need > have:
+        errors.append(
+            FieldError(
+                ("batch_size",),
+                f"batch_size x seq_len = {tokens} tokens needs about {_gb(need)} to train, more "
+                f"than this machine's {_gb(have)}; lower batch_size or seq_len "
+                "(or set ENTRODROP_MAX_BATCH_TOKENS)",
+            )
+        )
+    return errors
 
 
 def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest:
@@ -156,6 +226,7 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
         errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
     if config is not None and not errors:
         config = config.model_copy(update=checked)
+        errors += machine_errors(config, launcher, settings)
     if errors or config is None:
         raise RequestInvalid(errors)
     return RunRequest(config, launcher, compare_with)
