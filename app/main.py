@@ -26,6 +26,8 @@ from app.runs.storage import Storage, check_database
 from app.runs.uploads import UPLOAD_FRAMING
 from app.security import TokenMiddleware, redact_access_log
 from app.settings import Settings
+from app.studies import routes as studies_routes
+from app.studies.store import StudyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -68,6 +70,7 @@ def build_services(app: FastAPI, settings: Settings) -> list[Any]:
     app.state.storage = storage
     app.state.jobs = runner
     app.state.run_preview = preview
+    app.state.studies = StudyStore(settings)
     return [model_service, runner]
 
 
@@ -125,4 +128,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     redact_access_log()
     for router in (health.router, inspect_routes.router, runs_routes.router, runs_routes.api):
         app.include_router(router)
+    app.include_router(studies_routes.router)
+    app.include_router(studies_routes.api)
     return app
