@@ -91,12 +91,18 @@ def test_study_of_two_variants_and_two_seeds_on_the_tiny_model(
             for name in ("final_heldout", "best_heldout", "final_general"):
                 assert finite(row[name]), (row["variant"], name, row[name])
         (paired,) = study["paired"]
-        assert (paired["variant"], paired["vs"], paired["vs_label"]) == ("random-input", "none", "none")
+        assert (paired["variant"], paired["vs"], paired["vs_label"]) == (
+            "random-input",
+            "none",
+            "none",
+        )
         assert paired["seeds"] == [0, 1] and finite(paired["final_heldout_diff"])
         assert study["readings"] == [paired["reading"]] and "n=2" in paired["reading"]
         curve = study["curves"]["none"]["eval/loss"]
         assert curve["step"] == [0, 2] and curve["n"] == [2, 2]
-        assert all(lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"]))
+        assert all(
+            lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"], strict=True)
+        )
 
         res = client.get(f"/api/studies/{study_id}.csv")
         assert res.status_code == 200 and res.headers["content-type"].startswith("text/csv")
@@ -117,7 +123,10 @@ def test_bad_studies_are_refused_with_the_house_error_shape(make_client: ClientF
         ({"variants": ["none"]}, "'name' is required"),
         ({"name": "x", "variants": [{"method": "none", "max_steps": 3}]}, "set it in 'base'"),
         ({"name": "x", "variants": ["none"], "seeds": [1, 1]}, "seeds must be unique"),
-        ({"name": "x", "variants": ["none"], "base": {"model": "/no/such/model"}}, "no model folder"),
+        (
+            {"name": "x", "variants": ["none"], "base": {"model": "/no/such/model"}},
+            "no model folder",
+        ),
         ({"name": "x", "variants": ["none", "random"], "seeds": [0, 1]}, "at most 3"),
         ([1, 2], "expected a JSON object"),
     ]
@@ -126,7 +135,9 @@ def test_bad_studies_are_refused_with_the_house_error_shape(make_client: ClientF
             res = client.post("/api/studies", json=body)
             assert res.status_code == 422, (body, res.text)
             assert words in res.json()["detail"], (body, res.json())
-        res = client.post("/api/studies", json={"name": "x", "variants": ["none"], "base": {"model": "/no"}})
+        res = client.post(
+            "/api/studies", json={"name": "x", "variants": ["none"], "base": {"model": "/no"}}
+        )
         assert any(e["loc"][:2] == ["base", "model"] for e in res.json()["errors"])
         assert client.get("/api/runs").json()["runs"] == []  # nothing was queued
         assert client.get("/api/studies").json()["studies"] == []
@@ -143,7 +154,8 @@ def test_cancel_and_delete_refused_while_active(make_client: ClientFactory) -> N
         created = client.post("/api/studies", json=body).json()
         study_id, (first, second) = created["id"], created["runs"]
         wait_sync(
-            lambda: client.get(f"/api/runs/{first['id']}").json()["status"] == "running", 60,
+            lambda: client.get(f"/api/runs/{first['id']}").json()["status"] == "running",
+            60,
             "the first run to start",
         )
         study = client.get(f"/api/studies/{study_id}").json()
