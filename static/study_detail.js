@@ -98,6 +98,7 @@ function drawCurves(d) {
     const el = document.getElementById(`chart-${panel.id}`);
     el.dataset.traces = String(traces.length / 3);
     if (!traces.length) continue;
+    el.querySelector(".chart-empty")?.remove();
     Plotly.react(el, traces, {
       margin: { l: 55, r: 10, t: 10, b: 40 }, height: 300,
       xaxis: { title: { text: "step" } }, yaxis: { title: { text: d.facts.metric_labels[panel.name] } },
@@ -124,8 +125,10 @@ function initStudy(data) {
     live.textContent = "live: updating every 2 s";
     const res = await api("GET", data.links.api);
     if (res.ok) { current = res.data; render(current); }
-    setTimeout(poll, 2000);
+    if (isActive(current)) setTimeout(poll, 2000);
+    else live.textContent = "";
   }
+  if (isActive(current)) live.textContent = "live: updating every 2 s";
   $("#cancel-study").addEventListener("click", async () => {
     const res = await api("POST", data.links.cancel);
     if (res.ok) { current = res.data; render(current); }
