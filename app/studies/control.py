@@ -35,8 +35,11 @@ def cancel_study(runner: JobRunner, store: StudyStore, study_id: str) -> int:
     return cancelled
 
 
-def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs: bool) -> None:
-    """Remove the study's record; its runs too when asked. Refused while any run is active."""
+def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs: bool) -> list[str]:
+    """Remove the study's record; its runs too when asked (their ids are returned).
+
+    Refused while any of its runs is queued or running.
+    """
     record = store.get(study_id)
     runs = study_runs(runner, record)
     busy = [r["id"] for r in runs if r["status"] in ACTIVE]
@@ -45,8 +48,10 @@ def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs:
             f"study {study_id} has {len(busy)} queued or running runs: cancel it first"
         )
     store.delete(study_id)
-    if with_runs:
-        for run in runs:
-            if run["page"] is not None:  # a run of the server's table (not a CLI study's)
-                runner.storage.delete_run(run["id"])
-                shutil.rmtree(runner.run_dir(run["id"]), ignore_errors=True)
+    deleted = []
+    for run in runs if with_runs else []:
+        if run["page"] is not None:  # a run of the server's table (not a CLI study's)
+            runner.storage.delete_run(run["id"])
+            shutil.rmtree(runner.run_dir(run["id"]), ignore_errors=True)
+            deleted.append(run["id"])
+    return deleted

@@ -17,7 +17,13 @@ from app.studies import views
 from app.studies.control import cancel_study, delete_study
 from app.studies.create import create_study
 from app.studies.form import new_study_form
-from app.studies.schemas import StudiesPublic, StudyCreated, StudyDetail, StudyForm
+from app.studies.schemas import (
+    StudiesPublic,
+    StudyCreated,
+    StudyDeleted,
+    StudyDetail,
+    StudyForm,
+)
 from app.studies.store import StudyNotFound
 from entrodrop.studies.config import StudyConfig
 
@@ -131,8 +137,7 @@ def api_cancel(study_id: str, runner: RunnerDep, store: StudiesDep) -> dict[str,
 
 @api.delete(
     "/studies/{study_id}",
-    status_code=204,
-    response_class=Response,
+    response_model=StudyDeleted,
     responses=_error_doc(404, 409),
     summary="Delete a study (refused while its runs are active); ?runs=true deletes its runs too",
 )
@@ -141,6 +146,6 @@ def api_delete(
     runner: RunnerDep,
     store: StudiesDep,
     runs: bool = Query(False, description="Also delete the study's runs and their folders"),
-) -> Response:
-    delete_study(runner, store, study_id, with_runs=runs)
-    return Response(status_code=204)
+) -> dict[str, Any]:
+    deleted = delete_study(runner, store, study_id, with_runs=runs)
+    return {"id": study_id, "deleted_runs": deleted}

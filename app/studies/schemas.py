@@ -117,6 +117,13 @@ class StudyCreated(_Open):
     url: str
 
 
+class StudyDeleted(_Open):
+    """The deleted study's id and the runs deleted with it (none unless ?runs=true)."""
+
+    id: str
+    deleted_runs: list[str]
+
+
 class StudyForm(_Open):
     """What the new-study form offers."""
 

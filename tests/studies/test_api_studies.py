@@ -172,7 +172,8 @@ def test_cancel_and_delete_refused_while_active(make_client: ClientFactory) -> N
         res = client.post(f"/api/studies/{study_id}/cancel")
         assert res.status_code == 409 and "no queued or running" in res.json()["detail"]
 
-        assert client.delete(f"/api/studies/{study_id}").status_code == 204
+        res = client.delete(f"/api/studies/{study_id}")
+        assert res.status_code == 200 and res.json() == {"id": study_id, "deleted_runs": []}
         assert client.get(f"/api/studies/{study_id}").status_code == 404
         assert client.get(f"/api/runs/{second['id']}").status_code == 200  # its runs stay
 
@@ -189,7 +190,8 @@ def test_a_study_survives_a_restart_and_delete_with_runs(make_client: ClientFact
         again = client.get(f"/api/studies/{created['id']}").json()
         assert again["summary"] == study["summary"] and again["paired"] == study["paired"]
         res = client.delete(f"/api/studies/{created['id']}", params={"runs": "true"})
-        assert res.status_code == 204
+        assert res.status_code == 200
+        assert res.json()["deleted_runs"] == [r["id"] for r in created["runs"]]
         for run in created["runs"]:
             assert client.get(f"/api/runs/{run['id']}").status_code == 404
 
