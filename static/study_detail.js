@@ -18,14 +18,14 @@ function head(table, names) {
 
 function renderSummary(d) {
   const table = $("#summary-table");
-  const outcomes = Object.entries(d.facts.outcomes);
-  head(table, [["variant"], ["n", "num"], ...outcomes.map(([, label]) => [label, "num"])]);
+  const outcomes = d.facts.outcomes;
+  head(table, [["variant"], ["n", "num"], ...outcomes.map((o) => [o.label, "num"])]);
   const rows = d.summary.map((r) => {
     const tr = document.createElement("tr");
     tr.dataset.variant = r.variant;
     cell(tr, r.variant);
     cell(tr, String(r.n), "num n");
-    for (const [name] of outcomes) cell(tr, fmtStat(r[name], d.facts), "num stat").dataset.outcome = name;
+    for (const { name } of outcomes) cell(tr, fmtStat(r[name], d.facts), "num stat").dataset.outcome = name;
     return tr;
   });
   table.tBodies[0].replaceChildren(...rows);

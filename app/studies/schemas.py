@@ -34,7 +34,7 @@ class StudyFacts(_Open):
     statuses: list[str]
     active: list[str]
     run_active: list[str]
-    outcomes: dict[str, str]
+    outcomes: list[dict[str, str]]
     metric_labels: dict[str, str]
     no_interval: str
 

@@ -34,7 +34,8 @@ def study_facts() -> dict[str, Any]:
         "statuses": list(STUDY_STATUSES),
         "active": list(STUDY_ACTIVE),
         "run_active": list(ACTIVE),
-        "outcomes": OUTCOMES,
+        # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.
+        "outcomes": [{"name": name, "label": label} for name, label in OUTCOMES.items()],
         "metric_labels": {name: METRIC_LABELS.get(name, name) for name in CURVE_NAMES},
         "no_interval": "n < 2: no interval",
     }

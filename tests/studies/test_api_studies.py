@@ -86,6 +86,7 @@ def test_study_of_two_variants_and_two_seeds_on_the_tiny_model(
         study = wait_study(client, study_id)
         assert study["status"] == "succeeded", study["runs"]
         assert [r["variant"] for r in study["summary"]] == ["none", "random-input"]
+        assert [o["name"] for o in study["facts"]["outcomes"]][0] == "final_heldout"
         for row in study["summary"]:
             assert row["n"] == 2
             for name in ("final_heldout", "best_heldout", "final_general"):

@@ -39,6 +39,10 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
         page.click("#launch")
         page.wait_for_url("**/studies/s*", timeout=30_000)
         page.locator('#study-status .badge[data-status="succeeded"]').wait_for(timeout=540_000)
+        # Columns in the outcomes' own order (the page's facts), the final held-out loss first.
+        assert (
+            page.locator("#summary-table thead th").nth(2).text_content() == "final held-out loss"
+        )
         rows = page.locator("#summary-table tbody tr")
         assert rows.count() == 2
         assert (
