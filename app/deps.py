@@ -13,6 +13,7 @@ from app.runs.preview import PreviewService
 from app.runs.runner import JobRunner
 from app.runs.storage import Storage
 from app.settings import Settings
+from app.studies.store import StudyStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -40,6 +41,11 @@ def get_preview(request: Request) -> PreviewService:
     return preview
 
 
+def get_studies(request: Request) -> StudyStore:
+    studies: StudyStore = request.app.state.studies
+    return studies
+
+
 def get_templates(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
     return templates
@@ -51,3 +57,4 @@ RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PreviewDep = Annotated[PreviewService, Depends(get_preview)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
+StudiesDep = Annotated[StudyStore, Depends(get_studies)]

@@ -27,6 +27,8 @@ from app.runs.storage import Storage, check_database
 from app.runs.uploads import UPLOAD_FRAMING
 from app.security import TokenMiddleware, redact_access_log
 from app.settings import Settings
+from app.studies import routes as studies_routes
+from app.studies.store import StudyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -69,6 +71,7 @@ def build_services(app: FastAPI, settings: Settings) -> list[Any]:
     app.state.storage = storage
     app.state.jobs = runner
     app.state.run_preview = preview
+    app.state.studies = StudyStore(settings)
     # Leftovers of a full disk go before the runner's start() can schedule anything.
     return [model_service, LeftoverCleaner(settings, storage), runner]
 
@@ -127,4 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     redact_access_log()
     for router in (health.router, inspect_routes.router, runs_routes.router, runs_routes.api):
         app.include_router(router)
+    app.include_router(studies_routes.router)
+    app.include_router(studies_routes.api)
     return app

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         description="Folders whose checkpoints may be loaded by path. Empty: any folder on a "
         "private (token-less, loopback) server, none on a shared one (ENTRODROP_TOKEN set).",
     )
+    max_study_runs: int = Field(
+        60, ge=1, description="Runs one study may queue at most (variants x seeds)."
+    )
     cancel_grace_s: float = Field(20.0, gt=0, description="Seconds between SIGTERM and SIGKILL.")
     max_text_bytes: int | None = Field(
         None,

@@ -22,6 +22,7 @@ from entrodrop.models import ModelLoadError
 
 STREAMS = {
     "/api/runs/{run_id}/metrics.csv": "text/csv",
+    "/api/studies/{study_id}.csv": "text/csv",
     "/api/runs/{run_id}/events": "text/event-stream",
 }
 

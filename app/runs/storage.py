@@ -227,6 +227,11 @@ class Storage:
         with self._tx() as c:
             c.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*changes.values(), run_id))
 
+    def delete_run(self, run_id: str) -> None:
+        """Forget a run and its metric rows (the caller removes its folder)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
         return RunRecord.from_row(rows[0]) if rows else None

@@ -1,0 +1,57 @@
+"""Cancel a study's runs, or delete a study (and optionally its runs)."""
+
+from __future__ import annotations
+
+import shutil
+
+from app.errors import RunConflict
+from app.runs.runner import JobRunner
+from app.studies.store import StudyStore
+from app.studies.views import study_runs
+from entrodrop.runfolder import ACTIVE
+
+
+class StudyConflict(RunConflict):
+    """The study is not in a state that allows the action (409)."""
+
+
+def cancel_study(runner: JobRunner, store: StudyStore, study_id: str) -> int:
+    """Cancel the study's queued runs, then its running ones; returns how many were cancelled.
+
+    Queued runs go first so that none of them starts in the gap a stopping run leaves.
+    """
+    runs = study_runs(runner, store.get(study_id))
+    active = [r for r in runs if r["status"] in ACTIVE and r["page"] is not None]
+    if not active:
+        raise StudyConflict(f"study {study_id} has no queued or running runs to cancel")
+    cancelled = 0
+    for status in ("queued", "running"):
+        for run in (r for r in active if r["status"] == status):
+            try:
+                runner.cancel(run["id"])
+                cancelled += 1
+            except RunConflict:
+                pass  # it finished meanwhile: nothing to stop
+    return cancelled
+
+
+def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs: bool) -> list[str]:
+    """Remove the study's record; its runs too when asked (their ids are returned).
+
+    Refused while any of its runs is queued or running.
+    """
+    record = store.get(study_id)
+    runs = study_runs(runner, record)
+    busy = [r["id"] for r in runs if r["status"] in ACTIVE]
+    if busy:
+        raise StudyConflict(
+            f"study {study_id} has {len(busy)} queued or running runs: cancel it first"
+        )
+    store.delete(study_id)
+    deleted = []
+    for run in runs if with_runs else []:
+        if run["page"] is not None:  # a run of the server's table (not a CLI study's)
+            runner.storage.delete_run(run["id"])
+            shutil.rmtree(runner.run_dir(run["id"]), ignore_errors=True)
+            deleted.append(run["id"])
+    return deleted

@@ -1,0 +1,78 @@
+"""Validate a new-study request and queue every run of it through the one job runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.errors import FieldError, RequestInvalid, readable_errors
+from app.runs.runner import JobRunner
+from app.runs.validate import parse_request
+from app.settings import Settings
+from app.studies.store import StudyStore
+from entrodrop.config import RunConfig
+from entrodrop.studies.config import StudyConfig
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    return [
+        FieldError(tuple(e["loc"]), str(e["msg"]).removeprefix("Value error, "))
+        for e in exc.errors(include_url=False)
+    ]
+
+
+def parse_study(body: Any, settings: Settings) -> StudyConfig:
+    """The body as a StudyConfig, within the server's cap on runs per study (422 otherwise)."""
+    if not isinstance(body, dict):
+        raise RequestInvalid([FieldError((), "expected a JSON object (a study config)")])
+    try:
+        study = StudyConfig.model_validate(body)
+    except ValidationError as exc:
+        raise RequestInvalid(_field_errors(exc), readable_errors(exc.errors())) from exc
+    count = len(study.variants) * len(study.seeds)
+    if count > settings.max_study_runs:
+        problem = FieldError(
+            ("variants",),
+            f"this study would queue {count} runs ({len(study.variants)} variants x "
+            f"{len(study.seeds)} seeds); this server allows at most {settings.max_study_runs} "
+            "per study (ENTRODROP_MAX_STUDY_RUNS)",
+        )
+        raise RequestInvalid([problem])
+    return study
+
+
+def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, int, RunConfig]]:
+    """Every run's config through the same checks as POST /api/runs (model, dataset...).
+
+    Errors are located under `base` (the shared fields: model, dataset) or the variant's label.
+    """
+    settings, storage = runner.settings, runner.storage
+    try:
+        parse_request(study.base.model_dump(mode="json"), settings, storage)
+    except RequestInvalid as exc:
+        raise RequestInvalid(
+            [FieldError(("base", *e.loc), e.msg) for e in exc.field_errors]
+        ) from exc
+    out = []
+    for run in study.expand():
+        try:
+            req = parse_request(run.config.model_dump(mode="json"), settings, storage)
+        except RequestInvalid as exc:
+            where = ("variants", run.variant)
+            raise RequestInvalid(
+                [FieldError((*where, *e.loc), e.msg) for e in exc.field_errors]
+            ) from exc
+        out.append((run.variant, run.seed, req.config))
+    return out
+
+
+def create_study(body: Any, runner: JobRunner, store: StudyStore) -> dict[str, Any]:
+    """Validate, queue every run (seed by seed, variants in order) and record the study."""
+    study = parse_study(body, runner.settings)
+    planned = checked_configs(study, runner)  # every check passes before anything is queued
+    runs = [
+        {"id": runner.submit(config).id, "variant": variant, "seed": seed}
+        for variant, seed, config in planned
+    ]
+    return store.create(study, runs)

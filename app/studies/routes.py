@@ -1,0 +1,151 @@
+"""Studies: the list, new-study form and study pages, and the API that creates and reads them.
+
+Routes call a data function (app.studies.views, .form, .create, .control) and render; the page
+and its JSON twin come from the same function. Errors are domain exceptions (app.errors).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.deps import RunnerDep, SettingsDep, StorageDep, StudiesDep, TemplatesDep
+from app.errors import ErrorBody
+from app.studies import views
+from app.studies.control import cancel_study, delete_study
+from app.studies.create import create_study
+from app.studies.form import new_study_form
+from app.studies.schemas import (
+    StudiesPublic,
+    StudyCreated,
+    StudyDeleted,
+    StudyDetail,
+    StudyForm,
+)
+from app.studies.store import StudyNotFound
+from entrodrop.studies.config import StudyConfig
+
+router = APIRouter()
+api = APIRouter(prefix="/api", tags=["studies"])
+STUDY_BODY = StudyConfig.__doc__ or "a study config"  # the body; docs/studies.md has its fields
+
+
+def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def _page(
+    request: Request, templates: TemplatesDep, name: str, data: Any, status: int = 200
+) -> Response:
+    context = {"nav": "studies", "data": data}
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+# ------------------------------------------------------------ pages
+
+
+@router.get("/studies", response_class=HTMLResponse, include_in_schema=False)
+def studies_page(
+    request: Request, runner: RunnerDep, store: StudiesDep, templates: TemplatesDep
+) -> Response:
+    return _page(request, templates, "studies_list.html", views.studies_list(runner, store))
+
+
+@router.get("/studies/new", response_class=HTMLResponse, include_in_schema=False)
+def new_study_page(
+    request: Request, settings: SettingsDep, storage: StorageDep, templates: TemplatesDep
+) -> Response:
+    return _page(request, templates, "study_new.html", new_study_form(settings, storage))
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse, include_in_schema=False)
+def study_page(
+    request: Request, study_id: str, runner: RunnerDep, store: StudiesDep, templates: TemplatesDep
+) -> Response:
+    try:
+        data = views.study_detail(runner, store, study_id)
+    except StudyNotFound:
+        message = {"message": f"No study {study_id!r}."}
+        return _page(request, templates, "study_error.html", message, 404)
+    return _page(request, templates, "study_detail.html", data)
+
+
+# ------------------------------------------------------------ API
+
+
+@api.get("/studies/form", response_model=StudyForm, summary="What the new-study form offers")
+def api_form(settings: SettingsDep, storage: StorageDep) -> dict[str, Any]:
+    return new_study_form(settings, storage)
+
+
+@api.post(
+    "/studies",
+    status_code=201,
+    response_model=StudyCreated,
+    responses=_error_doc(422),
+    summary="Queue every variant with every seed as one study",
+)
+def api_create(
+    runner: RunnerDep,
+    store: StudiesDep,
+    body: Annotated[Any, Body(description=STUDY_BODY)] = None,
+) -> dict[str, Any]:
+    record = create_study(body, runner, store)
+    detail = views.study_detail(runner, store, record["id"])
+    return {"id": record["id"], "runs": detail["runs"], "url": detail["links"]["page"]}
+
+
+@api.get("/studies", response_model=StudiesPublic, summary="All studies, newest first")
+def api_studies(runner: RunnerDep, store: StudiesDep) -> dict[str, Any]:
+    return views.studies_list(runner, store)
+
+
+@api.get(
+    "/studies/{study_id}.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **_error_doc(404)},
+    summary="The summary and paired tables as CSV",
+)
+def api_study_csv(study_id: str, runner: RunnerDep, store: StudiesDep) -> Response:
+    body = views.study_csv(runner, store, study_id)
+    headers = {"Content-Disposition": f'attachment; filename="{study_id}.csv"'}
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@api.get(
+    "/studies/{study_id}",
+    response_model=StudyDetail,
+    responses=_error_doc(404),
+    summary="One study: runs, summary (mean ± 95% CI), paired differences, readings, curves",
+)
+def api_study(study_id: str, runner: RunnerDep, store: StudiesDep) -> dict[str, Any]:
+    return views.study_detail(runner, store, study_id)
+
+
+@api.post(
+    "/studies/{study_id}/cancel",
+    response_model=StudyDetail,
+    responses=_error_doc(404, 409),
+    summary="Cancel the study's queued and running runs",
+)
+def api_cancel(study_id: str, runner: RunnerDep, store: StudiesDep) -> dict[str, Any]:
+    cancel_study(runner, store, study_id)
+    return views.study_detail(runner, store, study_id)
+
+
+@api.delete(
+    "/studies/{study_id}",
+    response_model=StudyDeleted,
+    responses=_error_doc(404, 409),
+    summary="Delete a study (refused while its runs are active); ?runs=true deletes its runs too",
+)
+def api_delete(
+    study_id: str,
+    runner: RunnerDep,
+    store: StudiesDep,
+    runs: bool = Query(False, description="Also delete the study's runs and their folders"),
+) -> dict[str, Any]:
+    deleted = delete_study(runner, store, study_id, with_runs=runs)
+    return {"id": study_id, "deleted_runs": deleted}

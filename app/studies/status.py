@@ -1,0 +1,28 @@
+"""A study's status, derived from its runs' statuses: the one place the study statuses are defined."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from entrodrop.runfolder import ACTIVE
+
+# queued: no run started yet; running: some run active, some started or finished;
+# succeeded: every run succeeded; partial: finished, some succeeded and some did not;
+# failed: finished, none succeeded and at least one failed; cancelled: the rest (cancelled,
+# interrupted or deleted runs, none succeeded).
+STUDY_STATUSES = ("queued", "running", "succeeded", "partial", "failed", "cancelled")
+STUDY_ACTIVE = ("queued", "running")
+MISSING = "missing"  # a run whose record is gone (deleted from the runs table)
+
+
+def study_status(run_statuses: Iterable[str]) -> str:
+    """The study's status from its runs' statuses (see STUDY_STATUSES)."""
+    statuses = list(run_statuses)
+    if any(s in ACTIVE for s in statuses):
+        return "queued" if all(s == "queued" for s in statuses) else "running"
+    succeeded = sum(1 for s in statuses if s == "succeeded")
+    if statuses and succeeded == len(statuses):
+        return "succeeded"
+    if succeeded:
+        return "partial"
+    return "failed" if "failed" in statuses else "cancelled"

@@ -1,0 +1,149 @@
+"""The data behind the studies pages: each function feeds both a page and its JSON twin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.runs.facts import METRIC_LABELS
+from app.runs.runner import JobRunner
+from app.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
+from app.studies.store import MANAGED_BY, StudyStore
+from entrodrop.runfolder import ACTIVE, RunFolder
+from entrodrop.studies.config import StudyConfig
+from entrodrop.studies.curves import study_curves
+from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES, run_outcomes
+from entrodrop.studies.results import results_csv, study_results
+from entrodrop.studies.stats import RunKey
+
+# The study page's plots: one curve per variant (mean over seeds, 95% band) per panel.
+CURVE_PANELS: list[dict[str, Any]] = [
+    {"id": "heldout", "title": "Held-out loss (all tokens)", "name": HELDOUT},
+    {
+        "id": "rebound",
+        "title": "Rebound: held-out loss on high-entropy tokens",
+        "name": HIGH_ENTROPY,
+    },
+    {"id": "general", "title": "General-text loss (forgetting)", "name": GENERAL},
+]
+CURVE_NAMES = tuple(p["name"] for p in CURVE_PANELS)
+
+
+def study_facts() -> dict[str, Any]:
+    """What the studies pages show, sent in their data so neither Jinja nor JS retypes it."""
+    return {
+        "statuses": list(STUDY_STATUSES),
+        "active": list(STUDY_ACTIVE),
+        "run_active": list(ACTIVE),
+        # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.
+        "outcomes": [{"name": name, "label": label} for name, label in OUTCOMES.items()],
+        "metric_labels": {name: METRIC_LABELS.get(name, name) for name in CURVE_NAMES},
+        "no_interval": "n < 2: no interval",
+    }
+
+
+def _links(study_id: str) -> dict[str, str]:
+    return {
+        "page": f"/studies/{study_id}",
+        "api": f"/api/studies/{study_id}",
+        "csv": f"/api/studies/{study_id}.csv",
+        "cancel": f"/api/studies/{study_id}/cancel",
+    }
+
+
+def study_runs(runner: JobRunner, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's runs with their live status from the runs table (or the file's, for a CLI study)."""
+    server = record.get("managed_by") == MANAGED_BY
+    out = []
+    for entry in record["runs"]:
+        run = runner.storage.get_run(entry["id"])
+        row = {"id": entry["id"], "variant": entry["variant"], "seed": int(entry["seed"])}
+        if run is not None:
+            row |= {"status": run.status, "error": run.error, "step": run.step}
+            row |= {"total_steps": run.total_steps, "progress": run.progress}
+            row |= {"final_eval_loss": run.final_eval_loss, "page": f"/runs/{run.id}"}
+        else:
+            status = MISSING if server else str(entry.get("status", MISSING))
+            row |= {"status": status, "error": entry.get("error"), "step": 0, "total_steps": None}
+            row |= {"progress": 1.0 if status == "succeeded" else 0.0}
+            row |= {"final_eval_loss": None, "page": None}
+        out.append(row)
+    return out
+
+
+def _counts(runs: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return counts
+
+
+def study_item(record: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A study as the list shows it, given its runs (study_runs)."""
+    config = record["config"]
+    return {
+        "id": record["id"],
+        "name": record["name"],
+        "status": study_status(r["status"] for r in runs),
+        "created_at": record.get("created_at"),
+        "variants": [label for label, _ in StudyConfig.model_validate(config).variant_configs()],
+        "seeds": config.get("seeds", []),
+        "n_runs": len(runs),
+        "counts": _counts(runs),
+        "links": _links(record["id"]),
+    }
+
+
+def studies_list(runner: JobRunner, store: StudyStore) -> dict[str, Any]:
+    """GET /api/studies and /studies: every study, newest first."""
+    return {
+        "studies": [study_item(r, study_runs(runner, r)) for r in store.records()],
+        "facts": study_facts(),
+    }
+
+
+def _rows(runner: JobRunner, record: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One run's metric rows with a value (a non-finite value is stored as null: left out)."""
+    if run["page"] is not None:
+        rows = runner.storage.metrics(run["id"], names=CURVE_NAMES)
+    elif run["status"] == "succeeded":  # a CLI study's run: its folder is the record
+        rows = RunFolder(StudyStore.runs_path(record) / run["id"], writer=False).read_metrics()
+    else:
+        rows = []
+    return [r for r in rows if r.get("value") is not None]
+
+
+def study_results_data(
+    runner: JobRunner, record: dict[str, Any], runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Summary and paired differences over the succeeded runs; curves over every run so far."""
+    study = StudyConfig.model_validate(record["config"])
+    rows = {(r["variant"], r["seed"]): _rows(runner, record, r) for r in runs}
+    done: dict[RunKey, Any] = {
+        (r["variant"], r["seed"]): run_outcomes(rows[(r["variant"], r["seed"])])
+        for r in runs
+        if r["status"] == "succeeded"
+    }
+    result = study_results(study, done)
+    labels = [label for label, _ in study.variant_configs()]
+    curves = study_curves({k: v for k, v in rows.items() if v}, labels, CURVE_NAMES)
+    return {**result, "readings": [p["reading"] for p in result["paired"]], "curves": curves}
+
+
+def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[str, Any]:
+    """GET /api/studies/{id} and /studies/{id}: runs, summary, paired, readings, curves."""
+    record = store.get(study_id)
+    runs = study_runs(runner, record)
+    return {
+        **study_item(record, runs),
+        "config": record["config"],
+        "runs": runs,
+        **study_results_data(runner, record, runs),
+        "panels": CURVE_PANELS,
+        "facts": study_facts(),
+    }
+
+
+def study_csv(runner: JobRunner, store: StudyStore, study_id: str) -> str:
+    """The summary and paired tables as one tidy CSV (entrodrop.studies.results's columns)."""
+    record = store.get(study_id)
+    return results_csv(study_results_data(runner, record, study_runs(runner, record)))

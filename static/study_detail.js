@@ -1,0 +1,140 @@
+// The study page: per-variant table (mean ± 95% CI), paired differences, readings, curves per
+// variant (mean line with a 95% band), the runs; live while any run is queued or running.
+
+import { COLORS } from "./runs_charts.js";
+import { $, api, pageData } from "./runs_common.js";
+import { badge, cell, fmtNum, fmtStat, link } from "./study_common.js";
+
+function head(table, names) {
+  const tr = document.createElement("tr");
+  names.forEach(([text, cls]) => {
+    const th = document.createElement("th");
+    th.textContent = text;
+    if (cls) th.className = cls;
+    tr.append(th);
+  });
+  table.tHead.replaceChildren(tr);
+}
+
+function renderSummary(d) {
+  const table = $("#summary-table");
+  const outcomes = d.facts.outcomes;
+  head(table, [["variant"], ["n", "num"], ...outcomes.map((o) => [o.label, "num"])]);
+  const rows = d.summary.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.variant = r.variant;
+    cell(tr, r.variant);
+    cell(tr, String(r.n), "num n");
+    for (const { name } of outcomes) cell(tr, fmtStat(r[name], d.facts), "num stat").dataset.outcome = name;
+    return tr;
+  });
+  table.tBodies[0].replaceChildren(...rows);
+}
+
+function renderPaired(d) {
+  const table = $("#paired-table");
+  head(table, [["variant"], ["against"], ["n", "num"], ["final held-out difference", "num"], ["CI excludes 0"]]);
+  const rows = d.paired.map((p) => {
+    const tr = document.createElement("tr");
+    tr.dataset.variant = p.variant;
+    tr.dataset.vs = p.vs;
+    cell(tr, p.variant);
+    cell(tr, `${p.vs_label} (${p.vs})`);
+    cell(tr, String(p.final_heldout_diff.n), "num");
+    cell(tr, fmtStat(p.final_heldout_diff, d.facts, true), "num diff");
+    const verdict = cell(tr, p.excludes_zero ? "yes: beyond seed noise" : "no", "verdict");
+    verdict.classList.toggle("beyond", p.excludes_zero);
+    return tr;
+  });
+  table.tBodies[0].replaceChildren(...rows);
+  $("#paired-empty").hidden = d.paired.length > 0;
+  $("#readings").replaceChildren(...d.readings.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+}
+
+function renderRuns(d) {
+  const rows = d.runs.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.runId = r.id;
+    cell(tr, r.page ? link(r.page, r.id) : r.id);
+    cell(tr, r.variant);
+    cell(tr, String(r.seed), "num");
+    cell(tr, badge(r.status), "status-cell");
+    cell(tr, `${r.step}${r.total_steps ? " / " + r.total_steps : ""} steps`, "small muted");
+    cell(tr, fmtNum(r.final_eval_loss, 4), "num");
+    return tr;
+  });
+  $("#study-runs").tBodies[0].replaceChildren(...rows);
+}
+
+function renderHead(d) {
+  $("#study-status").replaceChildren(badge(d.status));
+  const done = d.counts.succeeded || 0;
+  $("#study-facts").textContent =
+    `${d.variants.length} variants × ${d.seeds.length} seeds (${d.seeds.join(", ")}) = ${d.n_runs} runs; ` +
+    `${done} succeeded` + Object.entries(d.counts).filter(([s]) => s !== "succeeded").map(([s, n]) => `, ${n} ${s}`).join("");
+  $("#cancel-study").hidden = !d.runs.some((r) => d.facts.run_active.includes(r.status));
+}
+
+// One chart per panel: per variant, a band (mean ± CI, where n ≥ 2) and the mean line.
+function drawCurves(d) {
+  if (typeof Plotly === "undefined") return;
+  for (const panel of d.panels) {
+    const traces = [];
+    d.variants.forEach((variant, i) => {
+      const curve = ((d.curves[variant] || {})[panel.name]) || { step: [] };
+      if (!curve.step.length) return;
+      const color = COLORS[i % COLORS.length];
+      traces.push({ x: curve.step, y: curve.hi, mode: "lines", line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: variant });
+      traces.push({ x: curve.step, y: curve.lo, mode: "lines", line: { width: 0, color }, fill: "tonexty",
+        fillcolor: color + "33", hoverinfo: "skip", showlegend: false, legendgroup: variant });
+      traces.push({ x: curve.step, y: curve.mean, mode: "lines+markers", name: variant, legendgroup: variant,
+        line: { color, width: 2 }, marker: { size: 5 }, customdata: curve.n,
+        hovertemplate: `${variant}: %{y:.4f} (n=%{customdata})<extra></extra>` });
+    });
+    const el = document.getElementById(`chart-${panel.id}`);
+    el.dataset.traces = String(traces.length / 3);
+    if (!traces.length) continue;
+    el.querySelector(".chart-empty")?.remove();
+    Plotly.react(el, traces, {
+      margin: { l: 55, r: 10, t: 10, b: 40 }, height: 300,
+      xaxis: { title: { text: "step" } }, yaxis: { title: { text: d.facts.metric_labels[panel.name] } },
+      legend: { orientation: "h", y: -0.25 },
+    }, { displaylogo: false, responsive: true });
+  }
+}
+
+function render(d) {
+  renderHead(d);
+  renderSummary(d);
+  renderPaired(d);
+  renderRuns(d);
+  drawCurves(d);
+}
+
+function initStudy(data) {
+  render(data);
+  let current = data;
+  const live = $("#live-state");
+  const isActive = (d) => d.facts.active.includes(d.status);
+  async function poll() {
+    if (!isActive(current)) { live.textContent = ""; return; }
+    live.textContent = "live: updating every 2 s";
+    const res = await api("GET", data.links.api);
+    if (res.ok) { current = res.data; render(current); }
+    if (isActive(current)) setTimeout(poll, 2000);
+    else live.textContent = "";
+  }
+  if (isActive(current)) live.textContent = "live: updating every 2 s";
+  $("#cancel-study").addEventListener("click", async () => {
+    const res = await api("POST", data.links.cancel);
+    if (res.ok) { current = res.data; render(current); }
+    else live.textContent = res.data.detail;
+  });
+  setTimeout(poll, 2000);
+}
+
+initStudy(pageData("study-data"));

@@ -1,0 +1,8 @@
+"""The studies tests reuse the runs tests' fake training child and waiting helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runs"))

@@ -1,0 +1,209 @@
+"""The studies API and pages through an in-process client: a real study on the tiny model,
+validation, cancel, delete and a restart."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+
+from app.main import create_app
+from app.settings import Settings
+
+pytestmark = pytest.mark.timeout(300)
+ClientFactory = Callable[..., Any]
+TINY = {"max_steps": 2, "seq_len": 32, "batch_size": 2, "eval_every": 2, "max_eval_tokens": 256}
+
+
+@pytest.fixture
+def make_client(entrodrop_home: Path, tmp_path: Path) -> ClientFactory:
+    """A TestClient (lifespan running) on this test's home; fake=True swaps in the test double."""
+    fake = write_fake_child(tmp_path)
+
+    @contextmanager
+    def make(fake_child: bool = True, **kw: Any) -> Iterator[TestClient]:
+        settings = Settings(home=entrodrop_home, load_model_on_startup=False, **kw)
+        app = create_app(settings)
+        app.state.jobs.poll_interval = 0.1
+        if fake_child:
+            app.state.jobs.entry = (str(fake),)
+        with TestClient(app) as client:
+            yield client
+
+    return make
+
+
+def wait_study(client: TestClient, study_id: str, timeout: float = 240) -> dict[str, Any]:
+    """Poll the study until no run is queued or running; checks the queue's one-at-a-time rule."""
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        res = client.get(f"/api/studies/{study_id}")
+        assert res.status_code == 200, res.text
+        seen.update(res.json())
+        assert sum(r["status"] == "running" for r in seen["runs"]) <= 1  # one at a time
+        return seen["status"] not in seen["facts"]["active"]
+
+    wait_sync(done, timeout, f"study {study_id}")
+    return seen
+
+
+def finite(stat: dict[str, Any]) -> bool:
+    return all(isinstance(stat[k], float) and math.isfinite(stat[k]) for k in ("mean", "ci95"))
+
+
+def test_study_of_two_variants_and_two_seeds_on_the_tiny_model(
+    make_client: ClientFactory, tiny_model_dir: Path
+) -> None:
+    body = {
+        "name": "tiny none vs random",
+        "base": {"model": str(tiny_model_dir), **TINY},
+        "variants": ["none", "random"],
+        "seeds": [0, 1],
+    }
+    with make_client(fake_child=False) as client:
+        res = client.post("/api/studies", json=body)
+        assert res.status_code == 201, res.text
+        created = res.json()
+        study_id = created["id"]
+        assert created["url"] == f"/studies/{study_id}"
+        assert [(r["variant"], r["seed"]) for r in created["runs"]] == [
+            ("none", 0), ("random-input", 0), ("none", 1), ("random-input", 1),
+        ]  # fmt: skip
+        # The runs are ordinary runs of the one queue, with the study's checkpoint choice.
+        run = client.get(f"/api/runs/{created['runs'][1]['id']}").json()
+        assert run["config"]["method"] == "random" and run["config"]["seed"] == 0
+        assert run["config"]["save_checkpoints"] is False and run["config"]["save_model"] is False
+
+        study = wait_study(client, study_id)
+        assert study["status"] == "succeeded", study["runs"]
+        assert [r["variant"] for r in study["summary"]] == ["none", "random-input"]
+        assert [o["name"] for o in study["facts"]["outcomes"]][0] == "final_heldout"
+        for row in study["summary"]:
+            assert row["n"] == 2
+            for name in ("final_heldout", "best_heldout", "final_general"):
+                assert finite(row[name]), (row["variant"], name, row[name])
+        (paired,) = study["paired"]
+        assert (paired["variant"], paired["vs"], paired["vs_label"]) == (
+            "random-input",
+            "none",
+            "none",
+        )
+        assert paired["seeds"] == [0, 1] and finite(paired["final_heldout_diff"])
+        assert study["readings"] == [paired["reading"]] and "n=2" in paired["reading"]
+        curve = study["curves"]["none"]["eval/loss"]
+        assert curve["step"] == [0, 2] and curve["n"] == [2, 2]
+        assert all(
+            lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"], strict=True)
+        )
+
+        res = client.get(f"/api/studies/{study_id}.csv")
+        assert res.status_code == 200 and res.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(res.text)))
+        assert {(r["table"], r["variant"]) for r in rows} >= {
+            ("summary", "none"), ("summary", "random-input"), ("paired", "random-input"),
+        }  # fmt: skip
+
+        listed = client.get("/api/studies").json()["studies"]
+        assert [(s["id"], s["status"], s["n_runs"]) for s in listed] == [(study_id, "succeeded", 4)]
+        page = client.get(f"/studies/{study_id}")
+        assert page.status_code == 200 and 'id="study-data"' in page.text
+
+
+def test_bad_studies_are_refused_with_the_house_error_shape(make_client: ClientFactory) -> None:
+    cases: list[tuple[Any, str]] = [
+        ({"name": "x", "variants": ["nope"]}, "unknown method 'nope'"),
+        ({"variants": ["none"]}, "'name' is required"),
+        ({"name": "x", "variants": [{"method": "none", "max_steps": 3}]}, "set it in 'base'"),
+        ({"name": "x", "variants": ["none"], "seeds": [1, 1]}, "seeds must be unique"),
+        (
+            {"name": "x", "variants": ["none"], "base": {"model": "/no/such/model"}},
+            "no model folder",
+        ),
+        ({"name": "x", "variants": ["none", "random"], "seeds": [0, 1]}, "at most 3"),
+        ([1, 2], "expected a JSON object"),
+    ]
+    with make_client(max_study_runs=3) as client:
+        for body, words in cases:
+            res = client.post("/api/studies", json=body)
+            assert res.status_code == 422, (body, res.text)
+            assert words in res.json()["detail"], (body, res.json())
+        res = client.post(
+            "/api/studies", json={"name": "x", "variants": ["none"], "base": {"model": "/no"}}
+        )
+        assert any(e["loc"][:2] == ["base", "model"] for e in res.json()["errors"])
+        assert client.get("/api/runs").json()["runs"] == []  # nothing was queued
+        assert client.get("/api/studies").json()["studies"] == []
+        for path in ("/api/studies/s-nope", "/api/studies/a..b", "/api/studies/s-nope.csv"):
+            res = client.get(path)
+            assert res.status_code == 404 and "no study" in res.json()["detail"], path
+        assert client.get("/api/studies/..%2F..%2Fetc").status_code == 404
+        assert client.get("/studies/s-nope").status_code == 404
+
+
+def test_cancel_and_delete_refused_while_active(make_client: ClientFactory) -> None:
+    body = {"name": "slow", "variants": ["none", "label_smoothing"], "seeds": [SEED_MODES["slow"]]}
+    with make_client() as client:
+        created = client.post("/api/studies", json=body).json()
+        study_id, (first, second) = created["id"], created["runs"]
+        wait_sync(
+            lambda: client.get(f"/api/runs/{first['id']}").json()["status"] == "running",
+            60,
+            "the first run to start",
+        )
+        study = client.get(f"/api/studies/{study_id}").json()
+        assert study["status"] == "running"
+        assert [r["status"] for r in study["runs"]] == ["running", "queued"]  # one at a time
+        res = client.delete(f"/api/studies/{study_id}")
+        assert res.status_code == 409 and "cancel it first" in res.json()["detail"]
+
+        res = client.post(f"/api/studies/{study_id}/cancel")
+        assert res.status_code == 200, res.text
+        study = wait_study(client, study_id, 60)
+        assert study["status"] == "cancelled"
+        assert [r["status"] for r in study["runs"]] == ["cancelled", "cancelled"]
+        res = client.post(f"/api/studies/{study_id}/cancel")
+        assert res.status_code == 409 and "no queued or running" in res.json()["detail"]
+
+        res = client.delete(f"/api/studies/{study_id}")
+        assert res.status_code == 200 and res.json() == {"id": study_id, "deleted_runs": []}
+        assert client.get(f"/api/studies/{study_id}").status_code == 404
+        assert client.get(f"/api/runs/{second['id']}").status_code == 200  # its runs stay
+
+
+def test_a_study_survives_a_restart_and_delete_with_runs(make_client: ClientFactory) -> None:
+    body = {"name": "restart", "variants": ["none", "weight_decay"], "seeds": [0, 1]}
+    with make_client() as client:
+        created = client.post("/api/studies", json=body).json()
+        study = wait_study(client, created["id"], 60)
+        assert study["status"] == "succeeded"
+    with make_client() as client:  # a new server on the same home
+        (listed,) = client.get("/api/studies").json()["studies"]
+        assert (listed["id"], listed["status"], listed["n_runs"]) == (created["id"], "succeeded", 4)
+        again = client.get(f"/api/studies/{created['id']}").json()
+        assert again["summary"] == study["summary"] and again["paired"] == study["paired"]
+        res = client.delete(f"/api/studies/{created['id']}", params={"runs": "true"})
+        assert res.status_code == 200
+        assert res.json()["deleted_runs"] == [r["id"] for r in created["runs"]]
+        for run in created["runs"]:
+            assert client.get(f"/api/runs/{run['id']}").status_code == 404
+
+
+def test_pages_and_form(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        form = client.get("/api/studies/form").json()
+        labels = {v["label"] for v in form["variants"]}
+        assert {"none", "entrodrop-reference-input", "random-input"} <= labels
+        assert all(set(p["labels"]) <= labels for p in form["presets"])
+        assert form["max_runs"] == 60 and form["seeds"] == [0, 1, 2]
+        for path in ("/studies", "/studies/new"):
+            res = client.get(path)
+            assert res.status_code == 200 and 'href="/studies"' in res.text, path

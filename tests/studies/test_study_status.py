@@ -1,0 +1,28 @@
+"""A study's status from its runs' statuses: every case of app.studies.status."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.studies.status import STUDY_STATUSES, study_status
+
+
+@pytest.mark.parametrize(
+    ("runs", "expected"),
+    [
+        (["queued", "queued"], "queued"),
+        (["running", "queued"], "running"),
+        (["succeeded", "queued"], "running"),  # between two runs: still going
+        (["failed", "queued"], "running"),
+        (["succeeded", "succeeded"], "succeeded"),
+        (["succeeded", "failed"], "partial"),
+        (["succeeded", "cancelled"], "partial"),
+        (["succeeded", "interrupted"], "partial"),
+        (["failed", "cancelled"], "failed"),
+        (["cancelled", "interrupted"], "cancelled"),
+        (["missing"], "cancelled"),
+    ],
+)
+def test_study_status(runs: list[str], expected: str) -> None:
+    assert study_status(runs) == expected
+    assert expected in STUDY_STATUSES
