@@ -136,12 +136,6 @@ class AdapterConfig(_Strict):
         "such as [\"q_proj\", \"v_proj\"].",
     )
 
-    @field_validator("alpha", "dropout")
-    @classmethod
-    def _no_nan(cls, v: float, info: object) -> float:
-        _finite(v, getattr(info, "field_name", "value"))
-        return v
-
     @field_validator("target_modules")
     @classmethod
     def _names(cls, v: list[str] | str) -> list[str] | str:

@@ -14,6 +14,7 @@ from app.model_paths import check_model_folder
 from app.runs.process import Launcher
 from app.runs.storage import Storage
 from app.settings import Settings
+from entrodrop.adapters import adapter_problem
 from entrodrop.config import PRESETS, RunConfig, with_preset
 from entrodrop.data import (
     USER_SUFFIXES,
@@ -24,7 +25,7 @@ from entrodrop.data import (
     uploads_dir,
 )
 from entrodrop.models import check_local_checkpoint
-from entrodrop.runfolder import is_run_id
+from entrodrop.runfolder import ADAPTER_CONFIG, is_run_id
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
@@ -80,7 +81,7 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
         path = check_model_folder(path, settings)  # the allowed-folder rule before any look
         if not path.is_dir():
             raise ValueError(f"no model folder at {spec}")
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / ADAPTER_CONFIG).is_file():
             raise ValueError(f"{spec} is not a model folder: it has no config.json")
         check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
         return str(path)
@@ -152,6 +153,8 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
             checked[name] = check(value)
         except ValueError as exc:
             errors.append(FieldError((name,), str(exc)))
+    if config is not None and (problem := adapter_problem(config.adapter)) is not None:
+        errors.append(FieldError(("adapter", "kind"), problem))  # QLoRA where it cannot run
     if config is not None and config.method == compare_with:
         errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
     if config is not None and not errors:
