@@ -123,8 +123,8 @@ class AdapterConfig(_Strict):
         "4-bit base model (needs CUDA and bitsandbytes).",
     )
     r: int = Field(16, ge=1, le=1024, title="rank r", description="rank of the adapter matrices")
-    alpha: float = Field(
-        32.0, gt=0.0, le=10_000.0, title="alpha", description="scale: updates are alpha/r x B A"
+    alpha: int = Field(
+        32, ge=1, le=10_000, title="alpha", description="scale: updates are alpha/r x B A"
     )
     dropout: float = Field(
         0.05, ge=0.0, lt=1.0, title="adapter dropout", description="dropout on the adapter input"
@@ -133,7 +133,7 @@ class AdapterConfig(_Strict):
         "all-linear",
         title="target modules",
         description="'all-linear' (every linear layer but the output head) or module names "
-        "such as [\"q_proj\", \"v_proj\"].",
+        'such as ["q_proj", "v_proj"].',
     )
 
     @field_validator("target_modules")

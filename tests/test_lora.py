@@ -27,7 +27,7 @@ from entrodrop.training.baselines import apply_hidden_dropout
 from entrodrop.training.reference import forward_token_stats
 from entrodrop.training.run import TrainingFailed, train
 
-LORA = {"kind": "lora", "r": 4, "alpha": 8.0, "dropout": 0.0}
+LORA = {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +64,9 @@ def adapter_only(folder: Path) -> None:
     names = {p.name for p in folder.iterdir()}
     assert set(rf.ADAPTER_FILES) <= names and "tokenizer.json" in names
     assert not names & set(rf.WEIGHT_FILES)
-    assert not [n for n in names if n.endswith((".bin", ".pt")) and n.startswith(("adapter", "model"))]
+    assert not [
+        n for n in names if n.endswith((".bin", ".pt")) and n.startswith(("adapter", "model"))
+    ]
 
 
 def register(home: Path, run_id: str, config: RunConfig) -> None:
@@ -244,7 +246,9 @@ def test_bad_adapter_errors_sit_at_their_field_in_the_api(entrodrop_home: Path) 
             assert res.status_code == 422 and "CUDA" in res.text
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
 def test_qlora_without_cuda_fails_the_run_with_the_reason(
     tiny_model_dir: Path, corpus: Path, tmp_path: Path
 ) -> None:

@@ -53,8 +53,8 @@ from entrodrop.training.diagnostics import (
     entropy_median,
     evenly_spaced,
 )
-from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
 from entrodrop.training.lora import knob_arguments, load_training_model
+from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
 from entrodrop.training.trainer import EntroDropTrainer
 
 log = logging.getLogger("entrodrop.training")
