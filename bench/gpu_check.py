@@ -207,10 +207,11 @@ def main() -> int:
         step(results, "full_weights", lambda: training_run(config, home / "full"))
         lora = run_config(model_dir, steps, seq_len, batch, adapter={"kind": "lora", "r": 16})
         step(results, "lora", lambda: training_run(lora, home / "lora"))
-        if torch.cuda.device_count() >= 2:
+        if torch.cuda.device_count() >= 2 or dry:  # the dry run: 2 CPU processes on gloo
             step(results, "ddp_2", lambda: launched_run(config, home / "ddp", 2, fsdp=False))
+        if torch.cuda.device_count() >= 2:
             step(results, "fsdp_2", lambda: launched_run(config, home / "fsdp", 2, fsdp=True))
-        else:
+        elif not dry:
             results["ddp_2"] = {"ok": None, "why": f"{torch.cuda.device_count()} GPU(s): not run"}
     results["machine"] = machine()
     results["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

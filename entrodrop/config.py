@@ -136,6 +136,14 @@ class AdapterConfig(_Strict):
         'such as ["q_proj", "v_proj"].',
     )
 
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        # The form and flags may give "q_proj, v_proj": a list of names.
+        if isinstance(v, str) and v.strip() != "all-linear":
+            return [n.strip() for n in v.split(",") if n.strip()]
+        return v.strip() if isinstance(v, str) else v
+
     @field_validator("target_modules")
     @classmethod
     def _names(cls, v: list[str] | str) -> list[str] | str:

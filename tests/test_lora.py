@@ -222,7 +222,8 @@ def test_hidden_dropout_leaves_the_adapter_dropout_alone(tiny_model_dir: Path) -
         ({"kind": "dora"}, "'lora' or 'qlora'"),
         ({"kind": "lora", "target_modules": []}, "at least one module name"),
         ({"kind": "lora", "target_modules": ["q_proj; rm"]}, "not a module name"),
-        ({"kind": "lora", "target_modules": "attention"}, "all-linear"),
+        ({"kind": "lora", "target_modules": 5}, "all-linear"),
+        ({"kind": "lora", "target_modules": " , "}, "at least one module name"),
         ({"kind": "lora", "alpha": float("nan")}, "adapter.alpha"),
         ({"kind": "lora", "dropout": 1.0}, "less than 1"),
         ({"kind": "lora", "rank": 8}, "Extra inputs are not permitted"),
@@ -233,6 +234,27 @@ def test_bad_adapter_configs_are_refused_with_a_message(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         RunConfig(adapter=adapter)
+
+
+def test_target_modules_take_comma_separated_names() -> None:
+    assert AdapterConfig(target_modules="q_proj, v_proj").target_modules == ["q_proj", "v_proj"]
+    assert AdapterConfig(target_modules=" all-linear ").target_modules == "all-linear"
+
+
+def test_the_new_run_form_offers_the_adapter_and_the_knobs(entrodrop_home: Path) -> None:
+    settings = Settings(home=entrodrop_home, load_model_on_startup=False)
+    with TestClient(create_app(settings)) as client:
+        form = client.get("/api/runs/form").json()
+        page = client.get("/runs/new").text
+    advanced = {f["name"]: f for f in form["advanced_fields"]}
+    assert advanced["gradient_checkpointing"]["kind"] == "bool"
+    assert advanced["max_grad_norm"]["kind"] == "float" and advanced["max_grad_norm"]["min"] == 0
+    adapter = {f["name"]: f for f in form["adapter_fields"]}
+    assert adapter["adapter.kind"]["options"] == [form["no_adapter"], "lora", "qlora"]
+    assert form["values"]["adapter.kind"] == form["no_adapter"]  # full weights by default
+    assert form["values"]["adapter.r"] == 16 and adapter["adapter.target_modules"]["kind"] == "text"
+    for name in ("adapter.kind", "adapter.r", "adapter.target_modules", "max_grad_norm"):
+        assert f'data-field="{name}"' in page
 
 
 def test_bad_adapter_errors_sit_at_their_field_in_the_api(entrodrop_home: Path) -> None:
@@ -318,3 +340,16 @@ def test_fsdp_launcher_argv_and_headless_command(tmp_path: Path) -> None:
     assert parsed.use_fsdp and parsed.fsdp_sharding_strategy == "FULL_SHARD"
     with pytest.raises(ValidationError, match="accelerate launcher"):
         Launcher(kind="single", fsdp=True)
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
+def test_fsdp_is_refused_at_submit_time_without_gpus(entrodrop_home: Path) -> None:
+    # accelerate itself refuses FSDP without an accelerator (tried: "no available devices"), so
+    # the form says so before a process is started.
+    settings = Settings(home=entrodrop_home, load_model_on_startup=False)
+    body = {"launcher": {"kind": "accelerate", "num_processes": 2, "fsdp": True}}
+    with TestClient(create_app(settings)) as client:
+        res = client.post("/api/runs/check", json=body)
+    assert res.status_code == 422 and "FSDP needs GPUs" in res.text

@@ -50,6 +50,16 @@ class Launcher(BaseModel):
         return [*mode, "--num_processes", str(n), "--num_machines", "1"]
 
 
+def launcher_problem(launcher: Launcher) -> str | None:
+    """Why this machine cannot start the launcher, or None (FSDP: accelerate needs a GPU)."""
+    if launcher.fsdp:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "FSDP needs GPUs: accelerate refuses it on a machine without CUDA"
+    return None
+
+
 def child_argv(
     run_dir: Path, launcher: Launcher, resume: bool, entry: Sequence[str] = DEFAULT_ENTRY
 ) -> list[str]:

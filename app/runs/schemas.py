@@ -174,6 +174,8 @@ class RunForm(_Open):
     training_fields: list[dict[str, Any]]
     advanced_fields: list[dict[str, Any]]
     entrodrop_fields: list[dict[str, Any]]
+    adapter_fields: list[dict[str, Any]]
+    no_adapter: str
     finished_runs: list[dict[str, Any]]
     allowed_data_dirs: list[str]
     max_upload_bytes: int

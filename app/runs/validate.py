@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from app.errors import FieldError, RequestInvalid
 from app.model_paths import check_model_folder
-from app.runs.process import Launcher
+from app.runs.process import Launcher, launcher_problem
 from app.runs.storage import Storage
 from app.settings import Settings
 from entrodrop.adapters import adapter_problem
@@ -132,6 +132,8 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
             launcher = Launcher.model_validate(body["launcher"])
         except ValidationError as exc:
             errors += _errors_from(exc, ("launcher",))
+        if (problem := launcher_problem(launcher)) is not None:
+            errors.append(FieldError(("launcher", "fsdp"), problem))
     compare_with = body.get("compare_with") or None
     if compare_with is not None and compare_with not in COMPARE_METHODS:
         errors.append(FieldError(("compare_with",), f"must be one of {', '.join(COMPARE_METHODS)}"))
