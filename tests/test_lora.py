@@ -127,6 +127,9 @@ def test_lora_entrodrop_run_saves_resumes_and_scores_in_inspect(
         )
         assert res.status_code == 200, res.text
         assert res.json()["model"] == f"run:{run_id}" and len(res.json()["tokens"]) > 3
+        detail = client.get(f"/api/runs/{run_id}").json()  # the run view shows the effective batch
+        assert detail["effective_batch"].startswith("4 blocks = 128 tokens per step")
+        assert "Effective batch: 4 blocks" in client.get(f"/runs/{run_id}").text
         # A finished LoRA run is a valid starting model for a new run.
         check = client.post("/api/runs/check", json={"model": f"run:{run_id}"})
         assert check.status_code == 200, check.text

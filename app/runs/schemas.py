@@ -102,6 +102,7 @@ class RunDetail(RunPublic):
     config: dict[str, Any]
     config_json: str
     commands: list[str]
+    effective_batch: str | None
     run_dir: str
     log_tail: list[str]
     output_tail: list[str]
