@@ -356,3 +356,26 @@ def test_fsdp_is_refused_at_submit_time_without_gpus(entrodrop_home: Path) -> No
     with TestClient(create_app(settings)) as client:
         res = client.post("/api/runs/check", json=body)
     assert res.status_code == 422 and "FSDP needs GPUs" in res.text
+
+
+def test_train_command_takes_the_adapter_flags(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from entrodrop.cli import app
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--model", str(tiny_model_dir), "--dataset", str(corpus), "--run-dir"]
+    args += [str(run_dir), "--max-steps", "1", "--seq-len", "32", "--max-train-tokens", "512"]
+    args += ["--max-eval-tokens", "128", "--threads", "1", "--adapter-kind", "lora"]
+    args += ["--adapter-r", "2", "--adapter-target-modules", '["q_proj", "v_proj"]']
+    args += ["--gradient-checkpointing", "--max-grad-norm", "0.5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = rf.RunFolder(run_dir).read_config()
+    assert saved.adapter == AdapterConfig(r=2, target_modules=["q_proj", "v_proj"])
+    assert saved.gradient_checkpointing and saved.max_grad_norm == 0.5
+    adapter_only(run_dir / rf.MODEL)
+    bad = CliRunner().invoke(app, ["train", "--adapter-kind", "lora", "--adapter-r", "0"])
+    assert bad.exit_code == 2 and "adapter.r" in bad.output
