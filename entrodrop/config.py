@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,6 +30,9 @@ METHODS: tuple[str, ...] = (
     "label_smoothing",
     "neftune",
 )
+
+
+MODULE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,199}$")
 
 
 class _Strict(BaseModel):
@@ -106,6 +110,52 @@ class EntroDropConfig(_Strict):
         return self
 
 
+AdapterKind = Literal["lora", "qlora"]
+
+
+class AdapterConfig(_Strict):
+    """A LoRA adapter trained instead of the full weights (peft); QLoRA: on a 4-bit base (CUDA)."""
+
+    kind: AdapterKind = Field(
+        "lora",
+        title="adapter kind",
+        description="'lora': low-rank adapters on the base weights; 'qlora': the same on a "
+        "4-bit base model (needs CUDA and bitsandbytes).",
+    )
+    r: int = Field(16, ge=1, le=1024, title="rank r", description="rank of the adapter matrices")
+    alpha: int = Field(
+        32, ge=1, le=10_000, title="alpha", description="scale: updates are alpha/r x B A"
+    )
+    dropout: float = Field(
+        0.05, ge=0.0, lt=1.0, title="adapter dropout", description="dropout on the adapter input"
+    )
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        title="target modules",
+        description="'all-linear' (every linear layer but the output head) or module names "
+        'such as ["q_proj", "v_proj"].',
+    )
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        # The form and flags may give "q_proj, v_proj": a list of names.
+        if isinstance(v, str) and v.strip() != "all-linear":
+            return [n.strip() for n in v.split(",") if n.strip()]
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("target_modules")
+    @classmethod
+    def _names(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("target_modules needs at least one module name (or 'all-linear')")
+            bad = [n for n in v if not MODULE_NAME.match(n)]
+            if bad:
+                raise ValueError(f"not a module name: {bad[0]!r} (letters, digits, _ and .)")
+        return v
+
+
 class RunConfig(_Strict):
     """A fine-tune run (DESIGN.md section 6): the body of POST /api/runs and `train --config`."""
 
@@ -178,11 +228,42 @@ class RunConfig(_Strict):
     save_model: bool = Field(
         True, title="save final model", description="keep model/ at the end (studies: metrics only)"
     )
+    adapter: AdapterConfig | None = Field(
+        None,
+        description="null: train the full weights; else a LoRA/QLoRA adapter (peft), saved "
+        "alone as adapter_model.safetensors.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        title="gradient checkpointing",
+        description="recompute activations in the backward pass: less memory, ~30% slower",
+    )
+    max_grad_norm: float = Field(
+        1.0,
+        ge=0.0,
+        le=1e6,
+        title="max gradient norm",
+        description="clip the gradient norm to this; 0 turns clipping off",
+    )
 
-    @field_validator("epochs", "learning_rate", "baseline_strength")
+    @field_validator("epochs", "learning_rate", "baseline_strength", "max_grad_norm")
     @classmethod
     def _no_nan(cls, v: float | None, info: object) -> float | None:
         return _finite(v, getattr(info, "field_name", "value"))
+
+
+def effective_batch(config: RunConfig, processes: int = 1) -> int:
+    """Blocks per optimizer step: batch size x gradient accumulation x processes."""
+    return config.batch_size * config.grad_accum * max(1, processes)
+
+
+def effective_batch_text(config: RunConfig, processes: int = 1) -> str:
+    """The effective batch as a person reads it, e.g. '32 blocks (4 x 4 accumulation x 2 processes)'."""
+    total = effective_batch(config, processes)
+    return (
+        f"{total} blocks = {total * config.seq_len} tokens per step "
+        f"({config.batch_size} x {config.grad_accum} accumulation x {max(1, processes)} processes)"
+    )
 
 
 # The methods that drop tokens (the others leave every token in): the schedule applies to these.

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from entrodrop import runfolder
+from entrodrop.adapters import adapter_base_name, is_adapter_folder, merge_adapter
 from entrodrop.paths import model_cache_dir, runs_dir
 from entrodrop.precision import Precision, PrecisionError, choose_precision
 
@@ -218,7 +219,15 @@ def resolve_spec(spec: str, runs_path: Path | None = None) -> tuple[str, bool]:
 
 
 def check_local_checkpoint(path: Path) -> None:
-    """Refuse folders that are not Hugging Face checkpoints or carry only pickle weights."""
+    """Refuse folders that are not Hugging Face checkpoints (or peft adapters) or carry only
+    pickle weights."""
+    if (path / runfolder.ADAPTER_CONFIG).is_file():
+        if not (path / runfolder.ADAPTER_WEIGHTS).is_file():
+            raise ModelLoadError(
+                f"{path} is an adapter folder without {runfolder.ADAPTER_WEIGHTS} "
+                "(EntroDrop loads safetensors only)"
+            )
+        return
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} is not a model folder: it has no config.json")
     has_safetensors = any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
@@ -265,9 +274,12 @@ def load(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    where, is_local = resolve_spec(spec, None if runs_dir is None else Path(runs_dir))
+    runs_path = None if runs_dir is None else Path(runs_dir)
+    where, is_local = resolve_spec(spec, runs_path)
     if is_local:
         check_local_checkpoint(Path(where))
+        if is_adapter_folder(Path(where)):
+            return load_adapter(spec, Path(where), device, dtype, runs_path)
     config = _load_config(where)
     dev = pick_device(device)
     precision = pick_precision(dev, dtype)
@@ -297,6 +309,52 @@ def load(
         path=where,
         device=dev,
         precision=precision,
+    )
+
+
+def adapter_base_spec(folder: Path) -> str:
+    """The model an adapter was trained on: its run's config (a run's model/ or checkpoint),
+    else adapter_config.json's base_model_name_or_path."""
+    run_config = folder.parent / runfolder.CONFIG
+    if run_config.is_file():
+        try:
+            return runfolder.RunFolder(folder.parent).read_config().model
+        except (OSError, ValueError):
+            pass  # not a run folder after all: fall back on the adapter's own record
+    base = adapter_base_name(folder)
+    if base is None:
+        raise ModelLoadError(f"{folder}: adapter_config.json names no base model")
+    return base
+
+
+def load_adapter(
+    spec: str,
+    folder: Path,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    runs_path: Path | None,
+) -> LoadedModel:
+    """Base model + the adapter in `folder`, merged into plain weights for scoring."""
+    base_spec = adapter_base_spec(folder)
+    if Path(base_spec).expanduser().resolve() == folder.resolve():
+        raise ModelLoadError(f"{folder}: the adapter names itself as its base model")
+    base = load(base_spec, device=device, dtype=dtype, runs_dir=runs_path)
+    try:
+        model = merge_adapter(base.model, folder)
+    except Exception as exc:  # wrong base shape, unknown target modules, corrupt file
+        raise ModelLoadError(
+            f"cannot apply the adapter at {folder} to {base_spec}: {_first_line(exc)}"
+        ) from exc
+    model.eval()
+    name = spec if spec.startswith("run:") else folder.name
+    return LoadedModel(
+        model=model,
+        tokenizer=base.tokenizer,
+        name=name,
+        spec=spec,
+        path=str(folder),
+        device=base.device,
+        precision=base.precision,
     )
 
 

@@ -16,6 +16,7 @@ file                      what                                                  
 ``summary.json``          the run's outcome, final and best metrics                   atomically
 ``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume           Trainer
 ``model/``                the final model (config, safetensors, tokenizer)            at the end
+                          or, for a LoRA run, its adapter (ADAPTER_FILES, tokenizer)
 ========================  ==========================================================  ============
 
 ``metrics.jsonl`` has one writer, the training process: on resume it cuts the rows logged after
@@ -59,6 +60,11 @@ MODEL = "model"
 CHECKPOINT_PREFIX = "checkpoint"
 TRAINER_STATE = "trainer_state.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+# peft's names (peft.utils.CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME): a LoRA run's checkpoints and
+# model/ hold only its adapter, both files together.
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
 
 # ---------------------------------------------------------------- statuses
 
@@ -111,13 +117,16 @@ def checkpoint_step(path: Path) -> int:
     return step
 
 
-def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint-<step>/ with weights and the trainer state (the Trainer writes it last)."""
-    return (
-        _step(path) is not None
-        and (path / TRAINER_STATE).is_file()
-        and any((path / name).is_file() for name in WEIGHT_FILES)
+def has_weights(path: Path) -> bool:
+    """Full weights (safetensors) or a whole adapter (its config and its safetensors)."""
+    return any((path / name).is_file() for name in WEIGHT_FILES) or all(
+        (path / name).is_file() for name in ADAPTER_FILES
     )
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint-<step>/ with weights (or an adapter) and the trainer state (written last)."""
+    return _step(path) is not None and (path / TRAINER_STATE).is_file() and has_weights(path)
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -136,8 +145,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def has_final_model(run_dir: Path) -> bool:
-    """True once the run saved its final model/ (config.json is written with the weights)."""
-    return (run_dir / MODEL / "config.json").is_file()
+    """True once the run saved its final model/: config.json (written with the weights) or a
+    whole adapter."""
+    model = run_dir / MODEL
+    return (model / "config.json").is_file() or all((model / n).is_file() for n in ADAPTER_FILES)
 
 
 def run_model_dir(run_dir: Path) -> Path | None:

@@ -29,6 +29,7 @@ function initNewRun(data) {
       } else value = Number(el.value);
       setPath(b, el.dataset.field, value);
     }
+    if (b.adapter && b.adapter.kind === data.no_adapter) delete b.adapter; // full weights
     const mk = radio("model_kind");
     b.model = mk === "folder" ? $("#model-folder").value.trim() : mk === "run" ? $("#model-run").value : "default";
     const dk = radio("dataset_kind");

@@ -16,6 +16,7 @@ from entrodrop.config import (
     METHOD_HELP,
     METHODS,
     PRESETS,
+    AdapterConfig,
     EntroDropConfig,
     RunConfig,
 )
@@ -30,7 +31,10 @@ TRAINING_FIELDS = (
 )  # fmt: skip
 ADVANCED_FIELDS = (
     "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
+    "gradient_checkpointing", "max_grad_norm",
 )  # fmt: skip
+# The adapter kind the form shows for full weights (the config's `adapter: null`).
+NO_ADAPTER = "none"
 
 
 def _field_spec(model: type[BaseModel], name: str, prop: dict[str, Any], prefix: str) -> dict:
@@ -90,7 +94,7 @@ def new_run_form(
     if model:
         defaults = {**defaults, "model": model}
     return {
-        "values": flat_values(defaults),
+        "values": {**flat_values(defaults), **adapter_values(defaults.get("adapter"))},
         "defaults": defaults,
         "preset": FORM_PRESET if base is None else None,
         "methods": [{"name": m, "help": METHOD_HELP.get(m, "")} for m in METHODS],
@@ -99,12 +103,32 @@ def new_run_form(
         "training_fields": [run_fields[n] for n in TRAINING_FIELDS],
         "advanced_fields": [run_fields[n] for n in ADVANCED_FIELDS],
         "entrodrop_fields": form_fields(EntroDropConfig, prefix="entrodrop."),
+        "adapter_fields": adapter_fields(),
+        "no_adapter": NO_ADAPTER,
         "finished_runs": list(reversed(finished)),
         "allowed_data_dirs": [str(p) for p in settings.allowed_data_dirs],
         "max_upload_bytes": settings.max_upload_bytes,
         "upload_suffixes": list(USER_SUFFIXES),
         "facts": run_facts(),
     }
+
+
+def adapter_fields() -> list[dict]:
+    """The adapter's inputs; its kind also offers NO_ADAPTER (full weights, `adapter: null`)."""
+    fields = form_fields(AdapterConfig, prefix="adapter.")
+    for f in fields:
+        if f["name"] == "adapter.kind":
+            f["options"], f["default"] = [NO_ADAPTER, *f["options"]], NO_ADAPTER
+    return fields
+
+
+def adapter_values(adapter: Any) -> dict[str, Any]:
+    """The adapter's form values: NO_ADAPTER for none, target modules as comma-separated text."""
+    if not isinstance(adapter, dict):  # full weights: the adapter's defaults, kind "none"
+        defaults = flat_values(AdapterConfig().model_dump(mode="json"), "adapter.")
+        return {**defaults, "adapter.kind": NO_ADAPTER}
+    modules = adapter.get("target_modules")
+    return {"adapter.target_modules": ", ".join(modules)} if isinstance(modules, list) else {}
 
 
 def flat_values(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -102,6 +102,7 @@ class RunDetail(RunPublic):
     config: dict[str, Any]
     config_json: str
     commands: list[str]
+    effective_batch: str | None
     run_dir: str
     log_tail: list[str]
     output_tail: list[str]
@@ -174,6 +175,8 @@ class RunForm(_Open):
     training_fields: list[dict[str, Any]]
     advanced_fields: list[dict[str, Any]]
     entrodrop_fields: list[dict[str, Any]]
+    adapter_fields: list[dict[str, Any]]
+    no_adapter: str
     finished_runs: list[dict[str, Any]]
     allowed_data_dirs: list[str]
     max_upload_bytes: int

@@ -12,9 +12,10 @@ from app import capacity
 from app.errors import AppError, FieldError, RequestInvalid
 from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
-from app.runs.process import Launcher
+from app.runs.process import Launcher, launcher_problem
 from app.runs.storage import Storage
 from app.settings import Settings
+from entrodrop.adapters import adapter_problem
 from entrodrop.config import PRESETS, RunConfig, with_preset
 from entrodrop.data import (
     USER_SUFFIXES,
@@ -25,7 +26,7 @@ from entrodrop.data import (
     uploads_dir,
 )
 from entrodrop.models import check_local_checkpoint
-from entrodrop.runfolder import is_run_id
+from entrodrop.runfolder import ADAPTER_CONFIG, is_run_id
 
 # Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
 EXTRA_KEYS = ("launcher", "compare_with", "preset")
@@ -100,7 +101,7 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
         path = check_model_folder(path, settings)  # the allowed-folder rule before any look
         if not path.is_dir():
             raise ValueError(f"no model folder at {spec}")
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / ADAPTER_CONFIG).is_file():
             raise ValueError(f"{spec} is not a model folder: it has no config.json")
         check_local_checkpoint(path)  # safetensors weights, not pickles (a ModelLoadError)
         return str(path)
@@ -201,6 +202,8 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
             launcher = Launcher.model_validate(body["launcher"])
         except ValidationError as exc:
             errors += _errors_from(exc, ("launcher",))
+        if (problem := launcher_problem(launcher)) is not None:
+            errors.append(FieldError(("launcher", "fsdp"), problem))
     compare_with = body.get("compare_with") or None
     if compare_with is not None and compare_with not in COMPARE_METHODS:
         errors.append(FieldError(("compare_with",), f"must be one of {', '.join(COMPARE_METHODS)}"))
@@ -222,6 +225,8 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
             checked[name] = check(value)
         except ValueError as exc:
             errors.append(FieldError((name,), str(exc)))
+    if config is not None and (problem := adapter_problem(config.adapter)) is not None:
+        errors.append(FieldError(("adapter", "kind"), problem))  # QLoRA where it cannot run
     if config is not None and config.method == compare_with:
         errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
     if config is not None and not errors:

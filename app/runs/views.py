@@ -14,7 +14,7 @@ from app.runs.process import Launcher, headless_commands
 from app.runs.runner import RESUMABLE, JobRunner
 from app.runs.storage import RunRecord
 from entrodrop import runfolder as rf
-from entrodrop.config import DROPPING_METHODS
+from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
 
 MAX_COMPARE = 8
 
@@ -108,6 +108,7 @@ def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
             "config": run.config,
             "config_json": json.dumps(run.config, indent=2),
             "commands": headless_commands(Launcher(**run.launcher)),
+            "effective_batch": effective_batch_of(run.config, run.launcher),
             "run_dir": str(run_dir),
             "log_tail": rf.tail_lines(run_dir / rf.LOG, 60),
             "output_tail": rf.tail_lines(run_dir / rf.OUTPUT, 40),
@@ -118,6 +119,15 @@ def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
         }
     )
     return data
+
+
+def effective_batch_of(config: dict[str, Any], launcher: dict[str, Any]) -> str | None:
+    """Blocks and tokens per optimizer step (batch x accumulation x processes), or None."""
+    try:
+        processes = Launcher(**launcher).num_processes
+        return effective_batch_text(RunConfig.model_validate(config), processes)
+    except (ValueError, TypeError):  # a config an older version wrote: shown without it
+        return None
 
 
 def metrics_csv(runner: JobRunner, run_id: str) -> str:

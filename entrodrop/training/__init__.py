@@ -12,6 +12,8 @@ pieces below; a user's own script can use them directly. Modules, one idea each:
 - ``drops``: ``DropPolicy`` (EntroDrop or the `random` ablation, seeded) and ``DropStats``;
 - ``memory``: ``EntropyMemory`` for the online source in input mode;
 - ``baselines``: weight decay, hidden dropout, label smoothing, NEFTune;
+- ``lora``: the training model with its LoRA/QLoRA adapter (``entrodrop.adapters``), and the
+  gradient checkpointing and clipping arguments;
 - ``callbacks``: metrics.jsonl + subscribers, status.json, clean stop, schedule clock;
 - ``run``: the entry point, `Run` passed between its steps (the run folder it writes follows
   ``entrodrop.runfolder``, the contract with the server).

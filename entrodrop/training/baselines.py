@@ -28,6 +28,7 @@ DROPOUT_FIELDS = (
 # Output projections of the attention and MLP branches in Llama-family blocks (Llama, Mistral,
 # Qwen, Gemma...): dropout on their outputs is GPT-2's residual dropout (resid_pdrop).
 RESIDUAL_PROJECTIONS = ("o_proj", "down_proj")
+ADAPTER_PART = "lora_"  # peft's LoRA submodules (lora_A, lora_B, lora_dropout...)
 
 
 def baseline_strength(config: RunConfig) -> float:
@@ -90,7 +91,9 @@ def apply_hidden_dropout(model: Any, p: float) -> DropoutPatch:
             patch.config_values[name] = getattr(model.config, name)
             setattr(model.config, name, p)
     n_dropout = 0
-    for module in model.modules():
+    for name, module in model.named_modules():
+        if ADAPTER_PART in name:
+            continue  # a LoRA adapter's own dropout keeps its configured p
         if isinstance(module, nn.Dropout):
             patch.module_values.append((module, "p", module.p))
             module.p = p

@@ -27,9 +27,10 @@ from typing import Any, Literal
 import torch
 from transformers import PrinterCallback, ProgressCallback
 
-from entrodrop.config import RunConfig
+from entrodrop.adapters import base_weights
+from entrodrop.config import RunConfig, effective_batch_text
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
-from entrodrop.models import LoadedModel, ModelLoadError, load
+from entrodrop.models import LoadedModel, ModelLoadError
 from entrodrop.precision import choose_precision
 from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
 from entrodrop.training.baselines import (
@@ -53,6 +54,7 @@ from entrodrop.training.diagnostics import (
     entropy_median,
     evenly_spaced,
 )
+from entrodrop.training.lora import knob_arguments, load_training_model
 from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
 from entrodrop.training.trainer import EntroDropTrainer
 
@@ -110,6 +112,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         remove_unused_columns=False,  # the collator's columns (example_index, entropies) stay
         log_level="warning",
         **training_arguments(config),
+        **knob_arguments(config),
     )
 
 
@@ -152,8 +155,9 @@ def load_run_data(config: RunConfig, tokenizer: Any) -> RunData:
 
 
 def load_model(config: RunConfig) -> LoadedModel:
-    """The starting checkpoint in float32 on the CPU; the Trainer moves it and autocasts."""
-    return load(config.model, device="cpu", dtype="float32")
+    """The starting checkpoint in float32 on the CPU (the Trainer moves it and autocasts), with
+    the config's adapter on top; QLoRA: 4-bit on the GPU."""
+    return load_training_model(config)
 
 
 @dataclass
@@ -233,15 +237,17 @@ def set_up(run: Run) -> None:
     folder.writer = run.args.process_index == 0
     log.info("run %s: %s", folder.path.name, config.model_dump_json())
     log.info(
-        "processes: %d, device: %s, bf16 autocast: %s",
+        "processes: %d, device: %s, bf16 autocast: %s, effective batch: %s",
         run.args.world_size,
         run.args.device,
         run.args.bf16,
+        effective_batch_text(config, run.args.world_size),
     )
     if run.resume:
         choose_checkpoint(run)
     run.loaded = load_model(config)
-    run.loaded.model.to(run.args.device)
+    if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
+        run.loaded.model.to(run.args.device)
     run.data = load_run_data(config, run.loaded.tokenizer)
     log.info(
         "blocks of %d tokens: %d training, %d held-out, %d general",
@@ -373,7 +379,8 @@ def _attempt(run: Run) -> dict[str, Any]:
 
 def _train(run: Run) -> dict[str, Any]:
     set_up(run)
-    with run.args.main_process_first(desc="reference pre-pass"):  # rank 0 fills the cache first
+    # rank 0 fills the cache first; an adapter run scores its base with the adapter switched off
+    with run.args.main_process_first(desc="reference pre-pass"), base_weights(run.loaded.model):
         prepared = reference_pass(
             run.config, run.loaded, run.data, run.autocast_dtype, run.stopper.requested_here
         )
@@ -418,7 +425,8 @@ def build_trainer(run: Run, prepared: Prepared) -> EntroDropTrainer:
 
 
 def save_final_model(trainer: EntroDropTrainer, model_dir: Path) -> None:
-    """model/: config, model.safetensors and tokenizer (no pickles), written by the main process."""
+    """model/: config, model.safetensors and tokenizer (no pickles), written by the main process;
+    an adapter run: adapter_config.json and adapter_model.safetensors only (peft's save)."""
     trainer.accelerator.wait_for_everyone()
     if trainer.args.process_index == 0:
         model = trainer.accelerator.unwrap_model(trainer.model)
