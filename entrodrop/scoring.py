@@ -9,7 +9,7 @@ of positions at a time, so at most one chunk of vocabulary-wide float32 values e
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -21,6 +21,7 @@ from entrodrop.models import LoadedModel, context_length
 CHUNK_ELEMENTS = 1 << 24
 DEFAULT_MAX_WINDOW = 1024  # attention cost per token grows with the window; see bench/
 DEFAULT_BATCH_TOKENS = 4096
+MAX_TOP_K = 20  # alternatives per token at most: the CLI, the API and the page all use this
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -150,8 +151,13 @@ def score_ids(
     top_k: int = 5,
     max_window: int | None = None,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[TokenArrays]:
-    """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass."""
+    """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass.
+
+    ``progress(done, total)`` (tokens scored) is called before the first window and after each
+    one; it may raise to stop scoring there (the dashboard's cancel).
+    """
     model, device = loaded.model, loaded.device
     window = min(context_length(model), max_window or DEFAULT_MAX_WINDOW)
     results = []
@@ -170,10 +176,12 @@ def score_ids(
     parts = _hidden_and_head(model)
     vocab = int(model.get_output_embeddings().weight.shape[0]) if parts else 0
     pad = loaded.tokenizer.pad_token_id or 0
+    windows = [w for w in _windows(texts_ids, window) if len(w.ids) > 1]
+    done, total = 0, sum(len(w.ids) - (w.first_target - w.start) for w in windows)
+    if progress is not None:
+        progress(done, total)
     with torch.inference_mode(), loaded.autocast():
-        for batch in _batches(
-            [w for w in _windows(texts_ids, window) if len(w.ids) > 1], batch_tokens
-        ):
+        for batch in _batches(windows, batch_tokens):
             width = max(len(w.ids) for w in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -206,6 +214,9 @@ def score_ids(
                     k = st.top_ids.shape[1]
                     res.top_ids[a:b, :k] = st.top_ids.cpu()
                     res.top_probs[a:b, :k] = st.top_probs.cpu()
+                done += hi - lo
+                if progress is not None:
+                    progress(done, total)
     return results
 
 
