@@ -78,7 +78,9 @@ export function installColourClasses() {
   };
   add("c", VIRIDIS);
   add("d", DIVERGING);
-  GLTR.forEach((hex, b) => rules.push(`.tokens .r${b}{background:${hex};color:#111}`));
+  GLTR.forEach((hex, b) => {
+    rules.push(`.tokens .r${b}, .legend .tok.sample.r${b}{background:${hex};color:#111}`);
+  });
   const style = document.createElement("style");
   style.textContent = rules.join("\n");
   document.head.appendChild(style);
@@ -217,11 +219,12 @@ export function renderLegend(legend, opts) {
     scale.appendChild(bar);
     scale.appendChild(el("span", "end", `+${fmt(sc.dmax, 1)} nats B less certain`));
   } else if (sc.mode === "rank") {
-    const names = sc.buckets.map((top) => `top ${top}`).concat([`beyond ${sc.buckets[sc.buckets.length - 1]}`]);
+    const names = sc.buckets.map((top) => `in the top ${top}`)
+      .concat([`beyond ${sc.buckets[sc.buckets.length - 1]}`]);
     names.forEach((name, b) => {
       const item = el("span", "mark-item");
       item.appendChild(el("span", `tok sample r${b}`, "tok"));
-      item.appendChild(el("span", "", `rank in ${name}`));
+      item.appendChild(el("span", "", `rank ${name}`));
       scale.appendChild(item);
     });
   } else if (sc.mode === "prob") {

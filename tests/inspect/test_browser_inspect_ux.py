@@ -141,6 +141,12 @@ def test_colour_modes_and_fixed_scale(page: Any) -> None:
         if r is not None
     ]
     assert classes == expected
+    # The legend's samples wear the same colours as the tokens.
+    bg = "(sel) => getComputedStyle(document.querySelector(sel)).backgroundColor"
+    for b in set(classes):
+        assert page.evaluate(bg, f"#legend .tok.sample.{b}") == page.evaluate(
+            bg, f"#panes .tok.{b}"
+        )
     page.select_option("#colour", "entropy")
     page.select_option("#scale", "fixed")
     assert "8.0 nats" in legend.inner_text()
