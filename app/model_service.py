@@ -1,5 +1,6 @@
 """Loads the server's model in the background, caches a few models by spec, and runs scoring
-jobs one at a time in a worker thread behind a bounded queue (never in the event loop)."""
+jobs one at a time in a worker thread behind a bounded queue (never in the event loop); a job
+whose client went away is dropped before it runs, and remembers each model's measured speed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import entrodrop
 from app.errors import ModelNotReady, QueueFull
 from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
+from app.score_job import ScoreJob
 from app.settings import Settings
 from entrodrop.models import LoadedModel, ModelLoadError
 
@@ -53,6 +55,7 @@ class ModelService:
         self._error: str | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0  # jobs running or waiting
+        self._rates: dict[str, float] = {}  # spec -> tokens/s of its last scoring on this machine
 
     # ------------------------------------------------------------ lifecycle
 
@@ -107,6 +110,11 @@ class ModelService:
     def server_model(self) -> LoadedModel | None:
         with self._lock:
             return self._cache.get(self.spec) if self._state == "ready" else None
+
+    def cached(self, spec: str) -> LoadedModel | None:
+        """A model already in memory (never loads one)."""
+        with self._lock:
+            return self._cache.get(spec)
 
     def resolve(self, spec: str | None) -> str:
         """The spec a request means (None or blank: the server's model)."""
@@ -169,8 +177,12 @@ class ModelService:
 
     # ------------------------------------------------------------ the queue
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(*args) in the worker thread; QueueFull when too many jobs are waiting."""
+    def submit(self, fn: Callable[..., T], *args: Any, job: ScoreJob | None = None) -> Future[T]:
+        """Queue fn(*args) for the worker thread; QueueFull when too many jobs are waiting.
+
+        With a `job`, a job cancelled while it waited never runs (its client left), and the
+        request can stop a running one between windows (ScoreJob.check).
+        """
         limit = self.settings.score_queue_size
         with self._lock:
             if self._pending >= limit + 1:  # one running plus `limit` waiting
@@ -181,15 +193,42 @@ class ModelService:
                 )
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+            if job is not None:  # before the worker can say "started"
+                job.emit({"event": "queued", "ahead": self._pending})
             self._pending += 1
-            future: Future[T] = self._executor.submit(fn, *args)
-        # Count down when the job ends, even if the client went away and the await was cancelled.
+            future: Future[T] = self._executor.submit(_call, job, fn, args)
+        # Count down when the job ends or is cancelled while waiting.
         future.add_done_callback(self._job_done)
-        return await asyncio.wrap_future(future)
+        return future
+
+    async def run(self, fn: Callable[..., T], *args: Any, job: ScoreJob | None = None) -> T:
+        """Run fn(*args) in the worker thread and wait for it (see submit)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, job=job))
 
     def _job_done(self, _: Future[Any]) -> None:
         with self._lock:
             self._pending -= 1
+
+    # ------------------------------------------------------------ measured speed
+
+    def record_rate(self, spec: str, tokens: int, seconds: float) -> None:
+        """Remember how fast `spec` scored here (tokens/s), for the next estimate."""
+        if tokens > 0 and seconds > 0:
+            with self._lock:
+                self._rates[spec] = tokens / seconds
+
+    def rate(self, spec: str) -> float | None:
+        """Tokens/s of the last scoring with `spec` on this machine; None before the first."""
+        with self._lock:
+            return self._rates.get(spec)
+
+
+def _call(job: ScoreJob | None, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """The worker's side of a job: drop it unrun when its client has gone."""
+    if job is not None:
+        job.check()
+        job.emit({"event": "started"})
+    return fn(*args)
 
 
 def get_service(app: Any) -> ModelService:

@@ -13,6 +13,7 @@ import typer
 
 from entrodrop.config import RunConfig
 from entrodrop.config_flags import deep_merge, flag_overrides, with_model_flags
+from entrodrop.scoring import MAX_TOP_K
 
 app = typer.Typer(
     help="EntroDrop Studio: per-token entropy, entropy-guided token dropout, fine-tuning.",
@@ -91,7 +92,7 @@ def score(
     ] = None,
     model: ModelOpt = "default",
     top_k: Annotated[
-        int, typer.Option("--top-k", "-k", min=0, max=100, help="Alternatives per token.")
+        int, typer.Option("--top-k", "-k", min=0, max=MAX_TOP_K, help="Alternatives per token.")
     ] = 5,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the token JSON instead of a table.")

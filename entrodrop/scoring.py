@@ -9,7 +9,7 @@ of positions at a time, so at most one chunk of vocabulary-wide float32 values e
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -26,6 +26,7 @@ DEFAULT_MAX_WINDOW = 1024  # window for texts too long for one pass; attention g
 # 1,024-token windows overlapping by a quarter up to ~4,000 tokens on the default model (bench/).
 SINGLE_PASS_TOKENS = 4096
 DEFAULT_BATCH_TOKENS = 4096
+MAX_TOP_K = 20  # alternatives per token at most: the CLI, the API and the page all use this
 
 
 def predicted_tokens(token_aligned: torch.Tensor) -> torch.Tensor:
@@ -231,11 +232,14 @@ def score_ids(
     top_k: int = 5,
     max_window: int | None = None,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[TokenArrays]:
     """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass.
 
     A text that fits one pass (SINGLE_PASS_TOKENS and the model's context) is scored in one
     forward; longer ones in overlapping windows. ``max_window`` caps both.
+    ``progress(done, total)`` (tokens scored) is called before the first window and after each
+    one; it may raise to stop scoring there (the dashboard's cancel).
     """
     context = context_length(loaded.model)
     window = min(context, max_window or DEFAULT_MAX_WINDOW)
@@ -243,6 +247,9 @@ def score_ids(
     results = [TokenArrays.empty(ids, top_k) for ids in texts_ids]
     step = _Forward(loaded, top_k)
     windows = [w for w in _windows(texts_ids, window, single_pass) if len(w.ids) > 1]
+    done, total = 0, sum(len(w.ids) - (w.first_target - w.start) for w in windows)
+    if progress is not None:
+        progress(done, total)
     with torch.inference_mode(), loaded.autocast(), cpu_threads(loaded.device):
         for batch in _batches(windows, batch_tokens):
             ids, outputs = step.run(batch)  # (B, W), (B, W, D)
@@ -250,6 +257,9 @@ def score_ids(
                 lo = w.first_target - w.start  # window tokens [lo, len) are this window's
                 for first, st in step.stats(outputs[row], ids[row], lo, len(w.ids)):
                     results[w.text_index].scatter(w.start + first, st)
+                done += len(w.ids) - lo
+                if progress is not None:
+                    progress(done, total)
     return results
 
 

@@ -4,6 +4,8 @@ import { drawCharts, drawSchedule, updateCuts } from "./inspect_charts.js";
 import { exportCsv, exportJson } from "./inspect_export.js";
 import { onModelStatus } from "./model_status.js";
 import { dropRate, selectDrops } from "./inspect_policy.js";
+import { streamScore } from "./inspect_stream.js";
+import { decodeState, encodeState } from "./inspect_url.js";
 import { applyMarks, computeScale, el, fmt, initTokenEvents, installColourClasses, pct, renderLegend,
   renderPane } from "./inspect_view.js";
 
@@ -15,7 +17,10 @@ const state = {
   result: null, // {mode, panes: [{score, label, entropies, u, spans, marks, sel}], sameTokens, note, delta}
   view: "side", // compare mode: "side" (two panes) or "delta" (one pane coloured by B - A)
   draws: new Map(), // "n:seed" -> Promise<number[]>
-  scale: { hmax: 1, dmax: 1 },
+  scale: null,
+  colour: { mode: "entropy", fixed: false },
+  job: null, // {controller, t0} while a scoring request runs
+  urlTimer: null,
   dropMode: null,
   retryTimer: null,
   chartsPending: false,
@@ -23,6 +28,7 @@ const state = {
   timings: {},
 };
 window.EntroInspect = { state, applyPolicy: () => applyPolicy(), currentPolicy: () => readPolicy() };
+const MODES = new Map(DATA.colour_modes.map((m) => [m.id, m]));
 
 // ---------------------------------------------------------------- controls
 
@@ -30,9 +36,17 @@ function num(id) {
   return Number($(id).value);
 }
 
+// A seed is a whole number >= 0; anything else is said, never silently read as 0.
+function seedProblem() {
+  const text = $("seed").value.trim();
+  if (text === "") return "seed is empty: give a whole number ≥ 0";
+  if (!/^\d+$/.test(text)) return `seed ${text} is not a whole number ≥ 0`;
+  if (Number(text) > Number.MAX_SAFE_INTEGER) return `seed ${text} is too large`;
+  return null;
+}
+
 function readPolicy() {
   const selection = document.querySelector('input[name="selection"]:checked').value;
-  const seedText = $("seed").value.trim();
   return {
     config: {
       selection: selection,
@@ -43,7 +57,7 @@ function readPolicy() {
       steepness: num("steepness"),
       midpoint: num("midpoint"),
       drop_mode: $("drop-mode").value,
-      seed: /^\d+$/.test(seedText) ? Number(seedText) : 0,
+      seed: seedProblem() ? null : Number($("seed").value.trim()),
     },
     progress: num("progress"),
   };
@@ -131,39 +145,87 @@ function toResult(body, compare) {
     sameTokens: body.same_tokens, note: body.note, delta: body.delta, deltaSummary: body.delta_summary };
 }
 
-async function score() {
-  clearTimeout(state.retryTimer);
+function requestBody() {
   const text = $("text").value;
-  if (!text) {
-    setStatus("Paste, upload or pick some text first.", "error");
-    return;
-  }
-  const compare = $("compare-on").checked;
   const topK = Number($("top-k").value) || 0;
   const specA = modelSpec("model", "model-folder");
-  const body = compare
-    ? { text, model_a: specA, model_b: modelSpec("model-b", "model-b-folder") || DATA.model.spec, top_k: topK }
-    : { text, model: specA, top_k: topK };
+  if (!$("compare-on").checked) return { url: "/api/score", body: { text, model: specA, top_k: topK } };
+  const specB = modelSpec("model-b", "model-b-folder") || DATA.model.spec;
+  return { url: "/api/compare", body: { text, model_a: specA, model_b: specB, top_k: topK } };
+}
+
+function secs(s) {
+  return s < 90 ? `${Math.max(1, Math.round(s))} s` : `${Math.round(s / 60)} min`;
+}
+
+// Progress events: a bar of tokens done / total and the ETA the server computes.
+function showProgress(event) {
+  const bar = $("score-progress");
+  if (event.event === "queued" && event.ahead > 0) {
+    setStatus(`Waiting: ${event.ahead} scoring job${event.ahead > 1 ? "s" : ""} ahead…`, "busy");
+  } else if (event.event === "started") {
+    setStatus("Loading the model and tokenizing…", "busy");
+  } else if (event.event === "progress") {
+    bar.hidden = false;
+    bar.max = Math.max(1, event.total);
+    bar.value = event.done;
+    const who = event.stage ? `model ${event.stage}: ` : "";
+    const eta = event.eta_s === null ? "" : ` · about ${secs(event.eta_s)} left`;
+    setStatus(`Scoring ${who}${event.done.toLocaleString()} / ${event.total.toLocaleString()} tokens${eta}`, "busy");
+  }
+}
+
+function endJob() {
+  state.job = null;
+  $("score-btn").disabled = false;
+  $("cancel-btn").hidden = true;
+  $("score-progress").hidden = true;
+}
+
+function cancelScore() {
+  if (!state.job) return;
+  state.job.controller.abort(); // closes the connection: the server drops the job
+}
+
+async function score() {
+  clearTimeout(state.retryTimer);
+  const problem = textProblem($("text").value);
+  if (problem) {
+    setStatus(problem, "error");
+    return;
+  }
+  if (state.job) return;
+  const { url, body } = requestBody();
+  const compare = url === "/api/compare";
+  const controller = new AbortController();
+  state.job = { controller };
   $("score-btn").disabled = true;
+  $("cancel-btn").hidden = false;
   setStatus("Scoring…", "busy");
   const t0 = performance.now();
-  const res = await fetchJSON(compare ? "/api/compare" : "/api/score", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  }).catch((err) => ({ ok: false, status: 0, body: { detail: `the server did not answer (${err})` } }));
-  $("score-btn").disabled = false;
+  let res;
+  try {
+    res = await streamScore(url, body, { signal: controller.signal, onEvent: showProgress });
+  } catch (err) {
+    endJob();
+    if (err.name === "AbortError") setStatus("Cancelled: the server stopped scoring this text.", "error");
+    else setStatus(`the server did not answer (${err})`, "error");
+    return;
+  }
+  endJob();
   if (res.status === 503 && res.retryAfter) { // model loading or queue full: try again by itself
-    setStatus(`${detailOf(res)} (retrying in ${res.retryAfter} s)`, "busy");
+    setStatus(`${res.body.detail} (retrying in ${res.retryAfter} s)`, "busy");
     state.retryTimer = setTimeout(score, res.retryAfter * 1000);
     return;
   }
   if (!res.ok) {
-    setStatus(detailOf(res), "error");
+    setStatus(res.body.detail, "error");
     return;
   }
   const t1 = performance.now();
   state.result = toResult(res.body, compare);
   try {
-    await attachDraws(readPolicy().config.seed);
+    await attachDraws(readPolicy().config.seed ?? DATA.policy_defaults.seed);
   } catch (err) {
     setStatus(String(err.message || err), "error");
     return;
@@ -173,6 +235,44 @@ async function score() {
   state.timings = { ...state.timings, scoreMs: t1 - t0, renderMs: t2 - t1, totalMs: t2 - t0 };
   const n = state.result.panes[0].score.n_tokens;
   setStatus(`Scored ${n} tokens in ${((t1 - t0) / 1000).toFixed(2)} s; drawn in ${Math.round(t2 - t1)} ms.`, "ok");
+  estimate();
+  saveUrl();
+}
+
+// What the API would refuse, said before sending (the API says the same with a 422).
+function textProblem(text) {
+  if (!text) return "Paste, upload or pick some text first.";
+  if (!text.trim()) return "The text is only whitespace: there is nothing to score.";
+  if (text.includes("\u0000")) return "The text looks like binary data (NUL bytes), not text.";
+  return null;
+}
+
+// Before scoring: the token count and how long it should take here (the measured rate).
+async function estimate() {
+  const text = $("text").value;
+  const problem = textProblem(text);
+  const info = $("text-info");
+  if (problem) {
+    info.textContent = text ? problem : `Up to ${DATA.limits.max_score_tokens} tokens.`;
+    info.dataset.kind = text ? "error" : "";
+    return;
+  }
+  const model = modelSpec("model", "model-folder");
+  const res = await fetchJSON("/api/estimate", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ text, model }) }).catch(() => null);
+  if (!res || $("text").value !== text) return; // the text changed meanwhile: a newer call follows
+  if (!res.ok) {
+    info.textContent = detailOf(res);
+    info.dataset.kind = "error";
+    return;
+  }
+  const e = res.body;
+  const count = e.n_tokens === null ? "Token count once the model is loaded" : `${e.n_tokens.toLocaleString()} tokens`;
+  const time = e.eta_s !== null ? ` · about ${secs(e.eta_s)} to score here (${Math.round(e.tokens_per_s)} tokens/s measured)`
+    : " · no measurement of this model's speed yet";
+  const over = e.n_tokens !== null && e.n_tokens > e.limit ? ` · over the limit of ${e.limit}` : "";
+  info.textContent = count + time + over;
+  info.dataset.kind = over ? "error" : "";
 }
 
 // ---------------------------------------------------------------- rendering
@@ -189,8 +289,9 @@ function shownPanes() {
 
 function renderResult() {
   const result = state.result;
-  state.scale = computeScale(result);
-  $("threshold").max = String(Math.max(1, Math.ceil(state.scale.hmax)));
+  state.scale = computeScale(result, colourOptions());
+  const hmax = Math.max(0, ...result.panes.flatMap((pane) => pane.entropies.filter((e) => e !== null)));
+  $("threshold").max = String(Math.max(1, Math.ceil(hmax)));
   $("empty-state").hidden = true;
   $("results").hidden = false;
   const compare = result.mode === "compare";
@@ -226,7 +327,13 @@ function renderPanes() {
 function applyPolicy() {
   const t0 = performance.now();
   const p = readPolicy();
+  const problem = seedProblem();
+  $("seed-error").textContent = problem || "";
+  $("seed-error").hidden = !problem;
+  $("seed").setAttribute("aria-invalid", problem ? "true" : "false");
+  if (problem) return; // keep the last valid marks rather than guess a seed
   updateOutputs(p);
+  saveUrl();
   const result = state.result;
   if (!result) {
     drawSchedule(p);
@@ -237,7 +344,8 @@ function applyPolicy() {
     pane.sel = selectDrops(pane.entropies, pane.u, p.config, p.progress);
     if (pane.spans) applyMarks(pane);
   }
-  if (state.dropMode !== p.config.drop_mode) {
+  if (state.dropMode !== p.config.drop_mode || state.legendFor !== state.scale) {
+    state.legendFor = state.scale;
     state.dropMode = p.config.drop_mode;
     renderLegend($("legend"), { scale: state.scale, delta: showDelta(), dropMode: p.config.drop_mode });
   }
@@ -294,6 +402,85 @@ function renderSummary(p) {
   $("summary").replaceChildren(table, el("p", "hint", foot));
 }
 
+// ---------------------------------------------------------------- colour and the URL
+
+function colourOptions() {
+  const mode = MODES.get(state.colour.mode) || MODES.get("entropy");
+  return { mode: mode.id, unit: mode.unit, fixed: state.colour.fixed, fixedMax: mode.fixed_max,
+    buckets: DATA.rank_buckets };
+}
+
+function setColour(mode, fixed) {
+  state.colour = { mode: MODES.has(mode) ? mode : "entropy", fixed: Boolean(fixed) };
+  $("colour").value = state.colour.mode;
+  $("scale").value = state.colour.fixed ? "fixed" : "auto";
+  const m = MODES.get(state.colour.mode);
+  $("scale").disabled = m.fixed_max === null; // probability is 0..1 and rank is categorical anyway
+  $("scale").options[1].textContent = m.fixed_max === null ? "fixed" : `fixed 0–${m.fixed_max} ${m.unit}`;
+  if (state.result) renderResult();
+  saveUrl();
+}
+
+function currentView() {
+  return { text: $("text").value, model: modelSpec("model", "model-folder"),
+    modelB: $("compare-on").checked ? modelSpec("model-b", "model-b-folder") : null,
+    topK: Number($("top-k").value) || 0, colour: state.colour.mode, fixed: state.colour.fixed,
+    policy: readPolicy() };
+}
+
+// The address bar follows the view (replaceState: no history entry per slider move).
+function saveUrl() {
+  clearTimeout(state.urlTimer);
+  state.urlTimer = setTimeout(() => {
+    const { query } = encodeState(currentView(), DATA.limits.url_text_chars);
+    history.replaceState(null, "", `${location.pathname}?${query}`);
+  }, 200);
+}
+
+async function copyLink() {
+  const view = currentView();
+  const { query, textIncluded } = encodeState(view, DATA.limits.url_text_chars);
+  const link = `${location.origin}${location.pathname}?${query}`;
+  history.replaceState(null, "", `${location.pathname}?${query}`);
+  $("share-link").value = link;
+  $("share-link").hidden = false;
+  $("share-link").select();
+  try {
+    await navigator.clipboard.writeText(link);
+  } catch (err) { /* no clipboard without a secure context: the link is selected to copy */ }
+  $("share-note").textContent = textIncluded ? "Link copied: it reopens this text, model, policy and colours."
+    : `Link copied without the text: it has ${view.text.length.toLocaleString()} characters, over the ` +
+      `${DATA.limits.url_text_chars.toLocaleString()} a link carries (paste it again after opening).`;
+}
+
+// Opening a link: controls from the URL, then score when it carries a text.
+function applyUrl() {
+  const v = decodeState(location.search);
+  if (v.model) preselectModel("model", "model-folder", v.model);
+  if (v.modelB) {
+    $("compare-on").checked = true;
+    $("compare-box").hidden = false;
+    preselectModel("model-b", "model-b-folder", v.modelB);
+  }
+  if (v.topK !== null) $("top-k").value = v.topK;
+  for (const [key, value] of Object.entries(v.policy)) {
+    if (key === "selection") {
+      const radio = document.querySelector(`input[name="selection"][value="${CSS.escape(value)}"]`);
+      if (radio) radio.checked = true;
+    } else {
+      const id = key.replace("_", "-");
+      if ($(id)) $(id).value = value;
+    }
+  }
+  if (v.progress !== null) $("progress").value = v.progress;
+  setColour(v.colour || "entropy", v.scale === "fixed");
+  applyPolicy();
+  if (v.text !== null) {
+    $("text").value = v.text;
+    score();
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 
 function initText() {
@@ -301,6 +488,7 @@ function initText() {
     const sample = DATA.samples.find((s) => s.id === $("sample").value);
     if (!sample) return;
     $("text").value = sample.text;
+    estimate();
     score();
   });
   $("file").addEventListener("change", () => {
@@ -313,17 +501,35 @@ function initText() {
     }
     const reader = new FileReader();
     reader.onload = () => {
-      $("text").value = String(reader.result);
+      const bytes = new Uint8Array(reader.result);
+      let text;
+      try { // a file that is not UTF-8, or holds NUL bytes, is not text to score
+        text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch (err) {
+        text = null;
+      }
+      if (text === null || text.includes("\u0000")) {
+        setStatus(`${file.name} is not a UTF-8 text file (binary data?); nothing was loaded.`, "error");
+        return;
+      }
+      $("text").value = text;
       $("sample").value = "";
       setStatus(`Loaded ${file.name}; press Score.`, "ok");
+      estimate();
     };
     reader.onerror = () => setStatus(`Could not read ${file.name}.`, "error");
-    reader.readAsText(file);
+    reader.readAsArrayBuffer(file);
   });
   $("text").addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) score();
   });
   $("score-btn").addEventListener("click", score);
+  $("cancel-btn").addEventListener("click", cancelScore);
+  let estimateTimer = null;
+  $("text").addEventListener("input", () => {
+    clearTimeout(estimateTimer);
+    estimateTimer = setTimeout(estimate, 300);
+  });
 }
 
 function initModelPickers() {
@@ -336,19 +542,18 @@ function initModelPickers() {
   $("compare-on").addEventListener("change", () => {
     $("compare-box").hidden = !$("compare-on").checked;
   });
-  preselectModel(new URLSearchParams(window.location.search).get("model"));
+  $("model").addEventListener("change", estimate);
 }
 
 // `/?model=run:<id>` (the run page's "inspect with this checkpoint") or `/?model=<folder>`.
-function preselectModel(spec) {
-  if (!spec) return;
-  const known = Array.from($("model").options).some((o) => o.value === spec);
+function preselectModel(selectId, folderId, spec) {
+  const known = Array.from($(selectId).options).some((o) => o.value === spec);
   if (known) {
-    $("model").value = spec;
+    $(selectId).value = spec;
   } else {
-    $("model").value = "__folder__";
-    $("model-folder").value = spec;
-    $("model-folder").hidden = false;
+    $(selectId).value = "__folder__";
+    $(folderId).value = spec;
+    $(folderId).hidden = false;
   }
 }
 
@@ -372,6 +577,10 @@ function initPolicy() {
     clearTimeout(seedTimer);
     seedTimer = setTimeout(async () => {
       const seed = readPolicy().config.seed;
+      if (seed === null) { // say what is wrong with it; the marks stay as they were
+        applyPolicy();
+        return;
+      }
       try {
         await attachDraws(seed);
       } catch (err) {
@@ -387,7 +596,10 @@ function initPolicy() {
       if (state.result) renderResult();
     });
   }
-  $("export-csv").addEventListener("click", () => state.result && exportCsv(state.result));
+  $("export-csv").addEventListener("click", () => state.result && exportCsv(state.result, readPolicy()));
+  $("colour").addEventListener("change", () => setColour($("colour").value, state.colour.fixed));
+  $("scale").addEventListener("change", () => setColour(state.colour.mode, $("scale").value === "fixed"));
+  $("copy-link").addEventListener("click", copyLink);
   $("export-json").addEventListener("click", () => state.result && exportJson(state.result, readPolicy()));
 }
 
@@ -413,4 +625,5 @@ initModelPickers();
 initPolicy();
 initTokenEvents($("panes"), $("tip"), () => ({ result: state.result, shown: state.result ? shownPanes() : [] }));
 drawSchedule(readPolicy());
+applyUrl();
 watchModel();

@@ -31,18 +31,38 @@ export function tokenRows(result) {
 function csvCell(v) {
   if (v === null || v === undefined) return "";
   const s = String(v);
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  // Quoted when it holds a quote, comma or line break, or starts or ends with whitespace.
+  return /[",\n\r]|^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export function exportCsv(result) {
+/** CSV: header rows (`# key,value`: model, policy, progress), then one row per token with one
+    column pair per alternative rank (alt1_text, alt1_prob, ...). Every cell is CSV-quoted as
+    needed, so commas, quotes and newlines in token texts survive. */
+export function csvText(result, policy) {
   const rows = tokenRows(result);
-  const cols = Object.keys(rows[0]).filter((k) => k !== "top");
-  const lines = [cols.concat(["top"]).join(",")];
+  const a = result.panes[0];
+  const k = Math.max(0, ...rows.map((r) => r.top.length));
+  const head = [["model", a.score.model], ["spec", a.score.spec], ["policy", JSON.stringify(policy.config)],
+    ["progress", policy.progress], ["tau", a.sel.tau], ["rate", a.sel.rate]];
+  if (result.mode === "compare") head.push(["model_b", result.panes[1].score.model]);
+  const lines = head.map(([key, v]) => `${csvCell(`# ${key}`)},${csvCell(v)}`);
+  const cols = Object.keys(rows[0]).filter((c) => c !== "top");
+  const alts = [];
+  for (let i = 1; i <= k; i++) alts.push(`alt${i}_text`, `alt${i}_prob`);
+  lines.push(cols.concat(alts).map(csvCell).join(","));
   for (const r of rows) {
-    const top = r.top.map((alt) => `${alt.text}:${alt.prob === null ? "" : alt.prob.toPrecision(4)}`);
-    lines.push(cols.map((c) => csvCell(r[c])).concat([csvCell(top.join(" | "))]).join(","));
+    const cells = cols.map((c) => r[c]);
+    for (let i = 0; i < k; i++) {
+      const alt = r.top[i];
+      cells.push(alt ? alt.text : null, alt ? alt.prob : null);
+    }
+    lines.push(cells.map(csvCell).join(","));
   }
-  download("entrodrop-tokens.csv", "text/csv", lines.join("\r\n") + "\r\n");
+  return lines.join("\r\n") + "\r\n";
+}
+
+export function exportCsv(result, policy) {
+  download("entrodrop-tokens.csv", "text/csv", csvText(result, policy));
 }
 
 export function exportJson(result, policy) {

@@ -6,6 +6,8 @@ const VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c
   "#44bf70", "#7ad151", "#bddf26", "#fde725"];
 const DIVERGING = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
   "#d6604d", "#b2182b"];
+// GLTR's bucket colours: top-10 green, top-100 yellow, top-1000 red, beyond purple.
+const GLTR = ["#6fdc8c", "#f5e663", "#ff8a80", "#c9a0ff"];
 const TINT = 0.45; // share of white mixed into token backgrounds
 
 // ---------------------------------------------------------------- small helpers
@@ -76,6 +78,9 @@ export function installColourClasses() {
   };
   add("c", VIRIDIS);
   add("d", DIVERGING);
+  GLTR.forEach((hex, b) => {
+    rules.push(`.tokens .r${b}, .legend .tok.sample.r${b}{background:${hex};color:#111}`);
+  });
   const style = document.createElement("style");
   style.textContent = rules.join("\n");
   document.head.appendChild(style);
@@ -87,21 +92,61 @@ function gradientCss(stops) {
   return `linear-gradient(to right, ${parts.join(", ")})`;
 }
 
-/** The colour domains: 0..max entropy (both panes share it), and ±max |difference|. */
-export function computeScale(result) {
-  let hmax = 0;
-  for (const pane of result.panes) {
-    for (const e of pane.entropies) if (e !== null && e > hmax) hmax = e;
+/** What a token is coloured by in each mode; probability is turned over (1 − p) so that, as with
+    entropy, dark means predictable. Rank gives a bucket index (see rankBucket). */
+export function colourValue(tok, mode) {
+  if (mode === "surprisal") return tok.surprisal;
+  if (mode === "prob") return tok.prob === null ? null : 1 - tok.prob;
+  return tok.entropy;
+}
+
+export function rankBucket(rank, buckets) {
+  if (rank === null) return null;
+  const b = buckets.findIndex((top) => rank <= top);
+  return b === -1 ? buckets.length : b;
+}
+
+/** The colour domains: 0..top for the mode (auto: this text's maximum; fixed: the mode's
+    fixed_max, the same for every text), and ±max |difference| for the compare view. */
+export function computeScale(result, colour) {
+  const mode = colour.mode;
+  let top = 1;
+  if (mode === "entropy" || mode === "surprisal") {
+    if (colour.fixed) {
+      top = colour.fixedMax;
+    } else {
+      let hmax = 0;
+      for (const pane of result.panes) {
+        for (const t of pane.score.tokens) {
+          const v = colourValue(t, mode);
+          if (v !== null && v > hmax) hmax = v;
+        }
+      }
+      top = Math.max(0.5, Math.ceil(hmax * 2) / 2);
+    }
   }
   let dmax = 0;
   for (const d of result.delta || []) if (d !== null && Math.abs(d) > dmax) dmax = Math.abs(d);
-  return { hmax: Math.max(0.5, Math.ceil(hmax * 2) / 2), dmax: Math.max(0.1, dmax) };
+  return { mode, top, buckets: colour.buckets, unit: colour.unit, dmax: Math.max(0.1, dmax) };
 }
 
 function bin(value, lo, hi) {
   if (value === null) return null;
   const t = (value - lo) / (hi - lo);
   return Math.min(N_BINS - 1, Math.max(0, Math.round(t * (N_BINS - 1))));
+}
+
+function colourClass(tok, i, opts) {
+  if (opts.delta) {
+    const b = bin(opts.delta[i], -opts.scale.dmax, opts.scale.dmax);
+    return b === null ? "tok none" : `tok d${b}`;
+  }
+  if (opts.scale.mode === "rank") {
+    const b = rankBucket(tok.rank, opts.scale.buckets);
+    return b === null ? "tok none" : `tok r${b}`;
+  }
+  const b = bin(colourValue(tok, opts.scale.mode), 0, opts.scale.top);
+  return b === null ? "tok none" : `tok c${b}`;
 }
 
 // ---------------------------------------------------------------- tokens
@@ -123,9 +168,7 @@ export function renderPane(pane, index, opts) {
   pane.baseClass = new Array(n);
   pane.score.tokens.forEach((tok, i) => {
     const span = document.createElement("span");
-    const b = opts.delta ? bin(opts.delta[i], -opts.scale.dmax, opts.scale.dmax)
-      : bin(tok.entropy, 0, opts.scale.hmax);
-    let cls = b === null ? "tok none" : `tok ${opts.delta ? "d" : "c"}${b}`;
+    let cls = colourClass(tok, i, opts);
     if (tok.text.includes("\n")) cls += " nl";
     if (tok.text === "") cls += " empty";
     span.className = cls;
@@ -169,14 +212,29 @@ export function renderLegend(legend, opts) {
   const scale = el("div", "scale");
   const bar = el("span", "bar");
   bar.style.background = gradientCss(opts.delta ? DIVERGING : VIRIDIS);
+  legend.dataset.mode = opts.delta ? "delta" : opts.scale.mode;
+  const sc = opts.scale;
   if (opts.delta) {
-    scale.appendChild(el("span", "end", `B more certain −${fmt(opts.scale.dmax, 1)}`));
+    scale.appendChild(el("span", "end", `B more certain −${fmt(sc.dmax, 1)}`));
     scale.appendChild(bar);
-    scale.appendChild(el("span", "end", `+${fmt(opts.scale.dmax, 1)} nats B less certain`));
+    scale.appendChild(el("span", "end", `+${fmt(sc.dmax, 1)} nats B less certain`));
+  } else if (sc.mode === "rank") {
+    const names = sc.buckets.map((top) => `in the top ${top}`)
+      .concat([`beyond ${sc.buckets[sc.buckets.length - 1]}`]);
+    names.forEach((name, b) => {
+      const item = el("span", "mark-item");
+      item.appendChild(el("span", `tok sample r${b}`, "tok"));
+      item.appendChild(el("span", "", `rank ${name}`));
+      scale.appendChild(item);
+    });
+  } else if (sc.mode === "prob") {
+    scale.appendChild(el("span", "end", "p = 1 likely"));
+    scale.appendChild(bar);
+    scale.appendChild(el("span", "end", "p = 0 unlikely"));
   } else {
-    scale.appendChild(el("span", "end", "0 predictable"));
+    scale.appendChild(el("span", "end", `0 ${sc.mode === "entropy" ? "predictable" : "expected"}`));
     scale.appendChild(bar);
-    scale.appendChild(el("span", "end", `${fmt(opts.scale.hmax, 1)} nats uncertain`));
+    scale.appendChild(el("span", "end", `${fmt(sc.top, 1)} ${sc.unit} ${sc.mode === "entropy" ? "uncertain" : "surprising"}`));
   }
   legend.appendChild(scale);
   const marks = el("div", "marks");

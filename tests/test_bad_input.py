@@ -97,8 +97,9 @@ def test_text_that_is_not_unicode_is_refused(client: TestClient, url: str) -> No
 
 def test_empty_binary_and_huge_texts(client: TestClient) -> None:
     refused(client.post("/api/score", json={"text": ""}), 422, "empty")
-    control = "\x00\x01\x1b[31m\ufffe\U0001f600 \u202e"
-    res = client.post("/api/score", json={"text": control})
+    refused(client.post("/api/score", json={"text": "\x00\x01abc"}), 422, "binary")  # NUL bytes
+    odd = "\x1b[31mred\x1b[0m text \ufffe\U0001f600 \u202e right to left"
+    res = client.post("/api/score", json={"text": odd})
     assert res.status_code == 200 and res.json()["n_tokens"] > 0  # odd but valid text is scored
     huge = "x" * 2_000_000  # far over 20 000 tokens: refused before tokenizing
     refused(client.post("/api/score", json={"text": huge}), 413, "limit")

@@ -16,10 +16,24 @@ import torch
 
 import entrodrop
 from app.errors import TooManyTokens
+from app.model_paths import check_model_folder
 from app.model_service import ModelService
+from app.score_job import ScoreJob
 from entrodrop import runfolder
 from entrodrop.config import EntroDropConfig
+from entrodrop.models import check_local_checkpoint, resolve_spec
 from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
+
+# Longest text a shareable link carries (links over ~8 KB break in some browsers and servers).
+URL_TEXT_CHARS = 2000
+# What the page can colour tokens by; fixed scales are shared by every text, so texts compare.
+COLOUR_MODES: list[dict[str, Any]] = [
+    {"id": "entropy", "label": "entropy", "unit": "nats", "fixed_max": 8.0},
+    {"id": "surprisal", "label": "surprisal", "unit": "nats", "fixed_max": 16.0},
+    {"id": "prob", "label": "probability", "unit": "", "fixed_max": None},
+    {"id": "rank", "label": "rank bucket (GLTR)", "unit": "", "fixed_max": None},
+]
+RANK_BUCKETS = [10, 100, 1000]  # GLTR: top-10, top-100, top-1000, beyond
 
 
 def encode_json(payload: Any) -> bytes:
@@ -31,18 +45,36 @@ def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def score_job(service: ModelService, spec: str, text: str, top_k: int) -> dict[str, Any]:
-    """Score one text with the model `spec` (cached or loaded now): the token JSON of DESIGN §6."""
-    loaded = service.get(spec)
-    limit = service.settings.max_score_tokens
-    n = len(loaded.tokenizer(text)["input_ids"])
+def _check_tokens(n: int, limit: int) -> None:
     if n > limit:
         raise TooManyTokens(
             f"the text has {n} tokens; the limit is {limit} tokens per text "
             "(ENTRODROP_MAX_SCORE_TOKENS)"
         )
+
+
+def score_job(
+    service: ModelService,
+    spec: str,
+    text: str,
+    top_k: int,
+    job: ScoreJob | None = None,
+    stage: str = "",
+) -> dict[str, Any]:
+    """Score one text with the model `spec` (cached or loaded now): the token JSON of DESIGN §6.
+
+    With a `job`, progress goes to its events and a cancel stops scoring between windows.
+    """
+    loaded = service.get(spec)
+    n = len(loaded.tokenizer(text)["input_ids"])
+    _check_tokens(n, service.settings.max_score_tokens)
+    if job is not None:
+        job.rate = service.rate(spec)
+        job.begin(stage)
     start = time.perf_counter()
-    result = entrodrop.score(loaded, text, top_k=top_k)
+    result = entrodrop.score(loaded, text, top_k=top_k, progress=job.progress if job else None)
+    elapsed = time.perf_counter() - start
+    service.record_rate(spec, n, elapsed)
     payload = result.to_dict()
     # A broken checkpoint can emit NaN probabilities; JSON has no NaN, so they become null.
     for token in payload["tokens"]:
@@ -50,17 +82,54 @@ def score_job(service: ModelService, spec: str, text: str, top_k: int) -> dict[s
             alt["prob"] = _finite_or_none(alt["prob"])
         token["prob"] = _finite_or_none(token["prob"])
     payload["spec"] = spec
-    payload["elapsed_s"] = round(time.perf_counter() - start, 4)
+    payload["elapsed_s"] = round(elapsed, 4)
     return payload
 
 
 def compare_job(
-    service: ModelService, spec_a: str, spec_b: str, text: str, top_k: int
+    service: ModelService,
+    spec_a: str,
+    spec_b: str,
+    text: str,
+    top_k: int,
+    job: ScoreJob | None = None,
 ) -> dict[str, Any]:
     """The same text under two checkpoints, with the per-token entropy difference when defined."""
-    a = score_job(service, spec_a, text, top_k)
-    b = score_job(service, spec_b, text, top_k)
+    # Both models load before either scores: a bad B fails at once, not after A's scoring.
+    service.get(spec_a)
+    service.get(spec_b)
+    a = score_job(service, spec_a, text, top_k, job, stage="A")
+    b = score_job(service, spec_b, text, top_k, job, stage="B")
     return {"a": a, "b": b, **entropy_delta(a, b)}
+
+
+def check_spec(service: ModelService, spec: str) -> None:
+    """Cheap checks of a model spec (no weights read), so a bad one fails before any queueing."""
+    if spec in (service.spec, "default") or spec in service.status()["cached"]:
+        return
+    local = Path(spec).expanduser()
+    if local.is_absolute() or spec[:1] in ".~" or local.exists():
+        spec = str(check_model_folder(local, service.settings))
+    where, is_local = resolve_spec(spec, service.settings.runs_path)
+    if is_local:
+        check_local_checkpoint(Path(where))
+
+
+def estimate(service: ModelService, spec: str, text: str) -> dict[str, Any]:
+    """Token count and expected scoring time from this machine's measured rate for `spec`.
+
+    Counts only with a model already in memory (never loads one for an estimate).
+    """
+    loaded = service.cached(spec)
+    n = len(loaded.tokenizer(text)["input_ids"]) if loaded is not None else None
+    rate = service.rate(spec)
+    return {
+        "spec": spec,
+        "n_tokens": n,
+        "limit": service.settings.max_score_tokens,
+        "tokens_per_s": None if rate is None else round(rate, 1),
+        "eta_s": None if rate is None or n is None else round(n / rate, 2),
+    }
 
 
 def entropy_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -132,9 +201,10 @@ def preview_job(
     top_k: int,
     policy: EntroDropConfig,
     progress: float,
+    job: ScoreJob | None = None,
 ) -> dict[str, Any]:
     """Score a text, then preview the policy on it."""
-    scored = score_job(service, spec, text, top_k)
+    scored = score_job(service, spec, text, top_k, job)
     entropies = [t["entropy"] for t in scored["tokens"]]
     return preview(entropies, policy, progress, tokens=scored["tokens"], model=scored["model"])
 

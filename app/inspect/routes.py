@@ -1,8 +1,10 @@
 """The Inspect page (/) and its JSON twins: /api/inspect, /api/model, /api/score, /api/preview,
-/api/compare, /api/draws, /api/checkpoints, /api/samples. Routes validate, call, render."""
+/api/compare, /api/estimate, /api/draws, /api/checkpoints, /api/samples. Routes validate, call,
+render."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -13,13 +15,15 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import ModelServiceDep, SettingsDep, TemplatesDep
 from app.errors import ErrorBody, TooManyTokens
 from app.health import health
-from app.inspect import data
+from app.inspect import data, streaming
 from app.inspect.samples import samples
 from app.inspect.schemas import (
     Checkpoint,
     CompareOut,
     CompareRequest,
     DrawsOut,
+    EstimateOut,
+    EstimateRequest,
     InspectPage,
     ModelPublic,
     PreviewOut,
@@ -29,8 +33,10 @@ from app.inspect.schemas import (
     ScoreRequest,
 )
 from app.model_service import ModelService
+from app.score_job import ScoreJob
 from app.settings import Settings
 from entrodrop.config import EntroDropConfig
+from entrodrop.scoring import MAX_TOP_K
 
 router = APIRouter(tags=["inspect"])
 
@@ -47,6 +53,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Model still loading or too many requests queued (see Retry-After).",
     },
 }
+STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {streaming.NDJSON: {}},
+        "description": "With ?stream=1 or Accept: application/x-ndjson: one JSON event per line "
+        "(queued, started, progress {done, total, eta_s}, then result or error).",
+    }
+}
+STREAM = Query(False, description="Stream progress events as NDJSON, then the result.")
 
 
 def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
@@ -59,7 +73,11 @@ def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
         "limits": {
             "max_score_tokens": settings.max_score_tokens,
             "max_upload_bytes": settings.max_upload_bytes,
+            "max_top_k": MAX_TOP_K,
+            "url_text_chars": data.URL_TEXT_CHARS,
         },
+        "colour_modes": data.COLOUR_MODES,
+        "rank_buckets": data.RANK_BUCKETS,
     }
 
 
@@ -73,13 +91,29 @@ def _check_length(text: str, settings: Settings) -> None:
 
 
 async def _run(
-    service: ModelService, specs: list[str], fn: Callable[..., Any], *args: Any
+    request: Request,
+    stream: bool,
+    service: ModelService,
+    specs: list[str],
+    fn: Callable[..., Any],
+    *args: Any,
 ) -> Response:
-    """Run a model job in the worker and answer its JSON (errors carry their own status)."""
-    for spec in specs:  # fail fast, without taking a queue slot, while the model loads
+    """Queue a model job `fn(*args, job)` and answer its JSON, or stream its progress.
+
+    Every spec is checked first (compare: both before either model loads or scores).
+
+    Errors before the job starts (loading, queue full) keep their status; a client that goes
+    away cancels the job (see app.inspect.streaming).
+    """
+    for spec in specs:  # fail fast, without taking a queue slot: loading, or a bad spec
         service.check_ready(spec)
-    body = await service.run(lambda: data.encode_json(fn(*args)))
-    return Response(body, media_type="application/json")
+        await run_in_threadpool(data.check_spec, service, spec)
+    streamed = streaming.wants_stream(request, stream)
+    job = ScoreJob(asyncio.get_running_loop() if streamed else None)
+    future = service.submit(lambda: data.encode_json(fn(*args, job)), job=job)
+    if streamed:
+        return streaming.JobStream(future, job)
+    return await streaming.plain(request, future, job)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -115,29 +149,54 @@ def api_samples() -> list[dict[str, str]]:
     return samples()
 
 
-@router.post("/api/score", response_model=ScoreOut, responses=ERRORS)
+@router.post("/api/score", response_model=ScoreOut, responses={**ERRORS, **STREAMED})
 async def api_score(
-    body: ScoreRequest, settings: SettingsDep, service: ModelServiceDep
+    body: ScoreRequest,
+    request: Request,
+    settings: SettingsDep,
+    service: ModelServiceDep,
+    stream: bool = STREAM,
 ) -> Response:
     """Per-token entropy, surprisal, probability, rank and top-k alternatives (DESIGN §6)."""
     _check_length(body.text, settings)
     spec = service.resolve(body.model)
-    return await _run(service, [spec], data.score_job, service, spec, body.text, body.top_k)
+    args = (service, spec, body.text, body.top_k)
+    return await _run(request, stream, service, [spec], data.score_job, *args)
 
 
-@router.post("/api/compare", response_model=CompareOut, responses=ERRORS)
+@router.post("/api/compare", response_model=CompareOut, responses={**ERRORS, **STREAMED})
 async def api_compare(
-    body: CompareRequest, settings: SettingsDep, service: ModelServiceDep
+    body: CompareRequest,
+    request: Request,
+    settings: SettingsDep,
+    service: ModelServiceDep,
+    stream: bool = STREAM,
 ) -> Response:
     """The same text under two checkpoints, and entropy(b) - entropy(a) when tokens match."""
     _check_length(body.text, settings)
     a, b = service.resolve(body.model_a), service.resolve(body.model_b)
-    return await _run(service, [a, b], data.compare_job, service, a, b, body.text, body.top_k)
+    args = (service, a, b, body.text, body.top_k)
+    return await _run(request, stream, service, [a, b], data.compare_job, *args)
 
 
-@router.post("/api/preview", response_model=PreviewOut, responses=ERRORS)
+@router.post("/api/estimate", response_model=EstimateOut, responses=ERRORS)
+async def api_estimate(
+    body: EstimateRequest, settings: SettingsDep, service: ModelServiceDep
+) -> dict[str, Any]:
+    """Token count and expected scoring time here, from the last measured speed of the model."""
+    _check_length(body.text, settings)
+    spec = service.resolve(body.model)
+    # Tokenizing is quick and needs no worker: it never waits behind a long scoring job.
+    return await run_in_threadpool(data.estimate, service, spec, body.text)
+
+
+@router.post("/api/preview", response_model=PreviewOut, responses={**ERRORS, **STREAMED})
 async def api_preview(
-    body: PreviewRequest, settings: SettingsDep, service: ModelServiceDep
+    body: PreviewRequest,
+    request: Request,
+    settings: SettingsDep,
+    service: ModelServiceDep,
+    stream: bool = STREAM,
 ) -> Response:
     """Which tokens the policy drops at progress s: `select_drops` with the policy's seed."""
     if body.entropies is not None:
@@ -156,7 +215,7 @@ async def api_preview(
     _check_length(body.text, settings)
     spec = service.resolve(body.model)
     args = (service, spec, body.text, body.top_k, body.policy, body.progress)
-    return await _run(service, [spec], data.preview_job, *args)
+    return await _run(request, stream, service, [spec], data.preview_job, *args)
 
 
 @router.get("/api/draws", response_model=DrawsOut, responses={413: ERRORS[413]})

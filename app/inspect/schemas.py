@@ -9,8 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.health import HealthPublic
 from entrodrop.config import EntroDropConfig
+from entrodrop.scoring import MAX_TOP_K
 
-MAX_TOP_K = 50
+# Text whose characters are more than this share of control characters (other than whitespace)
+# is a binary file pasted or sent as text, not something a language model should score.
+MAX_CONTROL_SHARE = 0.1
 
 
 class _Request(BaseModel):
@@ -18,15 +21,32 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
 
+def _looks_binary(text: str) -> bool:
+    """NUL bytes, or many control / replacement characters: a binary file decoded as text."""
+    if "\x00" in text:
+        return True
+    odd = sum(1 for c in text if (c < " " and c not in "\t\n\r\f\v") or c == "\ufffd")
+    return odd > MAX_CONTROL_SHARE * len(text)
+
+
 def _not_empty(text: str | None) -> str | None:
-    if text is not None and text == "":
+    if text is None:
+        return None
+    if text == "":
         raise ValueError("text is empty: paste, upload or pick some text to score")
+    if not text.strip():
+        raise ValueError("text is only whitespace: there is nothing to score")
     try:  # JSON may carry a lone surrogate ("\ud800"): not text, and tokenizers choke on it
-        (text or "").encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(
             f"text is not valid Unicode: character {exc.start} is a lone surrogate"
         ) from exc
+    if _looks_binary(text):
+        raise ValueError(
+            "text looks like binary data (NUL bytes or control characters), not text: "
+            "upload a UTF-8 text file"
+        )
     return text
 
 
@@ -190,9 +210,37 @@ class SamplePublic(BaseModel):
     text: str
 
 
+class EstimateRequest(_Request):
+    """Body of POST /api/estimate: how long scoring this text would take here."""
+
+    text: str
+    model: str | None = Field(None, max_length=1000, description="Default: the server's model.")
+
+    check_text = field_validator("text")(_not_empty)
+
+
+class EstimateOut(BaseModel):
+    spec: str
+    n_tokens: int | None = Field(description="Null until the model is in memory.")
+    limit: int = Field(description="Tokens per text at most.")
+    tokens_per_s: float | None = Field(
+        description="Measured here by the last scoring; null before."
+    )
+    eta_s: float | None
+
+
 class LimitsPublic(BaseModel):
     max_score_tokens: int
     max_upload_bytes: int
+    max_top_k: int
+    url_text_chars: int = Field(description="Longest text a shareable link carries.")
+
+
+class ColourMode(BaseModel):
+    id: str
+    label: str
+    unit: str
+    fixed_max: float | None = Field(description="Top of the fixed scale (null: categorical/0..1).")
 
 
 class InspectPage(BaseModel):
@@ -203,3 +251,5 @@ class InspectPage(BaseModel):
     samples: list[SamplePublic]
     policy_defaults: EntroDropConfig
     limits: LimitsPublic
+    colour_modes: list[ColourMode]
+    rank_buckets: list[int] = Field(description="GLTR's rank buckets: top-10, top-100, top-1000.")

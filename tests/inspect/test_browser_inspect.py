@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import random
 import shutil
@@ -233,10 +234,17 @@ def test_compare_and_export(page: Any, tmp_path: Path) -> None:
         page.click("#export-csv")
     path = tmp_path / "tokens.csv"
     info.value.save_as(path)
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    lines = path.read_text().splitlines(keepends=True)
+    head = [r for r in csv.reader(lines) if r and r[0].startswith("# ")]
+    assert dict(head)["# policy"] and "quantile" in json.loads(dict(head)["# policy"])
+    body = "".join(
+        line for line in lines if not line.startswith('"# ') and not line.startswith("# ")
+    )
+    rows = list(csv.DictReader(io.StringIO(body, newline="")))
     n = page.evaluate("window.EntroInspect.state.result.panes[0].score.n_tokens")
     assert len(rows) == n and "".join(r["text"] for r in rows) == TEXT
-    assert {"entropy", "dropped", "entropy_b", "delta"} <= set(rows[0])
+    assert {"entropy", "dropped", "entropy_b", "delta", "alt1_text", "alt5_prob"} <= set(rows[0])
+    assert rows[1]["alt1_text"] and float(rows[1]["alt1_prob"]) > 0
     assert all(float(r["delta"]) == 0.0 for r in rows[1:])  # the run holds the same weights
     with page.expect_download() as info:
         page.click("#export-json")
