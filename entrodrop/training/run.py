@@ -44,6 +44,7 @@ from entrodrop.training.callbacks import (
     StatusCallback,
     StopCallback,
     Subscriber,
+    stage_text,
 )
 from entrodrop.training.collator import BlockDataset, EntroDropCollator
 from entrodrop.training.diagnostics import (
@@ -93,6 +94,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         max_steps=config.max_steps or -1,
         logging_strategy="steps",
         logging_steps=config.eval_every,
+        logging_first_step=True,  # a training-loss point from step 1, not only at eval_every
         eval_strategy="steps",
         eval_steps=config.eval_every,
         save_strategy="steps" if config.save_checkpoints else "no",
@@ -170,19 +172,20 @@ def reference_pass(
     data: RunData,
     autocast_dtype: torch.dtype | None,
     should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Prepared:
     """Score with the frozen starting model (before any update): cached, so usually a file read."""
     model, model_fp = loaded.model, model_fingerprint(loaded.path)
     train_ent = None
     if config.method in DROP_METHODS and config.entrodrop.entropy_source == "reference":
         train_ent = reference_entropies(
-            model, data.train, model_fp, autocast_dtype, should_stop, label="training"
+            model, data.train, model_fp, autocast_dtype, should_stop, "training", progress
         )
     median_source = train_ent
     if median_source is None:  # the online source: a spread-out sample of training tokens is enough
         sample = evenly_spaced(data.train, MEDIAN_SAMPLE_TOKENS)
         median_source = reference_entropies(
-            model, sample, model_fp, autocast_dtype, should_stop, label="training sample"
+            model, sample, model_fp, autocast_dtype, should_stop, "training sample", progress
         )
     diagnostics = build_diagnostics(
         model,
@@ -192,6 +195,7 @@ def reference_pass(
         model_fp,
         autocast_dtype,
         should_stop,
+        progress,
     )
     return Prepared(train_ent, diagnostics)
 
@@ -240,6 +244,7 @@ def set_up(run: Run) -> None:
     )
     if run.resume:
         choose_checkpoint(run)
+    run.status.stage("loading")
     run.loaded = load_model(config)
     run.loaded.model.to(run.args.device)
     run.data = load_run_data(config, run.loaded.tokenizer)
@@ -250,6 +255,12 @@ def set_up(run: Run) -> None:
         len(run.data.heldout),
         0 if run.data.general is None else len(run.data.general),
     )
+    if config.method in DROP_METHODS and config.entrodrop.drop_mode in ("input", "both"):
+        log.info(
+            "drop_mode %s: train/loss is measured on the corrupted inputs, so it rises as the "
+            "drop rate grows; eval/loss is measured on clean inputs",
+            config.entrodrop.drop_mode,
+        )
     if config.method == "hidden_dropout":
         run.dropout_patch = apply_hidden_dropout(run.loaded.model, baseline_strength(config))
 
@@ -343,7 +354,9 @@ def train(
     }
     if not resume:
         status_fields["started_at"] = run.started
-    folder.write_status("running", **status_fields)
+    folder.write_status(
+        "running", stage="loading", stage_text=stage_text("loading"), **status_fields
+    )
     try:
         with log_file(folder), quiet_loading_bars():
             return _attempt(run)
@@ -375,12 +388,18 @@ def _train(run: Run) -> dict[str, Any]:
     set_up(run)
     with run.args.main_process_first(desc="reference pre-pass"):  # rank 0 fills the cache first
         prepared = reference_pass(
-            run.config, run.loaded, run.data, run.autocast_dtype, run.stopper.requested_here
+            run.config,
+            run.loaded,
+            run.data,
+            run.autocast_dtype,
+            run.stopper.requested_here,
+            run.status.reference_progress,
         )
     if run.stopper.requested_here():
         raise Cancelled("stop requested before the first step")
     trainer = build_trainer(run, prepared)
     if run.resume_from is None:
+        run.status.begin_evaluation()
         trainer.evaluate()  # step 0: the starting model, the baseline of "best" and "rebound"
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
