@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from waiting import PATIENCE_S
 
 from entrodrop.config import RunConfig
 from entrodrop.runfolder import RunFolder
@@ -56,7 +57,7 @@ def test_two_cpu_processes_train_and_write_once(
     (run_dir / "config.json").write_text(config.model_dump_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [*launcher(kind), "-m", "entrodrop.training.run", "--run-dir", str(run_dir)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=PATIENCE_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     folder = RunFolder(run_dir)
