@@ -67,9 +67,10 @@ def test_two_cpu_processes_train_and_write_once(
     rows = folder.read_metrics()
     counts = Counter((r["step"], r["name"]) for r in rows)
     assert counts and max(counts.values()) == 1  # written by the main process only
-    assert {step for step, _ in counts} == {0, 3, 6}  # step 0: the starting model
+    # step 0: the starting model; step 1: the first training loss; then every eval_every
+    assert {step for step, _ in counts} == {0, 1, 3, 6}
     fraction = {r["step"]: r["value"] for r in rows if r["name"] == "drop/fraction_realised"}
-    assert fraction[3] == 0.0 and fraction[6] > 0.0
+    assert fraction[1] == fraction[3] == 0.0 and fraction[6] > 0.0
     assert (run_dir / "model" / "model.safetensors").is_file()
     assert {p.name for p in (run_dir / "checkpoint-6").glob("entrodrop_state_*")} == {
         "entrodrop_state_0.safetensors",
