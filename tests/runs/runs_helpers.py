@@ -71,7 +71,8 @@ elif mode == "slow":
     while not stop["flag"] and not (run_dir / "STOP").exists():
         step += 1
         metric(step)
-        status("running", step=step, total_steps=1000, progress=step / 1000)
+        status("running", step=step, total_steps=1000, progress=step / 1000,
+               stage="training", stage_text=f"training step {step}/1000")
         (run_dir / "ready").touch()
         time.sleep(0.1)
     status("cancelled", step=step, total_steps=1000, progress=step / 1000)

@@ -208,9 +208,12 @@ def test_cancel_and_resume(make_client: ClientFactory) -> None:
     with make_client(cancel_grace_s=2.0) as client:
         run_id = client.post("/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
         wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 0, PATIENCE_S, "steps")
+        # The child's own words for its stage reach the run's summary while it runs.
+        assert client.get(f"/api/runs/{run_id}").json()["stage"].startswith("training step ")
         res = client.post(f"/api/runs/{run_id}/cancel")
         assert res.status_code == 200 and res.json()["cancel_requested"]
-        assert wait_finished(client, run_id)["status"] == "cancelled"
+        stopped = wait_finished(client, run_id)
+        assert stopped["status"] == "cancelled" and stopped["stage"] is None  # only while running
         assert client.post(f"/api/runs/{run_id}/cancel").status_code == 409
         res = client.post(f"/api/runs/{run_id}/resume")
         assert res.status_code == 200 and res.json()["status"] in ("queued", "running")
