@@ -128,11 +128,20 @@ def score(
         _print_table(result)
 
 
+def _shown(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
+    """The run's summary as an aligned table of rounded values (the final metrics nested)."""
     typer.secho("run finished", fg=typer.colors.GREEN)
-    for key, value in summary.items():
-        shown = f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else value
-        typer.echo(f"  {key}: {shown}")
+    rows = [(k, v) for k, v in summary.items() if not isinstance(v, dict)]
+    final = summary.get("final") or {}
+    rows += [("final metrics", "")] if final else []
+    rows += [(f"  {k}", v) for k, v in final.items()]
+    width = max((len(k) for k, _ in rows), default=0)
+    for key, value in rows:
+        typer.echo(f"  {key:<{width}}  {_shown(value)}")
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

@@ -8,7 +8,8 @@ writes everything else, each file in one way only:
 file                      what                                                        written
 ========================  ==========================================================  ============
 ``config.json``           the RunConfig                                               server
-``status.json``           status, step, total_steps, progress, eta_s, error, pid...   atomically
+``status.json``           status, stage, stage_text, step, total_steps, progress,     atomically
+                          eta_s, error, pid... (stages: training/callbacks.py)
 ``metrics.jsonl``         one JSON line per metric value: step, name, value, epoch    appended
 ``log.txt``               entrodrop's and transformers' log records                   appended
 ``output.txt``            the process's stdout/stderr, one ATTEMPT_HEADER per launch   server

@@ -3,6 +3,12 @@
 import { chartControls, drawPanels, Series } from "./runs_charts.js";
 import { $, api, fmtDuration, fmtLoss, pageData, renderBadge, renderProgress, throttled } from "./runs_common.js";
 
+// The stage the training process names (loading model, scoring reference entropies k/n,
+// training step k/n, evaluating) replaces the bare step count while the run is running.
+function renderStage(r) {
+  if (r.status === "running" && r.stage) $("#run-progress .steps").textContent = r.stage;
+}
+
 function initRun(data) {
   const series = new Series();
   const redraw = throttled(() => drawPanels(data.panels, [{ id: data.id, label: data.id, series }], false, data.facts.metric_labels));
@@ -17,6 +23,7 @@ function initRun(data) {
     eta = { value: r.eta_s, at: Date.now() };
     renderBadge($("#run-status"), r);
     renderProgress($("#run-progress"), r);
+    renderStage(r);
     $("#cancel-run").hidden = !r.can_cancel;
     $("#resume-run").hidden = !r.can_resume;
     $("#best-loss").textContent = fmtLoss(r.best_eval_loss);
@@ -78,6 +85,7 @@ function initRun(data) {
   setInterval(() => {
     if (current.status !== "running" || eta.value === null || eta.value === undefined) return;
     renderProgress($("#run-progress"), current, eta.value - (Date.now() - eta.at) / 1000);
+    renderStage(current);
   }, 1000);
   const pre = $("#log-tail");
   pre.scrollTop = pre.scrollHeight;

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import PATIENCE_MS
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -84,6 +85,8 @@ def browser_page() -> Iterator[Any]:
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Waits are for events; their timeouts only catch a hang (Playwright's own is 30 s).
+            page.set_default_timeout(PATIENCE_MS)
             yield page
         finally:
             browser.close()

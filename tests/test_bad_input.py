@@ -19,7 +19,6 @@ from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.fuzz_api import offline_client  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
 UPLOAD_CAP = 4096
 JSON = {"content-type": "application/json"}
 

@@ -15,11 +15,12 @@ import httpx
 import pytest
 from browser_utils import browser_page, live_server
 from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
 from app.settings import Settings
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.browser
 
 ATTACK = """<!doctype html><html><body>
 <iframe name="sink"></iframe>
@@ -99,13 +100,13 @@ def test_another_origin_cannot_create_upload_or_cancel(
         # A victim run that keeps running until cancelled (made by a script: no browser headers).
         victim = httpx.post(f"{url}/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
         status = lambda: httpx.get(f"{url}/api/runs/{victim}").json()  # noqa: E731
-        wait_sync(lambda: status()["status"] == "running", 60, "the victim run to start")
+        wait_sync(lambda: status()["status"] == "running", PATIENCE_S, "the victim run to start")
         page.goto(f"{url}/runs")  # the user has the dashboard open: its cookies exist
 
         recorder.writes.clear()
         with attacker_site(ATTACK.format(target=url, run=victim)) as evil:
             page.goto(evil)
-            wait_sync(lambda: len(recorder.writes) >= 3, 60, "the three forged requests")
+            wait_sync(lambda: len(recorder.writes) >= 3, PATIENCE_S, "the three forged requests")
         forged = dict(recorder.writes)
         assert forged == {
             "/api/runs": 403,
@@ -121,16 +122,16 @@ def test_another_origin_cannot_create_upload_or_cancel(
         # The dashboard's own buttons and form still work (csrf.js adds the token).
         page.goto(f"{url}/runs/{victim}")
         page.click("#cancel-run")
-        wait_sync(lambda: status()["status"] == "cancelled", 60, "the page's own cancel")
+        wait_sync(lambda: status()["status"] == "cancelled", PATIENCE_S, "the page's own cancel")
         page.goto(f"{url}/runs/new")
         page.set_input_files(
             "#dataset-file",
             files=[{"name": "mine.txt", "mimeType": "text/plain", "buffer": b"my own text\n" * 50}],
         )
-        page.locator("#upload-status", has_text="1 texts").wait_for(timeout=30_000)
+        page.locator("#upload-status", has_text="1 texts").wait_for(timeout=PATIENCE_MS)
         assert [p.name for p in uploads.iterdir()][0].startswith("mine-")
         page.click("#launch")
-        page.wait_for_url("**/runs/r*", timeout=30_000)
+        page.wait_for_url("**/runs/r*", timeout=PATIENCE_MS)
         runs = httpx.get(f"{url}/api/runs").json()["runs"]
         assert len(runs) == 2
         own = httpx.get(f"{url}/api/runs/{runs[0]['id']}").json()

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 from browser_utils import browser_page, live_server
+from waiting import PATIENCE_MS
 
 from app.main import create_app
 from app.runs.process import Launcher
@@ -128,13 +129,13 @@ def test_inspect_page_scores_hostile_text_as_text(watch: Watch, server: str) -> 
     page = watch.page
     page.goto(server + "/")
     page.wait_for_function(
-        "document.getElementById('model-status').dataset.state === 'ready'", timeout=30_000
+        "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
     )
     assert EVIL in page.inner_text("#model")  # a finished run's config is in the model list
     before = page.evaluate("window.EntroInspect.state.renderCount")
     page.fill("#text", EVIL)
     page.click("#score-btn")
-    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=30_000)
+    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=PATIENCE_MS)
     shown = page.evaluate("[...document.querySelectorAll('#panes .tok')].map((s) => s.textContent)")
     assert "".join(shown) == EVIL
     for i in (1, 5, 12):  # tooltips show the token and its top-k alternatives
@@ -149,7 +150,7 @@ def test_inspect_page_scores_hostile_text_as_text(watch: Watch, server: str) -> 
     page.fill("#model-folder", "/nowhere/" + PAYLOADS[1])
     page.click("#score-btn")
     page.wait_for_function(
-        "document.getElementById('score-status').dataset.kind === 'error'", timeout=30_000
+        "document.getElementById('score-status').dataset.kind === 'error'", timeout=PATIENCE_MS
     )
     assert PAYLOADS[1] in page.inner_text("#score-status")
     watch.assert_nothing_ran("inspect: file name and error message")

@@ -6,13 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not installed
 
 from bench.fuzz_api import fuzz, offline_client, operations  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
 # Generated requests per operation, valid and invalid mixed: ~100 in all for the 22 operations
 # (those without parameters have a single possible request; those of one run get a second
 # round with an existing run). bench/fuzz_api.py runs more.

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from browser_utils import free_port
 from fastapi.testclient import TestClient
+from waiting import PATIENCE_S
 
 from app.home_lock import LOCK_NAME, HomeLocked, hold_home, holding_home, release_home
 from app.main import create_app
@@ -21,7 +22,6 @@ from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop.runfolder import new_run_id
 
-pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -63,7 +63,7 @@ def running_server(home: Path, port: int, model: Path) -> Iterator[subprocess.Po
         yield proc
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=PATIENCE_S)
 
 
 def _running_row(home: Path, pid: int, run_dir: Path) -> str:
@@ -99,7 +99,7 @@ def test_a_second_server_on_the_same_home_refuses_and_touches_no_run(
                 env=_env(entrodrop_home),
                 capture_output=True,
                 text=True,
-                timeout=180,
+                timeout=PATIENCE_S,
             )
             assert second.returncode != 0
             message = second.stderr + second.stdout

@@ -94,7 +94,9 @@ def test_shared_server_refuses_model_folders_outside_allowed(
 def _wait_ready(client: TestClient, headers: dict[str, str]) -> None:
     import time
 
-    deadline = time.time() + 60
+    from waiting import PATIENCE_S
+
+    deadline = time.time() + PATIENCE_S
     while not client.get("/api/health").json()["model_loaded"]:
         assert time.time() < deadline, "model did not load"
         time.sleep(0.1)
@@ -213,14 +215,17 @@ def test_wrong_tokens_are_throttled(entrodrop_home: Path) -> None:
         assert client.get("/api/health").status_code == 200
 
 
-def test_throttle_window_expires() -> None:
+def test_throttle_window_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from types import SimpleNamespace
+
+    now = [1000.0]  # a fake clock: the window expires when the test says, not when the CPU does
+    monkeypatch.setattr(security, "time", SimpleNamespace(monotonic=lambda: now[0], time=time.time))
     throttle = security.Throttle(limit=2, window_s=0.2)
     throttle.failed("a")
     throttle.failed("a")
     assert throttle.wait_s("a") >= 1 and throttle.wait_s("b") == 0
-    import time
-
-    time.sleep(0.25)
+    now[0] += 0.25
     assert throttle.wait_s("a") == 0
 
 

@@ -24,6 +24,7 @@ from entrodrop.training import (
     EntroDropTrainer,
     EntropyMemory,
     ScheduleCallback,
+    StatusCallback,
     apply_hidden_dropout,
 )
 from entrodrop.training.run import TrainingFailed, main, train
@@ -120,8 +121,12 @@ def test_each_method_runs_and_writes_the_run_folder(
     status = RunFolder(run_dir).read_status()
     assert status["status"] == "succeeded" and status["progress"] == 1.0 and status["error"] is None
     by_step = names_by_step(run_dir)
-    assert sorted(by_step) == [0, 2, 3]  # the starting model, eval_every=2 and the last step
+    # The starting model, the first step's training loss, eval_every=2 and the last step.
+    assert sorted(by_step) == [0, 1, 2, 3]
     assert set(by_step.pop(0)) == EVAL_NAMES  # step 0: the starting model's evaluation only
+    first = set(by_step.pop(1))  # step 1: the training loss (and drops), no evaluation
+    assert "train/loss" in first and not first & EVAL_NAMES
+    assert (first >= DROP_NAMES) == (method in ("entrodrop", "random"))
     for step_names in by_step.values():
         assert len(step_names) == len(set(step_names))  # each metric once per step
         assert {"train/loss", "train/learning_rate"} | EVAL_NAMES <= set(step_names)
@@ -155,12 +160,13 @@ def test_online_loss_drops_follow_the_schedule(
         config(tiny_model_dir, small_corpus, entrodrop=ed, batch_size=8, max_steps=4, eval_every=4),
         run_dir,
     )
-    (rate,) = values(run_dir, "drop/rate_scheduled")
-    (fraction,) = values(run_dir, "drop/fraction_realised")
-    assert rate == pytest.approx(0.6)
+    # Logged at step 1 (the first step) and step 4 (steps 2-4, 24 blocks).
+    assert values(run_dir, "drop/rate_scheduled") == pytest.approx([0.6, 0.6])
+    step1, fraction = values(run_dir, "drop/fraction_realised")
     # Candidates are the batch's lower half (quantile 0.5), each dropped with probability 0.6.
     assert fraction == pytest.approx(0.6 * 0.5, abs=0.06)
-    assert values(run_dir, "drop/entropy_dropped")[0] < values(run_dir, "drop/entropy_kept")[0]
+    assert step1 == pytest.approx(0.6 * 0.5, abs=0.15)  # one batch of 8 blocks: more spread
+    assert values(run_dir, "drop/entropy_dropped")[-1] < values(run_dir, "drop/entropy_kept")[-1]
 
 
 def test_sigmoid_schedule_is_exact_per_step(
@@ -171,8 +177,9 @@ def test_sigmoid_schedule_is_exact_per_step(
     run_dir = tmp_path / "run"
     train(config(tiny_model_dir, small_corpus, entrodrop=ed, max_steps=4, eval_every=2), run_dir)
     cfg = EntroDropConfig(**ed)
-    expected = [
-        (drop_rate(0 / 4, cfg) + drop_rate(1 / 4, cfg)) / 2,
+    expected = [  # logged at step 1 (the first step alone), step 2, and step 4 (steps 3-4)
+        drop_rate(0 / 4, cfg),
+        drop_rate(1 / 4, cfg),
         (drop_rate(2 / 4, cfg) + drop_rate(3 / 4, cfg)) / 2,
     ]
     assert values(run_dir, "drop/rate_scheduled") == pytest.approx(expected)
@@ -274,8 +281,9 @@ def test_online_input_mode_drops_once_tokens_were_seen(
     run_dir = tmp_path / "run"
     cfg = config(tiny_model_dir, small_corpus, entrodrop=ed, max_train_tokens=256, max_steps=4)
     train(cfg, run_dir)
-    first, second = values(run_dir, "drop/fraction_realised")
-    assert first == 0.0 and 0.3 < second < 0.7
+    # Logged at step 1 (the first step), step 2 and step 4 (steps 3-4).
+    step1, step2, later = values(run_dir, "drop/fraction_realised")
+    assert step1 == step2 == 0.0 and 0.3 < later < 0.7
 
 
 def test_plain_trainer_with_the_collator(fresh_tiny: Any, tmp_path: Path) -> None:
@@ -435,6 +443,105 @@ def test_sigterm_cancels_after_saving_a_checkpoint(
     step = RunFolder(run_dir).read_status()["step"]
     assert step < 6 and (run_dir / f"checkpoint-{step}").is_dir()
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
+
+
+def test_sigterm_during_the_reference_prepass_cancels_before_its_last_batch(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-pass asks for the stop flag between batches: a SIGTERM there ends the run."""
+    run_dir = tmp_path / "run"
+    batches: list[tuple[str, int, int]] = []
+    original = StatusCallback.reference_progress
+
+    def watch(self: StatusCallback, what: str, done: int, total: int) -> None:
+        original(self, what, done, total)
+        batches.append((what, done, total))
+        on_disk = RunFolder(run_dir).read_status()
+        # Once status.json says the pre-pass is under way and one batch is scored: SIGTERM.
+        if on_disk.get("stage") == "reference" and done == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(StatusCallback, "reference_progress", watch)
+    ed = {"entropy_source": "reference", "drop_mode": "loss"}
+    summary = train(config(tiny_model_dir, small_corpus, entrodrop=ed), run_dir)
+    assert summary["status"] == "cancelled"
+    status = RunFolder(run_dir).read_status()
+    assert status["status"] == "cancelled" and status["stage"] == "reference"
+    assert [(what, done) for what, done, _ in batches] == [("training", 0), ("training", 1)]
+    assert batches[-1][2] == 2  # 64 blocks of 32 tokens, 32 a batch: the second never ran
+    assert not [r for r in RunFolder(run_dir).read_metrics() if r["name"] == "train/loss"]
+    assert "cancelled before training" in (run_dir / "log.txt").read_text()
+
+
+def test_status_names_each_stage_and_the_log_says_what_it_measures(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    written: list[dict[str, Any]] = []
+    original = RunFolder.write_status
+
+    def record(self: RunFolder, status: Any = None, **fields: Any) -> None:
+        original(self, status, **fields)
+        written.append(dict(self._status))
+
+    monkeypatch.setattr(RunFolder, "write_status", record)
+    ed = {"entropy_source": "reference", "drop_mode": "input"}
+    cfg = config(tiny_model_dir, small_corpus, entrodrop=ed, max_steps=4, eval_every=2)
+    assert train(cfg, run_dir)["status"] == "succeeded"
+    stages = [w["stage"] for w in written if w["status"] == "running"]
+    order = [s for i, s in enumerate(stages) if i == 0 or s != stages[i - 1]]
+    # The step-0 evaluation, then steps with an evaluation at step 2 and at the last, step 4.
+    assert order == [
+        "loading",
+        "reference",
+        "evaluating",
+        "training",
+        "evaluating",
+        "training",
+        "evaluating",
+    ]
+    texts = [w["stage_text"] for w in written if w["status"] == "running"]
+    assert "scoring reference entropies (training) 0/2" in texts
+    assert "scoring reference entropies (held-out) 0/1" in texts
+    assert "training step 2/4" in texts  # back to training after the step-2 evaluation
+    during = [w for w in written if w.get("stage") == "evaluating" and w["status"] == "running"]
+    assert {w.get("step") for w in during} >= {2}  # an evaluation says which step it follows
+    log_text = (run_dir / "log.txt").read_text()
+    assert "evaluating" in log_text and "measured on the corrupted inputs" in log_text
+
+
+def test_eta_counts_the_remaining_evaluations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """remaining steps x mean step time + remaining evaluations x mean evaluation time."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from entrodrop.training import callbacks
+
+    now = [100.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: now[0])
+    status = StatusCallback(RunFolder(tmp_path), min_interval_s=0.0)
+    args: Any = SimpleNamespace(eval_steps=2, eval_strategy="steps")
+    state = TrainerState(max_steps=10, global_step=0)
+    control = TrainerControl()
+    status.on_train_begin(args, state, control)
+    for step in (1, 2):
+        status.on_step_begin(args, state, control)
+        now[0] += 1.0  # each step takes 1 s
+        state.global_step = step
+        control.should_evaluate = step == 2
+        status.on_step_end(args, state, control)
+    assert RunFolder(tmp_path).read_status()["stage"] == "evaluating"
+    now[0] += 10.0  # the evaluation takes 10 s
+    status.on_evaluate(args, state, control)
+    st = RunFolder(tmp_path).read_status()
+    assert st["stage"] == "training" and st["stage_text"] == "training step 2/10"
+    # 8 steps x 1 s + 4 evaluations (steps 4, 6, 8, 10) x 10 s
+    assert st["eta_s"] == pytest.approx(8 * 1.0 + 4 * 10.0)
+    assert callbacks.remaining_evaluations(3, 10, 2) == 4
+    assert callbacks.remaining_evaluations(10, 10, 2) == 0
 
 
 def test_bad_model_path_fails_with_the_message_in_status(

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from waiting import PATIENCE_S
 
 from entrodrop.config import RunConfig
 from entrodrop.runfolder import RunFolder
@@ -56,7 +57,7 @@ def test_two_cpu_processes_train_and_write_once(
     (run_dir / "config.json").write_text(config.model_dump_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [*launcher(kind), "-m", "entrodrop.training.run", "--run-dir", str(run_dir)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=PATIENCE_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     folder = RunFolder(run_dir)
@@ -66,9 +67,10 @@ def test_two_cpu_processes_train_and_write_once(
     rows = folder.read_metrics()
     counts = Counter((r["step"], r["name"]) for r in rows)
     assert counts and max(counts.values()) == 1  # written by the main process only
-    assert {step for step, _ in counts} == {0, 3, 6}  # step 0: the starting model
+    # step 0: the starting model; step 1: the first training loss; then every eval_every
+    assert {step for step, _ in counts} == {0, 1, 3, 6}
     fraction = {r["step"]: r["value"] for r in rows if r["name"] == "drop/fraction_realised"}
-    assert fraction[3] == 0.0 and fraction[6] > 0.0
+    assert fraction[1] == fraction[3] == 0.0 and fraction[6] > 0.0
     assert (run_dir / "model" / "model.safetensors").is_file()
     assert {p.name for p in (run_dir / "checkpoint-6").glob("entrodrop_state_*")} == {
         "entrodrop_state_0.safetensors",

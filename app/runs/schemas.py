@@ -52,6 +52,9 @@ class RunPublic(_Open):
     step: int
     total_steps: int | None
     eta_s: float | None
+    stage: str | None = Field(
+        None, description="while running: what the training process is doing, e.g. 'evaluating'"
+    )
     elapsed_s: float | None
     created_at: float
     started_at: float | None

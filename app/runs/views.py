@@ -43,6 +43,15 @@ def _eta(run: RunRecord, now: float) -> float | None:
     return max(0.0, run.eta_s - (now - run.updated_at))
 
 
+def _stage(run: RunRecord, run_dir: Any) -> str | None:
+    # The training process's own words for what it is doing (status.json's stage_text, e.g.
+    # "scoring reference entropies (training) 3/12"), while it runs.
+    if run.status != "running":
+        return None
+    text = (rf.read_status(run_dir) or {}).get("stage_text")
+    return text if isinstance(text, str) else None
+
+
 def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     """A run as the runs list shows it (and GET /api/runs returns it)."""
     now = time.time()
@@ -58,6 +67,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "step": run.step,
         "total_steps": run.total_steps,
         "eta_s": _eta(run, now),
+        "stage": _stage(run, run_dir),
         "elapsed_s": (end - run.started_at) if run.started_at else None,
         "created_at": run.created_at,
         "started_at": run.started_at,

@@ -107,28 +107,113 @@ class MetricsCallback(TrainerCallback):
                 log.exception("metrics subscriber %r failed", fn)
 
 
+# The stages of a run as status.json names them (`stage`), with the words a person reads
+# (`stage_text`, e.g. "scoring reference entropies (training) 3/12"). The one place they live.
+STAGES = {
+    "loading": "loading model",
+    "reference": "scoring reference entropies",
+    "training": "training step",
+    "evaluating": "evaluating",
+}
+
+
+def stage_text(
+    stage: str, done: int | None = None, total: int | None = None, what: str = ""
+) -> str:
+    """A stage in a person's words, with its count when it has one."""
+    words = STAGES[stage] + (f" ({what})" if what else "")
+    return f"{words} {done}/{total}" if total else words
+
+
+def remaining_evaluations(step: int, max_steps: int, eval_every: int | None) -> int:
+    """Evaluations still to come after `step`: one at every multiple of eval_every up to the end."""
+    if not eval_every or eval_every <= 0:
+        return 0
+    return max(0, max_steps // eval_every - step // eval_every)
+
+
 class StatusCallback(TrainerCallback):
-    """Keeps status.json current: step, total steps, progress and an ETA (main process)."""
+    """Keeps status.json current (main process): the stage, step, progress and an ETA.
+
+    The ETA covers what is left of the stage being done: during the reference pre-pass its
+    remaining batches, during training the remaining steps x the mean step time plus the
+    remaining evaluations x the mean evaluation time (an evaluation can take longer than many
+    steps, so leaving it out made the ETA rise at each one).
+    """
 
     def __init__(self, folder: RunFolder, min_interval_s: float = 1.0) -> None:
         self.folder = folder
         self.min_interval_s = min_interval_s
+        self.stage_name = ""
         self._t0 = 0.0
         self._step0 = 0
         self._last_write = 0.0
         self._step_start = 0.0
         self._step_times: list[float] = []
+        self._eval_start: float | None = None
+        self._eval_times: list[float] = []
+        self._eval_s_in_training = 0.0
+        self._batch_t0 = 0.0
 
     @property
     def mean_step_s(self) -> float | None:
         """Mean wall time of a training step (forward, backward, update; evaluations excluded)."""
         return sum(self._step_times) / len(self._step_times) if self._step_times else None
 
+    @property
+    def mean_eval_s(self) -> float | None:
+        """Mean wall time of one evaluation (held-out and general text)."""
+        return sum(self._eval_times) / len(self._eval_times) if self._eval_times else None
+
+    def stage(self, name: str, force: bool = True, **fields: Any) -> None:
+        """Write status.json with a new stage (always) or the same stage's progress (throttled)."""
+        text = stage_text(
+            name, fields.pop("done", None), fields.pop("total", None), fields.pop("what", "")
+        )
+        changed = name != self.stage_name
+        if changed:
+            log.info("%s", text)
+        self.stage_name = name
+        now = time.monotonic()
+        if not (force or changed) and now - self._last_write < self.min_interval_s:
+            return
+        self._last_write = now
+        self.folder.write_status("running", stage=name, stage_text=text, **fields)
+
+    def reference_progress(self, what: str, done: int, total: int) -> None:
+        """The pre-pass's hook, called before the first batch (done=0) and after each one."""
+        now = time.monotonic()
+        if done == 0:
+            self._batch_t0 = now
+        eta = (now - self._batch_t0) / done * (total - done) if done else None
+        self.stage("reference", force=done == 0, done=done, total=total, what=what, eta_s=eta)
+
+    def begin_evaluation(self, state: TrainerState | None = None) -> None:
+        """An evaluation starts now (the step-0 one from run.py, the others from on_step_end)."""
+        self._eval_start = time.monotonic()
+        fields: dict[str, Any] = {}
+        if state is not None and state.max_steps > 0:
+            fields = {"step": state.global_step, "total_steps": state.max_steps}
+        self.stage("evaluating", **fields)
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._eval_start is None:
+            return
+        took = time.monotonic() - self._eval_start
+        self._eval_times.append(took)
+        if self._t0:  # an evaluation during training: its time is not step time
+            self._eval_s_in_training += took
+        self._eval_start = None
+        if self._t0 and state.global_step < state.max_steps:
+            self._write(state, args, force=True)
+
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._t0, self._step0 = time.monotonic(), state.global_step
-        self._write(state, force=True)
+        self._write(state, args, force=True)
 
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -139,24 +224,37 @@ class StatusCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._step_times.append(time.monotonic() - self._step_start)
-        self._write(state, force=state.global_step >= state.max_steps)
-
-    def _write(self, state: TrainerState, force: bool) -> None:
-        now = time.monotonic()
-        if not state.is_world_process_zero or (
-            not force and now - self._last_write < self.min_interval_s
-        ):
+        # DefaultFlowCallback (first in the list) has decided by now whether this step evaluates.
+        if control.should_evaluate and state.is_world_process_zero:
+            self.begin_evaluation(state)
             return
-        self._last_write = now
-        total = max(1, state.max_steps)
+        self._write(state, args, force=state.global_step >= state.max_steps)
+
+    def _eta(self, state: TrainerState, args: TrainingArguments) -> float | None:
         done = state.global_step - self._step0
-        eta = (now - self._t0) / done * (total - state.global_step) if done > 0 else None
-        self.folder.write_status(
-            "running",
+        if done <= 0:
+            return None
+        step_s = (time.monotonic() - self._t0 - self._eval_s_in_training) / done
+        eta = step_s * (state.max_steps - state.global_step)
+        every = int(args.eval_steps or 0) if args.eval_strategy == "steps" else 0
+        evals = remaining_evaluations(state.global_step, state.max_steps, every)
+        if evals and self.mean_eval_s is not None:
+            eta += evals * self.mean_eval_s
+        return max(0.0, eta)
+
+    def _write(self, state: TrainerState, args: TrainingArguments, force: bool) -> None:
+        if not state.is_world_process_zero:
+            return
+        total = max(1, state.max_steps)
+        self.stage(
+            "training",
+            force=force,
+            done=state.global_step,
+            total=total,
             step=state.global_step,
             total_steps=total,
             progress=state.global_step / total,
-            eta_s=eta,
+            eta_s=self._eta(state, args),
         )
 
 
@@ -269,3 +367,17 @@ class BarCallback(ProgressCallback):
         )
         if self._latest:
             bar.set_postfix(self._latest, refresh=False)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        super().on_step_end(args, state, control, **kwargs)
+        if control.should_evaluate and self.training_bar is not None:
+            self.training_bar.set_description("evaluating")  # else the bar sits still, unexplained
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        super().on_evaluate(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description("training")

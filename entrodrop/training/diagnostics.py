@@ -93,10 +93,11 @@ def build_diagnostics(
     model_fp: str,
     autocast_dtype: torch.dtype | None,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Diagnostics:
     """Score the held-out blocks once with the starting model (cached) to fix the entropy split."""
     ref = reference_entropies(
-        model, heldout, model_fp, autocast_dtype, should_stop, label="held-out"
+        model, heldout, model_fp, autocast_dtype, should_stop, label="held-out", progress=progress
     )
     low = torch.isfinite(ref) & (ref <= train_median)  # (N, T)
     log.info(

@@ -59,13 +59,21 @@ def forward_token_stats(
     with_loss: bool = False,
     batch_tokens: int = EVAL_BATCH_TOKENS,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TokenStats:
-    """Entropy (and loss) of every token of blocks (N, T) under the model, in eval mode."""
+    """Entropy (and loss) of every token of blocks (N, T) under the model, in eval mode.
+
+    ``should_stop`` is asked before each batch (a stop raises :class:`Cancelled`); ``progress``
+    hears (batches done, batches in all) before the first batch and after each one.
+    """
     device = next(model.parameters()).device
     n, t = blocks.shape
     batch = max(1, batch_tokens // t)
     entropy = torch.full((n, t), math.nan)
     loss = torch.full((n, t), math.nan) if with_loss else None
+    batches = math.ceil(n / batch)
+    if progress is not None:
+        progress(0, batches)
     was_training = model.training
     model.eval()
     try:
@@ -78,6 +86,8 @@ def forward_token_stats(
                 entropy[start : start + batch] = token_entropies(logits).cpu()
                 if loss is not None:
                     loss[start : start + batch] = _token_losses(logits, ids).cpu()
+                if progress is not None:
+                    progress(start // batch + 1, batches)
     finally:
         model.train(was_training)
     return TokenStats(entropy, loss)
@@ -142,12 +152,14 @@ def reference_entropies(
     autocast_dtype: torch.dtype | None,
     should_stop: Callable[[], bool] | None = None,
     label: str = "blocks",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> torch.Tensor:
     """Token-aligned entropies (N, T) of blocks under the starting model, cached on disk.
 
     Keyed by the model's fingerprint, the blocks' content (hence seq_len) and the precision, so a
     second run on the same model and data reads the file instead of scoring again. Call it on the
     main process first (``TrainingArguments.main_process_first``) so ranks do not race.
+    ``progress(label, batches done, batches)`` follows the scoring (not called on a cache hit).
     """
     precision = "fp32" if autocast_dtype is None else str(autocast_dtype).replace("torch.", "")
     path = _cache_path(model_fp, blocks, precision)
@@ -161,6 +173,9 @@ def reference_entropies(
     log.info(
         "reference entropies (%s, %d blocks): scoring with the starting model", label, len(blocks)
     )
-    entropy = forward_token_stats(model, blocks, autocast_dtype, should_stop=should_stop).entropy
+    report = None if progress is None else lambda done, total: progress(label, done, total)
+    entropy = forward_token_stats(
+        model, blocks, autocast_dtype, should_stop=should_stop, progress=report
+    ).entropy
     _save_atomic(entropy, path, {"model": model_fp, "precision": precision, "label": label})
     return entropy

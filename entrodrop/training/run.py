@@ -46,6 +46,7 @@ from entrodrop.training.callbacks import (
     StatusCallback,
     StopCallback,
     Subscriber,
+    stage_text,
 )
 from entrodrop.training.collator import BlockDataset, EntroDropCollator
 from entrodrop.training.diagnostics import (
@@ -95,6 +96,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         max_steps=config.max_steps or -1,
         logging_strategy="steps",
         logging_steps=config.eval_every,
+        logging_first_step=True,  # a training-loss point from step 1, not only at eval_every
         eval_strategy="steps",
         eval_steps=config.eval_every,
         save_strategy="steps" if config.save_checkpoints else "no",
@@ -174,19 +176,20 @@ def reference_pass(
     data: RunData,
     autocast_dtype: torch.dtype | None,
     should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Prepared:
     """Score with the frozen starting model (before any update): cached, so usually a file read."""
     model, model_fp = loaded.model, model_fingerprint(loaded.path)
     train_ent = None
     if config.method in DROP_METHODS and config.entrodrop.entropy_source == "reference":
         train_ent = reference_entropies(
-            model, data.train, model_fp, autocast_dtype, should_stop, label="training"
+            model, data.train, model_fp, autocast_dtype, should_stop, "training", progress
         )
     median_source = train_ent
     if median_source is None:  # the online source: a spread-out sample of training tokens is enough
         sample = evenly_spaced(data.train, MEDIAN_SAMPLE_TOKENS)
         median_source = reference_entropies(
-            model, sample, model_fp, autocast_dtype, should_stop, label="training sample"
+            model, sample, model_fp, autocast_dtype, should_stop, "training sample", progress
         )
     diagnostics = build_diagnostics(
         model,
@@ -196,6 +199,7 @@ def reference_pass(
         model_fp,
         autocast_dtype,
         should_stop,
+        progress,
     )
     return Prepared(train_ent, diagnostics)
 
@@ -245,6 +249,7 @@ def set_up(run: Run) -> None:
     )
     if run.resume:
         choose_checkpoint(run)
+    run.status.stage("loading")
     run.loaded = load_model(config)
     if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
         run.loaded.model.to(run.args.device)
@@ -256,6 +261,12 @@ def set_up(run: Run) -> None:
         len(run.data.heldout),
         0 if run.data.general is None else len(run.data.general),
     )
+    if config.method in DROP_METHODS and config.entrodrop.drop_mode in ("input", "both"):
+        log.info(
+            "drop_mode %s: train/loss is measured on the corrupted inputs, so it rises as the "
+            "drop rate grows; eval/loss is measured on clean inputs",
+            config.entrodrop.drop_mode,
+        )
     if config.method == "hidden_dropout":
         run.dropout_patch = apply_hidden_dropout(run.loaded.model, baseline_strength(config))
 
@@ -349,7 +360,9 @@ def train(
     }
     if not resume:
         status_fields["started_at"] = run.started
-    folder.write_status("running", **status_fields)
+    folder.write_status(
+        "running", stage="loading", stage_text=stage_text("loading"), **status_fields
+    )
     try:
         with log_file(folder), quiet_loading_bars():
             return _attempt(run)
@@ -382,12 +395,18 @@ def _train(run: Run) -> dict[str, Any]:
     # rank 0 fills the cache first; an adapter run scores its base with the adapter switched off
     with run.args.main_process_first(desc="reference pre-pass"), base_weights(run.loaded.model):
         prepared = reference_pass(
-            run.config, run.loaded, run.data, run.autocast_dtype, run.stopper.requested_here
+            run.config,
+            run.loaded,
+            run.data,
+            run.autocast_dtype,
+            run.stopper.requested_here,
+            run.status.reference_progress,
         )
     if run.stopper.requested_here():
         raise Cancelled("stop requested before the first step")
     trainer = build_trainer(run, prepared)
     if run.resume_from is None:
+        run.status.begin_evaluation()
         trainer.evaluate()  # step 0: the starting model, the baseline of "best" and "rebound"
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from waiting import PATIENCE_S, wait_sync, wait_until
 
 import entrodrop
 from app.main import create_app
@@ -25,7 +26,7 @@ from entrodrop import EntroDropConfig, select_drops
 TEXT = "def add(a, b):\n    return a + b\n\nThe quick brown fox jumps over the lazy dog.\n"
 
 
-def wait_loaded(client: TestClient, timeout: float = 30.0) -> dict[str, Any]:
+def wait_loaded(client: TestClient, timeout: float = PATIENCE_S) -> dict[str, Any]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         health = client.get("/api/health").json()
@@ -340,7 +341,7 @@ def test_queue_is_bounded(entrodrop_home: Path) -> None:
     async def scenario() -> None:
         first = asyncio.ensure_future(service.run(gate.wait, 10))
         second = asyncio.ensure_future(service.run(lambda: "second"))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: service.status()["queue"]["pending"] == 2, PATIENCE_S, "two jobs")
         with pytest.raises(QueueFull) as info:
             await service.run(lambda: "third")
         assert info.value.retry_after >= 1
@@ -359,12 +360,12 @@ def test_queue_full_is_503_with_retry_after(tiny_model_dir: Path, entrodrop_home
         service = c.app.state.model_service  # type: ignore[attr-defined]
         assert c.portal is not None
         blockers = [c.portal.start_task_soon(service.run, gate.wait, 10) for _ in range(2)]
-        time.sleep(0.1)
+        wait_sync(lambda: service.status()["queue"]["pending"] == 2, PATIENCE_S, "two queued jobs")
         res = c.post("/api/score", json={"text": "hello"})
         assert res.status_code == 503 and int(res.headers["Retry-After"]) >= 1
         assert "limit 1" in res.json()["detail"]
         gate.set()
-        assert all(b.result(timeout=10) for b in blockers)
+        assert all(b.result(timeout=PATIENCE_S) for b in blockers)
         assert c.post("/api/score", json={"text": "hello"}).status_code == 200
 
 

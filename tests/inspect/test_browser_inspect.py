@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 from browser_utils import browser_page, live_server, screenshot
+from waiting import PATIENCE_MS, PATIENCE_S, wait_sync
 
 import entrodrop
 from app.main import create_app
@@ -55,7 +56,7 @@ def page(browser: tuple[Any, list[str]], server: str) -> Iterator[Any]:
     errors.clear()
     tab.goto(server + "/")
     tab.wait_for_function(
-        "document.getElementById('model-status').dataset.state === 'ready'", timeout=30_000
+        "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
     )
     yield tab
     assert not errors, errors
@@ -65,7 +66,7 @@ def score_text(page: Any, text: str) -> None:
     before = page.evaluate("window.EntroInspect.state.renderCount")
     page.fill("#text", text)
     page.click("#score-btn")
-    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=30_000)
+    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=PATIENCE_MS)
 
 
 def page_marks(page: Any, pane: int = 0) -> tuple[list[int], list[int]]:
@@ -132,7 +133,13 @@ def test_score_then_sliders_move_the_marks_exactly_as_the_library(page: Any) -> 
         "window.EntroInspect.state.result.panes[0].u !== null && "
         "document.querySelectorAll('.tok.drop').length > 0"
     )
-    page.wait_for_timeout(300)  # the seed's draws arrive from /api/draws
+
+    def marks_match_the_library() -> bool:
+        entropies, config, progress = current(page)
+        return page_marks(page)[0] == library(entropies, config, progress)
+
+    # The seed's draws arrive from /api/draws: wait for the marks they give, not for a time.
+    wait_sync(marks_match_the_library, PATIENCE_S, "the marks of seed 7")
     entropies, config, progress = current(page)
     assert config["seed"] == 7 and config["quantile"] == 0.8
     assert page_marks(page)[0] == library(entropies, config, progress)
@@ -276,7 +283,7 @@ def test_page_works_while_the_model_loads(
             "document.getElementById('score-status').textContent.includes('retrying')"
         )
         release.set()
-        tab.wait_for_selector("#results[data-rendered]", timeout=30_000)
+        tab.wait_for_selector("#results[data-rendered]", timeout=PATIENCE_MS)
         assert not tab.locator("#loading-note").is_visible()
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from waiting import PATIENCE_S, wait_sync, wait_until  # noqa: F401  (re-exported for the runs tests)
 
 # A stand-in for `python -m entrodrop.training.run` that follows the run-folder contract and
 # misbehaves on request: the behaviour is the config's `model` when it starts with "fake:", or
@@ -72,7 +71,8 @@ elif mode == "slow":
     while not stop["flag"] and not (run_dir / "STOP").exists():
         step += 1
         metric(step)
-        status("running", step=step, total_steps=1000, progress=step / 1000)
+        status("running", step=step, total_steps=1000, progress=step / 1000,
+               stage="training", stage_text=f"training step {step}/1000")
         (run_dir / "ready").touch()
         time.sleep(0.1)
     status("cancelled", step=step, total_steps=1000, progress=step / 1000)
@@ -86,21 +86,3 @@ def write_fake_child(folder: Path) -> Path:
     path = folder / "fake_trainer.py"
     path.write_text(FAKE_CHILD, encoding="utf-8")
     return path
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float, what: str = "") -> None:
-    """Await until predicate() is truthy (the runner's task ticks meanwhile), or fail."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
-
-
-def wait_sync(predicate: Callable[[], object], timeout: float, what: str = "") -> None:
-    """The same for code that is not async (TestClient, browser tests)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-        time.sleep(0.1)

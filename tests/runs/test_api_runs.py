@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+from waiting import PATIENCE_S
 
 from app.main import create_app
 from app.settings import Settings
 from entrodrop.config import RunConfig
 
-pytestmark = pytest.mark.timeout(180)
 ClientFactory = Callable[..., Any]
 
 
@@ -41,7 +41,7 @@ def make_client(entrodrop_home: Path, tmp_path: Path) -> ClientFactory:
     return make
 
 
-def wait_finished(client: TestClient, run_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_finished(client: TestClient, run_id: str, timeout: float = PATIENCE_S) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     def done() -> bool:
@@ -117,7 +117,7 @@ def test_missing_fields_take_the_defaults_and_runs_survive_a_restart(
         run_id = res.json()["id"]
         config = json.loads((entrodrop_home / "runs" / run_id / "config.json").read_text())
         assert config == RunConfig(model=str(tiny_model_dir)).model_dump(mode="json")
-        before = wait_finished(client, run_id, 30)
+        before = wait_finished(client, run_id)
         assert before["status"] == "succeeded"
     with make_client() as client:  # a new server on the same home
         after = client.get(f"/api/runs/{run_id}").json()
@@ -195,7 +195,7 @@ def test_matched_pair_and_compare(make_client: ClientFactory, tiny_model_dir: Pa
         ids = res.json()["ids"]
         assert len(ids) == 2 and res.json()["url"] == f"/compare?runs={ids[0]},{ids[1]}"
         for run_id in ids:
-            wait_finished(client, run_id, 30)
+            wait_finished(client, run_id)
         data = client.get("/api/compare", params={"runs": ",".join(ids)}).json()
         assert [r["id"] for r in data["runs"]] == ids
         assert data["differences"] == [{"key": "method", "values": ["entrodrop", "random"]}]
@@ -207,16 +207,19 @@ def test_matched_pair_and_compare(make_client: ClientFactory, tiny_model_dir: Pa
 def test_cancel_and_resume(make_client: ClientFactory) -> None:
     with make_client(cancel_grace_s=2.0) as client:
         run_id = client.post("/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
-        wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 0, 30, "steps")
+        wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 0, PATIENCE_S, "steps")
+        # The child's own words for its stage reach the run's summary while it runs.
+        assert client.get(f"/api/runs/{run_id}").json()["stage"].startswith("training step ")
         res = client.post(f"/api/runs/{run_id}/cancel")
         assert res.status_code == 200 and res.json()["cancel_requested"]
-        assert wait_finished(client, run_id, 30)["status"] == "cancelled"
+        stopped = wait_finished(client, run_id)
+        assert stopped["status"] == "cancelled" and stopped["stage"] is None  # only while running
         assert client.post(f"/api/runs/{run_id}/cancel").status_code == 409
         res = client.post(f"/api/runs/{run_id}/resume")
         assert res.status_code == 200 and res.json()["status"] in ("queued", "running")
         assert client.post(f"/api/runs/{run_id}/resume").status_code == 409
         client.post(f"/api/runs/{run_id}/cancel")
-        assert wait_finished(client, run_id, 30)["status"] == "cancelled"
+        assert wait_finished(client, run_id)["status"] == "cancelled"
         assert client.get(f"/api/runs/{run_id}").json()["attempts"] == 2
 
 

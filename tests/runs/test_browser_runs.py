@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from browser_utils import browser_page, live_server, screenshot
+from waiting import PATIENCE_MS
 
 from app.main import create_app
 from app.settings import Settings
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.browser
 
 
 def test_form_launch_watch_and_finish(entrodrop_home: Path, tiny_model_dir: Path) -> None:
@@ -42,18 +43,18 @@ def test_form_launch_watch_and_finish(entrodrop_home: Path, tiny_model_dir: Path
 
         # The first-batch preview: three progress points; at s = 1 some tokens are struck out.
         page.click("#preview-button")
-        page.locator("#preview-points button").nth(2).wait_for(timeout=60_000)
+        page.locator("#preview-points button").nth(2).wait_for(timeout=PATIENCE_MS)
         page.locator("#preview-points button").nth(2).click()
         assert page.locator("#preview .tok.dropped").count() > 0
         screenshot(page, "runs_new_form")
 
         page.click("#launch")
-        page.wait_for_url("**/runs/r*", timeout=30_000)
+        page.wait_for_url("**/runs/r*", timeout=PATIENCE_MS)
         page.wait_for_function(
             "Number(document.querySelector('#chart-train').dataset.points || 0) > 0",
-            timeout=120_000,
+            timeout=PATIENCE_MS,
         )  # the curve appeared while the run was live
-        page.locator('#run-status .badge[data-status="succeeded"]').wait_for(timeout=120_000)
+        page.locator('#run-status .badge[data-status="succeeded"]').wait_for(timeout=PATIENCE_MS)
         page.wait_for_function(
             "Number(document.querySelector('#chart-eval').dataset.points || 0) >= 6"
         )  # overall, low- and high-entropy held-out loss at steps 2 and 4
