@@ -289,6 +289,11 @@ def token_texts(
     return pieces
 
 
+def entropy_tensor(entropies: Sequence[float | None]) -> torch.Tensor:
+    """Token-aligned entropies as the policy takes them: float32, shape (1, T), NaN for none."""
+    return torch.tensor([[math.nan if e is None else e for e in entropies]], dtype=torch.float32)
+
+
 @dataclass
 class ScoreResult:
     """Scores of one text; ``to_dict()`` is the token JSON of DESIGN.md section 6."""
@@ -304,6 +309,10 @@ class ScoreResult:
     @property
     def n_tokens(self) -> int:
         return len(self.ids)
+
+    def entropy_tensor(self) -> torch.Tensor:
+        """This text's entropies for `select_drops`: shape (1, T), NaN for the first token."""
+        return entropy_tensor(self.entropy)
 
     def summary(self) -> dict[str, float | None]:
         ent = [e for e in self.entropy if e is not None]

@@ -151,3 +151,18 @@ def test_default_entropies_agree_with_fp32(default_loaded, dtype: str | None) ->
     ent, _ = _reference(default_loaded, res.ids)  # plain forward without autocast: fp32 weights
     ours = torch.tensor(res.entropy[1:], dtype=torch.float64)
     assert float((ours - ent).abs().mean()) < 0.05
+
+
+def test_entropy_tensor_feeds_select_drops_as_the_readme_shows(tiny_loaded) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    import entrodrop
+
+    res = entrodrop.score(tiny_loaded, "def add(a, b):\n    return a + b\n", top_k=5)
+    ent = res.entropy_tensor()
+    assert ent.shape == (1, res.n_tokens) and math.isnan(ent[0, 0].item())
+    assert ent[0, 1:].tolist() == pytest.approx([e for e in res.entropy[1:]])
+    cfg = entrodrop.EntroDropConfig(quantile=0.5, rate_max=1.0, schedule="constant")
+    mask = entrodrop.select_drops(ent, cfg, progress=0.8)
+    assert mask.shape == ent.shape and not bool(mask[0, 0])  # the first token is never dropped
+    assert bool(mask.any())  # rate 1: every candidate below the median goes

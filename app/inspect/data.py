@@ -23,6 +23,7 @@ from entrodrop import runfolder
 from entrodrop.config import EntroDropConfig
 from entrodrop.models import check_local_checkpoint, resolve_spec
 from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
+from entrodrop.scoring import entropy_tensor
 
 # Longest text a shareable link carries (links over ~8 KB break in some browsers and servers).
 URL_TEXT_CHARS = 2000
@@ -153,11 +154,6 @@ def entropy_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "fraction_lower_in_b": sum(d < 0 for d in finite) / len(finite) if finite else None,
     }
     return {"same_tokens": True, "note": None, "delta": delta, "delta_summary": summary}
-
-
-def entropy_tensor(entropies: list[float | None]) -> torch.Tensor:
-    """Token-aligned entropies as the policy wants them: float32, shape (1, T), NaN for none."""
-    return torch.tensor([[math.nan if e is None else e for e in entropies]], dtype=torch.float32)
 
 
 def preview(
