@@ -189,6 +189,9 @@ class JobRunner:
         if restart and checkpoint is not None:
             raise RunConflict(f"run {run_id} has a checkpoint; resume it instead of restarting")
         spent = (run.finished_at - run.started_at) if run.started_at and run.finished_at else 0.0
+        # Progress goes back to where the next attempt starts: the checkpoint, or step 0.
+        step = rf.checkpoint_step(checkpoint) if checkpoint is not None else 0
+        progress = step / run.total_steps if run.total_steps else 0.0
         self.storage.update_run(
             run_id,
             status="queued",
@@ -198,6 +201,8 @@ class JobRunner:
             finished_at=None,
             cancel_requested=False,
             eta_s=None,
+            step=step,
+            progress=min(1.0, progress),
             prior_elapsed_s=run.prior_elapsed_s + max(0.0, spent),
         )
         self._poke()

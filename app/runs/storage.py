@@ -426,12 +426,12 @@ class Storage:
 
     def last_values(self, run_id: str) -> dict[str, float | None]:
         """The value at the latest step of each metric name, in the run's current attempt."""
+        run = self.get_run(run_id)
+        attempt = max(1, run.attempts) if run else 1
         rows = self._query(
-            "SELECT m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run_id "
-            "AND m.attempt = MAX(r.attempts, 1) JOIN (SELECT name, MAX(step) AS s FROM metrics "
-            "JOIN runs ON runs.id = metrics.run_id AND attempt = MAX(runs.attempts, 1) "
-            "WHERE run_id = ? GROUP BY name) last ON m.name = last.name AND m.step = last.s "
-            "WHERE m.run_id = ?",
-            (run_id, run_id),
+            "SELECT m.name, m.value FROM metrics m JOIN (SELECT name, MAX(step) AS s FROM metrics "
+            "WHERE run_id = ? AND attempt = ? GROUP BY name) last "
+            "ON m.name = last.name AND m.step = last.s WHERE m.run_id = ? AND m.attempt = ?",
+            (run_id, attempt, run_id, attempt),
         )
         return {r["name"]: r["value"] for r in rows}
