@@ -128,6 +128,7 @@ class RunsPublic(_Open):
     runs: list[RunPublic]
     counts: dict[str, int]
     tags: list[str]
+    max_compare: int
     facts: RunFacts
 
 

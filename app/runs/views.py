@@ -18,7 +18,7 @@ from app.runs.process import Launcher, headless_commands
 from app.runs.runner import RESUMABLE, JobRunner
 from app.runs.storage import RunRecord
 from entrodrop import runfolder as rf
-from entrodrop.config import DROPPING_METHODS
+from entrodrop.config import DEFAULT_BASELINE_STRENGTH, DROPPING_METHODS
 
 MAX_COMPARE = 8
 
@@ -122,7 +122,13 @@ def runs_list(runner: JobRunner) -> dict[str, Any]:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     # What the list's filters offer, from the runs themselves.
     tags = sorted({t for r in runs for t in r["tags"]})
-    return {"runs": runs, "counts": counts, "tags": tags, "facts": run_facts()}
+    return {
+        "runs": runs,
+        "counts": counts,
+        "tags": tags,
+        "max_compare": MAX_COMPARE,
+        "facts": run_facts(),
+    }
 
 
 def patch_run(runner: JobRunner, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +139,18 @@ def patch_run(runner: JobRunner, run_id: str, changes: dict[str, Any]) -> dict[s
     return run_detail(runner, run_id)
 
 
+def applied_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields that apply to its method: no EntroDrop block for a method that drops no
+    tokens, no baseline strength where none applies (both would be ignored by training)."""
+    method = config.get("method")
+    shown = dict(config)
+    if method not in DROPPING_METHODS:
+        shown.pop("entrodrop", None)
+    if method not in DEFAULT_BASELINE_STRENGTH:
+        shown.pop("baseline_strength", None)
+    return shown
+
+
 def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
     """GET /api/runs/{id} and /runs/{id}: the summary plus config, commands and log tails."""
     run = runner.get(run_id)
@@ -141,7 +159,7 @@ def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
     data.update(
         {
             "config": run.config,
-            "config_json": json.dumps(run.config, indent=2),
+            "config_json": json.dumps(applied_config(run.config), indent=2),
             "commands": headless_commands(Launcher(**run.launcher)),
             "run_dir": str(run_dir),
             "log_tail": rf.tail_lines(run_dir / rf.LOG, 60),
