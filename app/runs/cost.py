@@ -1,8 +1,10 @@
 """What a run will cost before it starts: steps, training tokens and a duration from measured steps.
 
 Finished runs leave their mean step time (summary.json's `step_time_s`); the runner remembers it
-in <home>/step_times.json keyed by model, precision, sequence length and batch size, and the form
-turns it into an estimate. With no measurement for that key the estimate says so, never a guess.
+in <home>/step_times.json keyed by model, precision, sequence length and batch shape, and the form
+turns it into an estimate. A run set by epochs learns its step count from the data: the file also
+keeps how many training blocks a finished run's model, data and length gave. With no measurement
+for a key the estimate says so, never a guess.
 """
 
 from __future__ import annotations
@@ -38,25 +40,46 @@ def tokens_per_step(config: dict[str, Any], processes: int) -> int:
     )
 
 
-def _load(home: Path) -> dict[str, float]:
-    data = rf.read_json(home / STEP_TIMES)
-    if not isinstance(data, dict):
-        return {}
-    return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and v > 0}
+def data_key(config: dict[str, Any]) -> str:
+    """What the number of training blocks depends on: model (tokenizer), data, length, cap."""
+    return "|".join(str(config.get(k)) for k in ("model", "dataset", "seq_len", "max_train_tokens"))
 
 
-def remember(home: Path, run_dir: Path, config: dict[str, Any]) -> None:
-    """After a finished run: keep its mean step time (a later run of the same key replaces it)."""
+def _positive(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
+
+
+def _load(home: Path) -> dict[str, dict[str, float]]:
+    data = rf.read_json(home / STEP_TIMES) or {}
+    tables: dict[str, dict[str, float]] = {}
+    for table in ("step_s", "blocks"):
+        raw = data.get(table)
+        raw = raw if isinstance(raw, dict) else {}
+        tables[table] = {k: v for k, x in raw.items() if (v := _positive(x)) is not None}
+    return tables
+
+
+def _put(table: dict[str, float], key: str, value: float) -> None:
+    table.pop(key, None)  # re-inserted last: the newest entries survive the cap
+    table[key] = value
+    for old in list(table)[:-MAX_ENTRIES]:
+        del table[old]
+
+
+def remember(home: Path, run_dir: Path, config: dict[str, Any], processes: int) -> None:
+    """After a succeeded run: keep its mean step time and (set by epochs) its training blocks."""
     summary = rf.read_json(run_dir / rf.SUMMARY) or {}
-    step_s = summary.get("step_time_s")
-    if not isinstance(step_s, int | float) or isinstance(step_s, bool) or step_s <= 0:
-        return
-    times = _load(home)
-    times.pop(step_key(config), None)  # re-inserted last: the newest entries survive the cap
-    times[step_key(config)] = float(step_s)
-    kept = dict(list(times.items())[-MAX_ENTRIES:])
+    tables = _load(home)
+    step_s = _positive(summary.get("step_time_s"))
+    if step_s is not None:
+        _put(tables["step_s"], step_key(config), step_s)
+    steps, epochs = _positive(summary.get("total_steps")), _positive(config.get("epochs"))
+    if steps is not None and epochs is not None and config.get("max_steps") is None:
+        blocks = steps / epochs * tokens_per_step(config, processes) / int(config.get("seq_len") or 1)
+        _put(tables["blocks"], data_key(config), blocks)
     try:
-        rf.write_json_atomic(home / STEP_TIMES, kept)
+        rf.write_json_atomic(home / STEP_TIMES, tables)
     except OSError as exc:  # an estimate is a convenience: never fail a run over it
         log.warning("cannot record the step time in %s: %s", home / STEP_TIMES, exc)
 
@@ -64,9 +87,13 @@ def remember(home: Path, run_dir: Path, config: dict[str, Any]) -> None:
 def estimate(home: Path, config: RunConfig, processes: int) -> dict[str, Any]:
     """Steps, tokens and (when measured) the duration of a run with this config on this machine."""
     cfg = config.model_dump(mode="json")
-    steps = config.max_steps
+    tables = _load(home)
     per_step = tokens_per_step(cfg, processes)
-    step_s = _load(home).get(step_key(cfg))
+    steps = config.max_steps
+    blocks = tables["blocks"].get(data_key(cfg))
+    if steps is None and blocks is not None:  # set by epochs: the blocks an earlier run counted
+        steps = max(1, round(config.epochs * blocks * config.seq_len / per_step))
+    step_s = tables["step_s"].get(step_key(cfg))
     duration = steps * step_s if steps is not None and step_s is not None else None
     return {
         "steps": steps,
@@ -82,7 +109,10 @@ def estimate(home: Path, config: RunConfig, processes: int) -> dict[str, Any]:
 def describe(est: dict[str, Any]) -> str:
     """The estimate in one sentence for the form."""
     if est["steps"] is None:
-        return "Steps follow from the epochs and the data: known once the data is loaded."
+        return (
+            "Steps follow from the epochs and the data: known once a run has loaded this data "
+            "(with this model and sequence length)."
+        )
     text = f"{est['steps']:,} steps, {est['tokens']:,} training tokens"
     if est["duration_s"] is None:
         return text + "; duration: no measurement yet for this model, precision and batch shape."

@@ -322,7 +322,8 @@ class JobRunner:
         }
         if status == "succeeded":
             changes["progress"] = 1.0
-            cost.remember(self.settings.home, child.run_dir, run.config)
+            processes = int(run.launcher.get("num_processes") or 1)
+            cost.remember(self.settings.home, child.run_dir, run.config, processes)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
 

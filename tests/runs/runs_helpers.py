@@ -46,7 +46,8 @@ if mode == "ok":
         metric(step)
         metric(step, "eval/loss", 6.0 - step / 10)
         status("running", step=step, total_steps=3, progress=step / 3, eta_s=1.0)
-    (run_dir / "summary.json").write_text(json.dumps({"status": "succeeded", "step_time_s": 0.25}))
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"status": "succeeded", "step_time_s": 0.25, "total_steps": 3}))
     status("succeeded", step=3, total_steps=3, progress=1.0)
 elif mode == "crash":
     metric(1)

@@ -326,6 +326,16 @@ def test_cost_estimate_from_a_measured_step_time(make_client: ClientFactory) -> 
         assert est["step_time_s"] == 0.25 and est["duration_s"] == 1000.0 and est["warn"]
         other = client.post("/api/runs/check", json={**body, "seq_len": 32}).json()
         assert other["estimate"]["duration_s"] is None  # another shape: not this measurement
+        # Set by epochs: the steps are known once a run has counted this data's blocks.
+        by_epochs = {"epochs": 2.0, "batch_size": 2, "seq_len": 64}
+        est = client.post("/api/runs/check", json=by_epochs).json()
+        assert est["estimate"]["steps"] is None and "known once" in est["estimate_text"]
+        run_id = client.post("/api/runs", json=by_epochs).json()["id"]
+        assert wait_finished(client, run_id)["status"] == "succeeded"  # the fake: 3 steps
+        est = client.post("/api/runs/check", json=by_epochs).json()["estimate"]
+        assert est["steps"] == 3 and est["duration_s"] == 0.75 and not est["warn"]
+        twice = client.post("/api/runs/check", json={**by_epochs, "epochs": 4.0}).json()
+        assert twice["estimate"]["steps"] == 6
 
 
 def test_uploads_and_dataset_paths(make_client: ClientFactory, tmp_path: Path) -> None:
