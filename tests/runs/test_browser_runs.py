@@ -97,7 +97,13 @@ def _run(url: str, run_id: str) -> dict[str, Any]:
 def _fits(page: Any, width: int) -> None:
     """No horizontal scrolling: the page is no wider than the window."""
     scroll = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll <= width, f"{page.url} is {scroll} px wide at {width} px"
+    wide = page.evaluate(
+        "(w) => Array.from(document.querySelectorAll('body *'))"
+        ".filter((e) => e.getBoundingClientRect().right > w + 0.5)"
+        ".map((e) => `${e.tagName}.${e.className}#${e.id}`).slice(0, 6)",
+        width,
+    )
+    assert scroll <= width, f"{page.url} is {scroll} px wide at {width} px: {wide}"
 
 
 def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_path: Path) -> None:
