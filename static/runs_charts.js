@@ -68,6 +68,14 @@ export function dataRange(values, log) {
   return [lo - pad, hi + pad];
 }
 
+// Steps are integers: ticks 1 apart at least, never 2.5 (nor a label repeated by rounding).
+function niceStep(span) {
+  const raw = Math.max(1, span / 6);
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const m = raw / p;
+  return Math.max(1, (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p);
+}
+
 function chartOptions() {
   const slider = $("#smoothing");
   return {
@@ -112,12 +120,14 @@ function layoutFor(panel, traces, compare, opts, axisLabel) {
   const log = opts.log && panel.log;
   const xs = traces.flatMap((t) => t.x);
   const ys = traces.flatMap((t) => t.y);
+  const xRange = dataRange(xs, false);
+  const stepTicks = opts.axis === "step" && xRange ? { tick0: 0, dtick: niceStep(xRange[1] - xRange[0]) } : {};
   const legendRows = compare ? Math.ceil(traces.filter((t) => t.showlegend !== false).length / 2) : 1;
   return {
     height: 270 + (compare ? 18 * Math.max(0, legendRows - 1) : 0),
     margin: { l: 62, r: 15, t: 10, b: 44 },
     xaxis: {
-      title: { text: axisLabel, standoff: 4 }, zeroline: false, range: dataRange(xs, false),
+      title: { text: axisLabel, standoff: 4 }, zeroline: false, range: xRange, ...stepTicks,
       tickformat: opts.axis === "step" ? "d" : "~s", hoverformat: opts.axis === "epoch" ? ".3~f" : ",~r",
     },
     yaxis: {
