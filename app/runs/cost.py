@@ -76,7 +76,9 @@ def remember(home: Path, run_dir: Path, config: dict[str, Any], processes: int) 
         _put(tables["step_s"], step_key(config), step_s)
     steps, epochs = _positive(summary.get("total_steps")), _positive(config.get("epochs"))
     if steps is not None and epochs is not None and config.get("max_steps") is None:
-        blocks = steps / epochs * tokens_per_step(config, processes) / int(config.get("seq_len") or 1)
+        blocks = (
+            steps / epochs * tokens_per_step(config, processes) / int(config.get("seq_len") or 1)
+        )
         _put(tables["blocks"], data_key(config), blocks)
     try:
         rf.write_json_atomic(home / STEP_TIMES, tables)

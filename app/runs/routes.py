@@ -24,6 +24,7 @@ from app.runs.schemas import (
     RunCompare,
     RunCreate,
     RunCreated,
+    RunDeleted,
     RunDetail,
     RunForm,
     RunPatch,
@@ -344,14 +345,13 @@ def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> dict[str, Any
 
 @api.delete(
     "/runs/{run_id}",
-    status_code=204,
-    response_class=Response,
+    response_model=RunDeleted,
     responses=_error_doc(404, 409),
     summary="Delete a stopped run: its row, metrics and folder (409 while queued or running)",
 )
-def api_delete(run_id: RunId, runner: RunnerDep) -> Response:
+def api_delete(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     runner.delete(run_id)
-    return Response(status_code=204)
+    return {"id": run_id, "deleted": True}
 
 
 @api.get(

@@ -180,6 +180,13 @@ class RunCreated(_Open):
     url: str
 
 
+class RunDeleted(_Open):
+    """A deleted run: its row, metrics and folder are gone."""
+
+    id: str
+    deleted: bool
+
+
 class RunCheck(_Open):
     """A validated request: configs, their JSON and the commands that reproduce them headless."""
 

@@ -81,6 +81,7 @@ def test_tiny_run_over_the_api_succeeds_with_metrics_csv_and_events(
         assert res.headers["content-type"].startswith("text/csv")
         table = list(csv.DictReader(io.StringIO(res.text)))
         assert len(table) == len(rows) and set(table[0]) == {
+            "attempt",
             "step",
             "name",
             "value",
@@ -280,7 +281,7 @@ def test_a_queued_run_that_never_started_offers_neither(make_client: ClientFacto
 def test_rename_tag_and_delete(make_client: ClientFactory, entrodrop_home: Path) -> None:
     with make_client() as client:
         run_id = client.post("/api/runs", json={}).json()["id"]
-        assert client.delete(f"/api/runs/{run_id}").status_code in (204, 409)  # maybe running
+        assert client.delete(f"/api/runs/{run_id}").status_code in (200, 409)  # maybe running
         wait_finished(client, run_id)
         body = {"name": "baseline v2", "notes": "lr 2e-4", "tags": ["paper", "paper", "lr.sweep"]}
         res = client.patch(f"/api/runs/{run_id}", json=body)
@@ -306,7 +307,8 @@ def test_rename_tag_and_delete(make_client: ClientFactory, entrodrop_home: Path)
         assert client.get("/api/runs").json()["runs"][0]["disk_bytes"] > 0
         run_dir = entrodrop_home / "runs" / run_id
         assert run_dir.is_dir()
-        assert client.delete(f"/api/runs/{run_id}").status_code == 204
+        res = client.delete(f"/api/runs/{run_id}")
+        assert res.status_code == 200 and res.json() == {"id": run_id, "deleted": True}
         assert not run_dir.exists()
         assert client.get(f"/api/runs/{run_id}").status_code == 404
         assert client.delete(f"/api/runs/{run_id}").status_code == 404
