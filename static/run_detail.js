@@ -1,7 +1,7 @@
 // The run page: live curves over server-sent events, status, cancel, resume or restart, rename, delete.
 
 import { chartControls, drawPanels, Series } from "./runs_charts.js";
-import { $, api, fmtDuration, fmtLoss, pageData, renderBadge, renderProgress, throttled } from "./runs_common.js";
+import { $, api, fmtDuration, fmtLoss, fmtSize, pageData, renderBadge, renderProgress, throttled } from "./runs_common.js";
 
 // Words for what each action does, asked before the ones that stop or remove something.
 const CONFIRM = {
@@ -36,6 +36,7 @@ function initRun(data) {
     $("#checkpoint-step").textContent = r.checkpoint_step === null ? "none yet" : `step ${r.checkpoint_step}`;
     $("#elapsed").textContent = fmtDuration(r.elapsed_s) || "—";
     $("#attempts").textContent = String(r.attempts);
+    $("#disk").textContent = fmtSize(r.disk_bytes);
     $("#earlier-label").hidden = r.attempts < 2;
     if (r.attempts > 0) $("#log-card").hidden = false;
     const inspect = $("#inspect-link");
