@@ -217,7 +217,7 @@ def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_
         assert order == ["entrodrop", "none", "random"]
         page.click('button.sort[data-sort="method"]')
         assert rows.first.get_attribute("data-method") == "random"
-        screenshot(page, "runs_list")
+        screenshot(page, "runs_list_sorted")
 
         for run_id in ids:
             page.check(f'.pick[value="{run_id}"]')
