@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -87,6 +88,54 @@ def add_limits(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(TokenMiddleware, token=settings.token)
 
 
+VENDOR = "/static/vendor"
+# The docs pages may load nothing from another host (static/vendor/README.md: the one edit to
+# ReDoc's bundle, its CDN logo); the policy holds it to that. Blob workers: ReDoc's search.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:; "
+    "connect-src 'self'"
+)
+
+
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
+
+
+def add_api_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their scripts, styles and icons from static/vendor/:
+    no request leaves this server, so both work offline."""
+    icon = f"{VENDOR}/swagger-ui/favicon-32x32.png"
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} · API",
+                swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
+                swagger_favicon_url=icon,
+                # No badge from the public validator service: it would be a request to another host.
+                swagger_ui_parameters={"validatorUrl": None},
+            )
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return _local_only(
+            get_redoc_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} · API",
+                redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
+                redoc_favicon_url=icon,
+                with_google_fonts=False,
+            )
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The dashboard app. Nothing heavy happens here: services start in the lifespan.
 
@@ -113,6 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Inspect per-token entropy, preview EntroDrop's drops, and run fine-tunes.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by add_api_docs, from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -125,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
 
+    add_api_docs(app)
     add_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings)  # outermost: Host and Origin first
     redact_access_log()

@@ -1,4 +1,4 @@
-"""Screenshots of the runs pages with the real default model: docs/screenshots/{new_run,run,runs,compare}.png.
+"""Screenshots of the runs pages with the real default model: docs/screenshots/*.png (1400 and 390 px).
 
     .venv/bin/python bench/screenshots_runs.py [--steps 30] [--eval-every 5]
 
@@ -72,7 +72,14 @@ def main() -> None:
             timeout=2_400_000
         )
         time.sleep(2)
+        page.select_option("#x-axis", "tokens")
         shot(page, "compare")
+        page.set_viewport_size({"width": 390, "height": 844})
+        for path, name in ((f"/runs/{ids[0]}", "run_narrow"), ("/runs", "runs_narrow")):
+            page.goto(url + path)
+            page.wait_for_load_state("networkidle")
+            time.sleep(1)
+            shot(page, name)
     print(f"screenshots in {OUT}; runs in {home}")
 
 

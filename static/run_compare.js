@@ -10,7 +10,8 @@ function initCompare(data) {
     runs = d.runs.map((r) => {
       const series = new Series();
       series.add(d.metrics[r.id] || []);
-      return { id: r.id, label: `${r.method} ${r.id.slice(-4)}`, series };
+      const label = r.name || `${r.method} ${r.id.slice(-4)}`;
+      return { id: r.id, label, series, attempt: Math.max(1, r.attempts), tokensPerStep: r.tokens_per_step };
     });
     d.runs.forEach((r, i) => {
       const tr = $(`tr[data-run-id="${r.id}"]`);
@@ -20,8 +21,8 @@ function initCompare(data) {
       for (const td of $$(".final-metric", tr)) td.textContent = fmtLoss(d.table[i].final[td.dataset.name]);
     });
   }
-  const redraw = throttled(() => drawPanels(data.panels, runs, true, data.facts.metric_labels));
-  chartControls(redraw);
+  const redraw = throttled(() => drawPanels(data.panels, runs, true, data.facts.metric_labels, data.facts.x_axes));
+  chartControls(redraw, "compare");
   load(data);
   redraw();
   const ids = data.runs.map((r) => r.id).join(",");

@@ -96,6 +96,9 @@ function initNewRun(data) {
     showErrors([]);
     $("#cli-command").textContent = res.data.commands.join("\n");
     $("#config-json").textContent = res.data.config_json;
+    const est = $("#estimate");
+    est.textContent = res.data.estimate_text + (res.data.estimate.runs > 1 ? ` Two runs (with the baseline): twice that.` : "");
+    est.classList.toggle("warn", res.data.estimate.warn);
     return true;
   }
   let timer = null;

@@ -35,6 +35,14 @@ export function fmtDuration(s) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+// Bytes for a person (mirrors the `size` macro): 0 B, 12 KB, 3.4 MB, 1.2 GB.
+export function fmtSize(n) {
+  if (n < 1e3) return `${n} B`;
+  if (n < 1e6) return `${Math.round(n / 1e3)} KB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(1)} GB`;
+}
+
 export function renderBadge(el, r) {
   const badge = el.querySelector(".badge") || el;
   badge.className = `badge status-${r.status}`;

@@ -121,6 +121,7 @@ def test_another_origin_cannot_create_upload_or_cancel(
 
         # The dashboard's own buttons and form still work (csrf.js adds the token).
         page.goto(f"{url}/runs/{victim}")
+        page.once("dialog", lambda dialog: dialog.accept())  # the page asks before cancelling
         page.click("#cancel-run")
         wait_sync(lambda: status()["status"] == "cancelled", PATIENCE_S, "the page's own cancel")
         page.goto(f"{url}/runs/new")

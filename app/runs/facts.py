@@ -54,6 +54,19 @@ PANELS: list[dict[str, Any]] = [
 COMPARE_METRICS = (
     "eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss", "train/loss",
 )  # fmt: skip
+# The x-axes a chart can use: each metric row has step, epoch and time; tokens = step × tokens/step.
+X_AXES: list[dict[str, str]] = [
+    {"id": "step", "label": "step"},
+    {"id": "epoch", "label": "epoch"},
+    {"id": "tokens", "label": "tokens seen"},
+    {"id": "time", "label": "wall time (s)"},
+]
+# Bounds of what PATCH /api/runs/{id} takes (app.runs.schemas.RunPatch); the page's inputs too.
+MAX_NAME_CHARS = 120
+MAX_NOTES_CHARS = 4000
+MAX_TAGS = 16
+MAX_TAG_CHARS = 32
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
 # Panels that only mean something for a method that drops tokens.
 DROP_PANELS = ("drop", "entropy")
 
@@ -70,4 +83,12 @@ def run_facts() -> dict[str, Any]:
         "panels": PANELS,
         "drop_panels": list(DROP_PANELS),
         "compare_metrics": list(COMPARE_METRICS),
+        "x_axes": X_AXES,
+        "limits": {
+            "name": MAX_NAME_CHARS,
+            "notes": MAX_NOTES_CHARS,
+            "tags": MAX_TAGS,
+            "tag": MAX_TAG_CHARS,
+            "tag_pattern": TAG_PATTERN,
+        },
     }

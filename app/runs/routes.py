@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from app.deps import PreviewDep, RunnerDep, SettingsDep, StorageDep, TemplatesDep
 from app.errors import ErrorBody, FieldError, RequestInvalid, RunNotFound
-from app.runs import events, views
+from app.runs import cost, events, views
 from app.runs.form import new_run_form
 from app.runs.process import headless_commands
 from app.runs.schemas import (
@@ -24,8 +24,10 @@ from app.runs.schemas import (
     RunCompare,
     RunCreate,
     RunCreated,
+    RunDeleted,
     RunDetail,
     RunForm,
+    RunPatch,
     RunPreview,
     RunsPublic,
     UploadPublic,
@@ -173,13 +175,19 @@ def api_form(
     summary="Validate a run config; the config JSON and CLI that reproduce it",
     openapi_extra=BODY_DOC,
 )
-async def api_check(req: RunRequestDep) -> dict[str, Any]:
+async def api_check(req: RunRequestDep, settings: SettingsDep) -> dict[str, Any]:
     configs = [c.model_dump(mode="json") for c in req.configs()]
+    processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
+    # The whole request's cost: a matched baseline twin runs as long again.
+    estimate = cost.estimate(settings.home, req.config, processes)
+    estimate["runs"] = len(configs)
     return {
         "configs": configs,
         "config_json": json.dumps(configs[0], indent=2),
         "launcher": req.launcher.model_dump(),
         "commands": headless_commands(req.launcher),
+        "estimate": estimate,
+        "estimate_text": cost.describe(estimate),
     }
 
 
@@ -259,16 +267,21 @@ def api_run(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     "/runs/{run_id}/metrics",
     response_model=list[MetricRow],
     responses=_error_doc(404),
-    summary="Metric rows: step, name, value",
+    summary="Metric rows: step, name, value, attempt (the current attempt unless asked)",
 )
 def api_metrics(
     run_id: RunId,
     runner: RunnerDep,
     name: list[str] | None = Query(None, description="Only these metric names"),
     after: int = Query(0, ge=0, le=MAX_ROW_ID, description="Only rows with an id above this"),
+    attempt: str = Query(
+        "current", pattern=r"^(current|all|[1-9][0-9]{0,5})$", description="current, all or N"
+    ),
 ) -> list[dict[str, Any]]:
-    runner.get(run_id)
-    return runner.storage.metrics(run_id, after_id=after, names=name)
+    run = runner.get(run_id)
+    wanted = {"current": max(1, run.attempts), "all": None}.get(attempt)
+    number = int(attempt) if attempt.isdigit() else wanted
+    return runner.storage.metrics(run_id, after_id=after, names=name, attempt=number)
 
 
 @api.get(
@@ -301,11 +314,46 @@ def api_cancel(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     "/runs/{run_id}/resume",
     response_model=RunDetail,
     responses=_error_doc(404, 409),
-    summary="Continue from the last checkpoint",
+    summary="Continue from the latest complete checkpoint (409 when there is none: restart)",
 )
 def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     runner.resume(run_id)
     return views.run_detail(runner, run_id)
+
+
+@api.post(
+    "/runs/{run_id}/restart",
+    response_model=RunDetail,
+    responses=_error_doc(404, 409),
+    summary="Start a stopped run again from step 0 (only when it has no checkpoint)",
+)
+def api_restart(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+    runner.resume(run_id, restart=True)
+    return views.run_detail(runner, run_id)
+
+
+@api.patch(
+    "/runs/{run_id}",
+    response_model=RunDetail,
+    responses=_error_doc(404, 422),
+    summary="Rename a run, or set its notes or tags",
+)
+def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> dict[str, Any]:
+    changes = body.model_dump(exclude_none=True)
+    if "tags" in changes:
+        changes["tags"] = list(dict.fromkeys(changes["tags"]))  # no repeats, order kept
+    return views.patch_run(runner, run_id, changes)
+
+
+@api.delete(
+    "/runs/{run_id}",
+    response_model=RunDeleted,
+    responses=_error_doc(404, 409),
+    summary="Delete a stopped run: its row, metrics and folder (409 while queued or running)",
+)
+def api_delete(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+    runner.delete(run_id)
+    return {"id": run_id, "deleted": True}
 
 
 @api.get(

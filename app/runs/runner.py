@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from app.errors import RunConflict, RunNotFound
+from app.runs import cost
 from app.runs.process import (
     DEFAULT_ENTRY,
     Launcher,
@@ -167,25 +169,52 @@ class JobRunner:
         self._poke()
         return self.get(run_id)
 
-    def resume(self, run_id: str) -> RunRecord:
-        """Queue an interrupted, cancelled or failed run again; it continues from its checkpoint."""
+    def resume(self, run_id: str, restart: bool = False) -> RunRecord:
+        """Queue a stopped run again: from its complete checkpoint, or (restart) from step 0.
+
+        A resume needs a checkpoint and a restart needs its absence, so the action a page offers
+        is the one that happens; a run that never started (no attempt) offers neither.
+        """
         run = self.get(run_id)
         if run.status not in RESUMABLE:
+            verb = "restarted" if restart else "resumed"
             raise RunConflict(
-                f"run {run_id} is {run.status}; only {', '.join(RESUMABLE)} runs can be resumed"
+                f"run {run_id} is {run.status}; only {', '.join(RESUMABLE)} runs can be {verb}"
             )
+        if run.attempts == 0:
+            raise RunConflict(f"run {run_id} never started; queue a new run like it instead")
+        checkpoint = rf.latest_checkpoint(self.run_dir(run_id))
+        if not restart and checkpoint is None:
+            raise RunConflict(f"run {run_id} has no complete checkpoint to resume from; restart it")
+        if restart and checkpoint is not None:
+            raise RunConflict(f"run {run_id} has a checkpoint; resume it instead of restarting")
+        spent = (run.finished_at - run.started_at) if run.started_at and run.finished_at else 0.0
+        # Progress goes back to where the next attempt starts: the checkpoint, or step 0.
+        step = rf.checkpoint_step(checkpoint) if checkpoint is not None else 0
+        progress = step / run.total_steps if run.total_steps else 0.0
         self.storage.update_run(
             run_id,
             status="queued",
             queued_at=time.time(),
-            resume=True,
+            resume=not restart,
             error=None,
             finished_at=None,
             cancel_requested=False,
             eta_s=None,
+            step=step,
+            progress=min(1.0, progress),
+            prior_elapsed_s=run.prior_elapsed_s + max(0.0, spent),
         )
         self._poke()
         return self.get(run_id)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a stopped run: its row, its metrics and its folder (never a queued or live one)."""
+        run = self.get(run_id)
+        if run.status in rf.ACTIVE or run_id in self._children or run_id in self._orphans:
+            raise RunConflict(f"run {run_id} is {run.status}; cancel it before deleting it")
+        self.storage.delete_run(run_id)
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # ------------------------------------------------------------ polling
 
@@ -293,6 +322,8 @@ class JobRunner:
         }
         if status == "succeeded":
             changes["progress"] = 1.0
+            processes = int(run.launcher.get("num_processes") or 1)
+            cost.remember(self.settings.home, child.run_dir, run.config, processes)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
 
@@ -329,18 +360,16 @@ class JobRunner:
         (run_dir / rf.STOP).unlink(missing_ok=True)
         checkpoint = rf.latest_checkpoint(run_dir) if run.resume else None
         resume = checkpoint is not None
-        if checkpoint is not None:
-            # The child continues from this checkpoint (the same one: the same discovery), cuts
-            # metrics.jsonl back to it and logs the later steps again; the table forgets them now.
-            step = rf.checkpoint_step(checkpoint)
-            self.storage.drop_metrics_after(run.id, step, run_dir / rf.METRICS)
+        # The child continues from this checkpoint (the same one: the same discovery); the new
+        # attempt's rows start as the old attempt's up to it. Without one it starts afresh.
+        carry = rf.checkpoint_step(checkpoint) if checkpoint is not None else None
+        attempt = self.storage.start_attempt(run.id, run_dir / rf.METRICS, carry)
         argv = child_argv(run_dir, Launcher(**run.launcher), resume, self.entry)
         launched_at = time.time()
         self.storage.update_run(
             run.id,
             status="running",
             started_at=launched_at,
-            attempts=run.attempts + 1,
             pid=None,
             exit_code=None,
             error=None,
@@ -348,7 +377,7 @@ class JobRunner:
         )
         out: IO[bytes] = (run_dir / rf.OUTPUT).open("ab")
         try:
-            out.write(f"{rf.ATTEMPT_HEADER}{run.attempts + 1}: {' '.join(argv)}\n".encode())
+            out.write(f"{rf.ATTEMPT_HEADER}{attempt}: {' '.join(argv)}\n".encode())
             out.flush()
             proc = subprocess.Popen(
                 argv,

@@ -6,10 +6,17 @@ never silently drops a key the data functions in app.runs.views return.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.runs.facts import (
+    MAX_NAME_CHARS,
+    MAX_NOTES_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    TAG_PATTERN,
+)
 from app.runs.process import Launcher
 from entrodrop.config import PRESETS, RunConfig
 
@@ -27,6 +34,23 @@ class RunCreate(RunConfig):
     )
     launcher: Launcher | None = None
     compare_with: Literal["none", "random"] | None = None
+
+
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN)
+]
+
+
+class RunPatch(BaseModel):
+    """Body of PATCH /api/runs/{id}: any of name, notes and tags; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=MAX_NAME_CHARS, description="a short title")
+    notes: str | None = Field(None, max_length=MAX_NOTES_CHARS, description="free text")
+    tags: list[Tag] | None = Field(
+        None, max_length=MAX_TAGS, description="labels: letters, digits and _ . : + -"
+    )
 
 
 class _Open(BaseModel):
@@ -47,6 +71,9 @@ class RunPublic(_Open):
     """A run as the runs list shows it."""
 
     id: str
+    name: str
+    notes: str
+    tags: list[str]
     status: str = Field(description="queued, running, succeeded, failed, cancelled, interrupted")
     progress: float = Field(ge=0.0, le=1.0)
     step: int
@@ -71,9 +98,14 @@ class RunPublic(_Open):
     attempts: int
     cancel_requested: bool
     can_cancel: bool
-    can_resume: bool
+    can_resume: bool = Field(description="stopped with a complete checkpoint to continue from")
+    can_restart: bool = Field(description="stopped with no checkpoint: it can only start again")
+    can_delete: bool
+    checkpoint: str | None = Field(description="the latest complete checkpoint folder's name")
     checkpoint_step: int | None
+    tokens_per_step: int
     has_model: bool
+    disk_bytes: int
     links: RunLinks
 
 
@@ -89,6 +121,8 @@ class RunFacts(_Open):
     panels: list[dict[str, Any]]
     drop_panels: list[str]
     compare_metrics: list[str]
+    x_axes: list[dict[str, str]]
+    limits: dict[str, Any]
 
 
 class RunsPublic(_Open):
@@ -96,6 +130,8 @@ class RunsPublic(_Open):
 
     runs: list[RunPublic]
     counts: dict[str, int]
+    tags: list[str]
+    max_compare: int
     facts: RunFacts
 
 
@@ -124,6 +160,7 @@ class MetricRow(_Open):
     value: float | None
     epoch: float | None
     time: float | None
+    attempt: int = Field(description="the launch that logged it (a resume or restart adds one)")
 
 
 class RunCompare(_Open):
@@ -147,6 +184,13 @@ class RunCreated(_Open):
     url: str
 
 
+class RunDeleted(_Open):
+    """A deleted run: its row, metrics and folder are gone."""
+
+    id: str
+    deleted: bool
+
+
 class RunCheck(_Open):
     """A validated request: configs, their JSON and the commands that reproduce them headless."""
 
@@ -154,6 +198,8 @@ class RunCheck(_Open):
     config_json: str
     launcher: Launcher
     commands: list[str]
+    estimate: dict[str, Any]
+    estimate_text: str
 
 
 class UploadPublic(_Open):

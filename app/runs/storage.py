@@ -9,11 +9,11 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVAL_LOSS = "eval/loss"
 # Lines read per ingest call at most: a huge backlog is caught up over a few polls.
 MAX_INGEST_BYTES = 4 << 20
@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS runs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     metrics_offset INTEGER NOT NULL DEFAULT 0,
     best_eval_loss REAL,
-    final_eval_loss REAL
+    final_eval_loss REAL,
+    prior_elapsed_s REAL NOT NULL DEFAULT 0,
+    name TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, queued_at);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -53,8 +57,35 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL,
     epoch REAL,
     time REAL,
-    UNIQUE (run_id, name, step)
+    attempt INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (run_id, attempt, name, step)
 );
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, id);
+"""
+# Version 1 -> 2, additive: the runs table gains columns; metrics gains `attempt`, which joins its
+# unique key, so that table is copied into the new shape (every row is attempt 1).
+_RUNS_ADDED = {
+    "prior_elapsed_s": "REAL NOT NULL DEFAULT 0",
+    "name": "TEXT NOT NULL DEFAULT ''",
+    "notes": "TEXT NOT NULL DEFAULT ''",
+    "tags": "TEXT NOT NULL DEFAULT '[]'",
+}
+_METRICS_V2 = """
+ALTER TABLE metrics RENAME TO metrics_v1;
+CREATE TABLE metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    epoch REAL,
+    time REAL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (run_id, attempt, name, step)
+);
+INSERT INTO metrics (id, run_id, step, name, value, epoch, time, attempt)
+    SELECT id, run_id, step, name, value, epoch, time, 1 FROM metrics_v1;
+DROP TABLE metrics_v1;
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, id);
 """
 
@@ -86,12 +117,17 @@ class RunRecord:
     metrics_offset: int = 0
     best_eval_loss: float | None = None
     final_eval_loss: float | None = None
+    prior_elapsed_s: float = 0.0  # the wall time of the attempts before the current one
+    name: str = ""
+    notes: str = ""
+    tags: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         data = dict(row)
         data["config"] = json.loads(data["config"])
         data["launcher"] = json.loads(data["launcher"])
+        data["tags"] = json.loads(data["tags"])
         data["resume"] = bool(data["resume"])
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)
@@ -127,6 +163,30 @@ def parse_metric_line(
         _finite_or_none(row.get("epoch")),
         (_finite_or_none(row.get("time"))),
     )
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a version-1 database to this schema; a new or current one is left as it is."""
+    runs = _columns(conn, "runs")
+    if not runs:
+        return  # a new database: _SCHEMA creates everything
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for name, decl in _RUNS_ADDED.items():
+            if name not in runs:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+        if "attempt" not in _columns(conn, "metrics"):
+            for statement in _METRICS_V2.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class StorageUnusable(RuntimeError):
@@ -171,6 +231,7 @@ class Storage:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        _migrate(conn)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
@@ -210,6 +271,7 @@ class Storage:
         values = {name: getattr(run, name) for name in _COLUMNS}
         values["config"] = json.dumps(run.config)
         values["launcher"] = json.dumps(run.launcher)
+        values["tags"] = json.dumps(run.tags)
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self._tx() as c:
@@ -220,17 +282,12 @@ class Storage:
         if unknown:
             raise ValueError(f"unknown run columns: {sorted(unknown)}")
         changes["updated_at"] = time.time()
-        for key in ("config", "launcher"):
+        for key in ("config", "launcher", "tags"):
             if key in changes:
                 changes[key] = json.dumps(changes[key])
         assignments = ", ".join(f"{k} = ?" for k in changes)
         with self._tx() as c:
             c.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*changes.values(), run_id))
-
-    def delete_run(self, run_id: str) -> None:
-        """Forget a run and its metric rows (the caller removes its folder)."""
-        with self._tx() as c:
-            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -276,72 +333,105 @@ class Storage:
             return 0
         rows = [parse_metric_line(line) for line in chunk[: end + 1].splitlines() if line.strip()]
         good = [r for r in rows if r is not None]
+        attempt = max(1, run.attempts)  # the runner counts the attempt up before it launches
         with self._tx() as c:
             # Upsert: a resumed run re-logs the steps after its checkpoint; the latest value wins.
             c.executemany(
                 # REPLACE gives the new value a fresh id (AUTOINCREMENT never reuses one), so
                 # live readers asking for rows after the last id they saw get it too.
-                "INSERT OR REPLACE INTO metrics (run_id, step, name, value, epoch, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, *r) for r in good],
+                "INSERT OR REPLACE INTO metrics (run_id, step, name, value, epoch, time, attempt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, *r, attempt) for r in good],
             )
             c.execute("UPDATE runs SET metrics_offset = ? WHERE id = ?", (offset + end + 1, run_id))
             if any(r[1] == EVAL_LOSS for r in good):
-                best, final = self._eval_summary(c, run_id)
-                c.execute(
-                    "UPDATE runs SET best_eval_loss = ?, final_eval_loss = ? WHERE id = ?",
-                    (best, final, run_id),
-                )
+                self._store_eval_summary(c, run_id, attempt)
         return len(rows)
 
     @staticmethod
-    def _eval_summary(c: sqlite3.Connection, run_id: str) -> tuple[float | None, float | None]:
-        best = c.execute(
-            "SELECT MIN(value) FROM metrics WHERE run_id = ? AND name = ?", (run_id, EVAL_LOSS)
-        ).fetchone()[0]
+    def _store_eval_summary(c: sqlite3.Connection, run_id: str, attempt: int) -> None:
+        """Best and final held-out loss of the current attempt (earlier attempts are history)."""
+        where = "run_id = ? AND attempt = ? AND name = ? AND value IS NOT NULL"
+        args = (run_id, attempt, EVAL_LOSS)
+        best = c.execute(f"SELECT MIN(value) FROM metrics WHERE {where}", args).fetchone()[0]
         last = c.execute(
-            "SELECT value FROM metrics WHERE run_id = ? AND name = ? AND value IS NOT NULL "
-            "ORDER BY step DESC LIMIT 1",
-            (run_id, EVAL_LOSS),
+            f"SELECT value FROM metrics WHERE {where} ORDER BY step DESC LIMIT 1", args
         ).fetchone()
-        return best, (last[0] if last else None)
+        c.execute(
+            "UPDATE runs SET best_eval_loss = ?, final_eval_loss = ? WHERE id = ?",
+            (best, last[0] if last else None, run_id),
+        )
 
-    def drop_metrics_after(self, run_id: str, step: int, path: Path) -> None:
-        """Before a resume: forget the table's rows after the checkpoint `step`.
+    def start_attempt(self, run_id: str, path: Path, carry_until: int | None) -> int:
+        """Before a launch: the next attempt's number, its rows started.
 
-        The file is the training process's alone: the resumed process cuts metrics.jsonl back to
-        its checkpoint and logs those steps again. Its cut replaces the file, which
-        :meth:`ingest_metrics` notices (a new inode or a shorter file) and reads from the start;
-        rows are upserted, so the rows kept before the cut are not doubled.
+        A resume (`carry_until` = its checkpoint step) copies the previous attempt's rows up to
+        the checkpoint, so the current attempt's curves are whole; the training process cuts
+        metrics.jsonl back to the checkpoint and logs the later steps again (upserted, never
+        doubled). A restart (None) starts from nothing: the old file is moved aside, so no row of
+        an earlier attempt is read again as this one's.
         """
         while self.ingest_metrics(run_id, path):
-            pass  # every row written so far is in the table before the later ones go
+            pass  # every row written so far belongs to the attempt that wrote it
+        run = self.get_run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        previous, attempt = run.attempts, run.attempts + 1
         with self._tx() as c:
-            c.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
-            best, final = self._eval_summary(c, run_id)
-            c.execute(
-                "UPDATE runs SET best_eval_loss = ?, final_eval_loss = ? WHERE id = ?",
-                (best, final, run_id),
-            )
+            if carry_until is not None and previous:
+                c.execute(
+                    "INSERT OR REPLACE INTO metrics (run_id, step, name, value, epoch, time, attempt) "
+                    "SELECT run_id, step, name, value, epoch, time, ? FROM metrics "
+                    "WHERE run_id = ? AND attempt = ? AND step <= ?",
+                    (attempt, run_id, previous, carry_until),
+                )
+            c.execute("UPDATE runs SET attempts = ? WHERE id = ?", (attempt, run_id))
+            self._store_eval_summary(c, run_id, attempt)
+        if carry_until is None and previous and path.is_file():
+            path.replace(path.with_name(f"metrics.attempt-{previous}.jsonl"))
+            self.update_run(run_id, metrics_offset=0)
+        return attempt
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run's row and (by the foreign key's cascade) its metrics."""
+        with self._tx() as c:
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        self._inodes.pop(run_id, None)
 
     def metrics(
-        self, run_id: str, after_id: int = 0, names: Iterable[str] | None = None
+        self,
+        run_id: str,
+        after_id: int = 0,
+        names: Iterable[str] | None = None,
+        attempt: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Metric rows ordered by (name, step); `after_id` returns only rows newer than that id."""
-        sql = "SELECT id, step, name, value, epoch, time FROM metrics WHERE run_id = ? AND id > ?"
+        """Metric rows ordered by (attempt, name, step): one attempt's, or every attempt's (None).
+
+        `after_id` returns only rows newer than that id.
+        """
+        sql = (
+            "SELECT id, step, name, value, epoch, time, attempt FROM metrics "
+            "WHERE run_id = ? AND id > ?"
+        )
         params: list[Any] = [run_id, after_id]
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            params.append(attempt)
         wanted = tuple(names or ())
         if wanted:
             sql += f" AND name IN ({', '.join('?' for _ in wanted)})"
             params.extend(wanted)
-        return [dict(r) for r in self._query(sql + " ORDER BY name, step", params)]
+        return [dict(r) for r in self._query(sql + " ORDER BY attempt, name, step", params)]
 
     def last_values(self, run_id: str) -> dict[str, float | None]:
-        """The value at the latest step of each metric name."""
+        """The value at the latest step of each metric name, in the run's current attempt."""
+        run = self.get_run(run_id)
+        attempt = max(1, run.attempts) if run else 1
         rows = self._query(
             "SELECT m.name, m.value FROM metrics m JOIN (SELECT name, MAX(step) AS s FROM metrics "
-            "WHERE run_id = ? GROUP BY name) last ON m.name = last.name AND m.step = last.s "
-            "WHERE m.run_id = ?",
-            (run_id, run_id),
+            "WHERE run_id = ? AND attempt = ? GROUP BY name) last "
+            "ON m.name = last.name AND m.step = last.s WHERE m.run_id = ? AND m.attempt = ?",
+            (run_id, attempt, run_id, attempt),
         )
         return {r["name"]: r["value"] for r in rows}

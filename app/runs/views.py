@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
+from app.runs import cost
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
 from app.runs.process import Launcher, headless_commands
 from app.runs.runner import RESUMABLE, JobRunner
 from app.runs.storage import RunRecord
 from entrodrop import runfolder as rf
-from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
+from entrodrop.config import (
+    DEFAULT_BASELINE_STRENGTH,
+    DROPPING_METHODS,
+    RunConfig,
+    effective_batch_text,
+)
 
 MAX_COMPARE = 8
 
@@ -33,6 +42,16 @@ def method_label(config: dict[str, Any]) -> str:
     if config.get("baseline_strength") is not None and method != "none":
         return f"{method} ({config['baseline_strength']})"
     return method
+
+
+def disk_bytes(folder: Path) -> int:
+    """Bytes of every file under a run folder (checkpoints included); 0 for a missing one."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):  # a checkpoint rotated away meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def _eta(run: RunRecord, now: float) -> float | None:
@@ -60,15 +79,21 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     has_model = rf.has_final_model(run_dir)
     end = run.finished_at if run.finished_at else now
     cfg = run.config
+    stopped = run.status in RESUMABLE and run.attempts > 0  # a run that never started: neither
+    current = (end - run.started_at) if run.started_at else None
     return {
         "id": run.id,
+        "name": run.name,
+        "notes": run.notes,
+        "tags": run.tags,
         "status": run.status,
         "progress": round(min(1.0, max(0.0, run.progress)), 4),
         "step": run.step,
         "total_steps": run.total_steps,
         "eta_s": _eta(run, now),
         "stage": _stage(run, run_dir),
-        "elapsed_s": (end - run.started_at) if run.started_at else None,
+        # Every attempt's wall time: a resume does not reset the clock.
+        "elapsed_s": None if current is None else run.prior_elapsed_s + current,
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
@@ -84,9 +109,14 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "attempts": run.attempts,
         "cancel_requested": run.cancel_requested,
         "can_cancel": run.status in rf.ACTIVE,
-        "can_resume": run.status in RESUMABLE,
+        "can_resume": stopped and checkpoint is not None,
+        "can_restart": stopped and checkpoint is None,
+        "can_delete": run.status not in rf.ACTIVE,
+        "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_step": rf.checkpoint_step(checkpoint) if checkpoint else None,
+        "tokens_per_step": cost.tokens_per_step(cfg, int(run.launcher.get("num_processes") or 1)),
         "has_model": has_model,
+        "disk_bytes": disk_bytes(run_dir),
         "links": {
             "page": f"/runs/{run.id}",
             "api": f"/api/runs/{run.id}",
@@ -105,7 +135,35 @@ def runs_list(runner: JobRunner) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return {"runs": runs, "counts": counts, "facts": run_facts()}
+    # What the list's filters offer, from the runs themselves.
+    tags = sorted({t for r in runs for t in r["tags"]})
+    return {
+        "runs": runs,
+        "counts": counts,
+        "tags": tags,
+        "max_compare": MAX_COMPARE,
+        "facts": run_facts(),
+    }
+
+
+def patch_run(runner: JobRunner, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """PATCH /api/runs/{id}: a new name, notes or tags (validated by RunPatch); the run after."""
+    runner.get(run_id)
+    if changes:
+        runner.storage.update_run(run_id, **changes)
+    return run_detail(runner, run_id)
+
+
+def applied_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config fields that apply to its method: no EntroDrop block for a method that drops no
+    tokens, no baseline strength where none applies (both would be ignored by training)."""
+    method = config.get("method")
+    shown = dict(config)
+    if method not in DROPPING_METHODS:
+        shown.pop("entrodrop", None)
+    if method not in DEFAULT_BASELINE_STRENGTH:
+        shown.pop("baseline_strength", None)
+    return shown
 
 
 def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
@@ -116,7 +174,7 @@ def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
     data.update(
         {
             "config": run.config,
-            "config_json": json.dumps(run.config, indent=2),
+            "config_json": json.dumps(applied_config(run.config), indent=2),
             "commands": headless_commands(Launcher(**run.launcher)),
             "effective_batch": effective_batch_of(run.config, run.launcher),
             "run_dir": str(run_dir),
@@ -141,13 +199,14 @@ def effective_batch_of(config: dict[str, Any], launcher: dict[str, Any]) -> str 
 
 
 def metrics_csv(runner: JobRunner, run_id: str) -> str:
-    """The run's metrics as CSV: step,name,value,epoch,time (sorted by name, then step)."""
+    """The run's metrics as CSV: attempt,step,name,value,epoch,time (every attempt, in order)."""
     runner.get(run_id)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["step", "name", "value", "epoch", "time"])
+    columns = ["attempt", "step", "name", "value", "epoch", "time"]
+    writer.writerow(columns)
     for row in runner.storage.metrics(run_id):
-        writer.writerow([row["step"], row["name"], row["value"], row["epoch"], row["time"]])
+        writer.writerow([row[c] for c in columns])
     return buf.getvalue()
 
 
@@ -174,7 +233,7 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         "table": table,
         "metric_names": list(COMPARE_METRICS),
         "metric_labels": METRIC_LABELS,
-        "metrics": {r.id: runner.storage.metrics(r.id) for r in runs},
+        "metrics": {r.id: runner.storage.metrics(r.id, attempt=max(1, r.attempts)) for r in runs},
         "panels": PANELS,
         "facts": run_facts(),
     }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 from app.errors import RunConflict
 from app.runs.runner import JobRunner
 from app.studies.store import StudyStore
@@ -51,7 +49,6 @@ def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs:
     deleted = []
     for run in runs if with_runs else []:
         if run["page"] is not None:  # a run of the server's table (not a CLI study's)
-            runner.storage.delete_run(run["id"])
-            shutil.rmtree(runner.run_dir(run["id"]), ignore_errors=True)
+            runner.delete(run["id"])  # the one way a run leaves: row, metrics and folder
             deleted.append(run["id"])
     return deleted

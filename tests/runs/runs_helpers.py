@@ -15,7 +15,7 @@ from pathlib import Path
 
 run_dir = Path(sys.argv[sys.argv.index("--run-dir") + 1])
 config = json.loads((run_dir / "config.json").read_text())
-seed_modes = {101: "slow", 102: "crash"}
+seed_modes = {101: "slow", 102: "crash", 103: "ckpt"}
 mode = config["model"][5:] if config["model"].startswith("fake:") else seed_modes.get(
     config.get("seed"), "ok")
 stop = {"flag": False}
@@ -45,6 +45,8 @@ if mode == "ok":
         metric(step)
         metric(step, "eval/loss", 6.0 - step / 10)
         status("running", step=step, total_steps=3, progress=step / 3, eta_s=1.0)
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"status": "succeeded", "step_time_s": 0.25, "total_steps": 3}))
     status("succeeded", step=3, total_steps=3, progress=1.0)
 elif mode == "crash":
     metric(1)
@@ -76,10 +78,34 @@ elif mode == "slow":
         (run_dir / "ready").touch()
         time.sleep(0.1)
     status("cancelled", step=step, total_steps=1000, progress=step / 1000)
+elif mode == "ckpt":
+    # Like slow, with a complete checkpoint at step 3; --resume continues from it, cutting the
+    # metrics after it as the real trainer does (the file is replaced).
+    signal.signal(signal.SIGTERM, on_term)
+    step = 0
+    if "--resume" in sys.argv:
+        ckpts = sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*"))
+        step = ckpts[-1]
+        kept = [l for l in (run_dir / "metrics.jsonl").read_text().splitlines()
+                if json.loads(l)["step"] <= step]
+        (run_dir / "metrics.tmp").write_text("".join(l + "\n" for l in kept))
+        os.replace(run_dir / "metrics.tmp", run_dir / "metrics.jsonl")
+    while not stop["flag"] and not (run_dir / "STOP").exists():
+        step += 1
+        metric(step)
+        if step == 3:
+            ckpt = run_dir / "checkpoint-3"
+            ckpt.mkdir(exist_ok=True)
+            (ckpt / "model.safetensors").write_bytes(b"weights")
+            (ckpt / "trainer_state.json").write_text("{}")
+        status("running", step=step, total_steps=1000, progress=step / 1000)
+        (run_dir / "ready").touch()
+        time.sleep(0.1)
+    status("cancelled", step=step, total_steps=1000, progress=step / 1000)
 """
 
 
-SEED_MODES = {"slow": 101, "crash": 102}
+SEED_MODES = {"slow": 101, "crash": 102, "ckpt": 103}
 
 
 def write_fake_child(folder: Path) -> Path:

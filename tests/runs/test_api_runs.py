@@ -81,6 +81,7 @@ def test_tiny_run_over_the_api_succeeds_with_metrics_csv_and_events(
         assert res.headers["content-type"].startswith("text/csv")
         table = list(csv.DictReader(io.StringIO(res.text)))
         assert len(table) == len(rows) and set(table[0]) == {
+            "attempt",
             "step",
             "name",
             "value",
@@ -204,23 +205,144 @@ def test_matched_pair_and_compare(make_client: ClientFactory, tiny_model_dir: Pa
         assert all(r["group_id"] == ",".join(ids) for r in client.get("/api/runs").json()["runs"])
 
 
-def test_cancel_and_resume(make_client: ClientFactory) -> None:
+def test_cancel_and_restart_without_a_checkpoint(make_client: ClientFactory) -> None:
     with make_client(cancel_grace_s=2.0) as client:
         run_id = client.post("/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
-        wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 0, PATIENCE_S, "steps")
+        wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 2, PATIENCE_S, "steps")
         # The child's own words for its stage reach the run's summary while it runs.
         assert client.get(f"/api/runs/{run_id}").json()["stage"].startswith("training step ")
         res = client.post(f"/api/runs/{run_id}/cancel")
         assert res.status_code == 200 and res.json()["cancel_requested"]
-        stopped = wait_finished(client, run_id)
-        assert stopped["status"] == "cancelled" and stopped["stage"] is None  # only while running
+        done = wait_finished(client, run_id)
+        assert done["status"] == "cancelled" and done["stage"] is None  # only while running
+        assert done["checkpoint"] is None
+        assert not done["can_resume"] and done["can_restart"]  # no checkpoint: no "resume"
+        first = client.get(f"/api/runs/{run_id}/metrics").json()
         assert client.post(f"/api/runs/{run_id}/cancel").status_code == 409
         res = client.post(f"/api/runs/{run_id}/resume")
+        assert res.status_code == 409 and "restart" in res.json()["detail"]
+        res = client.post(f"/api/runs/{run_id}/restart")
         assert res.status_code == 200 and res.json()["status"] in ("queued", "running")
-        assert client.post(f"/api/runs/{run_id}/resume").status_code == 409
+        assert client.post(f"/api/runs/{run_id}/restart").status_code == 409
+        wait_sync(lambda: client.get(f"/api/runs/{run_id}/metrics").json(), PATIENCE_S, "new rows")
         client.post(f"/api/runs/{run_id}/cancel")
-        assert wait_finished(client, run_id)["status"] == "cancelled"
-        assert client.get(f"/api/runs/{run_id}").json()["attempts"] == 2
+        done = wait_finished(client, run_id)
+        assert done["status"] == "cancelled" and done["attempts"] == 2
+        # The new attempt's curve starts again at step 1 and never holds the first one's rows.
+        current = client.get(f"/api/runs/{run_id}/metrics").json()
+        assert {r["attempt"] for r in current} == {2} and min(r["step"] for r in current) == 1
+        earlier = client.get(f"/api/runs/{run_id}/metrics?attempt=1").json()
+        assert [(r["step"], r["value"]) for r in earlier] == [
+            (r["step"], r["value"]) for r in first
+        ]
+        every = client.get(f"/api/runs/{run_id}/metrics?attempt=all").json()
+        assert len(every) == len(first) + len(current)
+        assert client.get(f"/api/runs/{run_id}/metrics?attempt=x").status_code == 422
+
+
+def test_resume_continues_from_the_checkpoint(make_client: ClientFactory) -> None:
+    with make_client(cancel_grace_s=2.0) as client:
+        run_id = client.post("/api/runs", json={"seed": SEED_MODES["ckpt"]}).json()["id"]
+        wait_sync(lambda: client.get(f"/api/runs/{run_id}").json()["step"] > 5, PATIENCE_S, "steps")
+        client.post(f"/api/runs/{run_id}/cancel")
+        done = wait_finished(client, run_id)
+        assert done["can_resume"] and not done["can_restart"]
+        assert done["checkpoint"] == "checkpoint-3" and done["checkpoint_step"] == 3
+        assert client.post(f"/api/runs/{run_id}/restart").status_code == 409
+        res = client.post(f"/api/runs/{run_id}/resume")
+        assert res.status_code == 200 and res.json()["step"] == 3
+        wait_sync(
+            lambda: len(client.get(f"/api/runs/{run_id}/metrics").json()) > 5, PATIENCE_S, "steps"
+        )
+        client.post(f"/api/runs/{run_id}/cancel")
+        done = wait_finished(client, run_id)
+        assert done["attempts"] == 2
+        # Elapsed time counts both attempts.
+        assert done["elapsed_s"] > done["finished_at"] - done["started_at"]
+        rows = client.get(f"/api/runs/{run_id}/metrics").json()
+        steps = [r["step"] for r in rows]
+        assert steps == list(range(1, len(steps) + 1))  # one row per step, from the start
+        assert {r["attempt"] for r in rows} == {2}
+
+
+def test_a_queued_run_that_never_started_offers_neither(make_client: ClientFactory) -> None:
+    with make_client(max_concurrent_runs=1, cancel_grace_s=2.0) as client:
+        busy = client.post("/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
+        waiting = client.post("/api/runs", json={"seed": SEED_MODES["slow"]}).json()["id"]
+        assert client.delete(f"/api/runs/{waiting}").status_code == 409  # queued
+        assert client.post(f"/api/runs/{waiting}/cancel").status_code == 200
+        run = client.get(f"/api/runs/{waiting}").json()
+        assert run["status"] == "cancelled" and run["attempts"] == 0
+        assert not run["can_resume"] and not run["can_restart"] and run["can_delete"]
+        for action in ("resume", "restart"):
+            res = client.post(f"/api/runs/{waiting}/{action}")
+            assert res.status_code == 409 and "never started" in res.json()["detail"]
+        page = client.get(f"/runs/{waiting}").text
+        assert "curves complete" not in page
+        client.post(f"/api/runs/{busy}/cancel")
+        wait_finished(client, busy)
+
+
+def test_rename_tag_and_delete(make_client: ClientFactory, entrodrop_home: Path) -> None:
+    with make_client() as client:
+        run_id = client.post("/api/runs", json={}).json()["id"]
+        assert client.delete(f"/api/runs/{run_id}").status_code in (200, 409)  # maybe running
+        wait_finished(client, run_id)
+        body = {"name": "baseline v2", "notes": "lr 2e-4", "tags": ["paper", "paper", "lr.sweep"]}
+        res = client.patch(f"/api/runs/{run_id}", json=body)
+        assert res.status_code == 200, res.text
+        got = res.json()
+        assert (got["name"], got["notes"], got["tags"]) == (
+            "baseline v2",
+            "lr 2e-4",
+            ["paper", "lr.sweep"],
+        )
+        assert client.get("/api/runs").json()["tags"] == ["lr.sweep", "paper"]
+        assert (
+            client.patch(f"/api/runs/{run_id}", json={"notes": "x"}).json()["name"] == "baseline v2"
+        )
+        for bad in (
+            {"name": "x" * 121},
+            {"tags": ["has space"]},
+            {"tags": ["t"] * 17},
+            {"size": 1},
+        ):
+            res = client.patch(f"/api/runs/{run_id}", json=bad)
+            assert res.status_code == 422 and res.json()["detail"], bad
+        assert client.get("/api/runs").json()["runs"][0]["disk_bytes"] > 0
+        run_dir = entrodrop_home / "runs" / run_id
+        assert run_dir.is_dir()
+        res = client.delete(f"/api/runs/{run_id}")
+        assert res.status_code == 200 and res.json() == {"id": run_id, "deleted": True}
+        assert not run_dir.exists()
+        assert client.get(f"/api/runs/{run_id}").status_code == 404
+        assert client.delete(f"/api/runs/{run_id}").status_code == 404
+        assert client.get("/api/runs").json()["runs"] == []
+
+
+def test_cost_estimate_from_a_measured_step_time(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        body = {"max_steps": 4000, "batch_size": 2, "grad_accum": 2, "seq_len": 64}
+        est = client.post("/api/runs/check", json=body).json()
+        assert est["estimate"]["steps"] == 4000 and est["estimate"]["tokens"] == 4000 * 2 * 2 * 64
+        assert est["estimate"]["duration_s"] is None
+        assert "no measurement yet" in est["estimate_text"]
+        run_id = client.post("/api/runs", json=body).json()["id"]
+        assert wait_finished(client, run_id)["status"] == "succeeded"  # the fake: 0.25 s/step
+        est = client.post("/api/runs/check", json=body).json()["estimate"]
+        assert est["step_time_s"] == 0.25 and est["duration_s"] == 1000.0 and est["warn"]
+        other = client.post("/api/runs/check", json={**body, "seq_len": 32}).json()
+        assert other["estimate"]["duration_s"] is None  # another shape: not this measurement
+        # Set by epochs: the steps are known once a run has counted this data's blocks.
+        by_epochs = {"epochs": 2.0, "batch_size": 2, "seq_len": 64}
+        est = client.post("/api/runs/check", json=by_epochs).json()
+        assert est["estimate"]["steps"] is None and "known once" in est["estimate_text"]
+        run_id = client.post("/api/runs", json=by_epochs).json()["id"]
+        assert wait_finished(client, run_id)["status"] == "succeeded"  # the fake: 3 steps
+        est = client.post("/api/runs/check", json=by_epochs).json()["estimate"]
+        assert est["steps"] == 3 and est["duration_s"] == 0.75 and not est["warn"]
+        twice = client.post("/api/runs/check", json={**by_epochs, "epochs": 4.0}).json()
+        assert twice["estimate"]["steps"] == 6
 
 
 def test_uploads_and_dataset_paths(make_client: ClientFactory, tmp_path: Path) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from browser_utils import browser_page, live_server, screenshot
-from waiting import PATIENCE_MS
+from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
 from app.settings import Settings
@@ -66,3 +70,221 @@ def test_form_launch_watch_and_finish(entrodrop_home: Path, tiny_model_dir: Path
         page.locator('tr .badge[data-status="succeeded"]').wait_for()
         screenshot(page, "runs_list")
         assert not errors, errors
+
+
+# ---------------------------------------------------------------- managing runs (test-double child)
+
+NARROW = {"width": 390, "height": 844}
+
+
+def _fake_app(entrodrop_home: Path, tmp_path: Path) -> Any:
+    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False, cancel_grace_s=2.0))
+    app.state.jobs.poll_interval = 0.1
+    app.state.jobs.entry = (str(write_fake_child(tmp_path)),)
+    return app
+
+
+def _launch(url: str, seed: int | None = None, **extra: Any) -> str:
+    body = {"seed": seed, **extra} if seed is not None else extra
+    res = httpx.post(f"{url}/api/runs", json=body, timeout=30)
+    assert res.status_code == 201, res.text
+    return str(res.json()["id"])
+
+
+def _run(url: str, run_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{url}/api/runs/{run_id}", timeout=30).json())
+
+
+def _fits(page: Any, width: int) -> None:
+    """No horizontal scrolling: the page is no wider than the window."""
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(
+        "(w) => Array.from(document.querySelectorAll('body *'))"
+        ".filter((e) => e.getBoundingClientRect().right > w + 0.5)"
+        ".map((e) => `${e.tagName}.${e.className}#${e.id}`).slice(0, 6)",
+        width,
+    )
+    assert scroll <= width, f"{page.url} is {scroll} px wide at {width} px: {wide}"
+
+
+def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_path: Path) -> None:
+    app = _fake_app(entrodrop_home, tmp_path)
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        run_id = _launch(url, SEED_MODES["slow"])
+        page.goto(f"{url}/runs/{run_id}")
+        page.wait_for_function("Number(document.querySelector('#chart-train').dataset.points) > 2")
+        dialogs: list[str] = []
+
+        def accept(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        page.on("dialog", accept)
+        page.click("#cancel-run")
+        page.locator('#run-status .badge[data-status="cancelled"]').wait_for()
+        assert dialogs and "Stop this run" in dialogs[0]  # asked before cancelling
+        # Cancelled before any checkpoint: it can only restart, and the page says why.
+        page.locator("#restart-run").wait_for()
+        assert not page.is_visible("#resume-run") and page.is_visible("#restart-note")
+        first_points = int(page.get_attribute("#chart-train", "data-points") or 0)
+        page.click("#restart-run")
+        wait_sync(lambda: _run(url, run_id)["attempts"] == 2, PATIENCE_S, "the second attempt")
+        page.wait_for_function(
+            "document.querySelector('#chart-train').dataset.attempts === '2'"
+        )  # the chart shows the new attempt only
+        page.locator("#earlier-label").wait_for()
+        page.check("#earlier-attempts")
+        page.wait_for_function("document.querySelector('#chart-train').dataset.attempts === '1,2'")
+        page.uncheck("#earlier-attempts")
+        page.click("#cancel-run")
+        page.locator('#run-status .badge[data-status="cancelled"]').wait_for()
+        rows = httpx.get(f"{url}/api/runs/{run_id}/metrics", timeout=30).json()
+        assert {r["attempt"] for r in rows} == {2} and first_points > 0
+        screenshot(page, "runs_detail_restart")
+
+        # Rename, tag and annotate it.
+        page.click("#run-meta summary")
+        page.fill("#meta-name", "lr sweep 1")
+        page.fill("#meta-tags", "sweep, bad tag")
+        page.click("#meta-save")
+        page.locator("#meta-state").filter(has_text="pattern").wait_for()  # refused, with why
+        page.fill("#meta-tags", "sweep, paper")
+        page.fill("#meta-notes", "the first restart")
+        page.click("#meta-save")
+        page.locator("#meta-state").filter(has_text="saved").wait_for()
+        assert page.text_content("#run-name") == "lr sweep 1"
+        got = _run(url, run_id)
+        assert (got["name"], got["tags"], got["notes"]) == (
+            "lr sweep 1",
+            ["sweep", "paper"],
+            "the first restart",
+        )
+
+        # Delete it (after a confirmation); the list no longer has it and the folder is gone.
+        page.click("#delete-run")
+        page.wait_for_url(f"{url}/runs")
+        assert any("cannot be undone" in d for d in dialogs)
+        assert not (entrodrop_home / "runs" / run_id).exists()
+        assert httpx.get(f"{url}/api/runs/{run_id}", timeout=30).status_code == 404
+        assert not errors, errors
+
+
+def test_resume_offered_only_with_a_checkpoint(entrodrop_home: Path, tmp_path: Path) -> None:
+    app = _fake_app(entrodrop_home, tmp_path)
+    with live_server(app) as url, browser_page() as page:
+        run_id = _launch(url, SEED_MODES["ckpt"])
+        wait_sync(
+            lambda: _run(url, run_id)["checkpoint"] == "checkpoint-3", PATIENCE_S, "a checkpoint"
+        )
+        httpx.post(f"{url}/api/runs/{run_id}/cancel", timeout=30)
+        wait_sync(lambda: _run(url, run_id)["status"] == "cancelled", PATIENCE_S, "the cancel")
+        page.goto(f"{url}/runs/{run_id}")
+        assert page.is_visible("#resume-run") and not page.is_visible("#restart-run")
+        assert "checkpoint-3" in (page.text_content("#resume-run") or "")
+        page.click("#resume-run")
+        page.locator('#run-status .badge[data-status="running"]').wait_for()
+        wait_sync(lambda: _run(url, run_id)["step"] > 4, PATIENCE_S, "steps after the checkpoint")
+        httpx.post(f"{url}/api/runs/{run_id}/cancel", timeout=30)
+        page.locator('#run-status .badge[data-status="cancelled"]').wait_for()
+        # The resumed attempt's curve is whole: one point per step from step 1.
+        page.wait_for_function("document.querySelector('#chart-train').dataset.attempts === '2'")
+        xs = page.evaluate("document.querySelector('#chart-train').data[0].x")
+        assert xs == list(range(1, len(xs) + 1)), xs
+
+
+def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_path: Path) -> None:
+    app = _fake_app(entrodrop_home, tmp_path)
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        ids = [_launch(url, method=m) for m in ("entrodrop", "none", "random")]
+        for run_id in ids:
+            wait_sync(
+                lambda r=run_id: _run(url, r)["status"] == "succeeded", PATIENCE_S, "fake runs"
+            )
+        httpx.patch(f"{url}/api/runs/{ids[1]}", json={"tags": ["baseline"]}, timeout=30)
+        page.goto(f"{url}/runs")
+        rows = page.locator("tr[data-run-id]:visible")
+        assert rows.count() == 3
+        page.select_option("#filter-method", "random")
+        assert rows.count() == 1 and rows.first.get_attribute("data-run-id") == ids[2]
+        page.select_option("#filter-method", "")
+        page.select_option("#filter-tag", "baseline")
+        assert rows.count() == 1 and rows.first.get_attribute("data-run-id") == ids[1]
+        page.select_option("#filter-tag", "")
+        page.fill("#filter-text", ids[0][-6:])
+        assert rows.count() == 1
+        page.fill("#filter-text", "")
+        page.click('button.sort[data-sort="method"]')  # ascending by method label
+        order = [rows.nth(i).get_attribute("data-method") for i in range(3)]
+        assert order == ["entrodrop", "none", "random"]
+        page.click('button.sort[data-sort="method"]')
+        assert rows.first.get_attribute("data-method") == "random"
+        screenshot(page, "runs_list_sorted")
+
+        for run_id in ids:
+            page.check(f'.pick[value="{run_id}"]')
+        page.click("#compare-selected")
+        page.wait_for_url("**/compare?runs=*")
+        assert sorted(page.url.split("runs=")[1].split(",")) == sorted(ids)
+        page.wait_for_function("document.querySelector('#chart-train').dataset.points === '9'")
+        page.select_option("#x-axis", "tokens")  # tokens seen = step × batch × accum × length
+        page.wait_for_function("document.querySelector('#chart-train').dataset.axis === 'tokens'")
+        run = _run(url, ids[0])
+        xs = page.evaluate("document.querySelector('#chart-train').data[0].x")
+        assert xs == [s * run["tokens_per_step"] for s in (1, 2, 3)]
+        title = page.evaluate("document.querySelector('#chart-train').layout.xaxis.title.text")
+        assert title == "tokens seen"
+        screenshot(page, "runs_compare")
+
+        # The `none` baseline's config shows no EntroDrop block.
+        page.goto(f"{url}/runs/{ids[1]}")
+        assert '"entrodrop"' not in (page.text_content(".config-json") or "")
+        page.goto(f"{url}/runs/{ids[0]}")
+        assert '"entrodrop"' in (page.text_content(".config-json") or "")
+
+        page.set_viewport_size(NARROW)
+        for path in ("/runs", f"/runs/{ids[0]}", f"/compare?runs={','.join(ids)}", "/runs/new"):
+            page.goto(url + path)
+            page.wait_for_load_state("networkidle")
+            _fits(page, NARROW["width"])
+        page.goto(f"{url}/runs/{ids[0]}")
+        page.wait_for_function("Number(document.querySelector('#chart-train').dataset.points) > 0")
+        box, card = (
+            page.locator("#delete-run").bounding_box(),
+            page.locator(".run-head").bounding_box(),
+        )
+        assert box and card and box["x"] + box["width"] <= card["x"] + card["width"]
+        screenshot(page, "runs_detail_narrow")
+        page.goto(f"{url}/runs")
+        screenshot(page, "runs_list_narrow")
+        page.set_viewport_size({"width": 1024, "height": 900})
+        for path in ("/runs", f"/runs/{ids[0]}", f"/compare?runs={','.join(ids)}", "/runs/new"):
+            page.goto(url + path)
+            _fits(page, 1024)
+        assert not errors, errors
+
+
+def test_api_docs_load_with_no_request_to_another_host(entrodrop_home: Path) -> None:
+    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
+    with live_server(app) as url, browser_page() as page:
+        hosts: set[str] = set()
+        blocked: list[str] = []
+        # blob: URLs are this page's own (ReDoc's search worker): not another host.
+        page.on(
+            "request",
+            lambda req: hosts.add(urlsplit(req.url.removeprefix("blob:")).hostname or req.url),
+        )
+        page.on(
+            "console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None
+        )
+        page.goto(f"{url}/docs")
+        page.locator(".swagger-ui .info .title").filter(has_text="EntroDrop Studio").wait_for()
+        page.locator(".opblock-summary-path", has_text="/api/runs/{run_id}").first.wait_for()
+        screenshot(page, "api_docs")
+        page.goto(f"{url}/redoc")
+        page.locator("h1", has_text="EntroDrop Studio").wait_for(timeout=60_000)
+        page.wait_for_load_state("networkidle")
+        assert hosts == {"127.0.0.1"} and not blocked, (hosts, blocked)

@@ -105,16 +105,18 @@ def test_metrics_are_ingested_incrementally(tmp_path: Path) -> None:
     assert [(r["step"], r["value"]) for r in rows] == [(1, 3.0), (2, 2.0), (3, 2.5), (4, None)]
     run = storage.get_run("r1")
     assert run is not None and run.best_eval_loss == 2.0 and run.final_eval_loss == 2.5
-    # A resume cuts the file back to its checkpoint: the rows after it go, the rest stay.
+    # A resume from the checkpoint at step 2: attempt 2 starts with attempt 1's rows up to it.
     before = path.read_bytes()
-    storage.drop_metrics_after("r1", 2, path)
-    assert [r["step"] for r in storage.metrics("r1")] == [1, 2]
+    storage.update_run("r1", attempts=1)
+    assert storage.start_attempt("r1", path, carry_until=2) == 2
+    assert [r["step"] for r in storage.metrics("r1", attempt=2)] == [1, 2]
     assert path.read_bytes() == before  # the table only: the file is the training process's
     RunFolder(tmp_path).truncate_metrics_after(2)  # the resumed training process's cut
     with path.open("a") as f:
         f.write(line(3, v=1.5) + "\n")
     storage.ingest_metrics("r1", path)
-    assert [(r["step"], r["value"]) for r in storage.metrics("r1")][-1] == (3, 1.5)
+    assert [(r["step"], r["value"]) for r in storage.metrics("r1", attempt=2)][-1] == (3, 1.5)
+    assert len(storage.metrics("r1", attempt=1)) == 4  # the earlier attempt stays, as history
     storage.close()
 
 
