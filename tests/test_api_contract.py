@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
+from waiting import PATIENCE_S
 
 from app.main import create_app
 from app.model_service import ModelService
@@ -84,7 +85,7 @@ def test_503_has_the_same_shape(entrodrop_home: Path) -> None:
     release = threading.Event()
 
     def held(spec: str) -> Any:
-        release.wait(30)
+        release.wait(PATIENCE_S)
         raise ModelLoadError("released")
 
     app = create_app(Settings(home=entrodrop_home))

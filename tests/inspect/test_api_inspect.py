@@ -83,7 +83,7 @@ def test_loading_state_answers_503_until_ready(
     real_load = entrodrop.load
 
     def slow_load(spec: str, **kw: Any) -> Any:
-        assert release.wait(30)
+        assert release.wait(PATIENCE_S)
         return real_load(spec, **kw)
 
     monkeypatch.setattr(entrodrop, "load", slow_load)
@@ -339,7 +339,7 @@ def test_queue_is_bounded(entrodrop_home: Path) -> None:
     gate = threading.Event()
 
     async def scenario() -> None:
-        first = asyncio.ensure_future(service.run(gate.wait, 10))
+        first = asyncio.ensure_future(service.run(gate.wait, PATIENCE_S))
         second = asyncio.ensure_future(service.run(lambda: "second"))
         await wait_until(lambda: service.status()["queue"]["pending"] == 2, PATIENCE_S, "two jobs")
         with pytest.raises(QueueFull) as info:
@@ -359,7 +359,7 @@ def test_queue_full_is_503_with_retry_after(tiny_model_dir: Path, entrodrop_home
         wait_loaded(c)
         service = c.app.state.model_service  # type: ignore[attr-defined]
         assert c.portal is not None
-        blockers = [c.portal.start_task_soon(service.run, gate.wait, 10) for _ in range(2)]
+        blockers = [c.portal.start_task_soon(service.run, gate.wait, PATIENCE_S) for _ in range(2)]
         wait_sync(lambda: service.status()["queue"]["pending"] == 2, PATIENCE_S, "two queued jobs")
         res = c.post("/api/score", json={"text": "hello"})
         assert res.status_code == 503 and int(res.headers["Retry-After"]) >= 1

@@ -270,7 +270,7 @@ def test_page_works_while_the_model_loads(
     release = threading.Event()
     real_load = entrodrop.load
     monkeypatch.setattr(
-        entrodrop, "load", lambda spec, **kw: release.wait(30) and real_load(spec, **kw)
+        entrodrop, "load", lambda spec, **kw: release.wait(PATIENCE_S) and real_load(spec, **kw)
     )
     app = create_app(Settings(home=tmp_path, model=str(tiny_model_dir)))
     with live_server(app) as url:

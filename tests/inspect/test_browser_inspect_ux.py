@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from browser_utils import browser_page, live_server, screenshot
 from PIL import Image
+from waiting import PATIENCE_S
 
 from app.main import create_app
 from app.score_job import ScoreJob
@@ -37,7 +38,7 @@ class Gate:
             if job not in self.jobs:
                 self.jobs.append(job)
             if done:
-                assert self.permits.acquire(timeout=60)
+                assert self.permits.acquire(timeout=PATIENCE_S)
         self.real(job, done, total)
 
 

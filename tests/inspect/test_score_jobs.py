@@ -17,6 +17,7 @@ import pytest
 from browser_utils import live_server
 from fastapi.testclient import TestClient
 from test_api_inspect import TEXT, make_client, wait_loaded
+from waiting import PATIENCE_S
 
 from app.main import create_app
 from app.score_job import ScoreJob
@@ -156,7 +157,7 @@ class Gate:
                 if job not in self.jobs:
                     self.jobs.append(job)
                 if done:
-                    assert self.permits.acquire(timeout=60)
+                    assert self.permits.acquire(timeout=PATIENCE_S)
             real(job, done, total)
 
         monkeypatch.setattr(ScoreJob, "progress", gated)
@@ -175,7 +176,7 @@ def raw_request(url: str, path: str, body: dict[str, Any]) -> socket.socket:
     return sock
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
+def wait_for(predicate: Any, what: str, timeout: float = PATIENCE_S) -> None:
     """A safety net only: the predicates are events the test caused, not progress of time."""
     deadline = time.time() + timeout
     while not predicate():
@@ -214,7 +215,7 @@ def test_disconnected_clients_free_the_worker(
         a.close()  # A's client goes away while A holds the worker
         wait_for(lambda: job_a.cancelled, "the server to notice A's client left")
         gate.permits.release()  # A may pass its next window: it stops there instead
-        c.join(timeout=60)
+        c.join(timeout=PATIENCE_S)
         assert result.get("n_tokens", 0) > 0, result
     a_calls = [(d, t) for j, d, t in gate.calls if j == id(job_a)]
     assert a_calls[-1][0] < a_calls[-1][1], "A stopped before its last window"
