@@ -317,7 +317,7 @@ def test_compare_same_tokenizer_gives_a_difference(
 
 
 def test_compare_different_tokenizers_side_by_side(client: TestClient, tmp_path: Path) -> None:
-    from conftest import build_tiny_model
+    from tiny_model import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other-vocab", vocab_size=300)
     body = client.post("/api/compare", json={"text": TEXT, "model_b": str(other)}).json()
