@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     print(f"seed {seed}")
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import build_tiny_model
+    from tiny_model import build_tiny_model
 
     from bench.common import write_result
 
