@@ -140,7 +140,7 @@ def candidates(loaded: Any, ids: list[int], compile_too: bool) -> dict[str, Scor
         "fp32_1_thread": fixed_threads(1),
         "bf16_autocast": ours(bf16),
         "fp32_windows_1024": ours(fp32, max_window=scoring.DEFAULT_MAX_WINDOW),
-        "fp32_chunk_64mb": with_chunk(1 << 24),
+        "fp32_chunk_8mb": with_chunk(1 << 21),
         "int8_decoder": ours(int8),
     }
     if compile_too:
