@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
+from fastapi.testclient import TestClient
 from waiting import PATIENCE_S, wait_sync, wait_until  # noqa: F401  (re-exported for the runs tests)
+
+from app.main import create_app
+from app.settings import Settings
 
 # A stand-in for `python -m entrodrop.training.run` that follows the run-folder contract and
 # misbehaves on request: the behaviour is the config's `model` when it starts with "fake:", or
@@ -112,3 +120,24 @@ def write_fake_child(folder: Path) -> Path:
     path = folder / "fake_trainer.py"
     path.write_text(FAKE_CHILD, encoding="utf-8")
     return path
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_client(entrodrop_home: Path, tmp_path: Path) -> ClientFactory:
+    """A TestClient (lifespan running) on this test's home; fake=True swaps in the test double."""
+    fake = write_fake_child(tmp_path)
+
+    @contextmanager
+    def make(fake_child: bool = True, **kw: Any) -> Iterator[TestClient]:
+        settings = Settings(home=entrodrop_home, load_model_on_startup=False, **kw)
+        app = create_app(settings)
+        app.state.jobs.poll_interval = 0.1
+        if fake_child:
+            app.state.jobs.entry = (str(fake),)
+        with TestClient(app) as client:
+            yield client
+
+    return make

@@ -6,39 +6,15 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+from runs_helpers import SEED_MODES, ClientFactory, wait_sync
 from waiting import PATIENCE_S
 
-from app.main import create_app
-from app.settings import Settings
 from entrodrop.config import RunConfig
-
-ClientFactory = Callable[..., Any]
-
-
-@pytest.fixture
-def make_client(entrodrop_home: Path, tmp_path: Path) -> ClientFactory:
-    """A TestClient (lifespan running) on this test's home; fake=True swaps in the test double."""
-    fake = write_fake_child(tmp_path)
-
-    @contextmanager
-    def make(fake_child: bool = True, **kw: Any) -> Iterator[TestClient]:
-        settings = Settings(home=entrodrop_home, load_model_on_startup=False, **kw)
-        app = create_app(settings)
-        app.state.jobs.poll_interval = 0.1
-        if fake_child:
-            app.state.jobs.entry = (str(fake),)
-        with TestClient(app) as client:
-            yield client
-
-    return make
 
 
 def wait_finished(client: TestClient, run_id: str, timeout: float = PATIENCE_S) -> dict[str, Any]:
