@@ -171,6 +171,21 @@ class RunConfig(_Strict):
         max_length=1000,
         description="A built-in corpus name or a .txt/.jsonl/.parquet file.",
     )
+    heldout_dataset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        title="held-out data",
+        description="a file (or corpus) to evaluate on; then all of dataset trains. Empty: every "
+        "5th document of dataset is held out",
+    )
+    general_dataset: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        title="general text",
+        description="a file (or corpus) for the forgetting check. Empty: CPython's LICENSE.txt",
+    )
     method: Method = Field("entrodrop", description="EntroDrop or one of the baselines.")
     entrodrop: EntroDropConfig = Field(default_factory=EntroDropConfig)
     epochs: float = Field(

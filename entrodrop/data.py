@@ -26,11 +26,12 @@ class DataError(ValueError):
 
 @dataclass
 class DatasetTexts:
-    """A dataset as texts: what the model trains on and what it is evaluated on."""
+    """A dataset as texts: what the model trains on, what it is evaluated on, and how it was split."""
 
     name: str
     train: list[str]
     heldout: list[str]
+    split: str = ""  # one line for the run log: which documents were held out and why
 
 
 # ---------------------------------------------------------------- built-in corpora
@@ -45,18 +46,27 @@ def python_reference_topics() -> dict[str, str]:
 
 def python_reference() -> DatasetTexts:
     """Train / held-out split of the Python reference by topic (every 5th topic held out)."""
-    topics = list(python_reference_topics().values())
-    heldout = [t for i, t in enumerate(topics) if i % HELDOUT_EVERY == 2]
-    train = [t for i, t in enumerate(topics) if i % HELDOUT_EVERY != 2]
-    return DatasetTexts(PYTHON_REFERENCE, train, heldout)
+    named = list(python_reference_topics().items())
+    heldout = [t for i, (_, t) in enumerate(named) if i % HELDOUT_EVERY == 2]
+    train = [t for i, (_, t) in enumerate(named) if i % HELDOUT_EVERY != 2]
+    names = [n for i, (n, _) in enumerate(named) if i % HELDOUT_EVERY == 2]
+    split = (
+        f"{PYTHON_REFERENCE}: {len(named)} topics, {len(names)} held out (every "
+        f"{HELDOUT_EVERY}th, sorted by name, from the 3rd): {', '.join(names)}"
+    )
+    return DatasetTexts(PYTHON_REFERENCE, train, heldout, split)
 
 
-def general_texts() -> list[str]:
-    """General English prose for the forgetting check: CPython's LICENSE.txt (history and terms).
+def general_texts(spec: str | None = None) -> list[str]:
+    """Text for the forgetting check: `spec` (a user's file or a built-in corpus, all of it), or
+    by default CPython's LICENSE.txt (history and terms).
 
-    It ships with every CPython install and is far from the Python reference's style; where a
+    LICENSE.txt ships with every CPython install and is far from the Python reference's style
+    (but close to legal text: such corpora should name their own general text); where a
     distribution strips it, the Zen of Python stands in (short, so the check is noisier).
     """
+    if spec is not None:
+        return all_texts(spec)
     path = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
     if path.is_file():
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -147,6 +157,8 @@ def _parse_stream(stream: BinaryIO, size: int, name: str, budget: int | None) ->
 
 def _split_documents(text: str) -> list[str]:
     # Documents separated by two or more blank lines; a file without them is one document.
+    # Windows line ends count too (a CRLF file would otherwise be one document).
+    text = text.replace("\r\n", "\n")
     parts = [p for p in text.split("\n\n\n") if p.strip()]
     return parts or [text]
 
@@ -306,37 +318,88 @@ def check_path_allowed(path: str | Path, allowed_dirs: Sequence[str | Path]) -> 
     raise DataError(f"{raw} is outside the allowed data folders")
 
 
+def _opening(text: str, width: int = 40) -> str:
+    """A document's first words on one line, for the log."""
+    line = " ".join(text.split())
+    return repr(line if len(line) <= width else line[: width - 1] + "…")
+
+
 def split_user_texts(texts: list[str], name: str) -> DatasetTexts:
     """Hold out every 5th document; a single document holds out its last ~10% of lines."""
     if len(texts) >= HELDOUT_EVERY:
-        heldout = [t for i, t in enumerate(texts) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+        held = [i for i in range(len(texts)) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+        heldout = [texts[i] for i in held]
         train = [t for i, t in enumerate(texts) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
-        return DatasetTexts(name, train, heldout)
+        which = "; ".join(f"#{i + 1} {_opening(texts[i])}" for i in held)
+        split = (
+            f"{name}: {len(texts)} documents, {len(held)} held out (every {HELDOUT_EVERY}th): "
+            f"{which}"
+        )
+        return DatasetTexts(name, train, heldout, split)
     joined = "\n\n".join(texts)
     cut = joined.rfind("\n", 0, int(len(joined) * 0.9))
     cut = cut if cut > 0 else int(len(joined) * 0.9)
-    return DatasetTexts(name, [joined[:cut]], [joined[cut:]])
+    split = (
+        f"{name}: {len(texts)} document(s), fewer than {HELDOUT_EVERY}: the last "
+        f"{len(joined) - cut} of {len(joined)} characters are held out, from "
+        f"{_opening(joined[cut:])}"
+    )
+    return DatasetTexts(name, [joined[:cut]], [joined[cut:]], split)
 
 
-def load_dataset(
-    spec: str,
-    allowed_dirs: Sequence[str | Path] | None = None,
-    max_text_bytes: int | None = None,
-) -> DatasetTexts:
-    """A dataset spec: a built-in name or a file path (checked against allowed_dirs if given),
-    its decoded text capped by `max_text_bytes` (None: ENTRODROP_MAX_TEXT_BYTES, else no cap)."""
-    if spec == PYTHON_REFERENCE:
-        return python_reference()
-    if spec == GENERAL_TEXT:
-        texts = general_texts()
-        return split_user_texts(texts, GENERAL_TEXT)
+def _user_path(spec: str, allowed_dirs: Sequence[str | Path] | None) -> Path:
     path = check_path_allowed(spec, allowed_dirs) if allowed_dirs is not None else Path(spec)
     if not path.exists():
         raise DataError(
             f"unknown dataset {spec!r}: use {' or '.join(BUILTIN_DATASETS)}, or a path to a "
             f"{'/'.join(USER_SUFFIXES)} file"
         )
+    return path
+
+
+def all_texts(
+    spec: str,
+    allowed_dirs: Sequence[str | Path] | None = None,
+    max_text_bytes: int | None = None,
+) -> list[str]:
+    """Every text of a dataset spec, unsplit (a held-out or general-text file)."""
+    if spec == PYTHON_REFERENCE:
+        return list(python_reference_topics().values())
+    if spec == GENERAL_TEXT:
+        return general_texts()
+    return read_user_file(_user_path(spec, allowed_dirs), max_text_bytes)
+
+
+def load_dataset(
+    spec: str,
+    allowed_dirs: Sequence[str | Path] | None = None,
+    max_text_bytes: int | None = None,
+    heldout: str | None = None,
+) -> DatasetTexts:
+    """A dataset spec: a built-in name or a file path (checked against allowed_dirs if given),
+    its decoded text capped by `max_text_bytes` (None: ENTRODROP_MAX_TEXT_BYTES, else no cap).
+
+    With `heldout` (another spec), the whole dataset trains and that one is evaluated instead
+    of every 5th document.
+    """
+    if heldout is not None:
+        train = all_texts(spec, allowed_dirs, max_text_bytes)
+        held = all_texts(heldout, allowed_dirs, max_text_bytes)
+        split = (
+            f"{_name(spec)}: all {len(train)} documents train; held out: {_name(heldout)} "
+            f"({len(held)} documents)"
+        )
+        return DatasetTexts(_name(spec), train, held, split)
+    if spec == PYTHON_REFERENCE:
+        return python_reference()
+    if spec == GENERAL_TEXT:
+        return split_user_texts(general_texts(), GENERAL_TEXT)
+    path = _user_path(spec, allowed_dirs)
     return split_user_texts(read_user_file(path, max_text_bytes), path.name)
+
+
+def _name(spec: str) -> str:
+    return spec if is_builtin(spec) else Path(spec).name
 
 
 # ---------------------------------------------------------------- token blocks
@@ -393,6 +456,7 @@ __all__ = [
     "TEXT_BUDGET_ENV",
     "TEXT_BUDGET_PER_UPLOAD_BYTE",
     "DataError",
+    "all_texts",
     "DataTooLarge",
     "DatasetTexts",
     "build_blocks",

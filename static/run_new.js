@@ -1,14 +1,7 @@
 // The new-run form: live validation against POST /api/runs/check, uploads, launch, preview.
 
 import { renderPreview } from "./run_preview.js";
-import { $, $$, api, pageData } from "./runs_common.js";
-
-function setPath(obj, path, value) {
-  const parts = path.split(".");
-  let o = obj;
-  for (const p of parts.slice(0, -1)) o = o[p] = o[p] || {};
-  o[parts[parts.length - 1]] = value;
-}
+import { $, $$, api, fieldValue, pageData, setPath } from "./runs_common.js";
 
 function initNewRun(data) {
   const form = $("#run-form");
@@ -18,16 +11,8 @@ function initNewRun(data) {
   function body() {
     const b = {};
     for (const el of $$("[data-field]", form)) {
-      const kind = el.dataset.kind;
-      let value;
-      if (kind === "bool") value = el.checked;
-      else if (kind === "select" || kind === "text") value = el.value;
-      else if (el.validity && el.validity.badInput) value = "not a number";
-      else if (el.value.trim() === "") {
-        if (!el.dataset.nullable) continue; // missing: the server's default
-        value = null;
-      } else value = Number(el.value);
-      setPath(b, el.dataset.field, value);
+      const value = fieldValue(el);
+      if (value !== undefined) setPath(b, el.dataset.field, value);
     }
     if (b.adapter && b.adapter.kind === data.no_adapter) delete b.adapter; // full weights
     const mk = radio("model_kind");

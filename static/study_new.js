@@ -1,23 +1,7 @@
 // The new-study form: base settings (New run's fields), a variants checklist with presets, seeds;
 // shows how many runs it will queue and posts the study to /api/studies.
 
-import { $, $$, api, pageData } from "./runs_common.js";
-
-function setPath(obj, path, value) {
-  const keys = path.split(".");
-  let node = obj;
-  keys.slice(0, -1).forEach((k) => { node = node[k] = node[k] || {}; });
-  node[keys[keys.length - 1]] = value;
-}
-
-function fieldValue(el) {
-  if (el.dataset.kind === "bool") return el.checked;
-  if (el.dataset.kind === "int" || el.dataset.kind === "float") {
-    if (el.value.trim() === "") return el.dataset.nullable ? null : undefined;
-    return Number(el.value);
-  }
-  return el.value;
-}
+import { $, $$, api, fieldValue, pageData, setPath } from "./runs_common.js";
 
 function parseSeeds(text) {
   return text.split(/[\s,]+/).filter(Boolean).map(Number);

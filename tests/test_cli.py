@@ -123,3 +123,15 @@ def test_train_failure_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "run failed" in result.output and "no model folder" in result.output
     assert "Traceback" not in result.output
+
+
+def test_readme_run_config_is_the_default_config() -> None:
+    """The README's example run config is RunConfig's defaults, field for field (it went stale)."""
+    import re
+
+    from entrodrop.config import RunConfig
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"A run config \(.*?```json\n(.*?)```", readme, re.S)
+    assert block is not None, "README lost its example run config"
+    assert json.loads(block.group(1)) == RunConfig().model_dump(mode="json")

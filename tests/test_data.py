@@ -99,6 +99,34 @@ def test_load_dataset_specs(tmp_path: Path) -> None:
         data.load_dataset("nope-corpus")
 
 
+def test_txt_split_is_logged_document_by_document(tmp_path: Path) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_text("\r\n\r\n\r\n".join(f"Document {i} text." for i in range(1, 12)))  # CRLF
+    ds = data.load_dataset(str(f))
+    # Split at two blank lines (Windows line ends too): 11 documents, the 5th and 10th held out.
+    assert [t.strip() for t in ds.heldout] == ["Document 5 text.", "Document 10 text."]
+    assert len(ds.train) == 9
+    assert ds.split.startswith("notes.txt: 11 documents, 2 held out (every 5th)")
+    assert "#5 'Document 5 text.'" in ds.split and "#10 'Document 10 text.'" in ds.split
+    ref = data.load_dataset("python-reference")
+    assert ref.split.startswith("python-reference: 79 topics, 16 held out")
+
+
+def test_explicit_heldout_and_general_files(tmp_path: Path) -> None:
+    train = tmp_path / "train.txt"
+    train.write_text("\n\n\n".join(f"Train doc {i}." for i in range(10)))
+    held = tmp_path / "held.jsonl"
+    held.write_text("\n".join(json.dumps({"text": f"Held doc {i}."}) for i in range(3)))
+    ds = data.load_dataset(str(train), heldout=str(held))
+    # A held-out file makes every training document train; only the file is evaluated.
+    assert len(ds.train) == 10 and ds.heldout == [f"Held doc {i}." for i in range(3)]
+    assert "all 10 documents train; held out: held.jsonl (3 documents)" in ds.split
+    assert data.general_texts(str(held)) == ds.heldout
+    assert data.general_texts() != ds.heldout  # the default: CPython's LICENSE
+    with pytest.raises(DataError, match="unknown dataset"):
+        data.load_dataset(str(train), heldout=str(tmp_path / "missing.txt"))
+
+
 # ---------------------------------------------------------------- bounded reading
 
 

@@ -139,6 +139,30 @@ def test_each_method_runs_and_writes_the_run_folder(
     assert "succeeded" in (run_dir / "log.txt").read_text()
 
 
+def test_named_heldout_and_general_files_are_what_is_evaluated(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    import pydoc_data.topics
+
+    from entrodrop.data import read_user_file
+
+    other = tmp_path / "other.txt"  # topics the small corpus does not hold
+    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][40:44]
+    other.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    cfg = config(
+        tiny_model_dir, small_corpus, max_steps=1, heldout_dataset=str(other),
+        general_dataset=str(other), save_checkpoints=False, save_model=False,
+    )  # fmt: skip
+    assert train(cfg, run_dir)["status"] == "succeeded"
+    # The same file as held-out and general text: the same blocks, so the same loss.
+    assert values(run_dir, "eval/loss") == pytest.approx(values(run_dir, "general/loss"))
+    log = (run_dir / "log.txt").read_text()
+    n_train, n_other = len(read_user_file(small_corpus)), len(read_user_file(other))
+    assert f"all {n_train} documents train; held out: other.txt ({n_other} documents)" in log
+    assert f"general text: {other} ({n_other} documents)" in log
+
+
 def test_saved_model_loads_back(tiny_model_dir: Path, small_corpus: Path, tmp_path: Path) -> None:
     import entrodrop
 

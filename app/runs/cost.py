@@ -40,9 +40,14 @@ def tokens_per_step(config: dict[str, Any], processes: int) -> int:
     )
 
 
+# Config fields the number of training blocks depends on (a held-out file makes all of
+# `dataset` train).
+DATA_KEYS = ("model", "dataset", "heldout_dataset", "seq_len", "max_train_tokens")
+
+
 def data_key(config: dict[str, Any]) -> str:
     """What the number of training blocks depends on: model (tokenizer), data, length, cap."""
-    return "|".join(str(config.get(k)) for k in ("model", "dataset", "seq_len", "max_train_tokens"))
+    return "|".join(str(config.get(k)) for k in DATA_KEYS)
 
 
 def _positive(value: Any) -> float | None:

@@ -30,7 +30,7 @@ TRAINING_FIELDS = (
     "seed",
 )  # fmt: skip
 ADVANCED_FIELDS = (
-    "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
+    "heldout_dataset", "general_dataset", "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
     "gradient_checkpointing", "max_grad_norm",
 )  # fmt: skip
 # The adapter kind the form shows for full weights (the config's `adapter: null`).

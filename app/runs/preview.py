@@ -51,7 +51,7 @@ class PreviewService:
         loaded = get_model(config.model)
         rows = min(config.batch_size, MAX_ROWS)
         length = min(config.seq_len, MAX_TOKENS)
-        data = load_dataset(config.dataset)
+        data = load_dataset(config.dataset, heldout=config.heldout_dataset)
         # ~8 characters per token leaves a wide margin for a one-block-per-row batch.
         texts = _first_texts(data.train, rows * length * 8)
         cap = rows * length

@@ -217,10 +217,12 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
     for name, default, check in (
         ("model", "default", lambda v: check_model(v, storage, settings)),
         ("dataset", "python-reference", lambda v: check_dataset(v, settings)),
+        ("heldout_dataset", None, lambda v: check_dataset(v, settings)),
+        ("general_dataset", None, lambda v: check_dataset(v, settings)),
     ):
         value = rest.get(name, default)
         if not isinstance(value, str) or not value.strip():
-            continue  # RunConfig's own validation reported it
+            continue  # unset (optional files), or RunConfig's own validation reported it
         try:
             checked[name] = check(value)
         except ValueError as exc:

@@ -31,6 +31,8 @@ SHARED_FIELDS = frozenset(
     {
         "model",
         "dataset",
+        "heldout_dataset",
+        "general_dataset",
         "seq_len",
         "max_train_tokens",
         "max_eval_tokens",

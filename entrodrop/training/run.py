@@ -138,22 +138,31 @@ def _blocks(
 
 
 def load_run_data(config: RunConfig, tokenizer: Any) -> RunData:
-    texts = load_dataset(config.dataset)
+    """The run's token blocks; the log says which documents were held out."""
+    texts = load_dataset(config.dataset, heldout=config.heldout_dataset)
+    log.info("data split: %s", texts.split)
     train = _blocks(texts.train, tokenizer, config, "training data", config.max_train_tokens)
     heldout = _blocks(texts.heldout, tokenizer, config, "held-out data", None)
-    try:
-        general: torch.Tensor | None = _blocks(
-            general_texts(), tokenizer, config, "general text", None
-        )
-    except DataError as exc:
-        log.warning("no general-text loss: %s", exc)
-        general = None
     cap = config.max_eval_tokens
     return RunData(
         train=train,
         heldout=evenly_spaced(heldout, cap),
-        general=None if general is None else evenly_spaced(general, cap),
+        general=_general_blocks(config, tokenizer, cap),
     )
+
+
+def _general_blocks(config: RunConfig, tokenizer: Any, cap: int | None) -> torch.Tensor | None:
+    """The forgetting check's blocks: a named file must work; the default may be missing."""
+    if config.general_dataset is not None:
+        texts = general_texts(config.general_dataset)
+        log.info("general text: %s (%d documents)", config.general_dataset, len(texts))
+        return evenly_spaced(_blocks(texts, tokenizer, config, "general text", None), cap)
+    try:
+        general = _blocks(general_texts(), tokenizer, config, "general text", None)
+    except DataError as exc:
+        log.warning("no general-text loss: %s", exc)
+        return None
+    return evenly_spaced(general, cap)
 
 
 def load_model(config: RunConfig) -> LoadedModel:

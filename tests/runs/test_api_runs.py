@@ -351,6 +351,14 @@ def test_uploads_and_dataset_paths(make_client: ClientFactory, tmp_path: Path) -
         for bad in ("link.txt", str(outside), "../outside.txt", "sub/../notes.txt", "missing.txt"):
             res = client.post("/api/runs/check", json={"dataset": bad})
             assert res.status_code == 422 and res.json()["errors"][0]["field"] == "dataset", bad
+        # The held-out and general-text files go through the same checks as the dataset.
+        named = {"heldout_dataset": "notes.txt", "general_dataset": uploaded["dataset"]}
+        ok = client.post("/api/runs/check", json=named)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["configs"][0]["heldout_dataset"] == str(allowed / "notes.txt")
+        for field in named:
+            res = client.post("/api/runs/check", json={field: str(outside)})
+            assert res.status_code == 422 and res.json()["errors"][0]["field"] == field
 
 
 def test_check_shows_the_config_and_the_commands(make_client: ClientFactory) -> None:
