@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from browser_utils import browser_page, live_server, screenshot
+from browser_utils import assert_fits, browser_page, live_server, screenshot
 from runs_helpers import SEED_MODES, wait_sync, write_fake_child
 from waiting import PATIENCE_MS, PATIENCE_S
 
@@ -94,18 +94,6 @@ def _launch(url: str, seed: int | None = None, **extra: Any) -> str:
 
 def _run(url: str, run_id: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/api/runs/{run_id}", timeout=30).json())
-
-
-def _fits(page: Any, width: int) -> None:
-    """No horizontal scrolling: the page is no wider than the window."""
-    scroll = page.evaluate("document.documentElement.scrollWidth")
-    wide = page.evaluate(
-        "(w) => Array.from(document.querySelectorAll('body *'))"
-        ".filter((e) => e.getBoundingClientRect().right > w + 0.5)"
-        ".map((e) => `${e.tagName}.${e.className}#${e.id}`).slice(0, 6)",
-        width,
-    )
-    assert scroll <= width, f"{page.url} is {scroll} px wide at {width} px: {wide}"
 
 
 def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_path: Path) -> None:
@@ -250,7 +238,7 @@ def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_
         for path in ("/runs", f"/runs/{ids[0]}", f"/compare?runs={','.join(ids)}", "/runs/new"):
             page.goto(url + path)
             page.wait_for_load_state("networkidle")
-            _fits(page, NARROW["width"])
+            assert_fits(page)
         page.goto(f"{url}/runs/{ids[0]}")
         page.wait_for_function("Number(document.querySelector('#chart-train').dataset.points) > 0")
         box, card = (
@@ -264,7 +252,7 @@ def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_
         page.set_viewport_size({"width": 1024, "height": 900})
         for path in ("/runs", f"/runs/{ids[0]}", f"/compare?runs={','.join(ids)}", "/runs/new"):
             page.goto(url + path)
-            _fits(page, 1024)
+            assert_fits(page)
         assert not errors, errors
 
 
