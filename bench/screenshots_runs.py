@@ -4,7 +4,7 @@
 
 Starts a server on a fresh home folder, fills the new-run form (EntroDrop vs a matched `none`
 baseline), previews the first batch, launches the pair and photographs each page as a user sees
-it. Takes about 5 minutes on a 2-core CPU.
+it. Takes about 5 minutes on an idle 2-core CPU (about 50 with one core busy with other work).
 """
 
 from __future__ import annotations
@@ -60,19 +60,26 @@ def main() -> None:
         shot(page, "run")
 
         page.goto(f"{url}/runs")
-        page.locator(f'tr[data-run-id="{ids[1]}"] .badge[data-status="running"]').wait_for(
-            timeout=2_400_000
+        # The baseline mid-run: its row shows steps done and an ETA, not "0 / 30 steps · starting".
+        page.wait_for_function(
+            "(id) => { const row = document.querySelector(`tr[data-run-id='${id}']`);"
+            " return !!row && Number(row.querySelector('.progress').getAttribute('aria-valuenow')) > 0"
+            " && row.querySelector('.eta').textContent.includes('ETA'); }",
+            arg=ids[1],
+            timeout=2_400_000,
         )
-        time.sleep(8)
-        page.goto(f"{url}/runs")
         shot(page, "runs")
 
         page.goto(f"{url}/compare?runs={','.join(ids)}")
         page.locator(f'tr[data-run-id="{ids[1]}"] .badge[data-status="succeeded"]').wait_for(
             timeout=2_400_000
         )
-        time.sleep(2)
         page.select_option("#x-axis", "tokens")
+        # Every drawn chart redrawn on the new axis (the redraw is throttled) before the shot.
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('.chart')).every("
+            "(c) => !c.data || c.dataset.axis === 'tokens')"
+        )
         shot(page, "compare")
         page.set_viewport_size({"width": 390, "height": 844})
         for path, name in ((f"/runs/{ids[0]}", "run_narrow"), ("/runs", "runs_narrow")):

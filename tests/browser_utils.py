@@ -98,3 +98,32 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def assert_fits(page: Any) -> None:
+    """No horizontal scrolling: the page is no wider than the window (names what sticks out)."""
+    width = page.evaluate("window.innerWidth")
+    scroll = page.evaluate("document.scrollingElement.scrollWidth")
+    wide = page.evaluate(
+        "(w) => Array.from(document.querySelectorAll('body *'))"
+        ".filter((e) => e.getBoundingClientRect().right > w + 0.5)"
+        ".map((e) => `${e.tagName}.${e.className}#${e.id}`).slice(0, 6)",
+        width,
+    )
+    assert scroll <= width + 1, f"{page.url} is {scroll} px wide at {width} px: {wide}"
+
+
+def buttons_outside_cards(page: Any) -> list[str]:
+    """The visible buttons (and button-styled links) that stick out of the card they sit in."""
+    return list(
+        page.evaluate(
+            """() => Array.from(document.querySelectorAll(
+                  '.card button, .card a.button, .card input[type=submit]'))
+                .filter((b) => b.offsetParent !== null)
+                .filter((b) => {
+                  const r = b.getBoundingClientRect(), c = b.closest('.card').getBoundingClientRect();
+                  return r.left < c.left - 0.5 || r.right > c.right + 0.5;
+                })
+                .map((b) => `${b.id || b.textContent.trim()}`)"""
+        )
+    )

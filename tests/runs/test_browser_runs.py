@@ -8,11 +8,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from browser_utils import browser_page, live_server, screenshot
+from browser_utils import assert_fits, browser_page, live_server, screenshot
 from runs_helpers import SEED_MODES, wait_sync, write_fake_child
 from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
+from app.runs.facts import METRIC_LABELS
 from app.settings import Settings
 
 pytestmark = pytest.mark.browser
@@ -93,18 +94,6 @@ def _launch(url: str, seed: int | None = None, **extra: Any) -> str:
 
 def _run(url: str, run_id: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/api/runs/{run_id}", timeout=30).json())
-
-
-def _fits(page: Any, width: int) -> None:
-    """No horizontal scrolling: the page is no wider than the window."""
-    scroll = page.evaluate("document.documentElement.scrollWidth")
-    wide = page.evaluate(
-        "(w) => Array.from(document.querySelectorAll('body *'))"
-        ".filter((e) => e.getBoundingClientRect().right > w + 0.5)"
-        ".map((e) => `${e.tagName}.${e.className}#${e.id}`).slice(0, 6)",
-        width,
-    )
-    assert scroll <= width, f"{page.url} is {scroll} px wide at {width} px: {wide}"
 
 
 def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_path: Path) -> None:
@@ -249,7 +238,7 @@ def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_
         for path in ("/runs", f"/runs/{ids[0]}", f"/compare?runs={','.join(ids)}", "/runs/new"):
             page.goto(url + path)
             page.wait_for_load_state("networkidle")
-            _fits(page, NARROW["width"])
+            assert_fits(page)
         page.goto(f"{url}/runs/{ids[0]}")
         page.wait_for_function("Number(document.querySelector('#chart-train').dataset.points) > 0")
         box, card = (
@@ -263,7 +252,7 @@ def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_
         page.set_viewport_size({"width": 1024, "height": 900})
         for path in ("/runs", f"/runs/{ids[0]}", f"/compare?runs={','.join(ids)}", "/runs/new"):
             page.goto(url + path)
-            _fits(page, 1024)
+            assert_fits(page)
         assert not errors, errors
 
 
@@ -288,3 +277,95 @@ def test_api_docs_load_with_no_request_to_another_host(entrodrop_home: Path) -> 
         page.locator("h1", has_text="EntroDrop Studio").wait_for(timeout=60_000)
         page.wait_for_load_state("networkidle")
         assert hosts == {"127.0.0.1"} and not blocked, (hosts, blocked)
+
+
+# ---------------------------------------------------------------- charts: synced hover and exports
+
+
+def _finished_runs(url: str, n: int) -> list[str]:
+    """n fake runs (three steps of train and held-out loss each), waited on until they succeed."""
+    ids = [_launch(url, seed=i) for i in range(n)]
+    for run_id in ids:
+        wait_sync(lambda r=run_id: _run(url, r)["status"] == "succeeded", PATIENCE_S, "fake runs")
+    return ids
+
+
+def _hover_text(page: Any, chart: str) -> str:
+    return str(page.evaluate(f"document.querySelector('#chart-{chart} .hoverlayer').textContent"))
+
+
+def test_hover_on_one_chart_shows_the_same_step_on_the_others(
+    entrodrop_home: Path, tmp_path: Path
+) -> None:
+    app = _fake_app(entrodrop_home, tmp_path)
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        ids = _finished_runs(url, 2)
+        page.goto(f"{url}/compare?runs={','.join(ids)}")
+        page.wait_for_function("document.querySelector('#chart-train').dataset.points === '6'")
+        page.wait_for_function("document.querySelector('#chart-eval').dataset.points === '6'")
+        assert _hover_text(page, "eval") == ""
+        # The mouse on step 2's marker of the train-loss chart (the fake trainer: 5.0 - step / 10).
+        # Plotly's drag layer takes the pointer events: move the mouse there, over the marker.
+        marker = page.locator("#chart-train .scatterlayer .trace:first-child .points path").nth(1)
+        box = marker.bounding_box()
+        assert box
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function(
+            "document.querySelector('#chart-train .hoverlayer').textContent.includes('4.8')"
+        )
+        # The held-out chart shows its own values at the same step (6.0 - step / 10), per run.
+        page.wait_for_function(
+            "document.querySelector('#chart-eval .hoverlayer').textContent.includes('5.8')"
+        )
+        text = _hover_text(page, "eval")
+        assert text.count("5.8") == 2 and "5.9" not in text and "5.7" not in text, text
+        screenshot(page, "runs_compare_hover")
+        # Leaving the chart clears the label on the others too.
+        page.mouse.move(1, 1)
+        page.wait_for_function(
+            "document.querySelector('#chart-eval .hoverlayer').textContent === ''"
+        )
+        assert not errors, errors
+
+
+def test_each_chart_exports_its_points_as_csv_and_png(entrodrop_home: Path, tmp_path: Path) -> None:
+    app = _fake_app(entrodrop_home, tmp_path)
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        (run_id,) = _finished_runs(url, 1)
+        page.goto(f"{url}/runs/{run_id}")
+        page.wait_for_function("document.querySelector('#chart-train').dataset.points === '3'")
+        card = page.locator('.chart-card[data-panel="train"]')
+        with page.expect_download() as got:
+            card.locator(".export-csv").click()
+        csv_file = got.value
+        assert csv_file.suggested_filename == f"{run_id}-train.csv"
+        lines = Path(csv_file.path()).read_text().splitlines()
+        assert lines[0] == "series,step,value"
+        metrics = httpx.get(f"{url}/api/runs/{run_id}/metrics", timeout=30).json()
+        want = [
+            f"{METRIC_LABELS['train/loss']},{m['step']},{m['value']:g}"
+            for m in metrics
+            if m["name"] == "train/loss"
+        ]
+        assert lines[1:] == want and len(want) == 3, lines
+
+        # On another x-axis the CSV follows what is drawn: its header names the axis.
+        page.select_option("#x-axis", "epoch")
+        page.wait_for_function("document.querySelector('#chart-train').dataset.axis === 'epoch'")
+        with page.expect_download() as got:
+            card.locator(".export-csv").click()
+        lines = Path(got.value.path()).read_text().splitlines()
+        assert lines[0] == "series,epoch,value"
+        assert [float(line.split(",")[1]) for line in lines[1:]] == [0.1, 0.2, 0.3]
+
+        with page.expect_download() as got:
+            card.locator(".export-png").click()
+        png = got.value
+        assert png.suggested_filename == f"{run_id}-train.png"
+        data = Path(png.path()).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, len(data)
+        assert not errors, errors

@@ -4,9 +4,19 @@ and see its tables filled in once its runs finish."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from browser_utils import browser_page, live_server, screenshot
+from browser_utils import (
+    assert_fits,
+    browser_page,
+    buttons_outside_cards,
+    live_server,
+    screenshot,
+)
+from runs_helpers import wait_sync, write_fake_child
+from waiting import PATIENCE_S
 
 from app.main import create_app
 from app.settings import Settings
@@ -63,3 +73,45 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
         )
         screenshot(page, "study_page")  # docs/screenshots/study_page.png is a copy of it
         assert errors == []
+
+
+def test_studies_pages_fit_a_phone(entrodrop_home: Path, tmp_path: Path) -> None:
+    """At 390 px the list, the form and a finished study's page scroll only down, never sideways."""
+    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
+    app.state.jobs.poll_interval = 0.1
+    app.state.jobs.entry = (str(write_fake_child(tmp_path)),)  # the runs tests' fake trainer
+    variants = ["none", "weight_decay", "entrodrop", "random"]
+    body = {"name": "entrodrop vs baselines on a phone", "variants": variants, "seeds": [0, 1]}
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        res = httpx.post(f"{url}/api/studies", json=body, timeout=30)
+        assert res.status_code == 201, res.text
+        study_id = res.json()["id"]
+        wait_sync(
+            lambda: (
+                httpx.get(f"{url}/api/studies/{study_id}", timeout=30).json()["status"]
+                == "succeeded"
+            ),
+            PATIENCE_S,
+            "the study's fake runs",
+        )
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{url}/studies")
+        page.locator(f'#studies-table tr[data-study-id="{study_id}"]').wait_for()
+        check_narrow(page, "study_list_narrow")
+        page.goto(f"{url}/studies/new")
+        page.locator("#run-count").filter(has_text="runs").wait_for()
+        check_narrow(page, "study_new_narrow")
+        page.goto(f"{url}/studies/{study_id}")
+        page.locator('#study-status .badge[data-status="succeeded"]').wait_for()
+        page.locator("#summary-table tbody tr").nth(len(variants) - 1).wait_for()
+        check_narrow(page, "study_detail_narrow")
+        assert not errors, errors
+
+
+def check_narrow(page: Any, name: str) -> None:
+    """No sideways scrolling and every button inside its card; a screenshot to look at."""
+    assert_fits(page)
+    assert buttons_outside_cards(page) == [], page.url
+    screenshot(page, name)
