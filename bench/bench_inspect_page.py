@@ -22,8 +22,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-# Reuse the checkout's converted default checkpoint, as the tests do.
-os.environ.setdefault("ENTRODROP_MODEL_CACHE", str(ROOT / ".entrodrop-home" / "models"))
+
+from entrodrop.paths import dev_model_cache  # noqa: E402
+
+# Reuse the converted default checkpoint the tests use (one per user).
+os.environ.setdefault("ENTRODROP_MODEL_CACHE", str(dev_model_cache()))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from browser_utils import browser_page, live_server  # noqa: E402

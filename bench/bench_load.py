@@ -1,7 +1,7 @@
 """Load test on loopback: a fixed number of requests, a few at a time, against a real server.
 
 Starts `entrodrop serve` (127.0.0.1, a free port, a throw-away ENTRODROP_HOME, the default model
-from the checkout's model cache) as a child process, waits for the model, then sends a fixed,
+from the tests' model cache, entrodrop.paths.dev_model_cache) as a child process, waits for the model, then sends a fixed,
 shuffled mix of requests with a fixed number in flight: POST /api/score (a short text), the
 Inspect and runs pages and their JSON twins, /api/health. Reports throughput, latency
 percentiles and errors by status, per kind and overall; every request has a timeout.
@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import percentile, print_table, write_result  # noqa: E402
+from entrodrop.paths import dev_model_cache  # noqa: E402
 
-MODEL_CACHE = ROOT / ".entrodrop-home" / "models"
+MODEL_CACHE = dev_model_cache()
 GETS = ("/", "/api/inspect", "/runs", "/api/runs", "/api/health")
 TEXT = (
     "def mean(values: list[float]) -> float:\n"

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "screenshots"
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from entrodrop.paths import dev_model_cache  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -28,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="entrodrop-shots-"))
     os.environ["ENTRODROP_HOME"] = str(home)
-    os.environ.setdefault("ENTRODROP_MODEL_CACHE", str(REPO / ".entrodrop-home" / "models"))
+    os.environ.setdefault("ENTRODROP_MODEL_CACHE", str(dev_model_cache()))
     from browser_utils import browser_page, live_server
 
     from app.main import create_app

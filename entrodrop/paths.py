@@ -26,3 +26,17 @@ def model_cache_dir() -> Path:
 def cache_dir() -> Path:
     """Cached reference-entropy tensors and other derived data: <home>/cache."""
     return home_dir() / "cache"
+
+
+def dev_model_cache() -> Path:
+    """The converted default model for tests and bench scripts, whose homes are throwaway folders:
+    one per user and transformers version, shared by every checkout (the conversion takes about a
+    minute of CPU); $ENTRODROP_DEV_MODEL_CACHE overrides it."""
+    env = os.environ.get("ENTRODROP_DEV_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import transformers  # the conversion's output depends on its GGUF reader
+
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "entrodrop" / f"models-transformers-{transformers.__version__}"

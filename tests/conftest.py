@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from tiny_model import build_tiny_model
 
-REPO = Path(__file__).resolve().parent.parent
-# The dequantised default checkpoint is cached once per checkout, not once per test.
-MODEL_CACHE = REPO / ".entrodrop-home" / "models"
+from entrodrop.paths import dev_model_cache
+
+# The dequantised default checkpoint is converted once per user, not once per test or checkout.
+MODEL_CACHE = dev_model_cache()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -145,9 +145,10 @@ def test_default_entropies_agree_with_fp32(default_loaded, dtype: str | None) ->
         default_loaded, precision=choose_precision(default_loaded.device, dtype)
     )
     topics = pydoc_data.topics.topics
-    text = "\n\n".join(topics[k] for k in ("assert", "pass", "del", "return"))
+    # ~360 tokens: enough for a steady mean, and bf16 is emulated (slow) on many CPUs.
+    text = "\n\n".join(topics[k] for k in ("assert", "pass"))
     res = entrodrop.score(loaded, text)
-    assert res.n_tokens > 500
+    assert res.n_tokens > 300
     ent, _ = _reference(default_loaded, res.ids)  # plain forward without autocast: fp32 weights
     ours = torch.tensor(res.entropy[1:], dtype=torch.float64)
     assert float((ours - ent).abs().mean()) < 0.05
