@@ -54,6 +54,7 @@ function initNewRun(data) {
 
   function syncVisibility() {
     const method = $("#f-method").value;
+    $("#method-help").textContent = (data.methods.find((m) => m.name === method) || {}).help || "";
     const dropping = data.facts.dropping_methods.includes(method);
     $("#entrodrop-params").hidden = !dropping;
     const baseline = !dropping && method !== "none";

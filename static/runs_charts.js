@@ -76,6 +76,12 @@ function niceStep(span) {
   return Math.max(1, (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p);
 }
 
+// An x-axis of optimizer steps: whole-number ticks at a round spacing over the data's range.
+export function stepAxis(xs) {
+  const range = dataRange(xs, false);
+  return range ? { range, tick0: 0, dtick: niceStep(range[1] - range[0]), tickformat: "d" } : { tickformat: "d" };
+}
+
 function chartOptions() {
   const slider = $("#smoothing");
   return {
@@ -120,15 +126,14 @@ function layoutFor(panel, traces, compare, opts, axisLabel) {
   const log = opts.log && panel.log;
   const xs = traces.flatMap((t) => t.x);
   const ys = traces.flatMap((t) => t.y);
-  const xRange = dataRange(xs, false);
-  const stepTicks = opts.axis === "step" && xRange ? { tick0: 0, dtick: niceStep(xRange[1] - xRange[0]) } : {};
+  const xAxis = opts.axis === "step" ? stepAxis(xs) : { range: dataRange(xs, false), tickformat: "~s" };
   const legendRows = compare ? Math.ceil(traces.filter((t) => t.showlegend !== false).length / 2) : 1;
   return {
     height: 270 + (compare ? 18 * Math.max(0, legendRows - 1) : 0),
     margin: { l: 62, r: 15, t: 10, b: 44 },
     xaxis: {
-      title: { text: axisLabel, standoff: 4 }, zeroline: false, range: xRange, ...stepTicks,
-      tickformat: opts.axis === "step" ? "d" : "~s", hoverformat: opts.axis === "epoch" ? ".3~f" : ",~r",
+      title: { text: axisLabel, standoff: 4 }, zeroline: false, ...xAxis,
+      hoverformat: opts.axis === "epoch" ? ".3~f" : ",~r",
     },
     yaxis: {
       type: log ? "log" : "linear", zeroline: false, range: dataRange(ys, log),

@@ -1,7 +1,7 @@
 // The study page: per-variant table (mean ± 95% CI), paired differences, readings, curves per
 // variant (mean line with a 95% band), the runs; live while any run is queued or running.
 
-import { COLORS } from "./runs_charts.js";
+import { COLORS, stepAxis } from "./runs_charts.js";
 import { $, api, pageData } from "./runs_common.js";
 import { badge, cell, fmtNum, fmtStat, link } from "./study_common.js";
 
@@ -101,8 +101,10 @@ function drawCurves(d) {
     el.querySelector(".chart-empty")?.remove();
     Plotly.react(el, traces, {
       margin: { l: 55, r: 10, t: 10, b: 40 }, height: 300,
-      xaxis: { title: { text: "step" } }, yaxis: { title: { text: d.facts.metric_labels[panel.name] } },
-      legend: { orientation: "h", y: -0.25 },
+      xaxis: { title: { text: "step", standoff: 4 }, ...stepAxis(traces.flatMap((t) => t.x)) },
+      yaxis: { title: { text: d.facts.metric_labels[panel.name] } },
+      // Above the plot (as on the run pages), clear of the axis title on a phone.
+      legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", font: { size: 11 } },
     }, { displaylogo: false, responsive: true });
   }
 }
