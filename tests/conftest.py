@@ -14,6 +14,17 @@ from entrodrop.paths import dev_model_cache
 MODEL_CACHE = dev_model_cache()
 
 
+# Markers of the long tests (real model, browser, several training processes in a row).
+LONG_MARKERS = ("slow", "browser", "processes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding long tests run first: `make test` hands whole files to two workers in
+    collection order, and a long file started last would leave the other worker idle."""
+    long_files = {i.path for i in items if any(i.get_closest_marker(m) for m in LONG_MARKERS)}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: a file keeps its order
+
+
 @pytest.fixture(autouse=True, scope="session")
 def testclient_host() -> Iterator[None]:
     """TestClient sends Host: testserver; servers answer to it only in tests (module apps too)."""

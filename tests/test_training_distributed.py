@@ -35,6 +35,7 @@ def launcher(kind: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("kind", ["accelerate", "torchrun"])
 def test_two_cpu_processes_train_and_write_once(
     kind: str, tiny_model_dir: Path, tmp_path: Path, entrodrop_home: Path

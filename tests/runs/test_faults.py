@@ -170,6 +170,7 @@ def _answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.processes
 def test_server_killed_mid_run_then_resume(
     server_process: tuple[Any, str], tiny_model_dir: Path, entrodrop_home: Path
 ) -> None:

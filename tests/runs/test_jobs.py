@@ -284,6 +284,7 @@ def test_bad_model_path_fails_with_the_message(entrodrop_home: Path, tmp_path: P
     run_with(runner, scenario)
 
 
+@pytest.mark.processes
 def test_server_restart_interrupts_then_resume_succeeds(
     entrodrop_home: Path, tiny_model_dir: Path
 ) -> None:

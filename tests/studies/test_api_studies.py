@@ -36,6 +36,7 @@ def finite(stat: dict[str, Any]) -> bool:
     return all(isinstance(stat[k], float) and math.isfinite(stat[k]) for k in ("mean", "ci95"))
 
 
+@pytest.mark.processes
 def test_study_of_two_variants_and_two_seeds_on_the_tiny_model(
     make_client: ClientFactory, tiny_model_dir: Path
 ) -> None:
