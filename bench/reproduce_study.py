@@ -41,11 +41,16 @@ REBOUND = "eval/loss_high_entropy"
 
 
 def study_folder(config: StudyConfig, work: Path) -> StudyFolder:
-    """The study of this config under `work`: the existing one (to continue) or a new one."""
+    """The study of this config under `work`: the existing one (to continue) or a new one.
+
+    Configs are compared after validation, so a field added to RunConfig since the study began
+    (saved without it, read back with its default) does not orphan the runs already done.
+    """
     wanted = config.model_dump(mode="json")
     for path in sorted((work / "studies").glob("*/study.json")):
         folder = StudyFolder(path.parent)
-        if folder.read()["config"] == wanted:
+        saved = StudyConfig.model_validate(folder.read()["config"]).model_dump(mode="json")
+        if saved == wanted:
             return folder
     return create_study(config, runs_dir=work / "runs", home_studies=work / "studies")
 

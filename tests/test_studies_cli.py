@@ -233,3 +233,22 @@ def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
     # the same command again continues the same study (nothing left to run)
     assert reproduce_study.main([str(config), "--results", str(results), "--report-only"]) == 0
     assert len(list((results / "tmp" / "study-smoke" / "studies").iterdir())) == 1
+
+
+def test_bench_script_continues_a_study_saved_before_a_config_field_was_added(
+    tmp_path: Path,
+) -> None:
+    """A study.json written before RunConfig grew a field (here: heldout_dataset) is still the
+    same study: the script continues it instead of starting a new one beside it."""
+    from bench import reproduce_study
+    from entrodrop.studies.config import StudyConfig
+
+    config = StudyConfig.model_validate({"name": "older", "variants": ["none"], "seeds": [0]})
+    work = tmp_path / "work"
+    first = reproduce_study.study_folder(config, work)
+    record = first.read()
+    del record["config"]["base"]["heldout_dataset"]  # as an older version saved it
+    first.write(record)
+    again = reproduce_study.study_folder(config, work)
+    assert again.path == first.path
+    assert len(list((work / "studies").iterdir())) == 1
