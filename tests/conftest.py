@@ -52,6 +52,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .txt of 15 Python-reference topics (documents split by blank lines): quick to tokenise."""
+    import pydoc_data.topics
+
+    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_loaded(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     """The tiny model loaded through entrodrop.load, in float32 on the CPU."""
     import entrodrop

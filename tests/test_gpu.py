@@ -25,16 +25,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import pydoc_data.topics
-
-    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
-    return path
-
-
 def cfg(model: Path, data: Path, **kw: Any) -> RunConfig:
     base: dict[str, Any] = {
         "model": str(model), "dataset": str(data), "max_steps": 2, "seq_len": 32,
@@ -65,10 +55,10 @@ def test_scoring_on_cuda_agrees_with_the_cpu(tiny_model_dir: Path) -> None:
     ],
 )
 def test_entrodrop_runs_on_cuda_in_bf16(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path, extra: dict[str, Any]
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, extra: dict[str, Any]
 ) -> None:
     run_dir = tmp_path / "run"
-    summary = train(cfg(tiny_model_dir, corpus, **extra), run_dir)
+    summary = train(cfg(tiny_model_dir, small_corpus, **extra), run_dir)
     assert summary["status"] == "succeeded" and summary["steps"] == 2
     log = (run_dir / rf.LOG).read_text()
     assert "device: cuda" in log and "bf16 autocast: True" in log
@@ -77,11 +67,11 @@ def test_entrodrop_runs_on_cuda_in_bf16(
     assert entrodrop.load(str(run_dir / rf.MODEL), device="cuda").device.type == "cuda"
 
 
-def test_qlora_run_on_cuda(tiny_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+def test_qlora_run_on_cuda(tiny_model_dir: Path, small_corpus: Path, tmp_path: Path) -> None:
     pytest.importorskip(
         "bitsandbytes", reason="QLoRA needs bitsandbytes (pip install bitsandbytes)"
     )
     run_dir = tmp_path / "run"
-    summary = train(cfg(tiny_model_dir, corpus, adapter={"kind": "qlora", "r": 4}), run_dir)
+    summary = train(cfg(tiny_model_dir, small_corpus, adapter={"kind": "qlora", "r": 4}), run_dir)
     assert summary["status"] == "succeeded"
     assert (run_dir / rf.MODEL / rf.ADAPTER_WEIGHTS).is_file()

@@ -39,16 +39,6 @@ def one_thread() -> Any:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import pydoc_data.topics
-
-    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
-    return path
-
-
 def lora_config(model: Path, data: Path, **kw: Any) -> RunConfig:
     base: dict[str, Any] = {
         "model": str(model), "dataset": str(data), "max_steps": 4, "seq_len": 32,
@@ -85,12 +75,14 @@ def register(home: Path, run_id: str, config: RunConfig) -> None:
 
 
 def test_lora_entrodrop_run_saves_resumes_and_scores_in_inspect(
-    tiny_model_dir: Path, corpus: Path, entrodrop_home: Path
+    tiny_model_dir: Path, small_corpus: Path, entrodrop_home: Path
 ) -> None:
     run_id = rf.new_run_id()
     run_dir = entrodrop_home / "runs" / run_id
     cfg = lora_config(
-        tiny_model_dir, corpus, entrodrop={"entropy_source": "reference", "drop_mode": "input"}
+        tiny_model_dir,
+        small_corpus,
+        entrodrop={"entropy_source": "reference", "drop_mode": "input"},
     )
     rf.write_text_atomic(run_dir / rf.CONFIG, cfg.model_dump_json())
     summary = train(cfg, run_dir)
@@ -194,10 +186,10 @@ def test_reference_source_scores_the_base_model_with_adapters_disabled(
     ],
 )
 def test_lora_with_each_method(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path, method: str, extra: dict[str, Any]
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, method: str, extra: dict[str, Any]
 ) -> None:
     run_dir = tmp_path / "run"
-    cfg = lora_config(tiny_model_dir, corpus, method=method, max_steps=2, **extra)
+    cfg = lora_config(tiny_model_dir, small_corpus, method=method, max_steps=2, **extra)
     summary = train(cfg, run_dir)
     assert summary["status"] == "succeeded" and summary["steps"] == 2
     adapter_only(run_dir / rf.MODEL)
@@ -275,20 +267,22 @@ def test_bad_adapter_errors_sit_at_their_field_in_the_api(entrodrop_home: Path) 
     torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
 )
 def test_qlora_without_cuda_fails_the_run_with_the_reason(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(AdapterUnavailable, match="CUDA"):
         check_adapter(AdapterConfig(kind="qlora"))
-    cfg = lora_config(tiny_model_dir, corpus, adapter={"kind": "qlora"})
+    cfg = lora_config(tiny_model_dir, small_corpus, adapter={"kind": "qlora"})
     with pytest.raises(TrainingFailed, match="QLoRA needs a CUDA GPU"):
         train(cfg, tmp_path / "run")
     assert "QLoRA" in rf.RunFolder(tmp_path / "run").read_status()["error"]
 
 
 def test_an_unknown_target_module_fails_the_run_clearly(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    cfg = lora_config(tiny_model_dir, corpus, adapter={"kind": "lora", "target_modules": ["qkv"]})
+    cfg = lora_config(
+        tiny_model_dir, small_corpus, adapter={"kind": "lora", "target_modules": ["qkv"]}
+    )
     with pytest.raises(TrainingFailed, match="cannot add the adapter"):
         train(cfg, tmp_path / "run")
 
@@ -359,14 +353,14 @@ def test_fsdp_is_refused_at_submit_time_without_gpus(entrodrop_home: Path) -> No
 
 
 def test_train_command_takes_the_adapter_flags(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
 
     from entrodrop.cli import app
 
     run_dir = tmp_path / "run"
-    args = ["train", "--model", str(tiny_model_dir), "--dataset", str(corpus), "--run-dir"]
+    args = ["train", "--model", str(tiny_model_dir), "--dataset", str(small_corpus), "--run-dir"]
     args += [str(run_dir), "--max-steps", "1", "--seq-len", "32", "--max-train-tokens", "512"]
     args += ["--max-eval-tokens", "128", "--threads", "1", "--adapter-kind", "lora"]
     args += ["--adapter-r", "2", "--adapter-target-modules", '["q_proj", "v_proj"]']

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import pydoc_data.topics
 import re
 import shutil
 import time
@@ -228,15 +227,12 @@ def test_inspect_and_the_run_page_ignore_a_half_written_checkpoint(
 
 
 def test_resume_continues_from_the_last_whole_checkpoint(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
     from entrodrop.training.run import train
 
-    corpus = tmp_path / "corpus.txt"
-    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
-    corpus.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
     cfg = RunConfig(
-        model=str(tiny_model_dir), dataset=str(corpus), max_steps=4, seq_len=32, batch_size=4,
+        model=str(tiny_model_dir), dataset=str(small_corpus), max_steps=4, seq_len=32, batch_size=4,
         eval_every=2, max_train_tokens=2048, max_eval_tokens=256,
         entrodrop={"entropy_source": "online", "drop_mode": "input"},
     )  # fmt: skip

@@ -18,17 +18,6 @@ from entrodrop.studies.folder import StudyFolder
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """15 Python-reference topics as a .txt (documents at two blank lines): quick to tokenise."""
-    import pydoc_data.topics
-
-    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
-    return path
-
-
 def tiny_base(model: Path, data: Path) -> dict[str, Any]:
     return {
         "model": str(model),
@@ -61,7 +50,7 @@ def finite(stat: dict[str, Any]) -> bool:
 
 
 def test_study_of_two_variants_and_two_seeds(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path, entrodrop_home: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, entrodrop_home: Path
 ) -> None:
     variants = [
         "none",
@@ -70,7 +59,7 @@ def test_study_of_two_variants_and_two_seeds(
     config = write_study(
         tmp_path,
         name="smoke",
-        base=tiny_base(tiny_model_dir, corpus),
+        base=tiny_base(tiny_model_dir, small_corpus),
         variants=variants,
         seeds=[0, 1],
     )
@@ -112,7 +101,7 @@ def test_study_of_two_variants_and_two_seeds(
 
 
 def test_a_failed_run_is_reported_and_the_study_goes_on(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path, entrodrop_home: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, entrodrop_home: Path
 ) -> None:
     # valid, but fails in training: the input mode feeds an id far beyond the vocabulary
     ed = {"entropy_source": "reference", "drop_mode": "input", "schedule": "constant"}
@@ -121,7 +110,7 @@ def test_a_failed_run_is_reported_and_the_study_goes_on(
     config = write_study(
         tmp_path,
         name="one bad",
-        base=tiny_base(tiny_model_dir, corpus),
+        base=tiny_base(tiny_model_dir, small_corpus),
         variants=[bad, "none"],
         seeds=[5],
     )
@@ -188,10 +177,10 @@ def test_train_help_lists_every_run_config_field(monkeypatch: pytest.MonkeyPatch
 
 
 def test_train_flags_override_the_config_file(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
     file = tmp_path / "run.json"
-    file.write_text(json.dumps(tiny_base(tiny_model_dir, corpus) | {"learning_rate": 0.5}))
+    file.write_text(json.dumps(tiny_base(tiny_model_dir, small_corpus) | {"learning_rate": 0.5}))
     run_dir = tmp_path / "run"
     args = ["train", "-c", str(file), "--run-dir", str(run_dir), "--max-steps", "1"]
     args += ["--learning-rate", "0.002", "--no-save-checkpoints", "--no-save-model"]
@@ -209,13 +198,13 @@ def test_train_flags_override_the_config_file(
 
 
 def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
-    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
     from bench import reproduce_study
 
     repo = Path(__file__).resolve().parent.parent
     smoke = json.loads((repo / "bench" / "studies" / "smoke.json").read_text())
-    smoke["base"] |= tiny_base(tiny_model_dir, corpus)  # the smoke study on the tiny model
+    smoke["base"] |= tiny_base(tiny_model_dir, small_corpus)  # the smoke study on the tiny model
     config = write_study(tmp_path, **smoke)
     results = tmp_path / "results"
     assert reproduce_study.main([str(config), "--results", str(results)]) == 0

@@ -56,17 +56,6 @@ def fresh_tiny(tiny_model_dir: Path) -> Any:
     return entrodrop.load(str(tiny_model_dir), device="cpu", dtype="float32")
 
 
-@pytest.fixture(scope="session")
-def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A .txt of 15 Python-reference topics (documents split by blank lines): quick to tokenise."""
-    import pydoc_data.topics
-
-    texts = [t for _, t in sorted(pydoc_data.topics.topics.items())][:15]
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text("\n\n\n".join(t.strip() for t in texts), encoding="utf-8")
-    return path
-
-
 def config(model: Path, data: Path, **kw: Any) -> RunConfig:
     base: dict[str, Any] = {
         "model": str(model),
