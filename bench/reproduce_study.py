@@ -1,12 +1,14 @@
 """The reproduction as a study: run a study config through the library's own study code, then
 write its table (mean ± 95% CI per variant, paired differences, readings) and plots.
 
-    .venv/bin/python bench/reproduce_study.py bench/studies/reproduction.json --threads 1
+    .venv/bin/python bench/reproduce_study.py bench/studies/reproduction.json --workers 2
     .venv/bin/python bench/reproduce_study.py bench/studies/smoke.json
 
-Runs go one after another through `entrodrop.studies.local` (the code behind `entrodrop study`),
-their folders under bench/results/tmp/study-<name>/ (not committed; metrics only). Running the
-same command again continues the same study: runs already succeeded are kept. Writes
+Runs go through `entrodrop.studies.local` (the code behind `entrodrop study`), one at a time or
+in `--workers` one-thread lanes, their folders under bench/results/study-<name>/ (metrics only,
+no weights: committed, so that a study too long for one sitting continues on another machine or
+in a fresh clone). Running the same command again continues the same study: runs already
+succeeded are kept. `--first` runs the named variants' seeds before the rest. Writes
 bench/results/study_<name>.json (summary, curves, machine), study_<name>.md (the tables),
 study_<name>_curves.png and study_<name>_rebound.png. Set ENTRODROP_MODEL_CACHE to reuse the
 converted default model.
@@ -49,8 +51,12 @@ def study_folder(config: StudyConfig, work: Path) -> StudyFolder:
     wanted = config.model_dump(mode="json")
     for path in sorted((work / "studies").glob("*/study.json")):
         folder = StudyFolder(path.parent)
-        saved = StudyConfig.model_validate(folder.read()["config"]).model_dump(mode="json")
+        record = folder.read()
+        saved = StudyConfig.model_validate(record["config"]).model_dump(mode="json")
         if saved == wanted:
+            runs_dir = str((work / "runs").resolve())
+            if record["runs_dir"] != runs_dir:  # a committed study in another clone or folder
+                folder.write({**record, "runs_dir": runs_dir})
             return folder
     return create_study(config, runs_dir=work / "runs", home_studies=work / "studies")
 
@@ -115,7 +121,10 @@ def report(folder: StudyFolder, out_stem: Path) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", type=Path, help="a study config JSON (bench/studies/*.json)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest here)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (one: fastest)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once, one process each")
+    p.add_argument("--first", nargs="*", default=[], help="variant labels to run (all seeds) first")
+    p.add_argument("--work", type=Path, help="the study's folder (default: <results>/study-<name>)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the outputs go")
     p.add_argument("--report-only", action="store_true", help="no training: report what exists")
     return p.parse_args(argv)
@@ -128,11 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     config = StudyConfig.model_validate_json(args.config.read_text(encoding="utf-8"))
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-") or "study"
-    work = args.results / "tmp" / f"study-{slug}"
+    work = args.work or args.results / f"study-{slug}"
     folder = study_folder(config, work)
     print(f"study folder: {folder.path}")
+    unknown = set(args.first) - {label for label, _ in config.variant_configs()}
+    if unknown:
+        print(f"--first: no such variant: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     if not args.report_only:
-        run_study(folder, progress=True)
+        run_study(
+            folder, progress=True, workers=args.workers, threads=args.threads, first=args.first
+        )
     args.results.mkdir(parents=True, exist_ok=True)
     report(folder, args.results / f"study_{slug}")
     return 0 if folder.read()["status"] in ("succeeded", "queued") else 1

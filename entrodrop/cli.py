@@ -247,8 +247,17 @@ def study(
         Path | None, typer.Option(help="Where the run folders go (default: <home>/runs).")
     ] = None,
     threads: ThreadsOpt = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Runs trained at once, each in its own process with --threads threads "
+            "(2 one-thread lanes suit a 2-core CPU).",
+        ),
+    ] = 1,
 ) -> None:
-    """Run a study (every variant with every seed) here, one run after another; print the table."""
+    """Run a study (every variant with every seed) here, --workers runs at a time; print the table."""
     import os
 
     from pydantic import ValidationError
@@ -280,7 +289,7 @@ def study(
         if run["status"] == "failed":
             typer.secho(f"run {run['id']} failed: {run['error']}", fg="red", err=True)
 
-    result = run_study(folder, progress=True, on_run_end=report)
+    result = run_study(folder, progress=True, on_run_end=report, workers=workers, threads=threads)
     typer.echo(tables(result))
     record = folder.read()
     typer.echo(f"study {record['status']}: {folder.summary_path}, {folder.csv_path}")

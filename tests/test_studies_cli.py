@@ -142,6 +142,70 @@ def test_a_failed_run_is_reported_and_the_study_goes_on(
     assert steps == [0, 1, 2]  # the failed attempt's rows are gone, nothing twice
 
 
+def eval_losses(run_dir: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["value"]) for r in RunFolder(run_dir).read_metrics()
+            if r["name"] == "eval/loss"]  # fmt: skip
+
+
+def test_study_in_two_lanes_matches_one_after_another(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, entrodrop_home: Path
+) -> None:
+    """--workers 2: runs train in two lane processes, a failure is recorded and the others go on,
+    and each run's numbers equal those of the same study run in this process."""
+    ed = {"entropy_source": "reference", "drop_mode": "input", "schedule": "constant"}
+    bad = {"label": "bad", "method": "random", "entrodrop": ed | {"drop_token_id": 10**9}}
+    good = ["none", {"label": "ed-input", "method": "entrodrop", "entrodrop": ed}]
+    base = tiny_base(tiny_model_dir, small_corpus)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    lanes = write_study(tmp_path / "a", name="lanes", base=base, variants=[*good, bad], seeds=[0])
+    args = ["study", "-c", str(lanes), "--runs-dir", str(tmp_path / "lane-runs")]
+    result = runner.invoke(app, [*args, "--workers", "2", "--threads", "1"])
+    assert result.exit_code == 1, result.output  # one run failed
+    record = only_study(entrodrop_home).read()
+    assert record["status"] == "failed"
+    status = {r["variant"]: r for r in record["runs"]}
+    assert status["bad"]["status"] == "failed" and status["bad"]["error"]
+    assert status["none"]["status"] == status["ed-input"]["status"] == "succeeded"
+
+    home = tmp_path / "turn-home"
+    turn = write_study(tmp_path / "b", name="in turn", base=base, variants=good, seeds=[0])
+    result = runner.invoke(app, ["study", "-c", str(turn), "--home", str(home), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    in_turn = {r["variant"]: r["id"] for r in only_study(home).read()["runs"]}
+    for variant, run_id in in_turn.items():
+        expected = eval_losses(home / "runs" / run_id)
+        assert [s for s, _ in expected] == [0, 1, 2]
+        got = eval_losses(tmp_path / "lane-runs" / status[variant]["id"])
+        assert [s for s, _ in got] == [0, 1, 2]
+        assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-5), variant
+
+
+def test_first_variants_run_before_the_rest() -> None:
+    from entrodrop.studies.local import _ordered_todo
+
+    runs = [
+        {"id": f"{v}{s}", "variant": v, "seed": s, "status": "succeeded" if v + str(s) == "b0"
+         else "queued"} for s in (0, 1) for v in ("a", "b", "c")
+    ]  # fmt: skip
+    order = [r["id"] for r in _ordered_todo(runs, ["c", "b"])]
+    assert order == ["c0", "b1", "c1", "a0", "a1"]  # b0 is done; else the study's order kept
+    assert [r["id"] for r in _ordered_todo(runs, [])] == ["a0", "c0", "a1", "b1", "c1"]
+
+
+def test_bench_script_continues_a_study_moved_to_another_folder(tmp_path: Path) -> None:
+    """A committed study continues in a fresh clone: its saved runs_dir follows the folder."""
+    from bench import reproduce_study
+    from entrodrop.studies.config import StudyConfig
+
+    config = StudyConfig.model_validate({"name": "moved", "variants": ["none"], "seeds": [0]})
+    first = reproduce_study.study_folder(config, tmp_path / "old")
+    (tmp_path / "old").rename(tmp_path / "new")
+    again = reproduce_study.study_folder(config, tmp_path / "new")
+    assert again.id == first.id
+    assert Path(again.read()["runs_dir"]) == (tmp_path / "new" / "runs").resolve()
+    assert (Path(again.read()["runs_dir"]) / again.read()["runs"][0]["id"]).is_dir()
+
+
 def test_study_help() -> None:
     result = runner.invoke(app, ["study", "--help"])
     assert result.exit_code == 0 and "--config" in result.output and "--resume" in result.output
@@ -221,7 +285,7 @@ def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
         assert (results / png).read_bytes().startswith(b"\x89PNG")
     # the same command again continues the same study (nothing left to run)
     assert reproduce_study.main([str(config), "--results", str(results), "--report-only"]) == 0
-    assert len(list((results / "tmp" / "study-smoke" / "studies").iterdir())) == 1
+    assert len(list((results / "study-smoke" / "studies").iterdir())) == 1
 
 
 def test_bench_script_continues_a_study_saved_before_a_config_field_was_added(
