@@ -42,8 +42,9 @@ CURVES = {
 REBOUND = "eval/loss_high_entropy"
 
 
-def study_folder(config: StudyConfig, work: Path) -> StudyFolder:
-    """The study of this config under `work`: the existing one (to continue) or a new one.
+def study_folder(config: StudyConfig, work: Path, create: bool = True) -> StudyFolder | None:
+    """The study of this config under `work`: the existing one (to continue) or a new one
+    (None instead where `create` is false).
 
     Configs are compared after validation, so a field added to RunConfig since the study began
     (saved without it, read back with its default) does not orphan the runs already done.
@@ -58,6 +59,8 @@ def study_folder(config: StudyConfig, work: Path) -> StudyFolder:
             if record["runs_dir"] != runs_dir:  # a committed study in another clone or folder
                 folder.write({**record, "runs_dir": runs_dir})
             return folder
+    if not create:
+        return None
     return create_study(config, runs_dir=work / "runs", home_studies=work / "studies")
 
 
@@ -138,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     config = StudyConfig.model_validate_json(args.config.read_text(encoding="utf-8"))
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-") or "study"
     work = args.work or args.results / f"study-{slug}"
-    folder = study_folder(config, work)
+    folder = study_folder(config, work, create=not args.report_only)
+    if folder is None:
+        print(f"no study of this config under {work}: nothing to report", file=sys.stderr)
+        return 2
     print(f"study folder: {folder.path}")
     unknown = set(args.first) - {label for label, _ in config.variant_configs()}
     if unknown:

@@ -199,8 +199,10 @@ def test_bench_script_continues_a_study_moved_to_another_folder(tmp_path: Path) 
 
     config = StudyConfig.model_validate({"name": "moved", "variants": ["none"], "seeds": [0]})
     first = reproduce_study.study_folder(config, tmp_path / "old")
+    assert first is not None
     (tmp_path / "old").rename(tmp_path / "new")
-    again = reproduce_study.study_folder(config, tmp_path / "new")
+    again = reproduce_study.study_folder(config, tmp_path / "new", create=False)
+    assert again is not None
     assert again.id == first.id
     assert Path(again.read()["runs_dir"]) == (tmp_path / "new" / "runs").resolve()
     assert (Path(again.read()["runs_dir"]) / again.read()["runs"][0]["id"]).is_dir()
@@ -285,6 +287,10 @@ def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
         assert (results / png).read_bytes().startswith(b"\x89PNG")
     # the same command again continues the same study (nothing left to run)
     assert reproduce_study.main([str(config), "--results", str(results), "--report-only"]) == 0
+    # reporting on a study that is not there starts none
+    elsewhere = ["--results", str(tmp_path / "none"), "--report-only"]
+    assert reproduce_study.main([str(config), *elsewhere]) == 2
+    assert not (tmp_path / "none" / "study-smoke").exists()
     assert len(list((results / "study-smoke" / "studies").iterdir())) == 1
 
 
@@ -299,9 +305,10 @@ def test_bench_script_continues_a_study_saved_before_a_config_field_was_added(
     config = StudyConfig.model_validate({"name": "older", "variants": ["none"], "seeds": [0]})
     work = tmp_path / "work"
     first = reproduce_study.study_folder(config, work)
+    assert first is not None
     record = first.read()
     del record["config"]["base"]["heldout_dataset"]  # as an older version saved it
     first.write(record)
     again = reproduce_study.study_folder(config, work)
-    assert again.path == first.path
+    assert again is not None and again.path == first.path
     assert len(list((work / "studies").iterdir())) == 1
