@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from app.runs.facts import METRIC_LABELS
 from app.runs.runner import JobRunner
 from app.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
 from app.studies.store import MANAGED_BY, StudyStore
-from entrodrop.runfolder import ACTIVE, RunFolder
+from entrodrop.runfolder import ACTIVE, SUMMARY, RunFolder, read_json, read_status
 from entrodrop.studies.config import StudyConfig
 from entrodrop.studies.curves import study_curves
 from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES, run_outcomes
@@ -63,11 +64,27 @@ def study_runs(runner: JobRunner, record: dict[str, Any]) -> list[dict[str, Any]
             row |= {"final_eval_loss": run.final_eval_loss, "page": f"/runs/{run.id}"}
         else:
             status = MISSING if server else str(entry.get("status", MISSING))
-            row |= {"status": status, "error": entry.get("error"), "step": 0, "total_steps": None}
-            row |= {"progress": 1.0 if status == "succeeded" else 0.0}
-            row |= {"final_eval_loss": None, "page": None}
+            row |= {"status": status, "error": entry.get("error"), "page": None}
+            row |= {"final_eval_loss": None}
+            row |= _folder_progress(StudyStore.runs_path(record) / entry["id"], status, server)
         out.append(row)
     return out
+
+
+def _folder_progress(run_dir: Path, status: str, server: bool) -> dict[str, Any]:
+    """Step, progress and final loss of a run the runs table does not know: from its own folder
+    (a CLI study's run writes status.json and summary.json there as any run does)."""
+    st = None if server else read_status(run_dir)
+    summary = None if server else read_json(run_dir / SUMMARY)
+    if st is None:
+        return {"step": 0, "total_steps": None, "progress": 1.0 if status == "succeeded" else 0.0}
+    final = summary.get("final_eval_loss") if summary and status == "succeeded" else None
+    return {
+        "step": int(st.get("step") or 0),
+        "total_steps": st.get("total_steps"),
+        "progress": 1.0 if status == "succeeded" else float(st.get("progress") or 0.0),
+        "final_eval_loss": final if isinstance(final, int | float) else None,
+    }
 
 
 def _counts(runs: list[dict[str, Any]]) -> dict[str, int]:
@@ -105,7 +122,7 @@ def _rows(runner: JobRunner, record: dict[str, Any], run: dict[str, Any]) -> lis
     """One run's metric rows with a value (a non-finite value is stored as null: left out)."""
     if run["page"] is not None:
         rows = runner.storage.metrics(run["id"], names=CURVE_NAMES)
-    elif run["status"] == "succeeded":  # a CLI study's run: its folder is the record
+    elif run["status"] in ("succeeded", "running"):  # a CLI study's run: its folder is the record
         rows = RunFolder(StudyStore.runs_path(record) / run["id"], writer=False).read_metrics()
     else:
         rows = []

@@ -184,3 +184,34 @@ def test_pages_and_form(make_client: ClientFactory) -> None:
         for path in ("/studies", "/studies/new"):
             res = client.get(path)
             assert res.status_code == 200 and 'href="/studies"' in res.text, path
+
+
+def test_a_cli_study_shows_each_runs_own_progress_and_final_loss(
+    make_client: ClientFactory, entrodrop_home: Path
+) -> None:
+    """A study `entrodrop study` runs in the same home: the server has no row for its runs, so
+    their step, progress, final loss and curves come from the run folders themselves."""
+    from entrodrop.runfolder import RunFolder
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.local import create_study
+
+    config = StudyConfig.model_validate({"name": "cli", "variants": ["none"], "seeds": [0, 1]})
+    folder = create_study(config)
+    record = folder.read()
+    done, running = (RunFolder(Path(record["runs_dir"]) / r["id"]) for r in record["runs"])
+    done.write_status("succeeded", step=6, total_steps=6, progress=1.0)
+    done.write_summary({"status": "succeeded", "final_eval_loss": 3.25})
+    done.append_metrics([{"step": s, "name": "eval/loss", "value": 3.5 - s / 8} for s in (0, 2)])
+    running.write_status("running", step=2, total_steps=6, progress=2 / 6)
+    running.append_metrics([{"step": 0, "name": "eval/loss", "value": 3.5}])
+    folder.update_run(record["runs"][0]["id"], status="succeeded")
+    folder.update_run(record["runs"][1]["id"], status="running")
+    with make_client() as client:
+        study = client.get(f"/api/studies/{folder.id}").json()
+    first, second = study["runs"]
+    assert (first["status"], first["step"], first["total_steps"]) == ("succeeded", 6, 6)
+    assert first["progress"] == 1.0 and first["final_eval_loss"] == 3.25
+    assert (second["status"], second["step"], second["total_steps"]) == ("running", 2, 6)
+    assert second["progress"] == pytest.approx(1 / 3) and second["final_eval_loss"] is None
+    curve = study["curves"]["none"]["eval/loss"]
+    assert curve["step"] == [0, 2] and curve["n"] == [2, 1]  # the running run's point counts
