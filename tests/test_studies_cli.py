@@ -180,6 +180,57 @@ def test_study_in_two_lanes_matches_one_after_another(
         assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-5), variant
 
 
+@pytest.mark.processes
+def test_ctrl_c_stops_both_lanes_and_the_study_records_it(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) during `--workers 2`: both lanes stop
+    their runs cleanly, study.json records them `cancelled`, the rest stay queued, exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from waiting import wait_sync
+
+    from entrodrop.runfolder import read_status
+
+    base = tiny_base(tiny_model_dir, small_corpus) | {"max_steps": 10**6, "eval_every": 10**5}
+    config = write_study(tmp_path, name="stop", base=base, variants=["none"], seeds=[0, 1, 2])
+    home = tmp_path / "home"
+    argv = [sys.executable, "-m", "entrodrop.cli", "study", "-c", str(config), "--workers", "2"]
+    env = {**os.environ, "ENTRODROP_HOME": str(home)}
+    proc = subprocess.Popen(
+        [*argv, "--home", str(home), "--threads", "1"], env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+
+        def both_training() -> bool:
+            studies = list((home / "studies").glob("*/study.json"))
+            if not studies:
+                return False
+            record = StudyFolder(studies[0].parent).read()
+            steps = [
+                (read_status(Path(record["runs_dir"]) / r["id"]) or {}).get("step") or 0
+                for r in record["runs"]
+                if r["status"] == "running"
+            ]
+            return len(steps) == 2 and min(steps) >= 1
+
+        wait_sync(both_training, what="two lanes past their first step")
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output
+    record = only_study(home).read()
+    assert record["status"] == "cancelled"
+    assert [r["status"] for r in record["runs"]] == ["cancelled", "cancelled", "queued"]
+    assert "continue with: entrodrop study --resume" in output
+
+
 def test_first_variants_run_before_the_rest() -> None:
     from entrodrop.studies.local import _ordered_todo
 

@@ -221,7 +221,7 @@ def _run_in_lanes(
     running: dict[Future[tuple[str, str | None]], dict[str, Any]] = {}
     stopping = False
     with _lanes(workers, threads) as pool:
-        while pending or running:
+        while running or (pending and not stopping):
             while pending and not stopping and len(running) < workers:
                 run = pending.pop(0)
                 folder.update_run(run["id"], status="running", error=None)
