@@ -1,7 +1,8 @@
 """The reproduction as a study: run a study config through the library's own study code, then
 write its table (mean ± 95% CI per variant, paired differences, readings) and plots.
 
-    .venv/bin/python bench/reproduce_study.py bench/studies/reproduction.json --workers 2
+    .venv/bin/python bench/reproduce_study.py bench/studies/reproduction.json --workers 2 \
+        --update-doc docs/benchmarks.md
     .venv/bin/python bench/reproduce_study.py bench/studies/smoke.json
 
 Runs go through `entrodrop.studies.local` (the code behind `entrodrop study`), one at a time or
@@ -10,8 +11,10 @@ no weights: committed, so that a study too long for one sitting continues on ano
 in a fresh clone). Running the same command again continues the same study: runs already
 succeeded are kept. `--first` runs the named variants' seeds before the rest. Writes
 bench/results/study_<name>.json (summary, curves, machine), study_<name>.md (the tables),
-study_<name>_curves.png and study_<name>_rebound.png. Set ENTRODROP_MODEL_CACHE to reuse the
-converted default model.
+study_<name>_curves.png and study_<name>_rebound.png; `--update-doc FILE` also puts the tables in
+FILE between its `<!-- study table: bench/results/study_<name>.md -->` and
+`<!-- end of study table -->` markers (docs/benchmarks.md has them for the reproduction).
+Set ENTRODROP_MODEL_CACHE to reuse the converted default model.
 """
 
 from __future__ import annotations
@@ -121,6 +124,23 @@ def report(folder: StudyFolder, out_stem: Path) -> dict[str, Any]:
     return payload
 
 
+def update_doc(doc: Path, table: str, source: Path) -> bool:
+    """Put the table between the doc's markers for this study's .md; False if it has none.
+
+    Markers: ``<!-- study table: bench/results/study_<name>.md -->`` and
+    ``<!-- end of study table -->``; what lies between them is replaced.
+    """
+    start = f"<!-- study table: {source.as_posix()} -->\n"
+    end = "<!-- end of study table -->"
+    text = doc.read_text(encoding="utf-8")
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    if i < 0 or j < 0:
+        return False
+    doc.write_text(text[: i + len(start)] + table.strip() + "\n" + text[j:], encoding="utf-8")
+    return True
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", type=Path, help="a study config JSON (bench/studies/*.json)")
@@ -130,6 +150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, help="the study's folder (default: <results>/study-<name>)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the outputs go")
     p.add_argument("--report-only", action="store_true", help="no training: report what exists")
+    p.add_argument(
+        "--update-doc", type=Path, help="a Markdown file whose study-table block to fill"
+    )
     return p.parse_args(argv)
 
 
@@ -156,6 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.results.mkdir(parents=True, exist_ok=True)
     report(folder, args.results / f"study_{slug}")
+    if args.update_doc is not None:
+        written = args.results / f"study_{slug}.md"
+        source = written.resolve()
+        if source.is_relative_to(Path.cwd()):
+            source = source.relative_to(Path.cwd())
+        if not update_doc(args.update_doc, written.read_text(encoding="utf-8"), source):
+            print(f"{args.update_doc}: no '<!-- study table: {source} -->' block", file=sys.stderr)
+            return 2
+        print(f"updated {args.update_doc}")
     if args.report_only:  # a report of a study under way (or cut short) is still a report
         return 0
     return 0 if folder.read()["status"] in ("succeeded", "queued") else 1

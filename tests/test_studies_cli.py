@@ -338,6 +338,16 @@ def test_bench_script_runs_the_smoke_study_and_writes_table_and_plots(
         assert (results / png).read_bytes().startswith(b"\x89PNG")
     # the same command again continues the same study (nothing left to run)
     assert reproduce_study.main([str(config), "--results", str(results), "--report-only"]) == 0
+    # the doc's study-table block gets the same tables (the rest of the doc is kept)
+    doc = tmp_path / "doc.md"
+    marker = f"<!-- study table: {(results / 'study_smoke.md').resolve().as_posix()} -->"
+    doc.write_text(f"# Doc\n{marker}\nold\n<!-- end of study table -->\ntail\n")
+    again = [str(config), "--results", str(results), "--report-only", "--update-doc", str(doc)]
+    assert reproduce_study.main(again) == 0
+    table = (results / "study_smoke.md").read_text().strip()
+    assert doc.read_text() == f"# Doc\n{marker}\n{table}\n<!-- end of study table -->\ntail\n"
+    doc.write_text("no block here\n")
+    assert reproduce_study.main(again) == 2
     # reporting on a study that is not there starts none
     elsewhere = ["--results", str(tmp_path / "none"), "--report-only"]
     assert reproduce_study.main([str(config), *elsewhere]) == 2
