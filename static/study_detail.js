@@ -76,7 +76,8 @@ function renderHead(d) {
   $("#study-facts").textContent =
     `${d.variants.length} variants × ${d.seeds.length} seeds (${d.seeds.join(", ")}) = ${d.n_runs} runs; ` +
     `${done} succeeded` + Object.entries(d.counts).filter(([s]) => s !== "succeeded").map(([s, n]) => `, ${n} ${s}`).join("");
-  $("#cancel-study").hidden = !d.runs.some((r) => d.facts.run_active.includes(r.status));
+  // Only the server's own runs (those with a page) can be cancelled here; a CLI study stops in its terminal.
+  $("#cancel-study").hidden = !d.runs.some((r) => d.facts.run_active.includes(r.status) && r.page);
 }
 
 // One chart per panel: per variant, a band (mean ± CI, where n ≥ 2) and the mean line.

@@ -20,6 +20,11 @@ def cancel_study(runner: JobRunner, store: StudyStore, study_id: str) -> int:
     """
     runs = study_runs(runner, store.get(study_id))
     active = [r for r in runs if r["status"] in ACTIVE and r["page"] is not None]
+    if not active and any(r["status"] in ACTIVE for r in runs):
+        raise StudyConflict(
+            f"study {study_id} is run by `entrodrop study`, not by this server: "
+            "stop it where it runs (Ctrl-C, or a STOP file in a run's folder)"
+        )
     if not active:
         raise StudyConflict(f"study {study_id} has no queued or running runs to cancel")
     cancelled = 0

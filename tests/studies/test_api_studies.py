@@ -208,6 +208,7 @@ def test_a_cli_study_shows_each_runs_own_progress_and_final_loss(
     folder.update_run(record["runs"][1]["id"], status="running")
     with make_client() as client:
         study = client.get(f"/api/studies/{folder.id}").json()
+        refused = client.post(f"/api/studies/{folder.id}/cancel")
     first, second = study["runs"]
     assert (first["status"], first["step"], first["total_steps"]) == ("succeeded", 6, 6)
     assert first["progress"] == 1.0 and first["final_eval_loss"] == 3.25
@@ -215,3 +216,5 @@ def test_a_cli_study_shows_each_runs_own_progress_and_final_loss(
     assert second["progress"] == pytest.approx(1 / 3) and second["final_eval_loss"] is None
     curve = study["curves"]["none"]["eval/loss"]
     assert curve["step"] == [0, 2] and curve["n"] == [2, 1]  # the running run's point counts
+    # the server cannot stop a CLI study's runs, and says where to stop them
+    assert refused.status_code == 409 and "entrodrop study" in refused.json()["detail"]
