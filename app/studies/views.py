@@ -65,24 +65,25 @@ def study_runs(runner: JobRunner, record: dict[str, Any]) -> list[dict[str, Any]
         else:
             status = MISSING if server else str(entry.get("status", MISSING))
             row |= {"status": status, "error": entry.get("error"), "page": None}
-            row |= {"final_eval_loss": None}
-            row |= _folder_progress(StudyStore.runs_path(record) / entry["id"], status, server)
+            folder = None if server else StudyStore.runs_path(record) / entry["id"]
+            row |= _folder_progress(folder, status)
         out.append(row)
     return out
 
 
-def _folder_progress(run_dir: Path, status: str, server: bool) -> dict[str, Any]:
+def _folder_progress(run_dir: Path | None, status: str) -> dict[str, Any]:
     """Step, progress and final loss of a run the runs table does not know: from its own folder
-    (a CLI study's run writes status.json and summary.json there as any run does)."""
-    st = None if server else read_status(run_dir)
-    summary = None if server else read_json(run_dir / SUMMARY)
-    if st is None:
-        return {"step": 0, "total_steps": None, "progress": 1.0 if status == "succeeded" else 0.0}
-    final = summary.get("final_eval_loss") if summary and status == "succeeded" else None
+    (a CLI study's run writes status.json and summary.json there as any run does); a server
+    study's lost run (no folder to read) has none."""
+    done = status == "succeeded"
+    st = read_status(run_dir) if run_dir is not None else None
+    if run_dir is None or st is None:
+        return {"step": 0, "total_steps": None, "progress": float(done), "final_eval_loss": None}
+    final = (read_json(run_dir / SUMMARY) or {}).get("final_eval_loss") if done else None
     return {
         "step": int(st.get("step") or 0),
         "total_steps": st.get("total_steps"),
-        "progress": 1.0 if status == "succeeded" else float(st.get("progress") or 0.0),
+        "progress": 1.0 if done else float(st.get("progress") or 0.0),
         "final_eval_loss": final if isinstance(final, int | float) else None,
     }
 

@@ -142,8 +142,8 @@ def run_study(
 
     Runs go in the study's order (seed by seed), those of the `first` variants before the rest.
     ``workers`` > 1 trains that many runs at once, each in its own process with ``threads``
-    torch threads (on a 2-core CPU two one-thread lanes train ~25% more steps per second than
-    one two-thread process: docs/benchmarks.md); only this process writes study.json.
+    torch threads (on a 2-core CPU two one-thread lanes trained 1.15x the steps per second of
+    one two-thread process: docs/benchmarks.md, "Study lanes"); only this process writes study.json.
     A failed run is recorded and the study goes on; a cancelled run (Ctrl-C, a STOP file) ends
     the study `cancelled`, and running it again continues with the runs not yet succeeded.
     """
