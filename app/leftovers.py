@@ -11,6 +11,7 @@ from pathlib import Path
 from app.runs.storage import Storage
 from app.runs.uploads import PART
 from app.settings import Settings
+from app.studies.store import StudyStore
 from entrodrop import runfolder as rf
 from entrodrop.data import uploads_dir
 
@@ -61,6 +62,18 @@ def _remove(path: Path) -> bool:
     return True
 
 
+def _study_run_ids(settings: Settings) -> set[str]:
+    """Runs a study lists: a queued run of a study `entrodrop study` runs in this home holds only
+    its config.json until its turn comes, and has no row: it is not a leftover."""
+    ids = set()
+    for record in StudyStore(settings).records():
+        runs = record.get("runs")
+        for run in runs if isinstance(runs, list) else []:
+            if isinstance(run, dict) and isinstance(run.get("id"), str):
+                ids.add(run["id"])
+    return ids
+
+
 def clean_leftovers(settings: Settings, storage: Storage) -> Cleaned:
     """Remove leftovers; queued and running runs are left alone (a live process may own them)."""
     done = Cleaned()
@@ -70,6 +83,7 @@ def clean_leftovers(settings: Settings, storage: Storage) -> Cleaned:
     if not settings.runs_path.is_dir():
         return done
     runs = {run.id: run for run in storage.list_runs()}
+    studied = _study_run_ids(settings)
     for run_dir in sorted(settings.runs_path.iterdir()):
         if not run_dir.is_dir() or not rf.is_run_id(run_dir.name):
             continue
@@ -77,7 +91,7 @@ def clean_leftovers(settings: Settings, storage: Storage) -> Cleaned:
         if run is None:
             # No row: the database write failed after the folder was made. A folder with more
             # in it (metrics, checkpoints) is someone's data: it is kept.
-            if _never_launched(run_dir) and _remove(run_dir):
+            if run_dir.name not in studied and _never_launched(run_dir) and _remove(run_dir):
                 done.run_folders.append(run_dir)
             continue
         if run.status not in rf.ACTIVE:

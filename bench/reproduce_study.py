@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RESULTS, machine  # noqa: E402
 from entrodrop.studies.config import StudyConfig  # noqa: E402
 from entrodrop.studies.curves import study_curves  # noqa: E402
-from entrodrop.studies.folder import StudyFolder  # noqa: E402
+from entrodrop.studies.folder import StudyBusy, StudyFolder  # noqa: E402
 from entrodrop.studies.local import create_study, refresh_results, run_study  # noqa: E402
 from entrodrop.studies.reading import tables  # noqa: E402
 from entrodrop.studies.results import finished_rows  # noqa: E402
@@ -174,9 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--first: no such variant: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     if not args.report_only:
-        run_study(
-            folder, progress=True, workers=args.workers, threads=args.threads, first=args.first
-        )
+        try:
+            run_study(
+                folder, progress=True, workers=args.workers, threads=args.threads, first=args.first
+            )
+        except StudyBusy as exc:
+            print(exc, file=sys.stderr)
+            return 2
     args.results.mkdir(parents=True, exist_ok=True)
     report(folder, args.results / f"study_{slug}")
     if args.update_doc is not None:

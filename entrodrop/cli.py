@@ -263,7 +263,7 @@ def study(
     from pydantic import ValidationError
 
     from entrodrop.studies.config import StudyConfig
-    from entrodrop.studies.folder import StudyFolder
+    from entrodrop.studies.folder import StudyBusy, StudyFolder
     from entrodrop.studies.local import create_study, run_study
     from entrodrop.studies.reading import tables
 
@@ -289,7 +289,12 @@ def study(
         if run["status"] == "failed":
             typer.secho(f"run {run['id']} failed: {run['error']}", fg="red", err=True)
 
-    result = run_study(folder, progress=True, on_run_end=report, workers=workers, threads=threads)
+    try:
+        result = run_study(
+            folder, progress=True, on_run_end=report, workers=workers, threads=threads
+        )
+    except StudyBusy as exc:
+        _fail(str(exc))
     typer.echo(tables(result))
     record = folder.read()
     typer.echo(f"study {record['status']}: {folder.summary_path}, {folder.csv_path}")

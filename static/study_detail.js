@@ -78,6 +78,8 @@ function renderHead(d) {
     `${done} succeeded` + Object.entries(d.counts).filter(([s]) => s !== "succeeded").map(([s, n]) => `, ${n} ${s}`).join("");
   // Only the server's own runs (those with a page) can be cancelled here; a CLI study stops in its terminal.
   $("#cancel-study").hidden = !d.runs.some((r) => d.facts.run_active.includes(r.status) && r.page);
+  $("#study-resume").hidden = !d.resume;
+  $("#study-resume-command").textContent = d.resume || "";
 }
 
 // One chart per panel: per variant, a band (mean ± CI, where n ≥ 2) and the mean line.

@@ -332,3 +332,18 @@ def test_hf_hub_offline_means_unreachable_without_a_probe(monkeypatch: pytest.Mo
     monkeypatch.setattr(hub, "_connect", no_network)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub.Reachability()() is False
+
+
+def test_a_cli_studys_queued_runs_are_not_leftovers(entrodrop_home: Path) -> None:
+    """`entrodrop study` in the server's home writes every run's config.json up front; a run not
+    yet started has no row and nothing else, yet it is the study's, not a failed launch."""
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.local import create_study
+
+    folder = create_study(StudyConfig.model_validate({"name": "q", "variants": ["none"]}))
+    run_dirs = [folder.runs_dir() / r["id"] for r in folder.read()["runs"]]
+    storage = Storage(entrodrop_home / "entrodrop.db")
+    storage.open()
+    done = clean_leftovers(Settings(home=entrodrop_home), storage)
+    storage.close()
+    assert done.run_folders == [] and all((d / rf.CONFIG).is_file() for d in run_dirs)

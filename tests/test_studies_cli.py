@@ -373,3 +373,57 @@ def test_bench_script_continues_a_study_saved_before_a_config_field_was_added(
     again = reproduce_study.study_folder(config, work)
     assert again is not None and again.path == first.path
     assert len(list((work / "studies").iterdir())) == 1
+
+
+def test_a_study_being_run_is_refused_to_a_second_runner(tmp_path: Path) -> None:
+    """Two processes on one study would train the same runs at once: the second is refused,
+    from the library and from the CLI, naming the one that runs it."""
+    import os
+
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.folder import StudyBusy
+    from entrodrop.studies.local import create_study, run_study
+
+    config = StudyConfig.model_validate({"name": "busy", "variants": ["none"], "seeds": [0]})
+    folder = create_study(config, tmp_path / "runs", tmp_path / "studies")
+    assert not folder.is_running()
+    with folder.running_here():
+        assert folder.is_running()
+        with pytest.raises(StudyBusy, match=f"pid {os.getpid()}"):
+            run_study(folder, progress=False)
+        result = runner.invoke(app, ["study", "--resume", str(folder.path)])
+        assert result.exit_code == 2
+        assert "being run by another process" in result.output
+    assert not folder.is_running()
+    assert [r["status"] for r in folder.read()["runs"]] == ["queued"]  # nothing was touched
+
+
+def test_a_killed_runner_leaves_the_study_not_running(tmp_path: Path) -> None:
+    """The OS drops the study's lock when its process dies, even on SIGKILL (no stale lock)."""
+    import subprocess
+    import sys
+
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.local import create_study
+
+    config = StudyConfig.model_validate({"name": "killed", "variants": ["none"], "seeds": [0]})
+    folder = create_study(config, tmp_path / "runs", tmp_path / "studies")
+    holder = (
+        "import sys; from entrodrop.studies.folder import StudyFolder\n"
+        f"with StudyFolder({str(folder.path)!r}).running_here():\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        assert folder.is_running()
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not folder.is_running()
+    with folder.running_here():  # and the next runner takes it at once
+        assert folder.is_running()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.errors import RunConflict
 from app.runs.runner import JobRunner
 from app.studies.store import StudyStore
-from app.studies.views import study_runs
+from app.studies.views import cli_study_ended, study_runs
 from entrodrop.runfolder import ACTIVE
 
 
@@ -18,7 +18,13 @@ def cancel_study(runner: JobRunner, store: StudyStore, study_id: str) -> int:
 
     Queued runs go first so that none of them starts in the gap a stopping run leaves.
     """
-    runs = study_runs(runner, store.get(study_id))
+    record = store.get(study_id)
+    if cli_study_ended(store, record):
+        raise StudyConflict(
+            f"study {study_id} is not running: the `entrodrop study` process that ran it has "
+            f"ended (continue it with `entrodrop study --resume {store.root / study_id}`)"
+        )
+    runs = study_runs(runner, store, record)
     active = [r for r in runs if r["status"] in ACTIVE and r["page"] is not None]
     if not active and any(r["status"] in ACTIVE for r in runs):
         raise StudyConflict(
@@ -44,8 +50,13 @@ def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs:
     Refused while any of its runs is queued or running.
     """
     record = store.get(study_id)
-    runs = study_runs(runner, record)
-    busy = [r["id"] for r in runs if r["status"] in ACTIVE]
+    runs = study_runs(runner, store, record)
+    # An ended CLI study's queued runs wait for a --resume that may never come: not busy.
+    busy = [] if cli_study_ended(store, record) else [r for r in runs if r["status"] in ACTIVE]
+    if busy and not any(r["page"] for r in busy):
+        raise StudyConflict(
+            f"study {study_id} is being run by `entrodrop study`: stop it where it runs first"
+        )
     if busy:
         raise StudyConflict(
             f"study {study_id} has {len(busy)} queued or running runs: cancel it first"

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.studies.status import STUDY_STATUSES
+
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -59,7 +61,13 @@ class StudyPublic(_Open):
 
     id: str
     name: str
-    status: str = Field(description="queued, running, succeeded, partial, failed, cancelled")
+    status: str = Field(
+        description=", ".join(STUDY_STATUSES) + " (app.studies.status says what each means)"
+    )
+    resume: str | None = Field(
+        description="for a study `entrodrop study` ran whose process has ended with runs not "
+        "succeeded: the command that continues it (null otherwise)"
+    )
     created_at: float | None
     variants: list[str]
     seeds: list[int]

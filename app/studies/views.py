@@ -12,6 +12,7 @@ from app.studies.store import MANAGED_BY, StudyStore
 from entrodrop.runfolder import ACTIVE, SUMMARY, RunFolder, read_json, read_status
 from entrodrop.studies.config import StudyConfig
 from entrodrop.studies.curves import study_curves
+from entrodrop.studies.folder import StudyFolder
 from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES, run_outcomes
 from entrodrop.studies.results import results_csv, study_results
 from entrodrop.studies.stats import RunKey
@@ -51,9 +52,20 @@ def _links(study_id: str) -> dict[str, str]:
     }
 
 
-def study_runs(runner: JobRunner, record: dict[str, Any]) -> list[dict[str, Any]]:
+def cli_study_ended(store: StudyStore, record: dict[str, Any]) -> bool:
+    """A study `entrodrop study` ran whose process is gone (no one holds its lock): its file's
+    `running` runs were cut off, and nothing runs its queued ones until `--resume`."""
+    if record.get("managed_by") == MANAGED_BY:
+        return False
+    return not StudyFolder(store.root / record["id"]).is_running()
+
+
+def study_runs(
+    runner: JobRunner, store: StudyStore, record: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The study's runs with their live status from the runs table (or the file's, for a CLI study)."""
     server = record.get("managed_by") == MANAGED_BY
+    ended = cli_study_ended(store, record)
     out = []
     for entry in record["runs"]:
         run = runner.storage.get_run(entry["id"])
@@ -64,6 +76,8 @@ def study_runs(runner: JobRunner, record: dict[str, Any]) -> list[dict[str, Any]
             row |= {"final_eval_loss": run.final_eval_loss, "page": f"/runs/{run.id}"}
         else:
             status = MISSING if server else str(entry.get("status", MISSING))
+            if ended and status == "running":
+                status = "interrupted"  # its process died mid-run; the file could not say so
             row |= {"status": status, "error": entry.get("error"), "page": None}
             folder = None if server else StudyStore.runs_path(record) / entry["id"]
             row |= _folder_progress(folder, status)
@@ -95,13 +109,21 @@ def _counts(runs: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def study_item(record: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+def study_item(
+    store: StudyStore, record: dict[str, Any], runs: list[dict[str, Any]]
+) -> dict[str, Any]:
     """A study as the list shows it, given its runs (study_runs)."""
     config = record["config"]
+    ended = cli_study_ended(store, record)
+    status = study_status((r["status"] for r in runs), ended=ended)
     return {
         "id": record["id"],
         "name": record["name"],
-        "status": study_status(r["status"] for r in runs),
+        "status": status,
+        # How to finish a CLI study no process runs (cut off or stopped): the server cannot.
+        "resume": f"entrodrop study --resume {store.root / record['id']}"
+        if ended and any(r["status"] != "succeeded" for r in runs)
+        else None,
         "created_at": record.get("created_at"),
         "variants": [label for label, _ in StudyConfig.model_validate(config).variant_configs()],
         "seeds": config.get("seeds", []),
@@ -114,7 +136,7 @@ def study_item(record: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, 
 def studies_list(runner: JobRunner, store: StudyStore) -> dict[str, Any]:
     """GET /api/studies and /studies: every study, newest first."""
     return {
-        "studies": [study_item(r, study_runs(runner, r)) for r in store.records()],
+        "studies": [study_item(store, r, study_runs(runner, store, r)) for r in store.records()],
         "facts": study_facts(),
     }
 
@@ -150,9 +172,9 @@ def study_results_data(
 def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[str, Any]:
     """GET /api/studies/{id} and /studies/{id}: runs, summary, paired, readings, curves."""
     record = store.get(study_id)
-    runs = study_runs(runner, record)
+    runs = study_runs(runner, store, record)
     return {
-        **study_item(record, runs),
+        **study_item(store, record, runs),
         "config": record["config"],
         "runs": runs,
         **study_results_data(runner, record, runs),
@@ -164,4 +186,4 @@ def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[st
 def study_csv(runner: JobRunner, store: StudyStore, study_id: str) -> str:
     """The summary and paired tables as one tidy CSV (entrodrop.studies.results's columns)."""
     record = store.get(study_id)
-    return results_csv(study_results_data(runner, record, study_runs(runner, record)))
+    return results_csv(study_results_data(runner, record, study_runs(runner, store, record)))

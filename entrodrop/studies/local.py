@@ -146,11 +146,25 @@ def run_study(
     one two-thread process: docs/benchmarks.md, "Study lanes"); only this process writes study.json.
     A failed run is recorded and the study goes on; a cancelled run (Ctrl-C, a STOP file) ends
     the study `cancelled`, and running it again continues with the runs not yet succeeded.
+    While it runs, this process holds the study's lock (StudyBusy for a second runner).
     """
-    from tqdm.auto import tqdm
-
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    with folder.running_here():  # StudyBusy if another process runs it: never train a run twice
+        return _run_study(folder, progress, on_run_end, workers, threads, first)
+
+
+def _run_study(
+    folder: StudyFolder,
+    progress: bool,
+    on_run_end: Reporter | None,
+    workers: int,
+    threads: int | None,
+    first: Sequence[str],
+) -> dict[str, Any]:
+    """run_study's work, under the study's lock."""
+    from tqdm.auto import tqdm
+
     record = folder.read()
     runs_dir = Path(record["runs_dir"])
     todo = _ordered_todo(record["runs"], first)

@@ -206,10 +206,12 @@ def test_a_cli_study_shows_each_runs_own_progress_and_final_loss(
     running.append_metrics([{"step": 0, "name": "eval/loss", "value": 3.5}])
     folder.update_run(record["runs"][0]["id"], status="succeeded")
     folder.update_run(record["runs"][1]["id"], status="running")
-    with make_client() as client:
+    with make_client() as client, folder.running_here():  # as `entrodrop study` holds it
         study = client.get(f"/api/studies/{folder.id}").json()
         refused = client.post(f"/api/studies/{folder.id}/cancel")
+        undeletable = client.delete(f"/api/studies/{folder.id}")
     first, second = study["runs"]
+    assert study["status"] == "running" and study["resume"] is None
     assert (first["status"], first["step"], first["total_steps"]) == ("succeeded", 6, 6)
     assert first["progress"] == 1.0 and first["final_eval_loss"] == 3.25
     assert (second["status"], second["step"], second["total_steps"]) == ("running", 2, 6)
@@ -218,3 +220,35 @@ def test_a_cli_study_shows_each_runs_own_progress_and_final_loss(
     assert curve["step"] == [0, 2] and curve["n"] == [2, 1]  # the running run's point counts
     # the server cannot stop a CLI study's runs, and says where to stop them
     assert refused.status_code == 409 and "entrodrop study" in refused.json()["detail"]
+    assert undeletable.status_code == 409 and "where it runs" in undeletable.json()["detail"]
+
+
+def test_a_cli_study_whose_process_died_is_interrupted_and_says_how_to_resume(
+    make_client: ClientFactory, entrodrop_home: Path
+) -> None:
+    """`entrodrop study` killed mid-run leaves study.json saying `running`; no process holds the
+    study's lock, so the server shows the run and the study `interrupted`, with the command that
+    continues it, refuses to cancel it and lets it be deleted (its queued run is not busy)."""
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.local import create_study
+
+    config = StudyConfig.model_validate({"name": "cut", "variants": ["none"], "seeds": [0, 1]})
+    folder = create_study(config)
+    runs_dir = folder.runs_dir()
+    first, second = folder.read()["runs"]
+    folder.update_run(first["id"], status="running")
+    with make_client() as client:
+        study = client.get(f"/api/studies/{folder.id}").json()
+        listed = client.get("/api/studies").json()["studies"]
+        page = client.get(f"/studies/{folder.id}")
+        refused = client.post(f"/api/studies/{folder.id}/cancel")
+        deleted = client.delete(f"/api/studies/{folder.id}")
+    assert [r["status"] for r in study["runs"]] == ["interrupted", "queued"]
+    assert study["status"] == "interrupted" and listed[0]["status"] == "interrupted"
+    assert "interrupted" in study["facts"]["statuses"]
+    assert study["resume"] == f"entrodrop study --resume {folder.path}"
+    assert page.status_code == 200 and 'id="study-resume"' in page.text
+    assert refused.status_code == 409 and "--resume" in refused.json()["detail"]
+    assert deleted.status_code == 200 and not folder.path.exists()
+    # the run folders are the user's, kept (as for any CLI study)
+    assert (runs_dir / first["id"]).is_dir() and (runs_dir / second["id"]).is_dir()

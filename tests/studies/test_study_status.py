@@ -26,3 +26,19 @@ from app.studies.status import STUDY_STATUSES, study_status
 def test_study_status(runs: list[str], expected: str) -> None:
     assert study_status(runs) == expected
     assert expected in STUDY_STATUSES
+
+
+@pytest.mark.parametrize(
+    ("runs", "expected"),
+    [
+        (["interrupted", "queued"], "interrupted"),  # killed mid-run, one run left
+        (["queued", "queued"], "interrupted"),  # killed before its first run ended
+        (["succeeded", "interrupted"], "interrupted"),  # its last run was cut off
+        (["succeeded", "cancelled"], "partial"),  # stopped with Ctrl-C: as the file says
+        (["succeeded", "succeeded"], "succeeded"),
+    ],
+)
+def test_a_study_no_process_runs_any_more(runs: list[str], expected: str) -> None:
+    """An ended CLI study's unfinished runs wait for `entrodrop study --resume`."""
+    assert study_status(runs, ended=True) == expected
+    assert expected in STUDY_STATUSES
