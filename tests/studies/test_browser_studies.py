@@ -115,3 +115,27 @@ def check_narrow(page: Any, name: str) -> None:
     assert_fits(page)
     assert buttons_outside_cards(page) == [], page.url
     screenshot(page, name)
+
+
+def test_an_interrupted_cli_study_says_how_to_continue(entrodrop_home: Path) -> None:
+    """A study whose `entrodrop study` process died: the page shows it interrupted, no Cancel
+    button, and the --resume command, wrapped to fit a phone."""
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.local import create_study
+
+    config = StudyConfig.model_validate({"name": "cut off", "variants": ["none"], "seeds": [0, 1]})
+    folder = create_study(config)
+    folder.update_run(folder.read()["runs"][0]["id"], status="running")  # then SIGKILL
+    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{url}/studies/{folder.id}")
+        page.locator('#study-status .badge[data-status="interrupted"]').wait_for()
+        assert page.is_visible("#study-resume") and not page.is_visible("#cancel-study")
+        command = page.text_content("#study-resume-command")
+        assert command == f"entrodrop study --resume {folder.path}"
+        assert page.locator('#study-runs .badge[data-status="interrupted"]').count() == 1
+        check_narrow(page, "study_interrupted_narrow")
+        assert not errors, errors
