@@ -82,28 +82,55 @@ function renderHead(d) {
   $("#study-resume-command").textContent = d.resume || "";
 }
 
+// A variant's line: the house colours, then the same colours dashed, then dotted, so that every
+// variant of a large study (13 in the reproduction) has a line of its own.
+const DASHES = ["solid", "dash", "dot"];
+function variantStyle(i) {
+  return { color: COLORS[i % COLORS.length], dash: DASHES[Math.floor(i / COLORS.length) % DASHES.length] };
+}
+
+// Plotly puts the legend above the plot and shrinks the plot to keep the chart's height: grow the
+// height by the legend's rows instead (estimated from the labels at 11 px), so that a study of
+// 13 variants keeps as tall a plot as one of 2.
+const PLOT_HEIGHT = 250;
+const LEGEND_ROW = 29;
+function legendRows(labels, width) {
+  let rows = 1;
+  let x = 0;
+  for (const label of labels) {
+    const w = 46 + 6.6 * label.length; // the line sample, its gap and the text
+    if (x > 0 && x + w > width) { rows += 1; x = 0; }
+    x += w;
+  }
+  return rows;
+}
+
 // One chart per panel: per variant, a band (mean ± CI, where n ≥ 2) and the mean line.
 function drawCurves(d) {
   if (typeof Plotly === "undefined") return;
   for (const panel of d.panels) {
     const traces = [];
+    const shown = [];
     d.variants.forEach((variant, i) => {
       const curve = ((d.curves[variant] || {})[panel.name]) || { step: [] };
       if (!curve.step.length) return;
-      const color = COLORS[i % COLORS.length];
+      shown.push(variant);
+      const { color, dash } = variantStyle(i);
       traces.push({ x: curve.step, y: curve.hi, mode: "lines", line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: variant });
       traces.push({ x: curve.step, y: curve.lo, mode: "lines", line: { width: 0, color }, fill: "tonexty",
         fillcolor: color + "33", hoverinfo: "skip", showlegend: false, legendgroup: variant });
       traces.push({ x: curve.step, y: curve.mean, mode: "lines+markers", name: variant, legendgroup: variant,
-        line: { color, width: 2 }, marker: { size: 5 }, customdata: curve.n,
+        line: { color, width: 2, dash }, marker: { size: 5 }, customdata: curve.n,
         hovertemplate: `${variant}: %{y:.4f} (n=%{customdata})<extra></extra>` });
     });
     const el = document.getElementById(`chart-${panel.id}`);
     el.dataset.traces = String(traces.length / 3);
     if (!traces.length) continue;
     el.querySelector(".chart-empty")?.remove();
+    const margin = { l: 55, r: 10, t: 10, b: 40 };
+    const rows = legendRows(shown, el.clientWidth - margin.l - margin.r);
     Plotly.react(el, traces, {
-      margin: { l: 55, r: 10, t: 10, b: 40 }, height: 300,
+      margin, height: PLOT_HEIGHT + LEGEND_ROW * rows,
       xaxis: { title: { text: "step", standoff: 4 }, ...stepAxis(traces.flatMap((t) => t.x)) },
       yaxis: { title: { text: d.facts.metric_labels[panel.name] } },
       // Above the plot (as on the run pages), clear of the axis title on a phone.
