@@ -47,7 +47,8 @@ def cancel_study(runner: JobRunner, store: StudyStore, study_id: str) -> int:
 def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs: bool) -> list[str]:
     """Remove the study's record; its runs too when asked (their ids are returned).
 
-    Refused while any of its runs is queued or running.
+    Refused while any of its runs is queued or running, except the queued runs of a study whose
+    `entrodrop study` process has ended (nothing will start them).
     """
     record = store.get(study_id)
     runs = study_runs(runner, store, record)
