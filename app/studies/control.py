@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.errors import RunConflict
 from app.runs.runner import JobRunner
 from app.studies.store import StudyStore
-from app.studies.views import cli_study_ended, study_runs
+from app.studies.views import cli_study_ended, resume_command, study_runs
 from entrodrop.runfolder import ACTIVE
 
 
@@ -22,9 +22,9 @@ def cancel_study(runner: JobRunner, store: StudyStore, study_id: str) -> int:
     if cli_study_ended(store, record):
         raise StudyConflict(
             f"study {study_id} is not running: the `entrodrop study` process that ran it has "
-            f"ended (continue it with `entrodrop study --resume {store.root / study_id}`)"
+            f"ended (continue it with `{resume_command(store, study_id)}`)"
         )
-    runs = study_runs(runner, store, record)
+    runs = study_runs(runner, record, ended=False)
     active = [r for r in runs if r["status"] in ACTIVE and r["page"] is not None]
     if not active and any(r["status"] in ACTIVE for r in runs):
         raise StudyConflict(
@@ -51,9 +51,10 @@ def delete_study(runner: JobRunner, store: StudyStore, study_id: str, with_runs:
     `entrodrop study` process has ended (nothing will start them).
     """
     record = store.get(study_id)
-    runs = study_runs(runner, store, record)
+    ended = cli_study_ended(store, record)
+    runs = study_runs(runner, record, ended)
     # An ended CLI study's queued runs wait for a --resume that may never come: not busy.
-    busy = [] if cli_study_ended(store, record) else [r for r in runs if r["status"] in ACTIVE]
+    busy = [] if ended else [r for r in runs if r["status"] in ACTIVE]
     if busy and not any(r["page"] for r in busy):
         raise StudyConflict(
             f"study {study_id} is being run by `entrodrop study`: stop it where it runs first"

@@ -60,12 +60,15 @@ def cli_study_ended(store: StudyStore, record: dict[str, Any]) -> bool:
     return not StudyFolder(store.root / record["id"]).is_running()
 
 
-def study_runs(
-    runner: JobRunner, store: StudyStore, record: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """The study's runs with their live status from the runs table (or the file's, for a CLI study)."""
+def resume_command(store: StudyStore, study_id: str) -> str:
+    """What continues a CLI study no process runs any more (the server cannot)."""
+    return f"entrodrop study --resume {store.root / study_id}"
+
+
+def study_runs(runner: JobRunner, record: dict[str, Any], ended: bool) -> list[dict[str, Any]]:
+    """The study's runs with their live status from the runs table (or the file's, for a CLI
+    study; `ended`: cli_study_ended, probed once per request by the caller)."""
     server = record.get("managed_by") == MANAGED_BY
-    ended = cli_study_ended(store, record)
     out = []
     for entry in record["runs"]:
         run = runner.storage.get_run(entry["id"])
@@ -110,18 +113,17 @@ def _counts(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def study_item(
-    store: StudyStore, record: dict[str, Any], runs: list[dict[str, Any]]
+    store: StudyStore, record: dict[str, Any], runs: list[dict[str, Any]], ended: bool
 ) -> dict[str, Any]:
-    """A study as the list shows it, given its runs (study_runs)."""
+    """A study as the list shows it, given its runs (study_runs) and whether it has ended."""
     config = record["config"]
-    ended = cli_study_ended(store, record)
     status = study_status((r["status"] for r in runs), ended=ended)
     return {
         "id": record["id"],
         "name": record["name"],
         "status": status,
-        # How to finish a CLI study no process runs (cut off or stopped): the server cannot.
-        "resume": f"entrodrop study --resume {store.root / record['id']}"
+        # How to finish a CLI study no process runs (cut off or stopped).
+        "resume": resume_command(store, record["id"])
         if ended and any(r["status"] != "succeeded" for r in runs)
         else None,
         "created_at": record.get("created_at"),
@@ -133,10 +135,15 @@ def study_item(
     }
 
 
+def _listed(runner: JobRunner, store: StudyStore, record: dict[str, Any]) -> dict[str, Any]:
+    ended = cli_study_ended(store, record)
+    return study_item(store, record, study_runs(runner, record, ended), ended)
+
+
 def studies_list(runner: JobRunner, store: StudyStore) -> dict[str, Any]:
     """GET /api/studies and /studies: every study, newest first."""
     return {
-        "studies": [study_item(store, r, study_runs(runner, store, r)) for r in store.records()],
+        "studies": [_listed(runner, store, r) for r in store.records()],
         "facts": study_facts(),
     }
 
@@ -172,9 +179,10 @@ def study_results_data(
 def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[str, Any]:
     """GET /api/studies/{id} and /studies/{id}: runs, summary, paired, readings, curves."""
     record = store.get(study_id)
-    runs = study_runs(runner, store, record)
+    ended = cli_study_ended(store, record)
+    runs = study_runs(runner, record, ended)
     return {
-        **study_item(store, record, runs),
+        **study_item(store, record, runs, ended),
         "config": record["config"],
         "runs": runs,
         **study_results_data(runner, record, runs),
@@ -186,4 +194,5 @@ def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[st
 def study_csv(runner: JobRunner, store: StudyStore, study_id: str) -> str:
     """The summary and paired tables as one tidy CSV (entrodrop.studies.results's columns)."""
     record = store.get(study_id)
-    return results_csv(study_results_data(runner, record, study_runs(runner, store, record)))
+    runs = study_runs(runner, record, cli_study_ended(store, record))
+    return results_csv(study_results_data(runner, record, runs))
