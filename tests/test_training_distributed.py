@@ -80,3 +80,22 @@ def test_two_cpu_processes_train_and_write_once(
     # The pre-pass ran once (main process first, the other read the cache): one file per set.
     assert len(list((entrodrop_home / "cache" / "reference").glob("*.safetensors"))) == 2
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "succeeded"
+
+
+def test_end_process_group_tears_down_the_group_and_is_a_no_op_without_one(tmp_path: Path) -> None:
+    """main() ends the group itself: left to the interpreter's exit, gloo can abort a process
+    whose run succeeded (SIGABRT, "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    from entrodrop.training.run import end_process_group
+
+    end_process_group()  # no group: nothing to do, no error
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        end_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -507,6 +507,19 @@ def _finish(
 # ---------------------------------------------------------------- command line
 
 
+def end_process_group() -> None:
+    """Tear torch.distributed down while the interpreter is whole, once training has ended here.
+
+    Left to the interpreter's exit, gloo's worker threads can outlive the objects they hold and
+    abort the process ("terminate called without an active exception", SIGABRT) after a run that
+    succeeded: the launcher then reports the run failed. A no-op in a single process. No barrier
+    first: every collective of the run is behind each process that gets here, and a process
+    cancelled before the first step gets here alone.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # local: waits on no other process
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m entrodrop.training.run",
@@ -529,8 +542,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = train(config, ns.run_dir, progress=ns.progress, resume=ns.resume)
     except TrainingFailed as exc:
+        # No teardown here: another process may be stuck in a collective the teardown would
+        # wait on; the launcher ends the others when this one exits non-zero.
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    end_process_group()
     if folder.writer:
         print(
             f"{summary['status']}: {summary.get('steps', 0)} steps, final eval loss "
