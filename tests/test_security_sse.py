@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from waiting import PATIENCE_S
 
 from app.runs import events
 from app.runs.storage import RunRecord, Storage
@@ -48,7 +49,7 @@ def live_server(home: Path, port: int) -> Iterator[str]:
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180  # a safety net: it returns once health answers
+        deadline = time.monotonic() + PATIENCE_S  # a safety net: it returns once health answers
         while True:
             assert proc.poll() is None, "the server exited"
             assert time.monotonic() < deadline, "the server did not start"
@@ -60,7 +61,7 @@ def live_server(home: Path, port: int) -> Iterator[str]:
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=120)
+        proc.wait(timeout=PATIENCE_S)
 
 
 def _running_run(home: Path) -> str:
@@ -105,14 +106,14 @@ async def _watch(client: httpx.AsyncClient, url: str, opened: asyncio.Queue[int]
 
 async def _flood(base: str, run_id: str) -> tuple[float, float, httpx.Response]:
     limits = httpx.Limits(max_connections=STREAMS + 20, max_keepalive_connections=STREAMS + 20)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=PATIENCE_S) as client:
         idle = await _health_p95(client)
         opened: asyncio.Queue[int] = asyncio.Queue()
         url = f"/api/runs/{run_id}/events"
         tasks = [asyncio.create_task(_watch(client, url, opened)) for _ in range(STREAMS)]
         live = 0
         while live < STREAMS:  # every stream answered 200 and sent its first status event
-            code = await asyncio.wait_for(opened.get(), timeout=120)
+            code = await asyncio.wait_for(opened.get(), timeout=PATIENCE_S)
             assert code in (0, 200), f"a stream was refused: {code}"
             live += code == 0
         extra = await client.get(url)  # one more than the cap

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from browser_utils import browser_page, live_server, screenshot
 from PIL import Image
-from waiting import PATIENCE_S
+from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
 from app.score_job import ScoreJob
@@ -68,7 +68,7 @@ def page(server: str) -> Iterator[Any]:
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.goto(server + "/")
         tab.wait_for_function(
-            "document.getElementById('model-status').dataset.state === 'ready'", timeout=30_000
+            "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
         )
         yield tab
     assert not errors, errors
@@ -78,14 +78,14 @@ def score_text(page: Any, text: str) -> None:
     before = page.evaluate("window.EntroInspect.state.renderCount")
     page.fill("#text", text)
     page.click("#score-btn")
-    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=30_000)
+    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=PATIENCE_MS)
 
 
 def wait_status(page: Any, needle: str) -> None:
     page.wait_for_function(
         "(s) => document.getElementById('score-status').textContent.includes(s)",
         arg=needle,
-        timeout=30_000,
+        timeout=PATIENCE_MS,
     )
 
 
@@ -168,7 +168,7 @@ def test_url_state_round_trip(page: Any, server: str) -> None:
     assert "Link copied: it reopens" in page.inner_text("#share-note")
     page.goto("about:blank")
     page.goto(link)  # as whoever receives the link
-    page.wait_for_function("window.EntroInspect.state.renderCount > 0", timeout=30_000)
+    page.wait_for_function("window.EntroInspect.state.renderCount > 0", timeout=PATIENCE_MS)
     assert page.input_value("#text") == TEXT
     assert page.input_value("#colour") == "surprisal"
     assert page.input_value("#scale") == "fixed"

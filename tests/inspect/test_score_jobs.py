@@ -209,7 +209,9 @@ def test_disconnected_clients_free_the_worker(
         result: dict[str, Any] = {}
         c = threading.Thread(
             target=lambda: result.update(
-                httpx.post(url + "/api/score", json={"text": "the next one"}, timeout=60).json()
+                httpx.post(
+                    url + "/api/score", json={"text": "the next one"}, timeout=PATIENCE_S
+                ).json()
             )
         )
         c.start()

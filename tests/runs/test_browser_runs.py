@@ -87,13 +87,13 @@ def _fake_app(entrodrop_home: Path, tmp_path: Path) -> Any:
 
 def _launch(url: str, seed: int | None = None, **extra: Any) -> str:
     body = {"seed": seed, **extra} if seed is not None else extra
-    res = httpx.post(f"{url}/api/runs", json=body, timeout=30)
+    res = httpx.post(f"{url}/api/runs", json=body, timeout=PATIENCE_S)
     assert res.status_code == 201, res.text
     return str(res.json()["id"])
 
 
 def _run(url: str, run_id: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{url}/api/runs/{run_id}", timeout=30).json())
+    return dict(httpx.get(f"{url}/api/runs/{run_id}", timeout=PATIENCE_S).json())
 
 
 def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_pat
         page.uncheck("#earlier-attempts")
         page.click("#cancel-run")
         page.locator('#run-status .badge[data-status="cancelled"]').wait_for()
-        rows = httpx.get(f"{url}/api/runs/{run_id}/metrics", timeout=30).json()
+        rows = httpx.get(f"{url}/api/runs/{run_id}/metrics", timeout=PATIENCE_S).json()
         assert {r["attempt"] for r in rows} == {2} and first_points > 0
         screenshot(page, "runs_detail_restart")
 
@@ -156,7 +156,7 @@ def test_cancel_restart_attempts_rename_and_delete(entrodrop_home: Path, tmp_pat
         page.wait_for_url(f"{url}/runs")
         assert any("cannot be undone" in d for d in dialogs)
         assert not (entrodrop_home / "runs" / run_id).exists()
-        assert httpx.get(f"{url}/api/runs/{run_id}", timeout=30).status_code == 404
+        assert httpx.get(f"{url}/api/runs/{run_id}", timeout=PATIENCE_S).status_code == 404
         assert not errors, errors
 
 
@@ -167,7 +167,7 @@ def test_resume_offered_only_with_a_checkpoint(entrodrop_home: Path, tmp_path: P
         wait_sync(
             lambda: _run(url, run_id)["checkpoint"] == "checkpoint-3", PATIENCE_S, "a checkpoint"
         )
-        httpx.post(f"{url}/api/runs/{run_id}/cancel", timeout=30)
+        httpx.post(f"{url}/api/runs/{run_id}/cancel", timeout=PATIENCE_S)
         wait_sync(lambda: _run(url, run_id)["status"] == "cancelled", PATIENCE_S, "the cancel")
         page.goto(f"{url}/runs/{run_id}")
         assert page.is_visible("#resume-run") and not page.is_visible("#restart-run")
@@ -175,7 +175,7 @@ def test_resume_offered_only_with_a_checkpoint(entrodrop_home: Path, tmp_path: P
         page.click("#resume-run")
         page.locator('#run-status .badge[data-status="running"]').wait_for()
         wait_sync(lambda: _run(url, run_id)["step"] > 4, PATIENCE_S, "steps after the checkpoint")
-        httpx.post(f"{url}/api/runs/{run_id}/cancel", timeout=30)
+        httpx.post(f"{url}/api/runs/{run_id}/cancel", timeout=PATIENCE_S)
         page.locator('#run-status .badge[data-status="cancelled"]').wait_for()
         # The resumed attempt's curve is whole: one point per step from step 1.
         page.wait_for_function("document.querySelector('#chart-train').dataset.attempts === '2'")
@@ -193,7 +193,7 @@ def test_list_filters_sorts_compares_and_fits_a_phone(entrodrop_home: Path, tmp_
             wait_sync(
                 lambda r=run_id: _run(url, r)["status"] == "succeeded", PATIENCE_S, "fake runs"
             )
-        httpx.patch(f"{url}/api/runs/{ids[1]}", json={"tags": ["baseline"]}, timeout=30)
+        httpx.patch(f"{url}/api/runs/{ids[1]}", json={"tags": ["baseline"]}, timeout=PATIENCE_S)
         page.goto(f"{url}/runs")
         rows = page.locator("tr[data-run-id]:visible")
         assert rows.count() == 3
@@ -274,7 +274,7 @@ def test_api_docs_load_with_no_request_to_another_host(entrodrop_home: Path) -> 
         page.locator(".opblock-summary-path", has_text="/api/runs/{run_id}").first.wait_for()
         screenshot(page, "api_docs")
         page.goto(f"{url}/redoc")
-        page.locator("h1", has_text="EntroDrop Studio").wait_for(timeout=60_000)
+        page.locator("h1", has_text="EntroDrop Studio").wait_for(timeout=PATIENCE_MS)
         page.wait_for_load_state("networkidle")
         assert hosts == {"127.0.0.1"} and not blocked, (hosts, blocked)
 
@@ -345,7 +345,7 @@ def test_each_chart_exports_its_points_as_csv_and_png(entrodrop_home: Path, tmp_
         assert csv_file.suggested_filename == f"{run_id}-train.csv"
         lines = Path(csv_file.path()).read_text().splitlines()
         assert lines[0] == "series,step,value"
-        metrics = httpx.get(f"{url}/api/runs/{run_id}/metrics", timeout=30).json()
+        metrics = httpx.get(f"{url}/api/runs/{run_id}/metrics", timeout=PATIENCE_S).json()
         want = [
             f"{METRIC_LABELS['train/loss']},{m['step']},{m['value']:g}"
             for m in metrics

@@ -178,7 +178,7 @@ def test_server_killed_mid_run_then_resume(
     # After the first checkpoint (step 3) 9 steps and 3 evaluations are left: the test freezes
     # the child long before they are done (fewer steps than the 30 this took, same margin).
     body = tiny_run(tiny_model_dir, max_steps=12)
-    run_id = httpx.post(url + "/api/runs", json=body, timeout=30).json()["id"]
+    run_id = httpx.post(url + "/api/runs", json=body, timeout=PATIENCE_S).json()["id"]
     run_dir = entrodrop_home / "runs" / run_id
     wait_sync(lambda: rf.checkpoints(run_dir), PATIENCE_S, "a first checkpoint")
     child = (rf.read_status(run_dir) or {})["pid"]
@@ -259,11 +259,14 @@ def test_50_concurrent_scores_are_answered_or_refused(
             assert int(r.headers["Retry-After"]) >= 1 and "try again" in r.json()["detail"]
         assert peak[0] <= queue + 1  # memory stays bounded: one running + `queue` waiting
         assert service.status()["queue"]["pending"] == 0
-        assert httpx.post(url + "/api/score", json={"text": "after"}, timeout=30).status_code == 200
+        assert (
+            httpx.post(url + "/api/score", json={"text": "after"}, timeout=PATIENCE_S).status_code
+            == 200
+        )
 
 
 async def _flood(url: str, text: str, n: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=n)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=PATIENCE_S, limits=limits) as client:
         calls = [client.post("/api/score", json={"text": text, "top_k": 5}) for _ in range(n)]
         return list(await asyncio.gather(*calls))

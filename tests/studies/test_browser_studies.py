@@ -16,7 +16,7 @@ from browser_utils import (
     screenshot,
 )
 from runs_helpers import wait_sync, write_fake_child
-from waiting import PATIENCE_S
+from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
 from app.settings import Settings
@@ -47,8 +47,8 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
         page.locator("#run-count").filter(has_text="4 runs will be queued").wait_for()
 
         page.click("#launch")
-        page.wait_for_url("**/studies/s*", timeout=30_000)
-        page.locator('#study-status .badge[data-status="succeeded"]').wait_for(timeout=540_000)
+        page.wait_for_url("**/studies/s*", timeout=PATIENCE_MS)
+        page.locator('#study-status .badge[data-status="succeeded"]').wait_for(timeout=PATIENCE_MS)
         # Columns in the outcomes' own order (the page's facts), the final held-out loss first.
         assert (
             page.locator("#summary-table thead th").nth(2).text_content() == "final held-out loss"
@@ -85,12 +85,12 @@ def test_studies_pages_fit_a_phone(entrodrop_home: Path, tmp_path: Path) -> None
     with live_server(app) as url, browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        res = httpx.post(f"{url}/api/studies", json=body, timeout=30)
+        res = httpx.post(f"{url}/api/studies", json=body, timeout=PATIENCE_S)
         assert res.status_code == 201, res.text
         study_id = res.json()["id"]
         wait_sync(
             lambda: (
-                httpx.get(f"{url}/api/studies/{study_id}", timeout=30).json()["status"]
+                httpx.get(f"{url}/api/studies/{study_id}", timeout=PATIENCE_S).json()["status"]
                 == "succeeded"
             ),
             PATIENCE_S,
