@@ -150,7 +150,7 @@ def training_run(config: Any, run_dir: Path) -> dict[str, Any]:
 
 def launched_run(config: Any, run_dir: Path, processes: int, fsdp: bool) -> dict[str, Any]:
     """A run under accelerate launch with the dashboard's own argv (DDP, or FSDP)."""
-    from app.runs.process import Launcher, child_argv
+    from entrodrop.launch import Launcher, child_argv
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.model_dump_json())

@@ -198,7 +198,7 @@ def train(
 
     from entrodrop.config import with_preset
     from entrodrop.paths import runs_dir
-    from entrodrop.runfolder import CONFIG, new_run_id
+    from entrodrop.runfolder import RunFolder, new_run_id
 
     raw = _read_json_object(config) if config is not None else {}
     try:
@@ -212,8 +212,7 @@ def train(
     _set_threads(threads)
     if run_dir is None:
         run_dir = runs_dir() / new_run_id()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG).write_text(cfg.model_dump_json(indent=2))
+    RunFolder(run_dir).write_config(cfg)
     typer.echo(f"run folder: {run_dir}")
     from entrodrop.training.run import TrainingFailed
     from entrodrop.training.run import train as run_training
@@ -230,6 +229,45 @@ def train(
     if status != "succeeded":
         _fail(f"run {status}: {summary.get('error') or 'see ' + str(run_dir / 'log.txt')}")
     _print_summary(summary)
+
+
+def _study_folder(config: Path | None, resume: Path | None, runs_dir: Path | None) -> Any:
+    """The study to run: a new one from --config, or the folder --resume names."""
+    from pydantic import ValidationError
+
+    from entrodrop.studies.config import StudyConfig
+    from entrodrop.studies.folder import StudyFolder
+    from entrodrop.studies.local import create_study
+
+    if (config is None) == (resume is None):
+        _fail("give either --config or --resume")
+    if config is not None:
+        try:
+            spec = StudyConfig.model_validate(_read_json_object(config))
+        except ValidationError as exc:
+            _invalid("study config", exc)
+        return create_study(spec, runs_dir)
+    assert resume is not None
+    folder = StudyFolder(resume)
+    if not folder.study_path.is_file():
+        _fail(f"{resume} is not a study folder (no study.json)")
+    return folder
+
+
+def _study_launcher(processes: int, fsdp: bool) -> Any:
+    """Each run's launcher: one process, or `accelerate launch` with N (FSDP: on GPUs)."""
+    from pydantic import ValidationError
+
+    from entrodrop.launch import Launcher, launcher_problem
+
+    kind = "accelerate" if processes > 1 or fsdp else "single"
+    try:
+        launcher = Launcher(kind=kind, num_processes=processes, fsdp=fsdp)
+    except ValidationError as exc:
+        _invalid("launcher", exc)
+    if (problem := launcher_problem(launcher)) is not None:
+        _fail(problem)
+    return launcher
 
 
 @app.command()
@@ -256,33 +294,27 @@ def study(
             "(2 one-thread lanes suit a 2-core CPU).",
         ),
     ] = 1,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Processes per run: more than 1 trains under `accelerate launch`."
+        ),
+    ] = 1,
+    fsdp: Annotated[
+        bool, typer.Option(help="Shard each run's model over its GPUs (FSDP).")
+    ] = False,
 ) -> None:
     """Run a study (every variant with every seed) here, --workers runs at a time; print the table."""
     import os
 
-    from pydantic import ValidationError
-
-    from entrodrop.studies.config import StudyConfig
-    from entrodrop.studies.folder import StudyBusy, StudyFolder
-    from entrodrop.studies.local import create_study, run_study
+    from entrodrop.studies.folder import StudyBusy
+    from entrodrop.studies.local import run_study
     from entrodrop.studies.reading import tables
 
-    if (config is None) == (resume is None):
-        _fail("give either --config or --resume")
     if home is not None:
         os.environ["ENTRODROP_HOME"] = str(home)  # the runs' caches follow the home folder too
-    if config is not None:
-        try:
-            spec = StudyConfig.model_validate(_read_json_object(config))
-        except ValidationError as exc:
-            _invalid("study config", exc)
-        folder = create_study(spec, runs_dir)
-    else:
-        assert resume is not None
-        folder = StudyFolder(resume)
-        if not folder.study_path.is_file():
-            _fail(f"{resume} is not a study folder (no study.json)")
-    _set_threads(threads)
+    launcher = _study_launcher(processes, fsdp)
+    folder = _study_folder(config, resume, runs_dir)
     typer.echo(f"study folder: {folder.path}")
 
     def report(run: dict[str, Any]) -> None:
@@ -290,17 +322,21 @@ def study(
             typer.secho(f"run {run['id']} failed: {run['error']}", fg="red", err=True)
 
     try:
-        result = run_study(
-            folder, progress=True, on_run_end=report, workers=workers, threads=threads
-        )
+        result = run_study(folder, True, report, workers, threads, launcher=launcher)
     except StudyBusy as exc:
         _fail(str(exc))
     typer.echo(tables(result))
-    record = folder.read()
-    typer.echo(f"study {record['status']}: {folder.summary_path}, {folder.csv_path}")
-    if record["status"] == "cancelled":
+    _study_ending(folder)
+
+
+def _study_ending(folder: Any) -> None:
+    """The study's final status line; unfinished runs: the --resume command; partial or failed:
+    exit code 1."""
+    status = folder.read()["status"]
+    typer.echo(f"study {status}: {folder.summary_path}, {folder.csv_path}")
+    if status == "interrupted":
         typer.secho(f"continue with: entrodrop study --resume {folder.path}", fg="yellow")
-    elif record["status"] != "succeeded":
+    elif status != "succeeded":
         raise typer.Exit(code=1)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,15 +21,10 @@ Method = Literal[
     "label_smoothing",
     "neftune",
 ]
-METHODS: tuple[str, ...] = (
-    "none",
-    "entrodrop",
-    "random",
-    "weight_decay",
-    "hidden_dropout",
-    "label_smoothing",
-    "neftune",
-)
+METHODS: tuple[Method, ...] = get_args(Method)
+# The methods that drop tokens (the others leave every token in): the schedule applies to these.
+DropMethod = Literal["entrodrop", "random"]
+DROPPING_METHODS: tuple[DropMethod, ...] = get_args(DropMethod)
 
 
 MODULE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,199}$")
@@ -280,9 +275,6 @@ def effective_batch_text(config: RunConfig, processes: int = 1) -> str:
         f"({config.batch_size} x {config.grad_accum} accumulation x {max(1, processes)} processes)"
     )
 
-
-# The methods that drop tokens (the others leave every token in): the schedule applies to these.
-DROPPING_METHODS: tuple[str, ...] = ("entrodrop", "random")
 
 # What each method does, in a few words (form, CLI help, docs).
 METHOD_HELP: dict[str, str] = {

@@ -189,8 +189,20 @@ def _write_machine_file(path: Path, data: dict[str, Any]) -> None:
         log.warning("cannot remember the bf16 probe in %s: %s", path, exc)
 
 
+# What this process decided, per CPU: every model it loads runs in the same precision, even if
+# another home's machine.json (or none) is seen later. The probe is noisy near its threshold, and
+# two checkpoints of one comparison scored in different precisions differ by ~1e-3 nats.
+_DECIDED: dict[str, float] = {}
+
+
 def remembered_speedup(facts: CpuFacts) -> float:
     """The bf16 probe's speed-up on this machine, measured once and kept in <home>/machine.json."""
+    if facts.key() not in _DECIDED:
+        _DECIDED[facts.key()] = _home_speedup(facts)
+    return _DECIDED[facts.key()]
+
+
+def _home_speedup(facts: CpuFacts) -> float:
     path = home_dir() / MACHINE_FILE
     data = _read_machine_file(path)
     entry = data.get(facts.key())

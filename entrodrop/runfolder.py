@@ -66,6 +66,16 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
+# Ours, one per process in each checkpoint of a run that drops tokens: the drop generator's state
+# (and the online input mode's entropy memory). Written with the weights, before the Trainer's
+# trainer_state.json, so a checkpoint that counts as complete always holds it.
+DROP_STATE = "entrodrop_state_{rank}.safetensors"
+
+
+def drop_state_path(checkpoint: Path, rank: int) -> Path:
+    """Where process `rank` keeps its drop state in a checkpoint folder."""
+    return checkpoint / DROP_STATE.format(rank=rank)
+
 
 # ---------------------------------------------------------------- statuses
 
@@ -126,7 +136,8 @@ def has_weights(path: Path) -> bool:
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint-<step>/ with weights (or an adapter) and the trainer state (written last)."""
+    """A checkpoint-<step>/ with weights (or an adapter) and the trainer state (written last:
+    after the weights, the optimizer and our drop state, so everything resume needs is there)."""
     return _step(path) is not None and (path / TRAINER_STATE).is_file() and has_weights(path)
 
 
@@ -288,6 +299,10 @@ class RunFolder:
 
     def read_config(self) -> RunConfig:
         return RunConfig.model_validate_json(self.config_path.read_text(encoding="utf-8"))
+
+    def write_config(self, config: RunConfig) -> None:
+        """config.json, the launcher's one write, atomically (the folder is created if needed)."""
+        write_text_atomic(self.config_path, config.model_dump_json(indent=2) + "\n")
 
     # ---------------------------------------------------------------- status.json
 

@@ -17,10 +17,10 @@ from browser_utils import browser_page, live_server
 from waiting import PATIENCE_MS
 
 from app.main import create_app
-from app.runs.process import Launcher
 from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop.config import RunConfig
+from entrodrop.launch import Launcher
 
 REPO = Path(__file__).resolve().parent.parent
 MARK = "xss-fired"  # any payload that runs logs this and sets window.__xss

@@ -17,12 +17,12 @@ from pydantic import ValidationError
 
 import entrodrop
 from app.main import create_app
-from app.runs.process import FSDP_FLAGS, Launcher, child_argv, headless_commands
 from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop import runfolder as rf
 from entrodrop.adapters import AdapterUnavailable, base_weights, check_adapter, wrap_with_adapter
 from entrodrop.config import AdapterConfig, RunConfig, effective_batch, effective_batch_text
+from entrodrop.launch import FSDP_FLAGS, Launcher, child_argv, headless_commands
 from entrodrop.training.baselines import apply_hidden_dropout
 from entrodrop.training.reference import forward_token_stats
 from entrodrop.training.run import TrainingFailed, train

@@ -33,6 +33,7 @@ class Probe:
 def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
     fake = Probe()
     monkeypatch.setattr(precision, "probe_bf16_speedup", fake)
+    monkeypatch.setattr(precision, "_DECIDED", {})  # a fresh process for each test
     return fake
 
 
@@ -63,6 +64,21 @@ def test_native_bf16_cpu_uses_autocast_and_remembers_the_probe(
     assert entry["bf16_speedup"] == 2.5 and entry["capability"] == "AVX512"
     assert choose_precision(CPU).name == "bfloat16"
     assert probe.runs == 1  # the second choice read machine.json
+
+
+def test_one_process_keeps_its_choice_across_homes(
+    monkeypatch: pytest.MonkeyPatch, probe: Probe, tmp_path: Path
+) -> None:
+    """Two models loaded by one process (a checkpoint comparison) run in the same precision,
+    even when the second load sees another home whose probe would have said otherwise."""
+    _machine(monkeypatch, BF16)
+    assert choose_precision(CPU).name == "bfloat16"
+    other = tmp_path / "other-home"
+    other.mkdir()
+    (other / precision.MACHINE_FILE).write_text(json.dumps({BF16.key(): {"bf16_speedup": 0.4}}))
+    monkeypatch.setenv("ENTRODROP_HOME", str(other))
+    assert choose_precision(CPU).name == "bfloat16"
+    assert probe.runs == 1
 
 
 def test_a_slow_bf16_probe_keeps_float32(monkeypatch: pytest.MonkeyPatch, probe: Probe) -> None:

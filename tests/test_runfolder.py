@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -20,11 +21,11 @@ import entrodrop
 from app.inspect.data import list_checkpoints
 from app.main import create_app
 from app.model_service import ModelService
-from app.runs.process import Launcher
 from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
+from entrodrop.launch import Launcher
 from entrodrop.runfolder import RunFolder
 
 # ---------------------------------------------------------------- run ids
@@ -245,7 +246,7 @@ def test_resume_continues_from_the_last_whole_checkpoint(
         shutil.rmtree(run_dir / rf.MODEL)
         last = rf.checkpoint_dir(run_dir, 4)
         (last / rf.TRAINER_STATE).unlink()
-        (last / "entrodrop_state_0.safetensors").unlink()  # on_save comes after the Trainer's save
+        rf.drop_state_path(last, 0).unlink()
         weights = last / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
         assert rf.latest_checkpoint(run_dir) == rf.checkpoint_dir(run_dir, 2)
@@ -261,4 +262,77 @@ def test_resume_continues_from_the_last_whole_checkpoint(
     assert max(counts.values()) == 1  # steps 3-4 logged once, by the resumed attempt
     assert {r["step"] for r in rows if r["name"] == "eval/loss"} == {0, 2, 4}  # 0: the start
     assert rf.is_complete_checkpoint(last)  # saved anew, whole, with the drop generator's state
-    assert (last / "entrodrop_state_0.safetensors").is_file()
+    assert rf.drop_state_path(last, 0).is_file()
+
+
+# A training process that dies (os._exit: no clean-up, as a kill) at one point of saving
+# checkpoint-4: inside the drop-state write, or between it and the Trainer's trainer_state.json.
+KILL_SCRIPT = """
+import os, sys
+from pathlib import Path
+import safetensors.torch
+import transformers.trainer_callback as tc
+from entrodrop.config import RunConfig
+from entrodrop.training.run import train
+
+where, run_dir, config = sys.argv[1], Path(sys.argv[2]), RunConfig.model_validate_json(sys.argv[3])
+real_save_file, real_save_state = safetensors.torch.save_file, tc.TrainerState.save_to_json
+
+def save_file(tensors, path, *args, **kwargs):
+    if where == "drop-state" and "checkpoint-4" in str(path) and "entrodrop_state" in str(path):
+        os._exit(9)
+    return real_save_file(tensors, path, *args, **kwargs)
+
+def save_to_json(self, path):
+    if where == "trainer-state" and "checkpoint-4" in str(path):
+        os._exit(9)
+    return real_save_state(self, path)
+
+safetensors.torch.save_file, tc.TrainerState.save_to_json = save_file, save_to_json
+train(config, run_dir)
+"""
+
+
+@pytest.mark.parametrize("where", ["drop-state", "trainer-state"])
+def test_a_kill_while_saving_never_leaves_a_complete_checkpoint_without_drop_state(
+    where: str, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """The drop state is part of a complete checkpoint: a process killed after it and before
+    trainer_state.json (or while writing it) leaves a checkpoint that resume passes over."""
+    import subprocess
+    import sys
+
+    from entrodrop.training.run import train
+
+    cfg = RunConfig(
+        model=str(tiny_model_dir), dataset=str(small_corpus), max_steps=6, seq_len=32, batch_size=4,
+        eval_every=2, max_train_tokens=2048, max_eval_tokens=256, method="random",
+        entrodrop={"entropy_source": "online", "drop_mode": "input", "schedule": "constant"},
+    )  # fmt: skip
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", KILL_SCRIPT, where, str(run_dir), cfg.model_dump_json()]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 9, done.stderr[-2000:]
+    half = rf.checkpoint_dir(run_dir, 4)
+    assert half.is_dir() and not (half / rf.TRAINER_STATE).exists()
+    assert rf.drop_state_path(half, 0).is_file() == (where == "trainer-state")
+    assert not rf.is_complete_checkpoint(half)
+    assert rf.latest_checkpoint(run_dir) == rf.checkpoint_dir(run_dir, 2)
+    for complete in rf.checkpoints(run_dir):
+        assert rf.drop_state_path(complete, 0).is_file()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resumed = train(cfg, run_dir, resume=True)
+        straight = train(cfg, tmp_path / "straight")
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed["status"] == straight["status"] == "succeeded"
+
+    def drops(folder: Path) -> list[tuple[int, float]]:
+        rows = RunFolder(folder).read_metrics()
+        return [(r["step"], r["value"]) for r in rows if r["name"] == "drop/fraction_realised"]
+
+    assert drops(run_dir) == drops(tmp_path / "straight")  # the generator continued exactly

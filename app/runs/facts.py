@@ -6,54 +6,41 @@ from __future__ import annotations
 from typing import Any
 
 from app.runs.runner import RESUMABLE
+from entrodrop import metrics as m
 from entrodrop.config import DROPPING_METHODS, METHODS
 from entrodrop.runfolder import ACTIVE, STATUSES
 
-# One label per metric the training process writes (DESIGN.md section 2): legends and tables.
-METRIC_LABELS: dict[str, str] = {
-    "train/loss": "train",
-    "eval/loss": "held-out: all tokens",
-    "eval/loss_low_entropy": "held-out: low-entropy",
-    "eval/loss_high_entropy": "held-out: high-entropy",
-    "general/loss": "general text",
-    "drop/rate_scheduled": "scheduled r(s)",
-    "drop/fraction_realised": "realised fraction",
-    "drop/entropy_dropped": "dropped tokens",
-    "drop/entropy_kept": "kept tokens",
-    "train/learning_rate": "learning rate",
-}
 # The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
 PANELS: list[dict[str, Any]] = [
-    {"id": "train", "title": "Training loss", "names": ["train/loss"], "log": True},
+    {"id": "train", "title": "Training loss", "names": [m.TRAIN_LOSS], "log": True},
     {
         "id": "eval",
         "title": "Held-out loss: overall, low- and high-entropy tokens",
-        "names": ["eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy"],
+        "names": [m.EVAL_LOSS, m.EVAL_LOSS_LOW, m.EVAL_LOSS_HIGH],
         "log": True,
     },
     {
         "id": "general",
         "title": "General-text loss (forgetting)",
-        "names": ["general/loss"],
+        "names": [m.GENERAL_LOSS],
         "log": True,
     },
     {
         "id": "drop",
-        "title": "Drop rate: scheduled r(s) and realised fraction",
-        "names": ["drop/rate_scheduled", "drop/fraction_realised"],
+        "title": "Drop rate: scheduled r(s) and realised fraction of trained tokens",
+        "names": [m.RATE_SCHEDULED, m.FRACTION_REALISED],
         "log": False,
     },
     {
         "id": "entropy",
         "title": "Mean entropy of dropped vs kept tokens (nats)",
-        "names": ["drop/entropy_dropped", "drop/entropy_kept"],
+        "names": [m.ENTROPY_DROPPED, m.ENTROPY_KEPT],
         "log": False,
     },
-    {"id": "lr", "title": "Learning rate", "names": ["train/learning_rate"], "log": False},
+    {"id": "lr", "title": "Learning rate", "names": [m.LEARNING_RATE], "log": False},
 ]
-COMPARE_METRICS = (
-    "eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss", "train/loss",
-)  # fmt: skip
+METRIC_LABELS: dict[str, str] = {name: m.label(name) for p in PANELS for name in p["names"]}
+COMPARE_METRICS = m.COMPARED
 # The x-axes a chart can use: each metric row has step, epoch and time; tokens = step × tokens/step.
 X_AXES: list[dict[str, str]] = [
     {"id": "step", "label": "step"},
@@ -80,6 +67,8 @@ def run_facts() -> dict[str, Any]:
         "methods": list(METHODS),
         "dropping_methods": list(DROPPING_METHODS),
         "metric_labels": METRIC_LABELS,
+        "metrics": m.vocabulary(),
+        "deterministic_metrics": list(m.DETERMINISTIC),
         "panels": PANELS,
         "drop_panels": list(DROP_PANELS),
         "compare_metrics": list(COMPARE_METRICS),

@@ -17,7 +17,6 @@ from app.deps import PreviewDep, RunnerDep, SettingsDep, StorageDep, TemplatesDe
 from app.errors import ErrorBody, FieldError, RequestInvalid, RunNotFound
 from app.runs import cost, events, views
 from app.runs.form import new_run_form
-from app.runs.process import headless_commands
 from app.runs.schemas import (
     MetricRow,
     RunCheck,
@@ -36,6 +35,7 @@ from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
 from app.runs.validate import RunRequest, check_queue_room, parse_request
 from entrodrop import runfolder as rf
 from entrodrop.data import DataError
+from entrodrop.launch import headless_commands
 from entrodrop.models import ModelLoadError
 
 router = APIRouter()

@@ -11,48 +11,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from app.errors import RunConflict, RunNotFound
 from app.runs import cost
-from app.runs.process import (
+from app.runs.storage import RunRecord, Storage
+from app.settings import Settings
+from entrodrop import launch
+from entrodrop import runfolder as rf
+from entrodrop.config import RunConfig
+from entrodrop.data import TEXT_BUDGET_ENV
+from entrodrop.launch import (
     DEFAULT_ENTRY,
     Launcher,
-    child_argv,
+    RunProcess,
     find_orphan,
     process_alive,
     signal_tree,
 )
-from app.runs.storage import RunRecord, Storage
-from app.settings import Settings
-from entrodrop import runfolder as rf
-from entrodrop.config import RunConfig
-from entrodrop.data import TEXT_BUDGET_ENV
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: children import this checkout
 RESUMABLE = ("interrupted", "cancelled", "failed")
 
 
 @dataclass
 class _Child:
-    """A training process this server started."""
+    """A training process this server started (entrodrop.launch) and what the server knows of it."""
 
-    proc: subprocess.Popen[bytes]
-    run_dir: Path
-    launched_at: float  # wall clock: status.json older than this is from an earlier attempt
-    kill_at: float | None = None  # SIGKILL deadline after a SIGTERM
+    process: RunProcess
     shutdown: bool = False  # stopped because the server stops: the run becomes `interrupted`
     status_mtime: float = 0.0
+
+    @property
+    def run_dir(self) -> Path:
+        return self.process.run_dir
+
+    @property
+    def launched_at(self) -> float:
+        return self.process.launched_at
 
 
 @dataclass
@@ -104,13 +106,13 @@ class JobRunner:
             self._task = None
         for child in self._children.values():
             child.shutdown = True
-            self._terminate(child.proc.pid, child.run_dir)
+            launch.request_stop(child.process.pid, child.run_dir)
         deadline = time.monotonic() + self.settings.cancel_grace_s
         while self._children and time.monotonic() < deadline:
             self._reap()
             await asyncio.sleep(0.1)
         for child in self._children.values():
-            signal_tree(child.proc.pid, signal.SIGKILL)
+            signal_tree(child.process.pid, signal.SIGKILL)
         while self._children:
             self._reap()
             await asyncio.sleep(0.05)
@@ -130,7 +132,7 @@ class JobRunner:
             run_id = rf.new_run_id()
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True)
-        (run_dir / rf.CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        rf.RunFolder(run_dir).write_config(config)
         now = time.time()
         record = RunRecord(
             id=run_id,
@@ -161,9 +163,8 @@ class JobRunner:
         elif run.status == "running":
             self.storage.update_run(run_id, cancel_requested=True)
             child = self._children.get(run_id)
-            if child is not None and child.kill_at is None:
-                self._terminate(child.proc.pid, child.run_dir)
-                child.kill_at = time.monotonic() + self.settings.cancel_grace_s
+            if child is not None:
+                child.process.stop(self.settings.cancel_grace_s)
         else:
             raise RunConflict(f"run {run_id} is {run.status}; only queued or running runs cancel")
         self._poke()
@@ -248,9 +249,7 @@ class JobRunner:
         for run_id, child in list(self._children.items()):
             self.storage.ingest_metrics(run_id, child.run_dir / rf.METRICS)
             self._mirror_status(run_id, child)
-            if child.kill_at is not None and now >= child.kill_at:
-                signal_tree(child.proc.pid, signal.SIGKILL)
-                child.kill_at = None
+            child.process.enforce(now)
         self._reap()
         for run_id, orphan in list(self._orphans.items()):
             if process_alive(orphan.pid, orphan.run_dir):
@@ -289,7 +288,7 @@ class JobRunner:
 
     def _reap(self) -> None:
         for run_id, child in list(self._children.items()):
-            code = child.proc.poll()
+            code = child.process.poll()
             if code is None:
                 continue
             del self._children[run_id]
@@ -300,19 +299,12 @@ class JobRunner:
 
     def _finish(self, run_id: str, child: _Child, code: int) -> None:
         run = self.get(run_id)
-        st = rf.read_status(child.run_dir, since=child.launched_at) or {}
-        final = st.get("status")
-        error: str | None = None
+        status, error = launch.outcome(child.run_dir, child.process, code)
         if child.shutdown:
             status = "interrupted"
             error = "the server stopped during this run; resume it to continue"
-        elif final == "succeeded" and code == 0:
-            status = "succeeded"
-        elif run.cancel_requested or final == "cancelled":
-            status = "cancelled"
-        else:
-            status = "failed"
-            error = self._failure_message(child.run_dir, st, code)
+        elif status == "failed" and run.cancel_requested:
+            status, error = "cancelled", None
         changes: dict[str, object] = {
             "status": status,
             "exit_code": code,
@@ -326,21 +318,6 @@ class JobRunner:
             cost.remember(self.settings.home, child.run_dir, run.config, processes)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
-
-    @staticmethod
-    def _failure_message(run_dir: Path, st: dict[str, object], code: int) -> str:
-        """The child's own message (status.json), else the last error line of its output."""
-        error = st.get("error") if isinstance(st.get("error"), str) else None
-        if not error and code != 0:
-            tail = rf.tail_lines(run_dir / rf.OUTPUT, 60) or rf.tail_lines(run_dir / rf.LOG, 60)
-            error = rf.error_from_lines(tail)
-        if code < 0:  # killed by a signal: say so first, it is the likelier cause
-            return f"{rf.describe_exit(code)}: {error}" if error else rf.describe_exit(code)
-        if error:
-            return str(error)
-        if code != 0:
-            return rf.describe_exit(code)
-        return "the training process exited without reporting a final status"
 
     def _launch_queued(self) -> None:
         slots = self.settings.max_concurrent_runs - len(self._children) - len(self._orphans)
@@ -356,37 +333,26 @@ class JobRunner:
 
     def _launch(self, run: RunRecord) -> None:
         run_dir = self.run_dir(run.id)
-        # A STOP file from an earlier attempt would stop this one at once.
-        (run_dir / rf.STOP).unlink(missing_ok=True)
         checkpoint = rf.latest_checkpoint(run_dir) if run.resume else None
-        resume = checkpoint is not None
         # The child continues from this checkpoint (the same one: the same discovery); the new
         # attempt's rows start as the old attempt's up to it. Without one it starts afresh.
         carry = rf.checkpoint_step(checkpoint) if checkpoint is not None else None
         attempt = self.storage.start_attempt(run.id, run_dir / rf.METRICS, carry)
-        argv = child_argv(run_dir, Launcher(**run.launcher), resume, self.entry)
-        launched_at = time.time()
         self.storage.update_run(
             run.id,
             status="running",
-            started_at=launched_at,
+            started_at=time.time(),
             pid=None,
             exit_code=None,
             error=None,
             cancel_requested=False,
         )
-        out: IO[bytes] = (run_dir / rf.OUTPUT).open("ab")
+        env = launch.child_env(
+            self.settings.home, {TEXT_BUDGET_ENV: str(self.settings.text_budget)}
+        )  # the child's dataset cap
         try:
-            out.write(f"{rf.ATTEMPT_HEADER}{attempt}: {' '.join(argv)}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=str(run_dir),
-                env=self._child_env(),
-                start_new_session=True,  # its own process group: signals reach all its workers
+            process = launch.start(
+                run_dir, Launcher(**run.launcher), checkpoint is not None, env, attempt, self.entry
             )
         except OSError as exc:
             self.storage.update_run(
@@ -396,28 +362,9 @@ class JobRunner:
                 finished_at=time.time(),
             )
             return
-        finally:
-            out.close()  # the child holds its own copy of the descriptor
-        self._children[run.id] = _Child(proc=proc, run_dir=run_dir, launched_at=launched_at)
-        self.storage.update_run(run.id, pid=proc.pid)
-        log.info("run %s started: pid %s", run.id, proc.pid)
-
-    def _child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["ENTRODROP_HOME"] = str(self.settings.home)  # run:<id> specs resolve in this home
-        env["PYTHONUNBUFFERED"] = "1"
-        env[TEXT_BUDGET_ENV] = str(self.settings.text_budget)  # the child's dataset cap
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        return env
-
-    def _terminate(self, pid: int, run_dir: Path) -> None:
-        # Both ways the contract offers: SIGTERM reaches a child that is still loading; the STOP
-        # file reaches every accelerate worker even if a launcher swallows the signal. Signal
-        # first: a child that saw STOP and is already exiting may have reset its handlers.
-        signal_tree(pid, signal.SIGTERM)
-        with contextlib.suppress(OSError):
-            (run_dir / rf.STOP).touch()
+        self._children[run.id] = _Child(process)
+        self.storage.update_run(run.id, pid=process.pid, started_at=process.launched_at)
+        log.info("run %s started: pid %s", run.id, process.pid)
 
     # ------------------------------------------------------------ recovery
 
@@ -441,7 +388,7 @@ class JobRunner:
             if pid is not None:
                 # Still training for a server that no longer watches it: stop it cleanly (it
                 # checkpoints); the new server cannot wait() on it, so it is polled by pid.
-                self._terminate(pid, run_dir)
+                launch.request_stop(pid, run_dir)
                 deadline = time.monotonic() + self.settings.cancel_grace_s
                 self._orphans[run.id] = _Orphan(pid=pid, run_dir=run_dir, kill_at=deadline)
             self.storage.update_run(run.id, **changes)

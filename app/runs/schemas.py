@@ -17,8 +17,8 @@ from app.runs.facts import (
     MAX_TAGS,
     TAG_PATTERN,
 )
-from app.runs.process import Launcher
 from entrodrop.config import PRESETS, RunConfig
+from entrodrop.launch import Launcher
 
 
 class RunCreate(RunConfig):

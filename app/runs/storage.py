@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from entrodrop.metrics import EVAL_LOSS
+
 SCHEMA_VERSION = 2
-EVAL_LOSS = "eval/loss"
 # Lines read per ingest call at most: a huge backlog is caught up over a few polls.
 MAX_INGEST_BYTES = 4 << 20
 

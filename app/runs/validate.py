@@ -12,7 +12,6 @@ from app import capacity
 from app.errors import AppError, FieldError, RequestInvalid
 from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
-from app.runs.process import Launcher, launcher_problem
 from app.runs.storage import Storage
 from app.settings import Settings
 from entrodrop.adapters import adapter_problem
@@ -25,6 +24,7 @@ from entrodrop.data import (
     is_builtin,
     uploads_dir,
 )
+from entrodrop.launch import Launcher, launcher_problem
 from entrodrop.models import check_local_checkpoint
 from entrodrop.runfolder import ADAPTER_CONFIG, is_run_id
 

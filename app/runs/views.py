@@ -14,7 +14,6 @@ from typing import Any
 from app.runs import cost
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
-from app.runs.process import Launcher, headless_commands
 from app.runs.runner import RESUMABLE, JobRunner
 from app.runs.storage import RunRecord
 from entrodrop import runfolder as rf
@@ -24,6 +23,7 @@ from entrodrop.config import (
     RunConfig,
     effective_batch_text,
 )
+from entrodrop.launch import Launcher, headless_commands
 
 MAX_COMPARE = 8
 

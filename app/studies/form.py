@@ -8,9 +8,8 @@ from typing import Any, get_args
 from app.runs.form import new_run_form
 from app.runs.storage import Storage
 from app.settings import Settings
-from entrodrop.config import METHOD_HELP, METHODS, DropMode, EntropySource
+from entrodrop.config import DROPPING_METHODS, METHOD_HELP, METHODS, DropMode, EntropySource
 from entrodrop.studies.config import (
-    DROP_METHODS,
     MAX_SEEDS,
     MAX_VARIANTS,
     SHARED_FIELDS,
@@ -28,7 +27,7 @@ def variant_choices() -> list[dict[str, Any]]:
 
     Each item's label is the one the study will give it (StudyConfig's own naming).
     """
-    specs: list[Any] = [m for m in METHODS if m not in DROP_METHODS]
+    specs: list[Any] = [m for m in METHODS if m not in DROPPING_METHODS]
     specs += [
         {"method": "entrodrop", "entrodrop": {"entropy_source": src, "drop_mode": mode}}
         for src in get_args(EntropySource)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.studies.status import STUDY_STATUSES
+from entrodrop.studies.status import STUDY_STATUSES
 
 
 class _Open(BaseModel):
@@ -62,7 +62,7 @@ class StudyPublic(_Open):
     id: str
     name: str
     status: str = Field(
-        description=", ".join(STUDY_STATUSES) + " (app.studies.status says what each means)"
+        description=", ".join(STUDY_STATUSES) + " (entrodrop.studies.status says what each means)"
     )
     resume: str | None = Field(
         description="for a study `entrodrop study` ran whose process has ended with runs not "

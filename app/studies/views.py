@@ -7,7 +7,6 @@ from typing import Any
 
 from app.runs.facts import METRIC_LABELS
 from app.runs.runner import JobRunner
-from app.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
 from app.studies.store import MANAGED_BY, StudyStore
 from entrodrop.runfolder import ACTIVE, SUMMARY, RunFolder, read_json, read_status
 from entrodrop.studies.config import StudyConfig
@@ -16,6 +15,7 @@ from entrodrop.studies.folder import StudyFolder
 from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES, run_outcomes
 from entrodrop.studies.results import results_csv, study_results
 from entrodrop.studies.stats import RunKey
+from entrodrop.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
 
 # The study page's plots: one curve per variant (mean over seeds, 95% band) per panel.
 CURVE_PANELS: list[dict[str, Any]] = [

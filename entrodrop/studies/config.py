@@ -44,7 +44,6 @@ SHARED_FIELDS = frozenset(
         "save_model",
     }
 )
-DROP_METHODS = ("entrodrop", "random")
 
 
 class StudyRun(NamedTuple):

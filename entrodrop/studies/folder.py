@@ -24,8 +24,8 @@ from typing import Any
 from entrodrop.paths import home_dir
 from entrodrop.runfolder import write_json_atomic, write_text_atomic
 from entrodrop.studies.config import StudyConfig
+from entrodrop.studies.status import STUDY_STATUSES
 
-STUDY_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 RUN_PENDING = "queued"
 LOCK = "study.lock"
 # How long taking the lock waits out a reader's momentary probe (is_running) before giving up.

@@ -1,21 +1,21 @@
-"""Run a study here, one run after another or in parallel lanes, through `entrodrop train`'s entry."""
+"""Run a study here: its runs as training processes (entrodrop.launch), one or several at once."""
 
 from __future__ import annotations
 
-import gc
 import logging
-import multiprocessing
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from entrodrop import launch
+from entrodrop.launch import PARENT_ENV, Launcher, RunProcess
+from entrodrop.paths import home_dir
 from entrodrop.paths import runs_dir as default_runs_dir
 from entrodrop.runfolder import (
     CHECKPOINT_PREFIX,
-    CONFIG,
     METRICS,
     RunFolder,
     latest_checkpoint,
@@ -24,10 +24,13 @@ from entrodrop.runfolder import (
 from entrodrop.studies.config import StudyConfig, StudyRun
 from entrodrop.studies.folder import RUN_PENDING, StudyFolder, new_study_id, studies_dir
 from entrodrop.studies.results import finished_outcomes, results_csv, study_results
+from entrodrop.studies.status import study_status
 
 log = logging.getLogger(__name__)
 
 Reporter = Callable[[dict[str, Any]], None]  # called with a run's entry after it ends
+POLL_S = 0.2  # how often the lanes look at their processes (an exit is seen this late at most)
+STOP_GRACE_S = 300.0  # after Ctrl-C, how long a run may take to checkpoint before it is killed
 
 
 def _unique_run_ids(n: int, runs_dir: Path) -> list[str]:
@@ -69,27 +72,29 @@ def create_study(
 
 def write_run_config(run_dir: Path, run: StudyRun) -> None:
     """The run folder and its config.json, as `entrodrop train` writes them."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG).write_text(run.config.model_dump_json(indent=2))
+    RunFolder(run_dir).write_config(run.config)
 
 
-def train_one(run_dir: Path) -> tuple[str, str | None]:
-    """Train one run folder in this process: (status, error message or None)."""
-    from entrodrop.training.run import TrainingFailed, train
-
-    config = RunFolder(run_dir).read_config()
-    checkpoint = latest_checkpoint(run_dir)  # a cancelled run continues from its checkpoint
-    if checkpoint is None:  # a fresh start, or a retry: no rows of an earlier attempt
+def _start(run_dir: Path, launcher: Launcher, threads: int | None) -> RunProcess:
+    """Start one run's process: from its checkpoint if a cancelled attempt left one."""
+    resume = latest_checkpoint(run_dir) is not None
+    if not resume:  # a fresh start, or a retry: no rows of an earlier attempt
         (run_dir / METRICS).unlink(missing_ok=True)
-    try:
-        summary = train(config, run_dir, progress=False, resume=checkpoint is not None)
-    except TrainingFailed as exc:
-        return "failed", str(exc)
-    if not config.save_checkpoints:  # the one a stop saved, once the run is done with it
-        for path in run_dir.glob(f"{CHECKPOINT_PREFIX}-*"):  # whole or not
-            if summary.get("status") == "succeeded":
-                shutil.rmtree(path, ignore_errors=True)
-    return str(summary.get("status", "succeeded")), summary.get("error")
+    extra = {PARENT_ENV: str(os.getpid())}  # a run stops if this study process is killed
+    if threads is not None:
+        extra["OMP_NUM_THREADS"] = str(threads)
+    return launch.start(run_dir, launcher, resume, launch.child_env(home_dir(), extra))
+
+
+def _ended(process: RunProcess, code: int) -> tuple[str, str | None]:
+    """A finished run's status and error; a succeeded run with no checkpoints wanted drops the
+    one a stop may have saved."""
+    status, error = launch.outcome(process.run_dir, process, code)
+    config = RunFolder(process.run_dir).read_config()
+    if status == "succeeded" and not config.save_checkpoints:
+        for path in process.run_dir.glob(f"{CHECKPOINT_PREFIX}-*"):  # whole or not
+            shutil.rmtree(path, ignore_errors=True)
+    return status, error
 
 
 def refresh_results(folder: StudyFolder) -> dict[str, Any]:
@@ -108,28 +113,6 @@ def _ordered_todo(runs: list[dict[str, Any]], first: Sequence[str]) -> list[dict
     return sorted(todo, key=lambda r: r["variant"] not in first)  # sorted() is stable
 
 
-def _init_lane(threads: int | None) -> None:
-    """A lane process's torch threads (each lane trains one run at a time)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _lanes(workers: int, threads: int | None) -> ProcessPoolExecutor:
-    """A pool of `workers` fresh processes, each used for one run only (its memory goes with it).
-
-    spawn, not fork: a forked child would inherit this process's torch threads and locks.
-    """
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_lane,
-        initargs=(threads,),
-        max_tasks_per_child=1,
-    )
-
-
 def run_study(
     folder: StudyFolder,
     progress: bool = True,
@@ -137,29 +120,66 @@ def run_study(
     workers: int = 1,
     threads: int | None = None,
     first: Sequence[str] = (),
+    launcher: Launcher | None = None,
 ) -> dict[str, Any]:
     """Train every run of the study not yet succeeded; returns the final results.
 
     Runs go in the study's order (seed by seed), those of the `first` variants before the rest.
-    ``workers`` > 1 trains that many runs at once, each in its own process with ``threads``
-    torch threads (on a 2-core CPU two one-thread lanes trained 1.15x the steps per second of
-    one two-thread process: docs/benchmarks.md, "Study lanes"); only this process writes study.json.
-    A failed run is recorded and the study goes on; a cancelled run (Ctrl-C, a STOP file) ends
-    the study `cancelled`, and running it again continues with the runs not yet succeeded.
-    While it runs, this process holds the study's lock (StudyBusy for a second runner).
+    Each run is its own training process started by entrodrop.launch (one process, or
+    `accelerate launch` with the given ``launcher``), ``workers`` of them at once, each with
+    ``threads`` torch threads (on a 2-core CPU two one-thread lanes trained 1.15x the steps per
+    second of one two-thread process: docs/benchmarks.md, "Study lanes"); only this process
+    writes study.json. A failed run is recorded and the study goes on; Ctrl-C asks the running
+    runs to stop cleanly (they checkpoint), starts no more, and running the study again
+    continues with the runs not yet succeeded. While it runs, this process holds the study's
+    lock (StudyBusy for a second runner).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     with folder.running_here():  # StudyBusy if another process runs it: never train a run twice
-        return _run_study(folder, progress, on_run_end, workers, threads, first)
+        return _run_study(folder, progress, on_run_end, _Lanes(workers, threads, launcher), first)
+
+
+class _Lanes:
+    """Up to `workers` training processes at a time, each with `threads` threads."""
+
+    def __init__(self, workers: int, threads: int | None, launcher: Launcher | None) -> None:
+        self.workers, self.threads = workers, threads
+        self.launcher = launcher or Launcher()
+        self.running: dict[str, RunProcess] = {}
+        self.stopping = False
+
+    def start(self, run_id: str, run_dir: Path) -> None:
+        self.running[run_id] = _start(run_dir, self.launcher, self.threads)
+
+    def stop_all(self) -> None:
+        """Ctrl-C: every running run is asked to stop cleanly; a second Ctrl-C kills them."""
+        if self.stopping:
+            for process in self.running.values():
+                process.kill_at = 0.0
+        self.stopping = True
+        for process in self.running.values():
+            process.stop(STOP_GRACE_S)
+
+    def finished(self) -> list[tuple[str, RunProcess, int]]:
+        """The processes that have ended since the last call (waits until one has)."""
+        while True:
+            done = []
+            for run_id, process in list(self.running.items()):
+                process.enforce()
+                code = process.poll()
+                if code is not None:
+                    done.append((run_id, self.running.pop(run_id), code))
+            if done:
+                return done
+            time.sleep(POLL_S)
 
 
 def _run_study(
     folder: StudyFolder,
     progress: bool,
     on_run_end: Reporter | None,
-    workers: int,
-    threads: int | None,
+    lanes: _Lanes,
     first: Sequence[str],
 ) -> dict[str, Any]:
     """run_study's work, under the study's lock."""
@@ -169,29 +189,18 @@ def _run_study(
     runs_dir = Path(record["runs_dir"])
     todo = _ordered_todo(record["runs"], first)
     folder.set_status("running")
-    outcomes: list[str] = []
 
     def finish(run: dict[str, Any], outcome: str, error: str | None) -> None:
         folder.update_run(run["id"], status=outcome, error=error)
         refresh_results(folder)
-        outcomes.append(outcome)
         if on_run_end is not None:
             on_run_end({**run, "status": outcome, "error": error})
 
     with tqdm(total=len(record["runs"]), initial=len(record["runs"]) - len(todo),
               desc=record["name"], unit="run", disable=not progress) as bar:  # fmt: skip
-        if workers == 1:
-            _run_in_turn(todo, runs_dir, folder, finish, bar)
-        else:
-            _run_in_lanes(todo, runs_dir, folder, finish, bar, workers, threads)
-    status = (
-        "cancelled"
-        if "cancelled" in outcomes
-        else "failed"
-        if any(r["status"] == "failed" for r in folder.read()["runs"])
-        else "succeeded"
-    )
-    folder.set_status(status)
+        _drive(todo, runs_dir, folder, finish, bar, lanes)
+    # ended: no process of this study runs any more, so a run left queued waits for --resume
+    folder.set_status(study_status((r["status"] for r in folder.read()["runs"]), ended=True))
     return refresh_results(folder)
 
 
@@ -202,57 +211,40 @@ def _label(run: dict[str, Any]) -> str:
     return f"{run['variant']} seed {run['seed']}"
 
 
-def _run_in_turn(
-    todo: list[dict[str, Any]], runs_dir: Path, folder: StudyFolder, finish: Finish, bar: Any
-) -> None:
-    """One run after another in this process; a cancelled run ends the study."""
-    for run in todo:
-        bar.set_postfix_str(_label(run))
-        folder.update_run(run["id"], status="running", error=None)
-        outcome, error = train_one(runs_dir / run["id"])
-        gc.collect()  # the finished run's model and optimizer go before the next loads
-        finish(run, outcome, error)
-        bar.update(1)
-        if outcome == "cancelled":
-            break
-
-
-def _run_in_lanes(
+def _drive(
     todo: list[dict[str, Any]],
     runs_dir: Path,
     folder: StudyFolder,
     finish: Finish,
     bar: Any,
-    workers: int,
-    threads: int | None,
+    lanes: _Lanes,
 ) -> None:
-    """`workers` runs at a time, each in a lane process; a cancel stops new runs starting.
-
-    Ctrl-C reaches the lanes too (one process group): each saves a checkpoint and returns
-    `cancelled`, and this process waits for them so that study.json records every outcome.
-    """
+    """Start runs while lanes are free; record each as it ends. Ctrl-C stops the lanes' runs
+    cleanly (each saves a checkpoint and ends `cancelled`) and starts no more."""
     pending = list(todo)
-    running: dict[Future[tuple[str, str | None]], dict[str, Any]] = {}
-    stopping = False
-    with _lanes(workers, threads) as pool:
-        while running or (pending and not stopping):
-            while pending and not stopping and len(running) < workers:
-                run = pending.pop(0)
-                folder.update_run(run["id"], status="running", error=None)
-                running[pool.submit(train_one, runs_dir / run["id"])] = run
-            bar.set_postfix_str(", ".join(_label(r) for r in running.values()))
+    labels: dict[str, dict[str, Any]] = {}
+    while lanes.running or (pending and not lanes.stopping):
+        while pending and not lanes.stopping and len(lanes.running) < lanes.workers:
+            run = pending.pop(0)
+            folder.update_run(run["id"], status="running", error=None)
             try:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                stopping = True
-                continue
-            for future in done:
-                run = running.pop(future)
-                try:
-                    outcome, error = future.result()
-                except Exception as exc:  # the lane died (killed, out of memory): record it
-                    outcome = "cancelled" if stopping else "failed"
-                    error = f"{type(exc).__name__}: {exc}"
-                finish(run, outcome, error)
+                lanes.start(run["id"], runs_dir / run["id"])
+            except OSError as exc:
+                finish(run, "failed", f"cannot start training: {exc}")
                 bar.update(1)
-                stopping = stopping or outcome == "cancelled"
+                continue
+            labels[run["id"]] = run
+        bar.set_postfix_str(", ".join(_label(labels[i]) for i in lanes.running))
+        try:
+            ended = lanes.finished()
+        except KeyboardInterrupt:
+            lanes.stop_all()
+            continue
+        for run_id, process, code in ended:
+            outcome, error = _ended(process, code)
+            if lanes.stopping and outcome == "failed" and code < 0:
+                outcome, error = "cancelled", None  # killed by the second Ctrl-C
+            finish(labels.pop(run_id), outcome, error)
+            bar.update(1)
+            if outcome == "cancelled":  # a run stopped by hand (its STOP file) ends the study
+                lanes.stopping = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from entrodrop.metrics import EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS
+
 # The outcome names a study summarises, in table order, with the plain words the tables use.
 OUTCOMES: dict[str, str] = {
     "final_heldout": "final held-out loss",
@@ -12,9 +14,7 @@ OUTCOMES: dict[str, str] = {
     "high_entropy_rebound": "high-entropy rebound",
     "final_general": "final general-text loss",
 }
-HELDOUT = "eval/loss"
-HIGH_ENTROPY = "eval/loss_high_entropy"
-GENERAL = "general/loss"
+HELDOUT, HIGH_ENTROPY, GENERAL = EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS
 
 Outcomes = dict[str, float | None]
 

@@ -21,6 +21,8 @@ from transformers import (
     TrainingArguments,
 )
 
+from entrodrop import metrics
+from entrodrop.launch import parent_alive
 from entrodrop.runfolder import RunFolder
 from entrodrop.training.collator import ScheduleClock
 
@@ -29,22 +31,14 @@ log = logging.getLogger(__name__)
 MetricRow = dict[str, Any]
 Subscriber = Callable[[list[MetricRow]], None]
 
-# The Trainer's own log keys, renamed to the dashboard's metric names (docs/architecture.md).
-TRAINER_NAMES = {
-    "loss": "train/loss",
-    "learning_rate": "train/learning_rate",
-    "grad_norm": "train/grad_norm",
-}
-METRIC_PREFIXES = ("train/", "eval/", "general/", "drop/")
-
 
 def metric_rows(logs: Mapping[str, Any], step: int, epoch: float | None) -> list[MetricRow]:
     """One row per known, finite metric in a Trainer log dict."""
     now = time.time()
     rows = []
     for key, value in logs.items():
-        name = TRAINER_NAMES.get(key, key)
-        if not name.startswith(METRIC_PREFIXES) or not isinstance(value, (int, float)):
+        name = metrics.TRAINER_NAMES.get(key, key)
+        if not name.startswith(metrics.PREFIXES) or not isinstance(value, (int, float)):
             continue
         if not math.isfinite(value):
             log.warning("step %d: %s is %s, not written", step, name, value)
@@ -91,7 +85,7 @@ class MetricsCallback(TrainerCallback):
             self.folder.append_metrics(rows)
         for row in rows:
             self.latest[row["name"]] = row["value"]
-            if row["name"] == "eval/loss" and (
+            if row["name"] == metrics.EVAL_LOSS and (
                 self.best_eval is None or row["value"] < self.best_eval[1]
             ):
                 self.best_eval = (row["step"], row["value"])
@@ -276,7 +270,11 @@ class StopCallback(TrainerCallback):
         self.signalled = True
 
     def requested_here(self) -> bool:
-        return self.signalled or (self.stop_file is not None and self.stop_file.exists())
+        return (
+            self.signalled
+            or (self.stop_file is not None and self.stop_file.exists())
+            or not parent_alive()
+        )
 
     def install_signal_handlers(self) -> Callable[[], None]:
         """Catch SIGTERM/SIGINT (main thread only); returns a function that restores the old ones."""
@@ -345,7 +343,7 @@ class ScheduleCallback(TrainerCallback):
 class BarCallback(ProgressCallback):
     """One tqdm bar for the run, the latest losses in its postfix (no log dicts printed)."""
 
-    SHOWN = {"loss": "loss", "eval/loss": "eval", "drop/fraction_realised": "dropped"}
+    SHOWN = {"loss": "loss", metrics.EVAL_LOSS: "eval", metrics.FRACTION_REALISED: "dropped"}
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from entrodrop import metrics
 from entrodrop.training.reference import forward_token_stats, reference_entropies
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Diagnostics:
         sums = self._sums(model, rank, world)
         if reduce is not None and world > 1:
             sums = reduce(sums)
-        names = ("eval/loss", "eval/loss_low_entropy", "eval/loss_high_entropy", "general/loss")
+        names = metrics.EVALUATION  # the order of the sums above
         return {
             name: float(sums[2 * i] / sums[2 * i + 1])
             for i, name in enumerate(names)

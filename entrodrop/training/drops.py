@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
-from entrodrop.config import EntroDropConfig
+from entrodrop import metrics
+from entrodrop.config import DROPPING_METHODS, DropMethod, EntroDropConfig
 from entrodrop.policy import apply_drops, drop_rate, select_drops, select_random_drops
 from entrodrop.scoring import predicted_tokens
-
-DropMethod = Literal["entrodrop", "random"]
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -35,7 +33,7 @@ class DropPolicy:
     generator: torch.Generator = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.method not in ("entrodrop", "random"):
+        if self.method not in DROPPING_METHODS:
             raise ValueError(f"method must be 'entrodrop' or 'random', got {self.method!r}")
         self.generator = torch.Generator().manual_seed(rank_seed(self.config.seed, self.rank))
 
@@ -103,11 +101,11 @@ class DropStats:
         s = dict(zip(_FIELDS, sums.tolist(), strict=True))
         out: dict[str, float] = {}
         if s["batches"] > 0:
-            out["drop/rate_scheduled"] = s["rate"] / s["batches"]
+            out[metrics.RATE_SCHEDULED] = s["rate"] / s["batches"]
         if s["tokens"] > 0:
-            out["drop/fraction_realised"] = s["dropped"] / s["tokens"]
+            out[metrics.FRACTION_REALISED] = s["dropped"] / s["tokens"]
         if s["n_ent_dropped"] > 0:
-            out["drop/entropy_dropped"] = s["ent_dropped"] / s["n_ent_dropped"]
+            out[metrics.ENTROPY_DROPPED] = s["ent_dropped"] / s["n_ent_dropped"]
         if s["n_ent_kept"] > 0:
-            out["drop/entropy_kept"] = s["ent_kept"] / s["n_ent_kept"]
+            out[metrics.ENTROPY_KEPT] = s["ent_kept"] / s["n_ent_kept"]
         return {k: v for k, v in out.items() if math.isfinite(v)}

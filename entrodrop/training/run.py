@@ -28,8 +28,9 @@ import torch
 from transformers import PrinterCallback, ProgressCallback
 
 from entrodrop.adapters import base_weights
-from entrodrop.config import RunConfig, effective_batch_text
+from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
+from entrodrop.metrics import EVAL_LOSS
 from entrodrop.models import LoadedModel, ModelLoadError
 from entrodrop.precision import choose_precision
 from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
@@ -61,7 +62,6 @@ from entrodrop.training.trainer import EntroDropTrainer
 
 log = logging.getLogger("entrodrop.training")
 
-DROP_METHODS = ("entrodrop", "random")
 MEDIAN_SAMPLE_TOKENS = 8192  # training tokens scored for the low/high split when not all are
 
 
@@ -190,7 +190,7 @@ def reference_pass(
     """Score with the frozen starting model (before any update): cached, so usually a file read."""
     model, model_fp = loaded.model, model_fingerprint(loaded.path)
     train_ent = None
-    if config.method in DROP_METHODS and config.entrodrop.entropy_source == "reference":
+    if config.method in DROPPING_METHODS and config.entrodrop.entropy_source == "reference":
         train_ent = reference_entropies(
             model, data.train, model_fp, autocast_dtype, should_stop, "training", progress
         )
@@ -270,7 +270,7 @@ def set_up(run: Run) -> None:
         len(run.data.heldout),
         0 if run.data.general is None else len(run.data.general),
     )
-    if config.method in DROP_METHODS and config.entrodrop.drop_mode in ("input", "both"):
+    if config.method in DROPPING_METHODS and config.entrodrop.drop_mode in ("input", "both"):
         log.info(
             "drop_mode %s: train/loss is measured on the corrupted inputs, so it rises as the "
             "drop rate grows; eval/loss is measured on clean inputs",
@@ -439,7 +439,7 @@ def build_trainer(run: Run, prepared: Prepared) -> EntroDropTrainer:
         eval_dataset=BlockDataset(run.data.heldout),
         processing_class=run.loaded.tokenizer,
         data_collator=EntroDropCollator(),
-        entrodrop=config.entrodrop if config.method in DROP_METHODS else None,
+        entrodrop=config.entrodrop if config.method in DROPPING_METHODS else None,
         drop_method="random" if config.method == "random" else "entrodrop",
         diagnostics=prepared.diagnostics,
         callbacks=[run.metrics, run.status, run.stopper, FinalLogCallback()],
@@ -477,7 +477,7 @@ def _finish(
         "steps": state.global_step,
         "total_steps": state.max_steps,
         "final": dict(metrics.latest),
-        "final_eval_loss": metrics.latest.get("eval/loss"),
+        "final_eval_loss": metrics.latest.get(EVAL_LOSS),
         "best_eval_loss": None if metrics.best_eval is None else metrics.best_eval[1],
         "best_eval_step": None if metrics.best_eval is None else metrics.best_eval[0],
         "train_s": train_s,

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer
 
 from entrodrop.config import EntroDropConfig
 from entrodrop.policy import IGNORE_INDEX, entropy_threshold
-from entrodrop.runfolder import checkpoint_dir, latest_checkpoint
+from entrodrop.runfolder import drop_state_path, latest_checkpoint
 from entrodrop.scoring import causal_shift, token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
 from entrodrop.training.diagnostics import Diagnostics
@@ -21,7 +21,6 @@ from entrodrop.training.memory import EntropyMemory
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "entrodrop_state_{rank}.safetensors"  # drop generator (+ memory) in each checkpoint
 EXTRA_COLUMNS = ("example_index", "entropies")  # collator columns the model must not see
 
 
@@ -126,7 +125,6 @@ class EntroDropTrainer(Trainer):
                 raise TypeError("the online input mode needs a BlockDataset (fixed-length blocks)")
             self.memory = EntropyMemory(*dataset.blocks.shape)
             collator.policy, collator.memory = self.policy, self.memory
-        self.add_callback(DropStateCallback(self.policy, self.memory))
 
     @property
     def progress(self) -> float:
@@ -239,9 +237,14 @@ class EntroDropTrainer(Trainer):
 
     def _load_drop_state(self, checkpoint: Path) -> None:
         """Continue the drop generator's stream (and the entropy memory) from a checkpoint."""
-        path = checkpoint / STATE_FILE.format(rank=self.args.process_index)
-        if self.policy is None or not path.is_file():
+        if self.policy is None:
             return
+        path = drop_state_path(checkpoint, self.args.process_index)
+        if not path.is_file():  # a complete checkpoint always has it (save_model writes it first)
+            raise ValueError(
+                f"{checkpoint.name} has no drop state for process {self.args.process_index} "
+                f"({path.name}): it was not written by an EntroDrop run with these processes"
+            )
         from safetensors.torch import load_file
 
         state = load_file(str(path))
@@ -249,28 +252,29 @@ class EntroDropTrainer(Trainer):
         if self.memory is not None and "memory" in state:
             self.memory.values.copy_(state["memory"])
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's save, and in a checkpoint this process's drop state right after it.
 
-class DropStateCallback(TrainerCallback):
-    """Saves the drop generator (and the entropy memory) into each checkpoint the Trainer saves.
+        The Trainer writes a checkpoint's weights here first and its trainer_state.json last,
+        and only a checkpoint with that file counts (entrodrop.runfolder); writing the drop
+        state here, every process before a barrier, puts it inside that window: a kill can never
+        leave a "complete" checkpoint whose resume would restart the drop generator.
+        """
+        super().save_model(output_dir, _internal_call)
+        if not _internal_call or self.policy is None or output_dir is None:
+            return
+        self._save_drop_state(Path(output_dir))
+        self.accelerator.wait_for_everyone()
 
-    ``on_save`` runs on every process right after the Trainer wrote checkpoint-<step>/, so each
-    rank adds its own file; :meth:`EntroDropTrainer.train` reads it back on resume.
-    """
-
-    def __init__(self, policy: DropPolicy, memory: EntropyMemory | None = None) -> None:
-        self.policy, self.memory = policy, memory
-
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def _save_drop_state(self, checkpoint: Path) -> None:
         from safetensors.torch import save_file
 
-        folder = checkpoint_dir(str(args.output_dir), state.global_step)
-        folder.mkdir(parents=True, exist_ok=True)
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        assert self.policy is not None
         tensors = {"generator": self.policy.generator.get_state()}
         if self.memory is not None:
             tensors["memory"] = self.memory.values
-        path = folder / STATE_FILE.format(rank=args.process_index)
+        path = drop_state_path(checkpoint, self.args.process_index)
         tmp = path.with_name(f".{path.name}.tmp")  # a kill mid-write leaves no half file behind
         save_file(tensors, str(tmp))
         tmp.replace(path)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from runs_helpers import PATIENCE_S, wait_until, write_fake_child
 
-from app.runs.process import Launcher, child_argv, headless_commands
 from app.runs.runner import JobRunner
 from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
+from entrodrop.launch import Launcher, child_argv, headless_commands
 from entrodrop.runfolder import ACTIVE, RunFolder
 
 
@@ -299,7 +299,7 @@ def test_server_restart_interrupts_then_resume_succeeds(
         run = first.submit(config)
         run_dir = first.run_dir(run.id)
         await wait_until(lambda: rf.checkpoints(run_dir), PATIENCE_S, "a checkpoint")
-        orphan = first._children[run.id].proc
+        orphan = first._children[run.id].process.proc
         os.killpg(orphan.pid, signal.SIGSTOP)  # hold it mid-run, whatever the machine's speed
         # The server dies: nothing watches the child any more (it lives on in its own session).
         assert first._task is not None

@@ -1,10 +1,10 @@
-"""A study's status from its runs' statuses: every case of app.studies.status."""
+"""A study's status from its runs' statuses: every case of entrodrop.studies.status."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.studies.status import STUDY_STATUSES, study_status
+from entrodrop.studies.status import STUDY_STATUSES, study_status
 
 
 @pytest.mark.parametrize(

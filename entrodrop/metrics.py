@@ -1,0 +1,93 @@
+"""The metric vocabulary: every metric a run writes, with its label, unit, scale and direction.
+
+Writers (the training callbacks, the drop statistics, the diagnostics) and readers (study
+outcomes, storage, the pages' facts) import the names from here; no other module spells them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of metrics.jsonl: its name, how a person reads it, and which way is better."""
+
+    name: str
+    label: str  # legends and tables
+    unit: str  # "nats", "" (a fraction or a rate)
+    log: bool  # drawn on a log scale by default
+    lower_is_better: bool | None  # None: neither way is better (a schedule, a statistic)
+
+
+# ---------------------------------------------------------------- the names
+
+TRAIN_LOSS = "train/loss"
+LEARNING_RATE = "train/learning_rate"
+GRAD_NORM = "train/grad_norm"
+EVAL_LOSS = "eval/loss"
+EVAL_LOSS_LOW = "eval/loss_low_entropy"
+EVAL_LOSS_HIGH = "eval/loss_high_entropy"
+GENERAL_LOSS = "general/loss"
+RATE_SCHEDULED = "drop/rate_scheduled"
+FRACTION_REALISED = "drop/fraction_realised"
+ENTROPY_DROPPED = "drop/entropy_dropped"
+ENTROPY_KEPT = "drop/entropy_kept"
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(TRAIN_LOSS, "train", "nats", True, True),
+        Metric(EVAL_LOSS, "held-out: all tokens", "nats", True, True),
+        Metric(EVAL_LOSS_LOW, "held-out: low-entropy", "nats", True, True),
+        Metric(EVAL_LOSS_HIGH, "held-out: high-entropy", "nats", True, True),
+        Metric(GENERAL_LOSS, "general text", "nats", True, True),
+        Metric(RATE_SCHEDULED, "scheduled r(s)", "", False, None),
+        Metric(FRACTION_REALISED, "realised fraction (of all trained tokens)", "", False, None),
+        Metric(ENTROPY_DROPPED, "dropped tokens", "nats", False, None),
+        Metric(ENTROPY_KEPT, "kept tokens", "nats", False, None),
+        Metric(LEARNING_RATE, "learning rate", "", False, None),
+        Metric(GRAD_NORM, "gradient norm", "", True, None),
+    )
+}
+
+# The Trainer's own log keys, renamed to ours.
+TRAINER_NAMES = {"loss": TRAIN_LOSS, "learning_rate": LEARNING_RATE, "grad_norm": GRAD_NORM}
+# What metrics.jsonl keeps of a Trainer log dict: names under these prefixes.
+PREFIXES = ("train/", "eval/", "general/", "drop/")
+# What one evaluation writes (DESIGN section 2), in the order the diagnostics compute them.
+EVALUATION = (EVAL_LOSS, EVAL_LOSS_LOW, EVAL_LOSS_HIGH, GENERAL_LOSS)
+# The metrics a run can be judged by (best checkpoint, early stopping): evaluation losses.
+SELECTABLE = EVALUATION
+# The held-out curves compare and the runs list show, in column order.
+COMPARED = (EVAL_LOSS, EVAL_LOSS_LOW, EVAL_LOSS_HIGH, GENERAL_LOSS, TRAIN_LOSS)
+# Deterministic series (a formula of the step): never smoothed on a chart.
+DETERMINISTIC = (RATE_SCHEDULED, LEARNING_RATE)
+
+
+def label(name: str) -> str:
+    """A metric's label, or its name for one this vocabulary does not know."""
+    metric = METRICS.get(name)
+    return metric.label if metric is not None else name
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a lower value of a selectable metric is better (ValueError for any other)."""
+    metric = METRICS.get(name)
+    if metric is None or metric.lower_is_better is None:
+        raise ValueError(f"{name!r} is not a metric a run can be judged by")
+    return metric.lower_is_better
+
+
+def improves(name: str, value: float, best: float | None, threshold: float = 0.0) -> bool:
+    """Whether `value` of metric `name` beats `best` by more than `threshold` (None: always)."""
+    if best is None:
+        return True
+    gain = best - value if lower_is_better(name) else value - best
+    return gain > threshold
+
+
+def vocabulary() -> dict[str, dict[str, Any]]:
+    """Every metric as plain data, for the pages' facts and the API."""
+    return {name: asdict(metric) for name, metric in METRICS.items()}
