@@ -1,6 +1,8 @@
 // The one health poller: GET /api/health until the server's model has loaded (or failed).
 // The header badge on every page shows it; pages subscribe with onModelStatus (one poll for all).
 
+import { pageFetch } from "./csrf.js";
+
 const listeners = new Set();
 let last = null;
 
@@ -16,7 +18,7 @@ export function onModelStatus(fn) {
   return () => listeners.delete(fn);
 }
 
-function showBadge(health) {
+function showHealth(health) {
   const badge = document.getElementById("model-status");
   if (!badge) return;
   const show = (state, text) => { badge.dataset.state = state; badge.textContent = text; };
@@ -31,7 +33,7 @@ function showBadge(health) {
 async function poll() {
   let health = null;
   try {
-    const res = await fetch("/api/health");
+    const res = await pageFetch("/api/health");
     health = res.ok ? await res.json() : null;
   } catch (_) {
     health = null;
@@ -42,5 +44,5 @@ async function poll() {
   setTimeout(poll, 1500);
 }
 
-onModelStatus(showBadge);
+onModelStatus(showHealth);
 poll();

@@ -1,6 +1,6 @@
 /* The Inspect page's Plotly charts: entropy histogram and entropy per position (with the cut
    tau), and the drop-rate schedule r(s). Plotly is the global from /vendor/plotly.min.js. */
-import { dropRate } from "./inspect_policy.js";
+import { dropRate } from "./policy.js";
 
 const PANE_COLOURS = ["#2f5fd0", "#d0662f"];
 const FONT = { family: "system-ui, sans-serif", size: 12 };

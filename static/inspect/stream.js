@@ -1,5 +1,6 @@
 /* POST a scoring request that streams NDJSON progress events (?stream=1), then its result.
    Aborting the signal closes the connection; the server then cancels the job. */
+import { pageFetch } from "../common/csrf.js";
 
 function fail(status, detail, retryAfter) {
   return { ok: false, status, body: { detail }, retryAfter: retryAfter || 0 };
@@ -8,7 +9,7 @@ function fail(status, detail, retryAfter) {
 /** Resolves to {ok, status, body, retryAfter} like a plain JSON call; `onEvent(event)` sees every
     queued / started / progress event on the way. Rejects with an AbortError when aborted. */
 export async function streamScore(url, body, { signal, onEvent }) {
-  const response = await fetch(`${url}?stream=1`, {
+  const response = await pageFetch(`${url}?stream=1`, {
     method: "POST", signal,
     headers: { "Content-Type": "application/json", Accept: "application/x-ndjson" },
     body: JSON.stringify(body),

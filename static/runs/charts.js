@@ -1,7 +1,7 @@
 // The runs pages' curves: one Plotly chart per panel, labels, panels and x-axes from the page's facts.
 // Each run's rows carry their attempt: the current attempt is drawn, earlier ones only on request.
 
-import { $, $$ } from "./runs_common.js";
+import { $, $$ } from "../common/dom.js";
 
 export const COLORS = ["#2f5fd0", "#e07b1a", "#2a9d55", "#c23b22", "#8a4fc4", "#8c564b", "#d04fa0", "#6b6b70"];
 const DASHES = ["solid", "dash", "dot", "dashdot"];

@@ -1,7 +1,11 @@
 // The compare page: runs side by side, one colour per run, live while any is active.
 
-import { chartControls, COLORS, drawPanels, Series } from "./runs_charts.js";
-import { $, $$, api, fmtLoss, pageData, renderBadge, renderProgress, throttled } from "./runs_common.js";
+import { api } from "../common/api.js";
+import { showBadge } from "../common/badges.js";
+import { $, $$, pageData, throttled } from "../common/dom.js";
+import { fmtLoss } from "../common/format.js";
+import { chartControls, COLORS, drawPanels, Series } from "./charts.js";
+import { renderProgress } from "./rows.js";
 
 function initCompare(data) {
   $$(".swatch").forEach((s) => { s.style.background = COLORS[Number(s.dataset.index) % COLORS.length]; });
@@ -15,7 +19,7 @@ function initCompare(data) {
     });
     d.runs.forEach((r, i) => {
       const tr = $(`tr[data-run-id="${r.id}"]`);
-      renderBadge(tr.querySelector(".status-cell"), r);
+      showBadge(tr.querySelector(".status-cell"), r, data.facts);
       renderProgress(tr.querySelector(".progress-cell"), r);
       tr.querySelector(".best").textContent = fmtLoss(d.table[i].best_eval_loss);
       for (const td of $$(".final-metric", tr)) td.textContent = fmtLoss(d.table[i].final[td.dataset.name]);

@@ -1,12 +1,16 @@
 // The runs list: sort by any column, filter by status, method, tag and text, pick runs to compare,
 // live rows while any run is active.
 
-import { $, $$, api, localTimes, pageData, renderRow } from "./runs_common.js";
+import { api } from "../common/api.js";
+import { showBadge } from "../common/badges.js";
+import { $, $$, pageData } from "../common/dom.js";
+import { localTimes } from "../common/format.js";
+import { renderRow } from "./rows.js";
 
 const NUMERIC = new Set(["progress", "best", "final", "disk", "started"]);
 
-function initRunsList(data) {
-  localTimes();
+// The "Compare selected" button follows the ticked rows (2 to max_compare of them).
+function initPicks(data) {
   const picks = () => $$(".pick:checked").map((c) => c.value);
   const button = $("#compare-selected");
   const pickChanged = () => {
@@ -16,8 +20,10 @@ function initRunsList(data) {
   };
   for (const c of $$(".pick")) c.addEventListener("change", pickChanged);
   button.addEventListener("click", () => { location.href = `/compare?runs=${picks().join(",")}`; });
+}
 
-  const tbody = $("#runs-table tbody");
+// Column headers sort the rows by their data-sort-* values (empty last, either way).
+function initSorting(tbody) {
   let sortKey = "started", descending = true;
   function sortRows() {
     const rows = $$("tr[data-run-id]", tbody);
@@ -25,7 +31,7 @@ function initRunsList(data) {
     const value = (tr) => tr.dataset[key] ?? "";
     rows.sort((a, b) => {
       const [x, y] = [value(a), value(b)];
-      if (x === "" || y === "") return x === y ? 0 : x === "" ? 1 : -1; // empty last, either way
+      if (x === "" || y === "") return x === y ? 0 : x === "" ? 1 : -1;
       const c = NUMERIC.has(sortKey) ? Number(x) - Number(y) : x.localeCompare(y);
       return descending ? -c : c;
     });
@@ -41,25 +47,31 @@ function initRunsList(data) {
       sortRows();
     });
   }
+}
 
-  function filterRows() {
-    const text = $("#filter-text").value.trim().toLowerCase();
-    const status = $("#filter-status").value, method = $("#filter-method").value, tag = $("#filter-tag").value;
-    let shown = 0;
-    for (const tr of $$("tr[data-run-id]", tbody)) {
-      const ok = (!status || tr.dataset.status === status) && (!method || tr.dataset.method === method)
-        && (!tag || tr.dataset.tags.split(" ").includes(tag)) && (!text || tr.dataset.text.includes(text));
-      tr.hidden = !ok;
-      shown += ok ? 1 : 0;
-    }
-    $("#shown-count").textContent = `${shown} of ${data.runs.length} runs`;
+// Hide the rows the filters leave out; says how many are shown.
+function filterRows(tbody, total) {
+  const text = $("#filter-text").value.trim().toLowerCase();
+  const status = $("#filter-status").value, method = $("#filter-method").value, tag = $("#filter-tag").value;
+  let shown = 0;
+  for (const tr of $$("tr[data-run-id]", tbody)) {
+    const ok = (!status || tr.dataset.status === status) && (!method || tr.dataset.method === method)
+      && (!tag || tr.dataset.tags.split(" ").includes(tag)) && (!text || tr.dataset.text.includes(text));
+    tr.hidden = !ok;
+    shown += ok ? 1 : 0;
   }
-  if (tbody) {
-    for (const id of ["#filter-text", "#filter-status", "#filter-method", "#filter-tag"]) $(id).addEventListener("input", filterRows);
-    $("#filters").addEventListener("submit", (e) => e.preventDefault());
-    filterRows();
-  }
+  $("#shown-count").textContent = `${shown} of ${total} runs`;
+}
 
+function initFilters(tbody, total) {
+  const filter = () => filterRows(tbody, total);
+  for (const id of ["#filter-text", "#filter-status", "#filter-method", "#filter-tag"]) $(id).addEventListener("input", filter);
+  $("#filters").addEventListener("submit", (e) => e.preventDefault());
+  filter();
+}
+
+// While a run is active: its row follows the API every 2 s; a run added or removed reloads the page.
+function pollRows(data, tbody) {
   let runs = data.runs;
   async function poll() {
     if (!runs.some((r) => data.facts.active.includes(r.status))) return;
@@ -70,14 +82,26 @@ function initRunsList(data) {
       runs = res.data.runs;
       for (const r of runs) {
         const tr = $(`tr[data-run-id="${r.id}"]`);
-        renderRow(tr, r);
+        renderRow(tr, r, data.facts);
         Object.assign(tr.dataset, { status: r.status, sortStatus: r.status, sortProgress: String(r.progress) });
       }
-      filterRows();
+      filterRows(tbody, data.runs.length);
     }
     setTimeout(poll, 2000);
   }
   setTimeout(poll, 2000);
+}
+
+function initRunsList(data) {
+  for (const r of data.runs) showBadge($(`tr[data-run-id="${CSS.escape(r.id)}"] .status-cell`), r, data.facts);
+  localTimes();
+  initPicks(data);
+  const tbody = $("#runs-table tbody");
+  if (tbody) {
+    initSorting(tbody);
+    initFilters(tbody, data.runs.length);
+  }
+  pollRows(data, tbody);
 }
 
 initRunsList(pageData("runs-data"));

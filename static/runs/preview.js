@@ -1,6 +1,6 @@
 // The new-run form's preview: the first training blocks with the tokens dropped at s = 0, 0.5, 1.
 
-import { $, $$ } from "./runs_common.js";
+import { $, $$ } from "../common/dom.js";
 
 export function renderPreview(p) {
   const tabs = $("#preview-points");

@@ -1,9 +1,11 @@
 // The study page: per-variant table (mean ± 95% CI), paired differences, readings, curves per
 // variant (mean line with a 95% band), the runs; live while any run is queued or running.
 
-import { COLORS, stepAxis } from "./runs_charts.js";
-import { $, api, pageData } from "./runs_common.js";
-import { badge, cell, fmtNum, fmtStat, link } from "./study_common.js";
+import { api } from "../common/api.js";
+import { statusBadge } from "../common/badges.js";
+import { $, cell, link, pageData } from "../common/dom.js";
+import { COLORS, stepAxis } from "../runs/charts.js";
+import { fmtNum, fmtStat } from "./stats.js";
 
 function head(table, names) {
   const tr = document.createElement("tr");
@@ -62,7 +64,7 @@ function renderRuns(d) {
     cell(tr, r.page ? link(r.page, r.id) : r.id);
     cell(tr, r.variant);
     cell(tr, String(r.seed), "num");
-    cell(tr, badge(r.status), "status-cell");
+    cell(tr, statusBadge(r.status, d.facts), "status-cell");
     cell(tr, `${r.step}${r.total_steps ? " / " + r.total_steps : ""} steps`, "small muted");
     cell(tr, fmtNum(r.final_eval_loss, 4), "num");
     return tr;
@@ -71,7 +73,7 @@ function renderRuns(d) {
 }
 
 function renderHead(d) {
-  $("#study-status").replaceChildren(badge(d.status));
+  $("#study-status").replaceChildren(statusBadge(d.status, d.facts));
   const done = d.counts.succeeded || 0;
   $("#study-facts").textContent =
     `${d.variants.length} variants × ${d.seeds.length} seeds (${d.seeds.join(", ")}) = ${d.n_runs} runs; ` +

@@ -1,7 +1,8 @@
 // The studies list: one row per study, live while any is queued or running.
 
-import { $, api, pageData } from "./runs_common.js";
-import { badge, cell, link } from "./study_common.js";
+import { api } from "../common/api.js";
+import { statusBadge } from "../common/badges.js";
+import { $, cell, link, pageData } from "../common/dom.js";
 
 function render(d) {
   const rows = d.studies.map((s) => {
@@ -9,7 +10,7 @@ function render(d) {
     tr.dataset.studyId = s.id;
     const name = cell(tr, link(s.links.page, s.name, false));
     name.append(" ", Object.assign(document.createElement("code"), { className: "small muted", textContent: s.id }));
-    cell(tr, badge(s.status), "status-cell");
+    cell(tr, statusBadge(s.status, d.facts), "status-cell");
     cell(tr, s.variants.join(", "), "small");
     cell(tr, String(s.seeds.length), "num");
     cell(tr, Object.entries(s.counts).map(([st, n]) => `${n} ${st}`).join(", "), "small");

@@ -1,7 +1,9 @@
 // The new-study form: base settings (New run's fields), a variants checklist with presets, seeds;
 // shows how many runs it will queue and posts the study to /api/studies.
 
-import { $, $$, api, fieldValue, pageData, setPath } from "./runs_common.js";
+import { api } from "../common/api.js";
+import { $, $$, pageData } from "../common/dom.js";
+import { fieldValue, setPath } from "../common/form.js";
 
 function parseSeeds(text) {
   return text.split(/[\s,]+/).filter(Boolean).map(Number);

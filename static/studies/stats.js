@@ -1,4 +1,4 @@
-// Shared by the studies pages: formatting of a mean ± 95% CI and the status badge.
+// Shared by the studies pages: formatting of a mean ± 95% CI.
 // Words and labels come from the page's facts (app.studies.views.study_facts), never retyped here.
 
 export function fmtNum(x, digits = 3) {
@@ -15,32 +15,4 @@ export function fmtStat(stat, facts, signed = false) {
   if (signed && stat.mean > 0 && Number(Math.abs(stat.mean).toFixed(3)) !== 0) mean = "+" + mean;
   if (stat.ci95 === null || stat.ci95 === undefined) return `${mean} (${facts.no_interval})`;
   return `${mean} ± ${stat.ci95.toFixed(3)}`;
-}
-
-export function badge(status) {
-  const span = document.createElement("span");
-  span.className = `badge status-${status}`;
-  span.dataset.status = status;
-  span.textContent = status;
-  return span;
-}
-
-export function cell(tr, text, cls) {
-  const td = document.createElement("td");
-  if (cls) td.className = cls;
-  if (text instanceof Node) td.append(text);
-  else td.textContent = text;
-  tr.append(td);
-  return td;
-}
-
-export function link(href, text, code = true) {
-  const a = document.createElement("a");
-  a.href = href;
-  if (code) {
-    const c = document.createElement("code");
-    c.textContent = text;
-    a.append(c);
-  } else a.textContent = text;
-  return a;
 }

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from browser_utils import browser_page, live_server
+from browser_utils import browser_page, images_settled, live_server
 from waiting import PATIENCE_MS
 
 from app.main import create_app
@@ -22,7 +22,7 @@ from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop.config import RunConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 MARK = "xss-fired"  # any payload that runs logs this and sets window.__xss
 PAYLOADS = (
     "<script>alert(1)</script>",
@@ -100,7 +100,7 @@ class Watch:
         page.on("pageerror", lambda e: self.errors.append(str(e)))
 
     def assert_nothing_ran(self, where: str) -> None:
-        self.page.wait_for_timeout(300)  # let any late handler (onerror, onload) fire
+        images_settled(self.page)  # every late handler (onerror, onload) has had its turn
         assert self.dialogs == [], (where, self.dialogs)
         assert not [m for m in self.console if MARK in m], (where, self.console)
         assert self.page.evaluate("window.__xss") is None, where
@@ -191,7 +191,10 @@ def test_runs_pages_render_hostile_configs_as_text(watch: Watch, server: str, pa
 def test_values_from_the_url_are_never_run(watch: Watch, server: str, path: str) -> None:
     watch.page.goto(server + path)
     watch.page.wait_for_load_state("load")
-    watch.page.wait_for_timeout(500)  # the new-run form validates with the server meanwhile
+    if path.startswith("/runs/new"):  # the form shows the server's check of the preset model
+        watch.page.wait_for_function(
+            "Number(document.getElementById('run-form').dataset.checks) > 0"
+        )
     watch.assert_nothing_ran(path)
 
 

@@ -119,7 +119,7 @@ def test_another_origin_cannot_create_upload_or_cancel(
         assert not status()["cancel_requested"]
         assert not uploads.exists() or not any(uploads.iterdir())
 
-        # The dashboard's own buttons and form still work (csrf.js adds the token).
+        # The dashboard's own buttons and form still work (pageFetch adds the token).
         page.goto(f"{url}/runs/{victim}")
         page.once("dialog", lambda dialog: dialog.accept())  # the page asks before cancelling
         page.click("#cancel-run")
