@@ -3,6 +3,7 @@
    the controls; scoring.js scores, render.js draws, share.js keeps the view in the URL. */
 import { onModelStatus } from "../common/model_status.js";
 import { drawSchedule } from "./charts.js";
+import { installColourClasses } from "./colours.js";
 import { initControls, readPolicy } from "./controls.js";
 import { exportCsv, exportJson } from "./export.js";
 import { applyPolicy, renderResult, setColour, shownPanes } from "./render.js";
@@ -10,8 +11,8 @@ import { attachDraws } from "./requests.js";
 import { cancelScore, estimate, score } from "./scoring.js";
 import { copyLink } from "./share.js";
 import { $, DATA, setStatus, state } from "./state.js";
+import { initTokenEvents } from "./tooltip.js";
 import { decodeState } from "./url.js";
-import { initTokenEvents, installColourClasses } from "./view.js";
 
 // Read by the tests and the benchmark (bench/bench_inspect_page.py).
 window.EntroInspect = { state, applyPolicy: () => applyPolicy(), currentPolicy: () => readPolicy() };

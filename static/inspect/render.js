@@ -1,11 +1,12 @@
 /* Draw a scored result: panes of tokens, marks, legend, summary and charts; and the fast path of
    every policy control, which re-marks the tokens without re-scoring. */
 import { drawCharts, drawSchedule, updateCuts } from "./charts.js";
+import { computeScale } from "./colours.js";
 import { readPolicy, seedProblem, updateOutputs } from "./controls.js";
 import { selectDrops } from "./policy.js";
 import { saveUrl } from "./share.js";
 import { $, DATA, MODES, state } from "./state.js";
-import { applyMarks, computeScale, el, fmt, pct, renderLegend, renderPane } from "./view.js";
+import { applyMarks, el, fmt, pct, renderLegend, renderPane } from "./view.js";
 
 function showDelta() {
   const r = state.result;
