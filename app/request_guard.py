@@ -18,7 +18,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 # The one endpoint that takes multipart bodies (the dataset upload); every other write is JSON.
 MULTIPART_PATHS = frozenset({"/api/uploads"})
-# Pages post no HTML forms (static/runs.js sends JSON and FormData), so no urlencoded bodies.
+# Pages post no HTML forms (their scripts send JSON and FormData), so no urlencoded bodies.
 CSRF_COOKIE = "entrodrop_csrf_"  # + the port: two servers on one host keep their own cookie
 CSRF_HEADER = "x-csrf-token"
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}

@@ -60,7 +60,7 @@ def _presented_token(scope: Scope) -> tuple[str | None, bool]:
 
 
 LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>EntroDrop Studio: access token</title><link rel="stylesheet" href="/static/style.css"></head>
+<title>EntroDrop Studio: access token</title><link rel="stylesheet" href="/static/common/style.css"></head>
 <body><main><div class="card" style="max-width:32rem;margin:4rem auto">
 <h1>Access token needed</h1>
 <p>This EntroDrop Studio server is shared; enter the token it was started with

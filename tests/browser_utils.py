@@ -92,6 +92,23 @@ def browser_page() -> Iterator[Any]:
             browser.close()
 
 
+# A broken image added last: its error handler runs after those of every image added before it
+# with the same relative src ("x", as the tests' payloads), which load first or share its request.
+_LAST_IMAGE = """(token) => new Promise((resolve) => {
+  const img = new Image();
+  img.onerror = img.onload = () => { console.log(token); resolve(); };
+  img.src = "x";
+})"""
+
+
+def images_settled(page: Any, token: str = "images-settled") -> None:
+    """Return once every image the page holds has run its load or error handlers (and anything
+    they logged or opened, a console line or a dialog, has reached the test): the positive signal
+    before asserting that no handler ran."""
+    with page.expect_console_message(lambda m: m.text == token):
+        page.evaluate(_LAST_IMAGE, token)
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save a full-page screenshot under tests/artifacts/ and return its path."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -54,7 +54,7 @@ def test_pages_show_a_login_form_and_accept_the_query_token(entrodrop_home: Path
 def test_health_and_static_stay_open(entrodrop_home: Path) -> None:
     with _client(entrodrop_home) as client:
         assert client.get("/api/health").status_code == 200
-        assert client.get("/static/style.css").status_code == 200
+        assert client.get("/static/common/style.css").status_code == 200
 
 
 def test_no_token_configured_means_open_on_loopback(entrodrop_home: Path) -> None:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import ModelServiceDep, SettingsDep, TemplatesDep
 from app.errors import ErrorBody, TooManyTokens
 from app.health import health
-from app.inspect import data, streaming
+from app.inspect import data, facts, streaming
 from app.inspect.samples import samples
 from app.inspect.schemas import (
     Checkpoint,
@@ -70,6 +70,7 @@ def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
         "checkpoints": data.list_checkpoints(settings.runs_path),
         "samples": samples(),
         "policy_defaults": EntroDropConfig().model_dump(),
+        "choices": facts.policy_choices(),
         "limits": {
             "max_score_tokens": settings.max_score_tokens,
             "max_upload_bytes": settings.max_upload_bytes,
@@ -121,7 +122,9 @@ def inspect_page(
     request: Request, settings: SettingsDep, service: ModelServiceDep, templates: TemplatesDep
 ) -> Response:
     page = page_data(settings, service)
-    return templates.TemplateResponse(request, "inspect.html", {"nav": "inspect", "data": page})
+    return templates.TemplateResponse(
+        request, "inspect/inspect.html", {"nav": "inspect", "data": page}
+    )
 
 
 @router.get("/api/inspect", response_model=InspectPage)

@@ -243,6 +243,15 @@ class ColourMode(BaseModel):
     fixed_max: float | None = Field(description="Top of the fixed scale (null: categorical/0..1).")
 
 
+class PolicyChoice(BaseModel):
+    """A policy field the page offers as a list (app.inspect.facts): its options, label and help."""
+
+    name: str
+    label: str
+    help: str
+    options: list[str]
+
+
 class InspectPage(BaseModel):
     """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
 
@@ -250,6 +259,9 @@ class InspectPage(BaseModel):
     checkpoints: list[Checkpoint]
     samples: list[SamplePublic]
     policy_defaults: EntroDropConfig
+    choices: dict[str, PolicyChoice] = Field(
+        description="The policy's choices (selection, schedule, drop_mode), by field name."
+    )
     limits: LimitsPublic
     colour_modes: list[ColourMode]
     rank_buckets: list[int] = Field(description="GLTR's rank buckets: top-10, top-100, top-1000.")

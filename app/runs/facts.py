@@ -1,5 +1,6 @@
 """The facts the runs pages show, written once and sent to them in each page's data: metric names
-and their labels, the chart panels, the status set, which methods drop tokens."""
+and their labels, the chart panels, the status set and its badges' words, which methods drop
+tokens."""
 
 from __future__ import annotations
 
@@ -56,12 +57,18 @@ MAX_TAG_CHARS = 32
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
 # Panels that only mean something for a method that drops tokens.
 DROP_PANELS = ("drop", "entropy")
+# What a status badge says (static/common/badges.js; its colours: style.css's .status-<status>):
+# the status itself, and for a running run asked to stop, "running (stopping)".
+STATUS_WORDS: dict[str, str] = {status: status for status in STATUSES}
+STOPPING_WORD = "stopping"
 
 
 def run_facts() -> dict[str, Any]:
     """What every runs page and its JSON twin carry, so neither Jinja nor JS retypes it."""
     return {
         "statuses": list(STATUSES),
+        "status_words": STATUS_WORDS,
+        "stopping_word": STOPPING_WORD,
         "active": list(ACTIVE),
         "resumable": list(RESUMABLE),
         "methods": list(METHODS),

@@ -115,12 +115,12 @@ def _page(
 
 
 def _error_page(request: Request, templates: TemplatesDep, message: str, status: int) -> Response:
-    return _page(request, templates, "runs_error.html", "runs", {"message": message}, status)
+    return _page(request, templates, "runs/error.html", "runs", {"message": message}, status)
 
 
 @router.get("/runs", response_class=HTMLResponse, include_in_schema=False)
 def runs_page(request: Request, runner: RunnerDep, templates: TemplatesDep) -> Response:
-    return _page(request, templates, "runs_list.html", "runs", views.runs_list(runner))
+    return _page(request, templates, "runs/list.html", "runs", views.runs_list(runner))
 
 
 @router.get("/runs/new", response_class=HTMLResponse, include_in_schema=False)
@@ -133,7 +133,7 @@ def new_run_page(
     model: str | None = None,
 ) -> Response:
     data = new_run_form(settings, storage, like=like, model=model)
-    return _page(request, templates, "run_new.html", "new", data)
+    return _page(request, templates, "runs/new.html", "new", data)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -142,7 +142,7 @@ def run_page(request: Request, run_id: str, runner: RunnerDep, templates: Templa
         data = views.run_detail(runner, checked_id(run_id))
     except RunNotFound:
         return _error_page(request, templates, f"No run {run_id!r}.", 404)
-    return _page(request, templates, "run_detail.html", "runs", data)
+    return _page(request, templates, "runs/detail.html", "runs", data)
 
 
 @router.get("/compare", response_class=HTMLResponse, include_in_schema=False)
@@ -155,7 +155,7 @@ def compare_page(
         return _error_page(request, templates, f"No run {exc.run_id!r}.", 404)
     except RequestInvalid:
         return _error_page(request, templates, "Pick runs to compare.", 200)
-    return _page(request, templates, "compare.html", "runs", data)
+    return _page(request, templates, "runs/compare.html", "runs", data)
 
 
 # ------------------------------------------------------------ API: creating runs

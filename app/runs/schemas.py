@@ -113,6 +113,8 @@ class RunFacts(_Open):
     """The facts the runs pages show (statuses, metric labels, panels, dropping methods)."""
 
     statuses: list[str]
+    status_words: dict[str, str] = Field(description="what each status's badge says")
+    stopping_word: str = Field(description="added to a running run's badge once asked to stop")
     active: list[str]
     resumable: list[str]
     methods: list[str]

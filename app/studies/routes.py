@@ -50,14 +50,14 @@ def _page(
 def studies_page(
     request: Request, runner: RunnerDep, store: StudiesDep, templates: TemplatesDep
 ) -> Response:
-    return _page(request, templates, "studies_list.html", views.studies_list(runner, store))
+    return _page(request, templates, "studies/list.html", views.studies_list(runner, store))
 
 
 @router.get("/studies/new", response_class=HTMLResponse, include_in_schema=False)
 def new_study_page(
     request: Request, settings: SettingsDep, storage: StorageDep, templates: TemplatesDep
 ) -> Response:
-    return _page(request, templates, "study_new.html", new_study_form(settings, storage))
+    return _page(request, templates, "studies/new.html", new_study_form(settings, storage))
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -68,8 +68,8 @@ def study_page(
         data = views.study_detail(runner, store, study_id)
     except StudyNotFound:
         message = {"message": f"No study {study_id!r}."}
-        return _page(request, templates, "study_error.html", message, 404)
-    return _page(request, templates, "study_detail.html", data)
+        return _page(request, templates, "studies/error.html", message, 404)
+    return _page(request, templates, "studies/detail.html", data)
 
 
 # ------------------------------------------------------------ API

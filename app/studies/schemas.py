@@ -34,6 +34,9 @@ class StudyLinks(_Open):
 
 class StudyFacts(_Open):
     statuses: list[str]
+    status_words: dict[str, str] = Field(
+        description="what a badge says for each study status and each of its runs' statuses"
+    )
     active: list[str]
     run_active: list[str]
     outcomes: list[dict[str, str]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.runs.facts import METRIC_LABELS
+from app.runs.facts import METRIC_LABELS, STATUS_WORDS
 from app.runs.runner import JobRunner
 from app.studies.store import MANAGED_BY, StudyStore
 from entrodrop.runfolder import ACTIVE, SUMMARY, RunFolder, read_json, read_status
@@ -34,6 +34,12 @@ def study_facts() -> dict[str, Any]:
     """What the studies pages show, sent in their data so neither Jinja nor JS retypes it."""
     return {
         "statuses": list(STUDY_STATUSES),
+        # The badges' words: a study's statuses, and its runs' (a deleted run is "missing").
+        "status_words": {
+            **STATUS_WORDS,
+            **{status: status for status in STUDY_STATUSES},
+            MISSING: MISSING,
+        },
         "active": list(STUDY_ACTIVE),
         "run_active": list(ACTIVE),
         # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from app.main import create_app
 from app.model_service import ModelService, QueueFull
 from app.settings import Settings
 from entrodrop import EntroDropConfig, select_drops
+from entrodrop.config import DropMode, Schedule, Selection
 
 TEXT = "def add(a, b):\n    return a + b\n\nThe quick brown fox jumps over the lazy dog.\n"
 
@@ -117,7 +119,7 @@ def test_page_and_its_twin(client: TestClient, entrodrop_home: Path, tiny_model_
     (run / "config.json").write_text(json.dumps({"method": evil, "model": "default"}))
     page = client.get("/")
     assert page.status_code == 200
-    assert "/vendor/plotly.min.js" in page.text and "/static/inspect.js" in page.text
+    assert "/vendor/plotly.min.js" in page.text and "/static/inspect/inspect.js" in page.text
     assert evil not in page.text and "<script>alert(1)" not in page.text
     twin = client.get("/api/inspect").json()
     assert {s["id"] for s in twin["samples"]} == {"python", "english", "reference"}
@@ -127,6 +129,40 @@ def test_page_and_its_twin(client: TestClient, entrodrop_home: Path, tiny_model_
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/health", "/api/model", "/api/score", "/api/preview", "/api/compare"):
         assert path in paths
+
+
+def _options(page: str, select_id: str) -> list[str]:
+    select = page.split(f'<select id="{select_id}"')[1].split("</select>")[0]
+    return re.findall(r'<option value="([^"]*)"', select)
+
+
+def test_policy_choices_follow_the_library_config(
+    entrodrop_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Selections, schedules and drop modes are the config's Literal values, labelled and helped by
+    its fields: a change there (a new schedule, a new label) reaches the page and its twin."""
+    fields = EntroDropConfig.model_fields
+    with make_client(entrodrop_home, "default", load_model_on_startup=False) as c:
+        choices = c.get("/api/inspect").json()["choices"]
+        assert choices["selection"]["options"] == list(get_args(Selection))
+        assert choices["schedule"]["options"] == list(get_args(Schedule))
+        assert choices["drop_mode"]["options"] == list(get_args(DropMode))
+        assert choices["drop_mode"]["help"] == fields["drop_mode"].description
+        page = c.get("/").text
+        assert _options(page, "schedule") == list(get_args(Schedule))
+        assert _options(page, "drop-mode") == list(get_args(DropMode))
+        radios = re.findall(r'name="selection" value="([^"]*)"', page)
+        assert radios == list(get_args(Selection))
+
+        staircase = Literal["sigmoid", "linear", "cosine", "constant", "staircase"]
+        monkeypatch.setattr(fields["schedule"], "annotation", staircase)
+        monkeypatch.setattr(fields["drop_mode"], "title", "what a drop does")
+        page = c.get("/").text
+        choices = c.get("/api/inspect").json()["choices"]
+    assert _options(page, "schedule") == list(get_args(staircase))
+    assert '<label for="drop-mode">what a drop does</label>' in page
+    assert choices["schedule"]["options"] == list(get_args(staircase))
+    assert choices["drop_mode"]["label"] == "what a drop does"
 
 
 # ---------------------------------------------------------------- score

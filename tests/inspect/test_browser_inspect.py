@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from browser_utils import browser_page, live_server, screenshot
+from browser_utils import browser_page, images_settled, live_server, screenshot
 from waiting import PATIENCE_MS, PATIENCE_S, wait_sync
 
 import entrodrop
@@ -220,7 +220,8 @@ def test_user_text_never_runs(page: Any) -> None:
     evil = '<script>alert(1)</script><img src=x onerror="alert(2)"> & "quotes"\n'
     score_text(page, evil)
     page.hover("#panes .tok >> nth=2")
-    page.wait_for_timeout(200)
+    page.wait_for_selector("#tip .tip-token")  # the hover handler ran: the tooltip shows the token
+    images_settled(page)  # and any image the text could have injected has fired its onerror
     assert dialogs == []
     assert page.locator("#panes img, #panes script, #tip img").count() == 0
     shown = page.evaluate("[...document.querySelectorAll('#panes .tok')].map((s) => s.textContent)")

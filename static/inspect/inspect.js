@@ -1,0 +1,204 @@
+/* The Inspect page: score a text (POST /api/score or /api/compare), render its tokens once, then
+   let the policy controls re-mark them in the page (policy.js, no model call). This module wires
+   the controls; scoring.js scores, render.js draws, share.js keeps the view in the URL. */
+import { onModelStatus } from "../common/model_status.js";
+import { drawSchedule } from "./charts.js";
+import { installColourClasses } from "./colours.js";
+import { initControls, readPolicy } from "./controls.js";
+import { exportCsv, exportJson } from "./export.js";
+import { applyPolicy, renderResult, setColour, shownPanes } from "./render.js";
+import { attachDraws } from "./requests.js";
+import { cancelScore, estimate, score } from "./scoring.js";
+import { copyLink } from "./share.js";
+import { $, DATA, setStatus, state } from "./state.js";
+import { initTokenEvents } from "./tooltip.js";
+import { decodeState } from "./url.js";
+
+// Read by the tests and the benchmark (bench/bench_inspect_page.py).
+window.EntroInspect = { state, applyPolicy: () => applyPolicy(), currentPolicy: () => readPolicy() };
+
+// A file's text into the text box; a file that is not UTF-8, or holds NUL bytes, is refused.
+function loadFile(file) {
+  const limit = DATA.limits.max_upload_bytes;
+  if (file.size > limit) {
+    setStatus(`${file.name} is ${file.size} bytes; the limit is ${limit} bytes.`, "error");
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => {
+    const bytes = new Uint8Array(reader.result);
+    let text;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch (err) {
+      text = null;
+    }
+    if (text === null || text.includes("\u0000")) {
+      setStatus(`${file.name} is not a UTF-8 text file (binary data?); nothing was loaded.`, "error");
+      return;
+    }
+    $("text").value = text;
+    $("sample").value = "";
+    setStatus(`Loaded ${file.name}; press Score.`, "ok");
+    estimate();
+  };
+  reader.onerror = () => setStatus(`Could not read ${file.name}.`, "error");
+  reader.readAsArrayBuffer(file);
+}
+
+function initText() {
+  $("sample").addEventListener("change", () => {
+    const sample = DATA.samples.find((s) => s.id === $("sample").value);
+    if (!sample) return;
+    $("text").value = sample.text;
+    estimate();
+    score();
+  });
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    if (file) loadFile(file);
+  });
+  $("text").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) score();
+  });
+  $("score-btn").addEventListener("click", score);
+  $("cancel-btn").addEventListener("click", cancelScore);
+  let estimateTimer = null;
+  $("text").addEventListener("input", () => {
+    clearTimeout(estimateTimer);
+    estimateTimer = setTimeout(estimate, 300);
+  });
+}
+
+function initModelPickers() {
+  for (const [sel, folder] of [["model", "model-folder"], ["model-b", "model-b-folder"]]) {
+    $(sel).addEventListener("change", () => {
+      $(folder).hidden = $(sel).value !== "__folder__";
+      if (!$(folder).hidden) $(folder).focus();
+    });
+  }
+  $("compare-on").addEventListener("change", () => {
+    $("compare-box").hidden = !$("compare-on").checked;
+  });
+  $("model").addEventListener("change", estimate);
+}
+
+// `/?model=run:<id>` (the run page's "inspect with this checkpoint") or `/?model=<folder>`.
+function preselectModel(selectId, folderId, spec) {
+  const known = Array.from($(selectId).options).some((o) => o.value === spec);
+  if (known) {
+    $(selectId).value = spec;
+  } else {
+    $(selectId).value = "__folder__";
+    $(folderId).value = spec;
+    $(folderId).hidden = false;
+  }
+}
+
+// A new seed needs its draws from the server before the marks can follow; a bad one is said.
+function watchSeed() {
+  let seedTimer = null;
+  $("seed").addEventListener("input", () => {
+    clearTimeout(seedTimer);
+    seedTimer = setTimeout(async () => {
+      const seed = readPolicy().config.seed;
+      if (seed === null) { // say what is wrong with it; the marks stay as they were
+        applyPolicy();
+        return;
+      }
+      try {
+        await attachDraws(seed);
+      } catch (err) {
+        setStatus(String(err.message || err), "error");
+        return;
+      }
+      if (readPolicy().config.seed === seed) applyPolicy();
+    }, 150);
+  });
+}
+
+function initPolicy() {
+  for (const id of ["quantile", "threshold", "rate-max", "steepness", "midpoint", "progress"]) {
+    $(id).addEventListener("input", applyPolicy);
+  }
+  for (const id of ["schedule", "drop-mode"]) $(id).addEventListener("change", applyPolicy);
+  for (const radio of document.querySelectorAll('input[name="selection"]')) {
+    radio.addEventListener("change", () => {
+      // Start the threshold where the quantile cut was, so that the marks do not jump.
+      const sel = state.result && state.result.panes[0].sel;
+      if (radio.value === "threshold" && sel && Number.isFinite(sel.tau)) {
+        $("threshold").value = String(Math.round(sel.tau / 0.05) * 0.05);
+      }
+      applyPolicy();
+    });
+  }
+  watchSeed();
+}
+
+function initView() {
+  for (const radio of document.querySelectorAll('input[name="view"]')) {
+    radio.addEventListener("change", () => {
+      state.view = radio.value;
+      if (state.result) renderResult();
+    });
+  }
+  $("export-csv").addEventListener("click", () => state.result && exportCsv(state.result, readPolicy()));
+  $("colour").addEventListener("change", () => setColour($("colour").value, state.colour.fixed));
+  $("scale").addEventListener("change", () => setColour(state.colour.mode, $("scale").value === "fixed"));
+  $("copy-link").addEventListener("click", copyLink);
+  $("export-json").addEventListener("click", () => state.result && exportJson(state.result, readPolicy()));
+}
+
+// Opening a link: controls from the URL, then score when it carries a text.
+function applyUrl() {
+  const v = decodeState(location.search);
+  if (v.model) preselectModel("model", "model-folder", v.model);
+  if (v.modelB) {
+    $("compare-on").checked = true;
+    $("compare-box").hidden = false;
+    preselectModel("model-b", "model-b-folder", v.modelB);
+  }
+  if (v.topK !== null) $("top-k").value = v.topK;
+  for (const [key, value] of Object.entries(v.policy)) {
+    if (key === "selection") {
+      const radio = document.querySelector(`input[name="selection"][value="${CSS.escape(value)}"]`);
+      if (radio) radio.checked = true;
+    } else {
+      const id = key.replace("_", "-");
+      if ($(id)) $(id).value = value;
+    }
+  }
+  if (v.progress !== null) $("progress").value = v.progress;
+  setColour(v.colour || "entropy", v.scale === "fixed");
+  applyPolicy();
+  if (v.text !== null) {
+    $("text").value = v.text;
+    score();
+  }
+}
+
+function watchModel() {
+  if (DATA.model.model_loaded) return;
+  const stop = onModelStatus((health) => {
+    if (!health) return;
+    if (health.model_loaded) {
+      $("loading-note").hidden = true;
+      stop();
+    } else if (health.state === "error") {
+      $("loading-note").textContent = `The model did not load: ${health.error}`;
+      $("loading-note").classList.add("error");
+      stop();
+    }
+  });
+}
+
+installColourClasses();
+initControls();
+initText();
+initModelPickers();
+initPolicy();
+initView();
+initTokenEvents($("panes"), $("tip"), () => ({ result: state.result, shown: state.result ? shownPanes() : [] }));
+drawSchedule(readPolicy());
+applyUrl();
+watchModel();
