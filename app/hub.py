@@ -3,9 +3,7 @@ quick, cached reachability check so that an offline machine refuses at once inst
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,11 +12,9 @@ from pathlib import Path
 from app.security import is_loopback
 from app.settings import Settings
 from entrodrop.models import ModelLoadError, check_local_checkpoint
+from entrodrop.network import hub_reachable as _hub_answers
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-HUB_HOST = "huggingface.co"
-HUB_PORT = 443
-PROBE_TIMEOUT_S = 1.5  # a DNS look-up plus a TCP connect; never the ~24 s of a library's retries
 PROBE_TTL_S = 60.0  # one probe a minute, whatever the number of requests
 NO_NETWORK = "no network: the hub id {spec!r} cannot be downloaded here (and it is not cached)"
 HUB_REFUSED = (
@@ -37,28 +33,8 @@ def is_shared(settings: Settings) -> bool:
     return bool(settings.token) or not is_loopback(settings.host)
 
 
-def _connect(host: str = HUB_HOST, port: int = HUB_PORT, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    # getaddrinfo has no timeout of its own: run it in a thread and stop waiting after `timeout`.
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    worker = threading.Thread(target=probe, name="hub-probe", daemon=True)
-    worker.start()
-    worker.join(timeout * 2)
-    return bool(result and result[0])
-
-
 def _probe() -> bool:
-    # HF_HUB_OFFLINE=1 (huggingface_hub's own switch) says so without a look at the network.
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    return _connect()
+    return _hub_answers()
 
 
 class Reachability:

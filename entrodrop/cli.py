@@ -353,6 +353,15 @@ def prepare() -> None:
     typer.echo(f"default model ready: {path}")
 
 
+def _register_eval() -> None:
+    from entrodrop.eval.cli import eval_command
+
+    app.command(name="eval")(eval_command)
+
+
+_register_eval()
+
+
 def add_plugin_commands(group: str = "entrodrop.commands") -> None:
     """Commands other installed packages declare (the dashboard's `serve`): the library names none."""
     taken = {c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands}

@@ -329,7 +329,9 @@ def test_hf_hub_offline_means_unreachable_without_a_probe(monkeypatch: pytest.Mo
     def no_network() -> bool:
         raise AssertionError("the network was probed")
 
-    monkeypatch.setattr(hub, "_connect", no_network)
+    import entrodrop.network
+
+    monkeypatch.setattr(entrodrop.network, "connect", no_network)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub.Reachability()() is False
 
