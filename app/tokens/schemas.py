@@ -15,12 +15,17 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class Choice(_Open):
-    """One entry of a list a page offers: a class, a bucket, a source."""
+class Source(_Open):
+    """Where probe tokens come from: held-out, general text or training data."""
 
     id: str
     label: str
-    help: str | None = None
+
+
+class Choice(Source):
+    """One entry of a list a page offers: a cartography class or an entropy bucket."""
+
+    help: str
 
 
 class ColourMode(_Open):
@@ -70,7 +75,7 @@ class Probe(_Open):
     fingerprint: str = Field(description="equal for runs that follow the same tokens")
     tokens: list[str]
     ids: list[int]
-    sources: list[Choice]
+    sources: list[Source]
     source: list[int] = Field(description="index into sources: held-out, general text, training")
     block: list[int]
     position: list[int]

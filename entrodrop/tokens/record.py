@@ -92,17 +92,23 @@ def thinning_stride(last: int, every: int, limit: int = MAX_EVALUATIONS) -> int:
 
 
 def kept_rows(steps: Sequence[int], every: int, limit: int = MAX_EVALUATIONS) -> list[int]:
-    """Which rows a record keeps: all while they fit; past `limit`, the first, the last and those
-    on the grid of every x thinning_stride steps.
+    """Which rows a record keeps: the first, the last and those on the grid of every x
+    thinning_stride steps (all of them while every evaluation fits).
 
     The grid depends only on the last step, so a record is the same whatever happened before
     (a resumed run's record equals an uninterrupted one's once it passes the step it stopped at).
+    Steps off the every-grid (evaluations a caller made at other steps) coarsen it further.
     """
     n = len(steps)
-    if n <= limit:
+    stride = thinning_stride(int(steps[-1]), every, limit) if n else 1
+    if stride == 1 and n <= limit:
         return list(range(n))
-    grid = max(1, every) * thinning_stride(int(steps[-1]), every, limit)
-    return [i for i, s in enumerate(steps) if i in (0, n - 1) or int(s) % grid == 0]
+    while True:
+        grid = max(1, every) * stride
+        keep = [i for i, s in enumerate(steps) if i in (0, n - 1) or int(s) % grid == 0]
+        if len(keep) <= limit:
+            return keep
+        stride *= 2
 
 
 @dataclass(frozen=True)
