@@ -260,8 +260,14 @@ class RunConfig(_Strict):
     record_tokens: bool = Field(
         True,
         title="record tokens",
-        description="keep each held-out token's loss, entropy and rank at every evaluation "
+        description="keep each held-out token's loss and entropy at every evaluation "
         f"(the run's Tokens view; at most {MAX_PROBE_TOKENS} tokens; docs/tokens.md)",
+    )
+    record_ranks: bool = Field(
+        False,
+        title="record ranks",
+        description="the token record keeps each true token's rank too (one more pass over the "
+        "logits: ~20% of an evaluation on a CPU, little on a GPU)",
     )
     record_general_tokens: bool = Field(
         False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,17 +71,18 @@ class Diagnostics:
         return loss_mask(self.heldout) if self.heldout_mask is None else self.heldout_mask
 
     def score(
-        self, model: Any, rank: int = 0, world: int = 1, with_rank: bool = False
+        self, model: Any, rank: int = 0, world: int = 1, ranked: Collection[str] = ()
     ) -> ShardScores:
-        """Per-token loss and entropy (and rank) of this process's share of each set."""
+        """Per-token loss and entropy of this process's share of each set, and the true tokens'
+        ranks in the sets named in `ranked` ("heldout", "general")."""
         heldout = general = None
         if len(shard := self.heldout[rank::world]):
             heldout = forward_token_stats(
-                model, shard, self.autocast_dtype, with_loss=True, with_rank=with_rank
+                model, shard, self.autocast_dtype, True, with_rank="heldout" in ranked
             )
         if self.general is not None and len(shard := self.general[rank::world]):
             general = forward_token_stats(
-                model, shard, self.autocast_dtype, with_loss=True, with_rank=with_rank
+                model, shard, self.autocast_dtype, True, with_rank="general" in ranked
             )
         return ShardScores(heldout, general)
 

@@ -1,9 +1,9 @@
 """The token record during training: each evaluation's per-token results, gathered and written.
 
 The evaluation already scores every held-out (and general-text) token to compute its losses;
-the recorder keeps the probe's share of those tensors (plus the true token's rank, one
-comparison over the logits), scores the few training blocks it follows if asked, and rewrites
-the run folder's record (main process). With several processes each fills the probe entries of
+the recorder keeps the probe's share of those tensors (and, with record_ranks, the true tokens'
+ranks: one more pass over the logits), scores the few training blocks it follows if asked, and
+rewrites the run folder's record (main process). With several processes each fills the probe entries of
 its own rows and one sum all-reduce assembles them. docs/tokens.md has the format and the cost.
 """
 
@@ -40,7 +40,15 @@ class TokenRecorder:
     record: TokenRecord
     autocast_dtype: torch.dtype | None = None
     drop_counts: DropCounts | None = None
-    with_rank: bool = True
+
+    @property
+    def with_rank(self) -> bool:
+        return self.record.rank is not None
+
+    @property
+    def ranked(self) -> tuple[str, ...]:
+        """The sets whose ranks the evaluation must compute: those the probe follows, if any."""
+        return tuple(p.source for p in self.parts) if self.with_rank else ()
 
     def _stats(
         self, part: ProbePart, scores: ShardScores, model: Any, rank: int, world: int
@@ -119,6 +127,7 @@ class RecordSources:
     general_tokens: bool = False
     train_tokens: int = 0
     drops: bool = False  # the method drops tokens: count the followed ones' drops
+    ranks: bool = False  # keep the true tokens' ranks (a pass over the logits: not free on a CPU)
 
 
 def _start_entropy(
@@ -170,7 +179,11 @@ def _earlier_record(folder: RunFolder, fresh: TokenRecord) -> TokenRecord:
     except TokenRecordError:
         return fresh
     same = earlier.probe.fingerprint() == fresh.probe.fingerprint()
-    if same and earlier.every == fresh.every and (earlier.drops is None) == (fresh.drops is None):
+    arrays = [
+        (a is None) == (b is None)
+        for a, b in ((earlier.drops, fresh.drops), (earlier.rank, fresh.rank))
+    ]
+    if same and earlier.every == fresh.every and all(arrays):
         return earlier
     log.warning("token record: the resumed run follows other tokens; starting a new record")
     return fresh
@@ -186,7 +199,7 @@ def build_recorder(
     counts = None
     if train is not None and src.drops:
         counts = DropCounts(len(src.train), train.rows, src.train.shape[1])
-    record = TokenRecord.empty(probe, every, with_rank=True, with_drops=counts is not None)
+    record = TokenRecord.empty(probe, every, src.ranks, with_drops=counts is not None)
     if resume:
         record = _earlier_record(folder, record)
     log.info(

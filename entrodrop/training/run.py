@@ -227,6 +227,7 @@ def make_recorder(run: Run, prepared: Prepared) -> TokenRecorder:
         general_tokens=config.record_general_tokens,
         train_tokens=config.record_train_tokens,
         drops=config.method in DROPPING_METHODS,
+        ranks=config.record_ranks,
     )
     resumed = run.resume_from is not None
     return build_recorder(run.folder, prepared.diagnostics, sources, config.eval_every, resumed)

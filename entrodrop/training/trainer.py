@@ -229,8 +229,8 @@ class EntroDropTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         rank, world, recorder = self.args.process_index, self.args.world_size, self.token_recorder
         reduce = lambda t: self.accelerator.reduce(t.to(self.args.device), reduction="sum").cpu()  # noqa: E731
-        with_rank = recorder is not None and recorder.with_rank
-        scores = self.diagnostics.score(model, rank, world, with_rank=with_rank)
+        ranked = () if recorder is None else recorder.ranked
+        scores = self.diagnostics.score(model, rank, world, ranked)
         metrics = self.diagnostics.evaluate(model, rank, world, reduce, scores)
         if recorder is not None:
             recorder.add(self.state.global_step, scores, model, rank, world, reduce)

@@ -54,7 +54,8 @@ def test_a_real_runs_tokens_json_csv_cli_and_checkpoints(
     make_client: ClientFactory, tiny_model_dir: Path, entrodrop_home: Path
 ) -> None:
     with make_client(fake_child=False) as client:
-        res = client.post("/api/runs", json={"model": str(tiny_model_dir), **TINY})
+        body = {"model": str(tiny_model_dir), "record_ranks": True, **TINY}
+        res = client.post("/api/runs", json=body)
         run_id = res.json()["id"]
         assert wait_finished(client, run_id)["status"] == "succeeded"
         detail = client.get(f"/api/runs/{run_id}").json()

@@ -69,10 +69,10 @@ def test_a_row_per_evaluation_whose_mean_is_eval_loss_and_equals_the_saved_model
         return real(*args, **kw)
 
     monkeypatch.setattr(diagnostics, "forward_token_stats", spy)
-    cfg = config(tiny_model_dir, small_corpus)
+    cfg = config(tiny_model_dir, small_corpus, record_ranks=True)
     run_dir = tmp_path / "run"
     train(cfg, run_dir)
-    assert asked and all(asked)  # recording asks the evaluation for ranks too
+    assert sorted(set(asked)) == [False, True]  # ranks of the held-out set, not of general text
     assert_rows_are_the_curve(run_dir)
     record = RunFolder(run_dir).read_tokens()
     assert record.steps.tolist() == [0, 2, 4] and record.probe.covers_eval
@@ -94,7 +94,7 @@ def test_a_row_per_evaluation_whose_mean_is_eval_loss_and_equals_the_saved_model
     assert record.rank[-1].tolist() == stats.rank[p.block, p.position].int().tolist()
 
 
-def test_recording_off_writes_nothing_and_asks_for_no_ranks(
+def test_no_ranks_by_default_and_nothing_at_all_when_off(
     tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[bool] = []
@@ -105,9 +105,12 @@ def test_recording_off_writes_nothing_and_asks_for_no_ranks(
         return real(*args, **kw)
 
     monkeypatch.setattr(diagnostics, "forward_token_stats", spy)
-    run_dir = tmp_path / "run"
+    train(config(tiny_model_dir, small_corpus), tmp_path / "default")
+    assert asked and not any(asked)  # ranks cost a pass over the logits: only when asked
+    assert RunFolder(tmp_path / "default").read_tokens().rank is None
+    run_dir = tmp_path / "off"
     train(config(tiny_model_dir, small_corpus, record_tokens=False), run_dir)
-    assert asked and not any(asked)
+    assert not any(asked)
     with pytest.raises(NoTokenRecord):
         RunFolder(run_dir).read_tokens()
     assert eval_losses(run_dir)  # the curves as ever
@@ -128,9 +131,7 @@ def test_resume_keeps_one_consistent_record(
     record = folder.read_tokens()
     assert record.steps.max() <= stopped
     # An attempt killed after an evaluation whose checkpoint never completed leaves a later row.
-    folder.write_tokens(
-        record.with_row(stopped + 1, record.loss[-1], record.entropy[-1], record.rank[-1])
-    )
+    folder.write_tokens(record.with_row(stopped + 1, record.loss[-1], record.entropy[-1]))
     seen_at_first_log: list[list[int]] = []
 
     def look(rows: list[dict[str, Any]]) -> None:
