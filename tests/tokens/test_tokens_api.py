@@ -187,3 +187,25 @@ def test_the_token_operations_are_documented_with_their_models(make_client: Clie
         content = paths[path]["get"]["responses"]["200"]["content"]
         assert content["application/json"]["schema"]["$ref"].endswith(model), path
     assert "text/csv" in paths["/api/runs/{run_id}/tokens"]["get"]["responses"]["200"]["content"]
+
+
+@pytest.mark.slow
+def test_a_default_model_runs_token_rows_average_to_its_eval_loss(
+    make_client: ClientFactory,
+) -> None:
+    """The real default model, a few steps and two evaluations: the aligned arrays the API
+    returns average, row by row, to the run's eval/loss."""
+    body = {"model": "default", "max_steps": 2, "eval_every": 2, "seq_len": 64, "batch_size": 2}
+    body |= {"max_train_tokens": 1024, "max_eval_tokens": 512}
+    with make_client(fake_child=False) as client:
+        run_id = client.post("/api/runs", json=body).json()["id"]
+        run = wait_finished(client, run_id)
+        assert run["status"] == "succeeded", run["error"]
+        view = client.get(f"/api/runs/{run_id}/tokens").json()
+        curve = eval_curve(client, run_id)
+    check_aligned(view)
+    assert view["steps"] == sorted(curve) == [0, 2]
+    assert view["n_tokens"] == 8 * 63  # 512 held-out tokens in blocks of 64, all but the firsts
+    for row, step in zip(view["loss"], view["steps"], strict=True):
+        assert np.mean(row) == pytest.approx(curve[step], abs=1e-4)
+    assert view["tokens"][:3] and all(isinstance(t, str) for t in view["tokens"])
