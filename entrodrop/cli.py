@@ -22,7 +22,10 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="'default', a local folder, a hub id or run:<id>.")
+    str,
+    typer.Option(
+        "--model", "-m", help="'default', a local folder, a hub id, run:<id> or run:<id>:<step>."
+    ),
 ]
 
 
