@@ -267,7 +267,7 @@ class RunConfig(_Strict):
         False,
         title="record ranks",
         description="the token record keeps each true token's rank too (one more pass over the "
-        "logits: ~20% of an evaluation on a CPU, little on a GPU)",
+        "logits: ~10% of an evaluation on a CPU, little on a GPU)",
     )
     record_general_tokens: bool = Field(
         False,
