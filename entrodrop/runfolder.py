@@ -18,8 +18,8 @@ file                      what                                                  
 ``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume           Trainer
 ``model/``                the final model (config, safetensors, tokenizer)            at the end
                           or, for a LoRA run, its adapter (ADAPTER_FILES, tokenizer)
-``tokens.safetensors``    the per-token record: each probe token's loss, entropy      atomically
-                          and rank at every evaluation (entrodrop/tokens/record.py)
+``tokens.safetensors``    the per-token record: each probe token's loss and entropy   atomically
+                          at every evaluation (entrodrop/tokens/record.py)
 ========================  ==========================================================  ============
 
 ``metrics.jsonl`` has one writer, the training process: on resume it cuts the rows logged after
@@ -62,9 +62,8 @@ OUTPUT = "output.txt"
 STOP = "STOP"
 SUMMARY = "summary.json"
 MODEL = "model"
-TOKENS = (
-    "tokens.safetensors"  # the per-token record; entrodrop/tokens/record.py reads and writes it
-)
+# The per-token record: entrodrop/tokens/record.py reads and writes it (docs/tokens.md).
+TOKENS = "tokens.safetensors"
 # transformers' names, written out so that the server need not import transformers (~1 s) to
 # list a folder; tests/test_runfolder.py checks that they still equal transformers' own
 # (trainer_utils.PREFIX_CHECKPOINT_DIR, trainer.TRAINER_STATE_NAME, utils.SAFE_WEIGHTS_*).

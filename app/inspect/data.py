@@ -252,5 +252,9 @@ def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:
         newest = run / runfolder.MODEL
         if models[0]["step"] is not None:
             newest = runfolder.checkpoint_dir(run, models[0]["step"])
-        found.append((newest.stat().st_mtime, models))
+        try:
+            when = newest.stat().st_mtime
+        except OSError:  # rotated away by a running trainer meanwhile: list it last
+            when = 0.0
+        found.append((when, models))
     return [m for _, models in sorted(found, key=lambda x: x[0], reverse=True) for m in models]

@@ -67,7 +67,7 @@ class Diagnostics:
 
     @property
     def heldout_counted(self) -> torch.Tensor:
-        """(N, T) bool: the held-out positions eval/loss averages over (where a loss is finite)."""
+        """(N, T) bool: the held-out positions whose loss eval/loss averages (those finite)."""
         return loss_mask(self.heldout) if self.heldout_mask is None else self.heldout_mask
 
     def score(

@@ -3,8 +3,9 @@
 The evaluation already scores every held-out (and general-text) token to compute its losses;
 the recorder keeps the probe's share of those tensors (and, with record_ranks, the true tokens'
 ranks: one more pass over the logits), scores the few training blocks it follows if asked, and
-rewrites the run folder's record (main process). With several processes each fills the probe entries of
-its own rows and one sum all-reduce assembles them. docs/tokens.md has the format and the cost.
+rewrites the run folder's record (main process). With several processes each fills the probe
+entries of its own rows and one sum all-reduce assembles them. docs/tokens.md has the format
+and the cost.
 """
 
 from __future__ import annotations

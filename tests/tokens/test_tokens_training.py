@@ -160,13 +160,25 @@ def test_a_start_from_step_zero_replaces_an_old_record(
     assert again.heldout_means()[1] == pytest.approx(eval_losses(run_dir)[1], abs=1e-4)
 
 
+def realised_drops(run_dir: Path, tokens_per_step: int) -> int:
+    """Every drop the metrics account for: the realised fraction x the tokens of each interval."""
+    rows = [r for r in RunFolder(run_dir).read_metrics() if r["name"] == "drop/fraction_realised"]
+    steps = [r["step"] for r in rows]
+    spans = np.diff([0, *steps]).tolist()
+    return sum(round(r["value"] * n * tokens_per_step) for r, n in zip(rows, spans, strict=True))
+
+
+DROP_ALL = {"entropy_source": "reference", "drop_mode": "loss", "schedule": "constant"}
+DROP_ALL |= {"rate_max": 1.0, "quantile": 0.5}
+
+
 def test_training_tokens_count_their_drops(
     tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    ed = {"entropy_source": "reference", "drop_mode": "loss", "schedule": "constant"}
-    ed |= {"rate_max": 1.0, "quantile": 0.5}
-    cfg = config(tiny_model_dir, small_corpus, entrodrop=ed, record_train_tokens=MAX_PROBE_TOKENS)
-    cfg = cfg.model_copy(update={"record_general_tokens": True})
+    cfg = config(tiny_model_dir, small_corpus, entrodrop=DROP_ALL)
+    cfg = cfg.model_copy(
+        update={"record_train_tokens": MAX_PROBE_TOKENS, "record_general_tokens": True}
+    )
     run_dir = tmp_path / "run"
     train(cfg, run_dir)
     record = RunFolder(run_dir).read_tokens()
@@ -176,15 +188,32 @@ def test_training_tokens_count_their_drops(
     assert record.drops is not None
     drops = record.drops[:, train_tokens].astype(int)
     assert drops[0].sum() == 0 and (np.diff(drops, axis=0) >= 0).all()
-    # Every drop was counted: the realised fraction x the tokens of each logged interval.
-    rows = [r for r in RunFolder(run_dir).read_metrics() if r["name"] == "drop/fraction_realised"]
-    steps_in = dict(
-        zip([r["step"] for r in rows], np.diff([0] + [r["step"] for r in rows]), strict=True)
-    )
-    total = sum(round(r["value"] * steps_in[r["step"]] * 4 * 31) for r in rows)
-    assert drops[-1].sum() == total > 0
+    assert drops[-1].sum() == realised_drops(run_dir, 4 * 31) > 0  # every drop was counted
     assert (record.drops[:, ~train_tokens] == 0).all()
     assert_rows_are_the_curve(run_dir)  # the held-out rows still average to eval/loss
+
+
+def test_drop_counts_survive_a_resume(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """The counts so far are in each checkpoint: a resumed run's count all the drops."""
+    run_dir = tmp_path / "run"
+    cfg = config(tiny_model_dir, small_corpus, entrodrop=DROP_ALL, max_steps=6)
+    cfg = cfg.model_copy(update={"record_train_tokens": MAX_PROBE_TOKENS})
+
+    def stop_at_step_3(rows: list[dict[str, Any]]) -> None:
+        if any(r["step"] == 3 for r in rows):
+            (run_dir / "STOP").touch()
+
+    train(cfg.model_copy(update={"eval_every": 1}), run_dir, subscribers=[stop_at_step_3])
+    (run_dir / "STOP").unlink()
+    assert train(cfg.model_copy(update={"eval_every": 1}), run_dir, resume=True)["status"] == (
+        "succeeded"
+    )
+    record = RunFolder(run_dir).read_tokens()
+    assert record.drops is not None and record.steps.tolist() == list(range(7))
+    total = record.drops[-1, record.probe.of_source("train")].astype(int).sum()
+    assert total == realised_drops(run_dir, 4 * 31) > 0
 
 
 def test_the_bound_holds_for_long_runs_and_large_held_out_sets(
