@@ -129,6 +129,11 @@ class RecordSources:
     train_tokens: int = 0
     drops: bool = False  # the method drops tokens: count the followed ones' drops
     ranks: bool = False  # keep the true tokens' ranks (a pass over the logits: not free on a CPU)
+    train_mask: torch.Tensor | None = None  # (N, T) training positions whose loss counts
+
+    @property
+    def train_counted(self) -> torch.Tensor:
+        return loss_mask(self.train) if self.train_mask is None else self.train_mask
 
 
 def _start_entropy(
@@ -163,7 +168,7 @@ def probe_parts(diag: Diagnostics, src: RecordSources) -> tuple[list[ProbePart],
         parts.append(probe_part("general", diag.general, mask, low, start, rows))
         left -= parts[-1].n
     if src.train_tokens > 0 and left > 0:
-        mask = loss_mask(src.train)
+        mask = src.train_counted
         rows = choose_blocks(mask, min(left, src.train_tokens))
         known = src.train_entropies  # the reference source scored them all already
         start = known if known is not None else _start_entropy(src, src.train, rows, autocast)
