@@ -1,4 +1,4 @@
-"""The per-token record: each probe token's loss, entropy and rank at every evaluation of a run.
+"""The per-token record: each probe token's loss and entropy (and rank) at every evaluation.
 
 One safetensors file in the run folder (``runfolder.TOKENS``), rewritten atomically after each
 evaluation by the training process's main process. Arrays are aligned to the probe's tokens:
