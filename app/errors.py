@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entrodrop.data import DataError, DataTooLarge
 from entrodrop.models import ModelLoadError
+from entrodrop.tokens import NoTokenRecord, TokenRecordError
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ LIBRARY_STATUS: dict[type[Exception], int] = {
     DataTooLarge: 413,
     ModelLoadError: 422,
     DataError: 422,
+    NoTokenRecord: 404,  # a run without a token record (yet)
+    TokenRecordError: 422,  # a step not recorded, runs that follow different tokens
 }
 
 

@@ -30,6 +30,7 @@ from app.security import TokenMiddleware, redact_access_log
 from app.settings import Settings
 from app.studies import routes as studies_routes
 from app.studies.store import StudyStore
+from app.tokens import routes as tokens_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -184,4 +185,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(studies_routes.router)
     app.include_router(studies_routes.api)
+    app.include_router(tokens_routes.api)
     return app

@@ -22,7 +22,10 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="'default', a local folder, a hub id or run:<id>.")
+    str,
+    typer.Option(
+        "--model", "-m", help="'default', a local folder, a hub id, run:<id> or run:<id>:<step>."
+    ),
 ]
 
 
@@ -338,6 +341,82 @@ def _study_ending(folder: Any) -> None:
         typer.secho(f"continue with: entrodrop study --resume {folder.path}", fg="yellow")
     elif status != "succeeded":
         raise typer.Exit(code=1)
+
+
+def _run_folder(run: str) -> Path:
+    """A run folder by path, or by id under this home's runs folder."""
+    from entrodrop.paths import runs_dir
+    from entrodrop.runfolder import is_run_id
+
+    path = Path(run).expanduser()
+    if not path.is_dir() and is_run_id(run) and (runs_dir() / run).is_dir():
+        path = runs_dir() / run
+    if not path.is_dir():
+        _fail(f"no run folder {run}")
+    return path
+
+
+def _print_tokens(view: dict[str, Any]) -> None:
+    """The record in a few lines: its steps, the cartography's counts and the rebound's tokens."""
+    cart = view["cartography"]
+    steps = view["steps"]
+    typer.echo(
+        f"{view['n_tokens']} tokens, {len(steps)} evaluations (steps {steps[0]}..{steps[-1]})"
+        if steps
+        else f"{view['n_tokens']} tokens, no evaluation yet"
+    )
+    means = ", ".join(
+        f"{s}: {m:.4f}" for s, m in zip(steps, view["eval_loss"], strict=True) if m is not None
+    )
+    typer.echo(f"held-out mean loss by step: {means}")
+    labels = {b["id"]: b["label"] for b in cart["buckets"]}
+    typer.echo(f"  {'class':<26}{labels['low']:>13}{labels['high']:>13}{'all':>8}")
+    for c in cart["classes"]:
+        n = cart["counts"][c["id"]]
+        typer.echo(f"  {c['label']:<26}{n['low']:>13}{n['high']:>13}{n['all']:>8}")
+    if cart["top_rebound"]:
+        typer.echo("largest rise from best to final (the rebound):")
+    for t in cart["top_rebound"]:
+        typer.echo(
+            f"  {t['text']!r:<18} +{t['rise']:.3f} nats (best {t['best_loss']:.3f} at step "
+            f"{t['best_step']}, final {t['final_loss']:.3f}, {t['bucket']}-entropy)"
+        )
+
+
+@app.command()
+def tokens(
+    run: Annotated[str, typer.Argument(help="A run folder (or a run id of this home).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON of GET /api/runs/{id}/tokens.")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print one CSV row per token.")] = False,
+    step: Annotated[
+        int | None, typer.Option(min=0, help="The record as it stood at this evaluation step.")
+    ] = None,
+    rank: Annotated[bool, typer.Option("--rank", help="Include the true tokens' ranks.")] = False,
+    top: Annotated[int, typer.Option(min=0, max=1000, help="Tokens listed for the rebound.")] = 20,
+) -> None:
+    """A run's per-token record: loss and entropy of every probe token at every evaluation, and
+    its cartography (learned, forgotten, never learned, known)."""
+    from entrodrop.runfolder import RunFolder
+    from entrodrop.tokens import TokenRecordError
+    from entrodrop.tokens.view import tokens_csv, tokens_view
+
+    folder = RunFolder(_run_folder(run), writer=False)
+    try:
+        record = folder.read_tokens()
+        if as_csv:
+            sys.stdout.write(tokens_csv(record, step))
+            return
+        view = tokens_view(record, step, with_rank=rank, top=top)
+    except TokenRecordError as exc:
+        _fail(str(exc))
+    view = {"run_id": folder.path.name, **view}
+    if as_json:
+        json.dump(view, sys.stdout, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        _print_tokens(view)
 
 
 @app.command()

@@ -8,6 +8,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from entrodrop.tokens import MAX_PROBE_TOKENS
+
 EntropySource = Literal["reference", "online"]
 Selection = Literal["quantile", "threshold"]
 Schedule = Literal["sigmoid", "linear", "cosine", "constant"]
@@ -254,6 +256,31 @@ class RunConfig(_Strict):
         le=1e6,
         title="max gradient norm",
         description="clip the gradient norm to this; 0 turns clipping off",
+    )
+    record_tokens: bool = Field(
+        True,
+        title="record tokens",
+        description="keep each held-out token's loss and entropy at every evaluation "
+        f"(the run's Tokens view; at most {MAX_PROBE_TOKENS} tokens; docs/tokens.md)",
+    )
+    record_ranks: bool = Field(
+        False,
+        title="record ranks",
+        description="the token record keeps each true token's rank too (one more pass over the "
+        "logits: ~10% of an evaluation on a CPU, little on a GPU)",
+    )
+    record_general_tokens: bool = Field(
+        False,
+        title="record general-text tokens",
+        description="the token record follows the general-text tokens too (within its bound)",
+    )
+    record_train_tokens: int = Field(
+        0,
+        ge=0,
+        le=MAX_PROBE_TOKENS,
+        title="record training tokens",
+        description="the token record follows up to N training tokens too, with how many times "
+        "each was dropped (scored at each evaluation: costs N tokens of scoring)",
     )
 
     @field_validator("epochs", "learning_rate", "baseline_strength", "max_grad_norm")

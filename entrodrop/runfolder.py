@@ -18,11 +18,15 @@ file                      what                                                  
 ``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume           Trainer
 ``model/``                the final model (config, safetensors, tokenizer)            at the end
                           or, for a LoRA run, its adapter (ADAPTER_FILES, tokenizer)
+``tokens.safetensors``    the per-token record: each probe token's loss and entropy   atomically
+                          at every evaluation (entrodrop/tokens/record.py)
 ========================  ==========================================================  ============
 
 ``metrics.jsonl`` has one writer, the training process: on resume it cuts the rows logged after
 its checkpoint (:meth:`RunFolder.truncate_metrics_after`) and logs those steps again; the server
-only reads it. Readers never see half a ``status.json`` or ``summary.json``.
+only reads it. Readers never see half a ``status.json``, ``summary.json`` or token record; the
+record follows the attempt as the metrics do: a resume cuts it back to its checkpoint's step
+(:meth:`RunFolder.truncate_tokens_after`), a start from step 0 removes the old one.
 
 A checkpoint counts only when it is complete (:func:`is_complete_checkpoint`): a process killed
 while saving leaves a ``checkpoint-<step>/`` without its trainer state, or with half its weights,
@@ -41,9 +45,12 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from entrodrop.config import RunConfig
+
+if TYPE_CHECKING:
+    from entrodrop.tokens.record import TokenRecord
 
 # ---------------------------------------------------------------- file names
 
@@ -55,6 +62,8 @@ OUTPUT = "output.txt"
 STOP = "STOP"
 SUMMARY = "summary.json"
 MODEL = "model"
+# The per-token record: entrodrop/tokens/record.py reads and writes it (docs/tokens.md).
+TOKENS = "tokens.safetensors"
 # transformers' names, written out so that the server need not import transformers (~1 s) to
 # list a folder; tests/test_runfolder.py checks that they still equal transformers' own
 # (trainer_utils.PREFIX_CHECKPOINT_DIR, trainer.TRAINER_STATE_NAME, utils.SAFE_WEIGHTS_*).
@@ -175,11 +184,16 @@ def run_model_dir(run_dir: Path) -> Path | None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a file through a temporary one and a rename: readers see the old or the new file."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Bytes through a temporary file and a rename: readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -296,6 +310,7 @@ class RunFolder:
     stop_path = property(lambda self: self.path / STOP)
     model_dir = property(lambda self: self.path / MODEL)
     summary_path = property(lambda self: self.path / SUMMARY)
+    tokens_path = property(lambda self: self.path / TOKENS)
 
     def read_config(self) -> RunConfig:
         return RunConfig.model_validate_json(self.config_path.read_text(encoding="utf-8"))
@@ -362,3 +377,39 @@ class RunFolder:
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         if self.writer:
             write_json_atomic(self.summary_path, summary)
+
+    # ---------------------------------------------------------------- the token record
+
+    def write_tokens(self, record: TokenRecord) -> None:
+        """The per-token record, replaced atomically (main process only)."""
+        from entrodrop.tokens.record import encode
+
+        if self.writer:
+            write_bytes_atomic(self.tokens_path, encode(record))
+
+    def read_tokens(self) -> TokenRecord:
+        """The per-token record (NoTokenRecord if there is none)."""
+        from entrodrop.tokens.record import read_record
+
+        return read_record(self.tokens_path)
+
+    def truncate_tokens_after(self, step: int) -> None:
+        """On resume: drop the rows of evaluations after the checkpoint, as for the metrics.
+
+        An unreadable record is removed: the resumed run starts a new one rather than fail.
+        """
+        from entrodrop.tokens import TokenRecordError
+
+        if not self.writer or not self.tokens_path.is_file():
+            return
+        try:
+            record = self.read_tokens()
+        except TokenRecordError:
+            self.remove_tokens()
+            return
+        self.write_tokens(record.until(step))
+
+    def remove_tokens(self) -> None:
+        """A run starting from step 0 starts a new record: the last attempt's goes."""
+        if self.writer:
+            self.tokens_path.unlink(missing_ok=True)

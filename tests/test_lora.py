@@ -110,6 +110,13 @@ def test_lora_entrodrop_run_saves_resumes_and_scores_in_inspect(
     ids = torch.arange(1, 17).unsqueeze(0)
     with torch.no_grad():
         assert not torch.allclose(merged.model(ids).logits, base.model(ids).logits)
+    # run:<id>:<step> is that checkpoint's adapter on the same base: the weights of step 2.
+    early = entrodrop.load(f"run:{run_id}:2", device="cpu", dtype="float32")
+    assert early.name == f"run:{run_id}:2" and early.path.endswith("checkpoint-2")
+    with torch.no_grad():
+        logits = early.model(ids).logits
+        assert not torch.allclose(logits, merged.model(ids).logits)
+        assert not torch.allclose(logits, base.model(ids).logits)
 
     register(entrodrop_home, run_id, cfg)
     settings = Settings(home=entrodrop_home, load_model_on_startup=False)

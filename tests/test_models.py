@@ -109,6 +109,24 @@ def test_run_spec_resolves_final_model_then_checkpoint(
         resolve_spec("run:../etc")
 
 
+def test_run_step_spec_loads_that_checkpoint(tiny_model_dir: Path, entrodrop_home: Path) -> None:
+    run = entrodrop_home / "runs" / "r1"
+    for step in (4, 12):
+        shutil.copytree(tiny_model_dir, run / f"checkpoint-{step}")
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    shutil.copytree(tiny_model_dir, run / "checkpoint-16")  # half-written: no trainer state
+    assert resolve_spec("run:r1:4")[0].endswith("checkpoint-4")
+    loaded = entrodrop.load("run:r1:12")
+    assert loaded.name == "run:r1:12" and loaded.path.endswith("checkpoint-12")
+    with pytest.raises(ModelLoadError, match=r"no complete checkpoint at step 16 \(steps: 4, 12\)"):
+        resolve_spec("run:r1:16")
+    for bad in ("run:r1:best-ish", "run:r1:", "run:r1:-4", "run:r1:99999999999"):
+        with pytest.raises(ModelLoadError, match=r"run:<id>:<step>"):
+            resolve_spec(bad)
+    with pytest.raises(ModelLoadError, match="no run"):
+        resolve_spec("run:nope:4")
+
+
 @pytest.mark.slow
 def test_default_checkpoint_is_cached_as_safetensors(
     default_loaded, monkeypatch: pytest.MonkeyPatch

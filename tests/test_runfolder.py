@@ -213,7 +213,8 @@ def test_inspect_and_the_run_page_ignore_a_half_written_checkpoint(
     # (a) Inspect: run:<id> loads the whole checkpoint (the half one would not load at all) ...
     loaded = ModelService(settings).get(f"run:{run_id}")
     assert Path(loaded.path) == rf.checkpoint_dir(run_dir, 2) and loaded.name == f"run:{run_id}"
-    assert list_checkpoints(settings.runs_path) == []  # ... and lists finished runs only
+    # ... and lists the complete checkpoint by its step, never the half-written one
+    assert [c["spec"] for c in list_checkpoints(settings.runs_path)] == [f"run:{run_id}:2"]
     with TestClient(create_app(settings)) as client:
         res = client.post(
             "/api/score", json={"text": "def f(x): return x", "model": f"run:{run_id}"}

@@ -54,6 +54,7 @@ def test_two_cpu_processes_train_and_write_once(
         batch_size=2,
         max_train_tokens=512,
         max_eval_tokens=256,
+        record_train_tokens=512,  # the token record follows every training token too
     )
     (run_dir / "config.json").write_text(config.model_dump_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -77,6 +78,16 @@ def test_two_cpu_processes_train_and_write_once(
         "entrodrop_state_0.safetensors",
         "entrodrop_state_1.safetensors",
     }
+    # The token record: each process scored its own rows; one sum put them together.
+    record = folder.read_tokens()
+    curve = {r["step"]: r["value"] for r in rows if r["name"] == "eval/loss"}
+    assert record.steps.tolist() == [0, 3, 6]
+    assert record.heldout_means() == pytest.approx([curve[s] for s in (0, 3, 6)], abs=1e-4)
+    train = record.probe.of_source("train")
+    assert train.sum() == 16 * 31 and record.drops is not None
+    assert record.loss[:, train].min() > 0  # every training token scored by one process
+    dropped = round(fraction[6] * 3 * 2 * 2 * 31)  # steps 4-6 x 2 processes x 2 blocks x 31
+    assert record.drops[-1, train].astype(int).sum() == dropped > 0
     # The pre-pass ran once (main process first, the other read the cache): one file per set.
     assert len(list((entrodrop_home / "cache" / "reference").glob("*.safetensors"))) == 2
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "succeeded"

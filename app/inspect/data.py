@@ -216,20 +216,45 @@ def draws(n: int, seed: int) -> list[float]:
     return values
 
 
-def list_checkpoints(runs_path: Path) -> list[dict[str, str]]:
-    """Finished runs under this server's runs folder (those with a `model/`), newest first."""
+def _run_label(run: Path) -> str:
+    """A run as the picker names it: its id, and what it trained when its config says so."""
+    try:  # the run's config says what it was; a missing or odd one only costs the label
+        config = json.loads((run / runfolder.CONFIG).read_text())
+        return f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
+    except (OSError, ValueError, AttributeError):
+        return run.name
+
+
+def run_models(run: Path) -> list[dict[str, Any]]:
+    """What Inspect can load from one run: its final model (`run:<id>`), then each complete
+    checkpoint from the last (`run:<id>:<step>`, the weights as they were after that step)."""
+    label = _run_label(run)
+    found: list[dict[str, Any]] = []
+    if runfolder.has_final_model(run):
+        found.append({"spec": f"run:{run.name}", "label": label, "run_id": run.name, "step": None})
+    for checkpoint in reversed(runfolder.checkpoints(run)):
+        step = runfolder.checkpoint_step(checkpoint)
+        spec = f"run:{run.name}:{step}"
+        found.append(
+            {"spec": spec, "label": f"{label}, step {step}", "run_id": run.name, "step": step}
+        )
+    return found
+
+
+def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:
+    """Every run's final model and complete checkpoints (run_models), newest run first."""
     if not runs_path.is_dir():
         return []
-    found: list[tuple[float, dict[str, str]]] = []
+    found: list[tuple[float, list[dict[str, Any]]]] = []
     for run in runs_path.iterdir():
-        if not runfolder.is_run_id(run.name) or not runfolder.has_final_model(run):
+        if not runfolder.is_run_id(run.name) or not (models := run_models(run)):
             continue
-        model = run / runfolder.MODEL
-        label = run.name
-        try:  # the run's config says what it was; a missing or odd one only costs the label
-            config = json.loads((run / runfolder.CONFIG).read_text())
-            label = f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
-        except (OSError, ValueError, AttributeError):
-            pass
-        found.append((model.stat().st_mtime, {"spec": f"run:{run.name}", "label": label}))
-    return [item for _, item in sorted(found, key=lambda x: x[0], reverse=True)]
+        newest = run / runfolder.MODEL
+        if models[0]["step"] is not None:
+            newest = runfolder.checkpoint_dir(run, models[0]["step"])
+        try:
+            when = newest.stat().st_mtime
+        except OSError:  # rotated away by a running trainer meanwhile: list it last
+            when = 0.0
+        found.append((when, models))
+    return [m for _, models in sorted(found, key=lambda x: x[0], reverse=True) for m in models]

@@ -182,8 +182,12 @@ class DrawsOut(BaseModel):
 
 
 class Checkpoint(BaseModel):
-    spec: str
+    """A model of a run Inspect can load: its final model (step null) or a checkpoint."""
+
+    spec: str = Field(description="run:<id> (the final model) or run:<id>:<step>")
     label: str
+    run_id: str
+    step: int | None = Field(description="the checkpoint's step; null for the final model")
 
 
 class QueuePublic(BaseModel):

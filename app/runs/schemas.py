@@ -63,6 +63,7 @@ class RunLinks(_Open):
     metrics: str
     csv: str
     events: str
+    tokens: str
     inspect: str | None
     compare: str | None
 

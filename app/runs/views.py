@@ -123,6 +123,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
             "metrics": f"/api/runs/{run.id}/metrics",
             "csv": f"/api/runs/{run.id}/metrics.csv",
             "events": f"/api/runs/{run.id}/events",
+            "tokens": f"/api/runs/{run.id}/tokens",
             "inspect": f"/?model=run:{run.id}" if (has_model or checkpoint) else None,
             "compare": f"/compare?runs={run.group_id}" if run.group_id else None,
         },

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from entrodrop.training.drops import DropPolicy, DropStats
+from entrodrop.training.drops import DropCounts, DropPolicy, DropStats
 from entrodrop.training.memory import EntropyMemory
 
 
@@ -72,6 +72,7 @@ class EntroDropCollator:
     clock: ScheduleClock = field(default_factory=ScheduleClock)
     stats: DropStats | None = None
     deferred: bool = False
+    counts: DropCounts | None = None  # the token record's followed training tokens
 
     def __post_init__(self) -> None:
         if self.drop_token_id < 0:
@@ -104,6 +105,8 @@ class EntroDropCollator:
         drops = self.policy.select(entropies, progress)  # (B, T) bool
         if self.stats is not None:
             self.stats.add(drops, entropies, self.policy.rate(progress))
+        if self.counts is not None and "example_index" in out:
+            self.counts.add(out["example_index"], drops)
         out["input_ids"], out["labels"] = self.policy.apply(
             out["input_ids"], out["labels"], drops, self.drop_token_id
         )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from entrodrop import metrics
-from entrodrop.training.reference import forward_token_stats, reference_entropies
+from entrodrop.training.reference import TokenStats, forward_token_stats, reference_entropies
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,22 @@ def entropy_median(entropies: torch.Tensor) -> float:
     return float(finite.median()) if finite.numel() else math.inf
 
 
+def loss_mask(blocks: torch.Tensor) -> torch.Tensor:
+    """(N, T) bool: the positions whose loss counts: every token but a block's first (which
+    nothing predicts)."""
+    mask = torch.ones_like(blocks, dtype=torch.bool)
+    mask[:, 0] = False
+    return mask
+
+
+@dataclass
+class ShardScores:
+    """One evaluation's token-aligned results on this process's share (rows rank::world)."""
+
+    heldout: TokenStats | None
+    general: TokenStats | None
+
+
 @dataclass
 class Diagnostics:
     """Held-out and general-text evaluation of the training model, run every `eval_every` steps.
@@ -45,23 +61,44 @@ class Diagnostics:
     low_entropy: torch.Tensor  # (N, T) bool, False at column 0
     general: torch.Tensor | None  # (M, T) token ids, or None without a general-text set
     autocast_dtype: torch.dtype | None = None
+    start_entropy: torch.Tensor | None = None  # (N, T) the starting model's held-out entropies
+    heldout_mask: torch.Tensor | None = None  # (N, T) bool, positions whose loss counts
+    entropy_split: float = math.nan  # the training median that splits low from high (nats)
 
-    def _sums(self, model: Any, rank: int, world: int) -> torch.Tensor:
+    @property
+    def heldout_counted(self) -> torch.Tensor:
+        """(N, T) bool: the held-out positions whose loss eval/loss averages (those finite)."""
+        return loss_mask(self.heldout) if self.heldout_mask is None else self.heldout_mask
+
+    def score(
+        self, model: Any, rank: int = 0, world: int = 1, ranked: Collection[str] = ()
+    ) -> ShardScores:
+        """Per-token loss and entropy of this process's share of each set, and the true tokens'
+        ranks in the sets named in `ranked` ("heldout", "general")."""
+        heldout = general = None
+        if len(shard := self.heldout[rank::world]):
+            heldout = forward_token_stats(
+                model, shard, self.autocast_dtype, True, with_rank="heldout" in ranked
+            )
+        if self.general is not None and len(shard := self.general[rank::world]):
+            general = forward_token_stats(
+                model, shard, self.autocast_dtype, True, with_rank="general" in ranked
+            )
+        return ShardScores(heldout, general)
+
+    def _sums(self, scores: ShardScores, rank: int, world: int) -> torch.Tensor:
         """This rank's share of [held-out sum, n, low sum, n, high sum, n, general sum, n]."""
         sums = torch.zeros(8, dtype=torch.float64)
-        shard = self.heldout[rank::world]
-        if len(shard):
-            loss = forward_token_stats(model, shard, self.autocast_dtype, with_loss=True).loss
+        if scores.heldout is not None:
+            loss = scores.heldout.loss
             assert loss is not None
             low = self.low_entropy[rank::world]
-            valid = torch.isfinite(loss)
+            valid = torch.isfinite(loss) & self.heldout_counted[rank::world]
             for i, mask in enumerate((valid, valid & low, valid & ~low)):
                 sums[2 * i] = loss[mask].double().sum()
                 sums[2 * i + 1] = mask.sum()
-        if self.general is not None and len(self.general[rank::world]):
-            loss = forward_token_stats(
-                model, self.general[rank::world], self.autocast_dtype, True
-            ).loss
+        if scores.general is not None:
+            loss = scores.general.loss
             assert loss is not None
             valid = torch.isfinite(loss)
             sums[6], sums[7] = loss[valid].double().sum(), valid.sum()
@@ -73,9 +110,15 @@ class Diagnostics:
         rank: int = 0,
         world: int = 1,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        scores: ShardScores | None = None,
     ) -> dict[str, float]:
-        """Mean per-token losses; with several processes each scores a shard and ``reduce`` sums."""
-        sums = self._sums(model, rank, world)
+        """Mean per-token losses; with several processes each scores a shard and ``reduce`` sums.
+
+        ``scores``: this process's :meth:`score` of the model, when the caller has it already.
+        """
+        if scores is None:
+            scores = self.score(model, rank, world)
+        sums = self._sums(scores, rank, world)
         if reduce is not None and world > 1:
             sums = reduce(sums)
         names = metrics.EVALUATION  # the order of the sums above
@@ -106,4 +149,6 @@ def build_diagnostics(
         train_median,
         100.0 * float(low[:, 1:].float().mean()),
     )
-    return Diagnostics(heldout, low, general, autocast_dtype)
+    return Diagnostics(
+        heldout, low, general, autocast_dtype, start_entropy=ref, entropy_split=train_median
+    )

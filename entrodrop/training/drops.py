@@ -109,3 +109,24 @@ class DropStats:
         if s["n_ent_kept"] > 0:
             out[metrics.ENTROPY_KEPT] = s["ent_kept"] / s["n_ent_kept"]
         return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+class DropCounts:
+    """How many times each watched training token was dropped so far, for the token record.
+
+    Only the training blocks the record follows are counted: ``slots`` maps a training block to
+    its row of ``counts`` (-1: not watched). Each process counts the batches it trains on; the
+    record adds the processes' counts up, and a checkpoint keeps each process's own.
+    """
+
+    def __init__(self, n_blocks: int, watched: torch.Tensor, seq_len: int) -> None:
+        self.slots = torch.full((n_blocks,), -1, dtype=torch.long)
+        self.slots[watched] = torch.arange(len(watched))
+        self.counts = torch.zeros((len(watched), seq_len), dtype=torch.int32)  # (K, T)
+
+    def add(self, example_index: torch.Tensor, drops: torch.Tensor) -> None:
+        """Count one batch: (B,) training block indices and their (B, T) bool drops."""
+        rows = self.slots[example_index.cpu()]  # (B,)
+        watched = rows >= 0
+        if bool(watched.any()):
+            self.counts.index_add_(0, rows[watched], drops.cpu()[watched].to(torch.int32))

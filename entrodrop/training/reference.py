@@ -38,6 +38,7 @@ class TokenStats:
 
     entropy: torch.Tensor  # (N, T) float32
     loss: torch.Tensor | None = None  # (N, T) float32, cross-entropy of the true token
+    rank: torch.Tensor | None = None  # (N, T) float32, rank of the true token (1 = top)
 
 
 def _token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -52,6 +53,16 @@ def _token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _token_ranks(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Token-aligned rank of the true token (B, T): 1 + how many logits beat it; column 0 NaN."""
+    b, t, _ = logits.shape
+    out = torch.full((b, t), math.nan, dtype=torch.float32, device=logits.device)
+    predictions, targets = causal_shift(logits, ids)  # (B, T-1, V), (B, T-1)
+    true = predictions.gather(-1, targets.unsqueeze(-1))  # (B, T-1, 1)
+    predicted_tokens(out)[:] = (predictions > true).sum(dim=-1).float() + 1.0
+    return out
+
+
 def forward_token_stats(
     model: Any,
     blocks: torch.Tensor,
@@ -60,8 +71,10 @@ def forward_token_stats(
     batch_tokens: int = EVAL_BATCH_TOKENS,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    with_rank: bool = False,
 ) -> TokenStats:
-    """Entropy (and loss) of every token of blocks (N, T) under the model, in eval mode.
+    """Entropy (and loss, and the true token's rank) of every token of blocks (N, T) under the
+    model, in eval mode.
 
     ``should_stop`` is asked before each batch (a stop raises :class:`Cancelled`); ``progress``
     hears (batches done, batches in all) before the first batch and after each one.
@@ -71,6 +84,7 @@ def forward_token_stats(
     batch = max(1, batch_tokens // t)
     entropy = torch.full((n, t), math.nan)
     loss = torch.full((n, t), math.nan) if with_loss else None
+    rank = torch.full((n, t), math.nan) if with_rank else None
     batches = math.ceil(n / batch)
     if progress is not None:
         progress(0, batches)
@@ -86,11 +100,13 @@ def forward_token_stats(
                 entropy[start : start + batch] = token_entropies(logits).cpu()
                 if loss is not None:
                     loss[start : start + batch] = _token_losses(logits, ids).cpu()
+                if rank is not None:
+                    rank[start : start + batch] = _token_ranks(logits, ids).cpu()
                 if progress is not None:
                     progress(start // batch + 1, batches)
     finally:
         model.train(was_training)
-    return TokenStats(entropy, loss)
+    return TokenStats(entropy, loss, rank)
 
 
 def model_fingerprint(path: str | Path) -> str:

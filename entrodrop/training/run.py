@@ -57,6 +57,7 @@ from entrodrop.training.diagnostics import (
     evenly_spaced,
 )
 from entrodrop.training.lora import knob_arguments, load_training_model
+from entrodrop.training.recording import RecordSources, TokenRecorder, build_recorder
 from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
 from entrodrop.training.trainer import EntroDropTrainer
 
@@ -177,6 +178,7 @@ class Prepared:
 
     train_entropies: torch.Tensor | None  # (N, T), only for the reference entropy source
     diagnostics: Diagnostics
+    model_fp: str = ""  # the starting checkpoint's fingerprint (the reference cache's key)
 
 
 def reference_pass(
@@ -210,7 +212,25 @@ def reference_pass(
         should_stop,
         progress,
     )
-    return Prepared(train_ent, diagnostics)
+    return Prepared(train_ent, diagnostics, model_fp)
+
+
+def make_recorder(run: Run, prepared: Prepared) -> TokenRecorder:
+    """The run's token recorder (call it with the starting weights: it may score some)."""
+    config = run.config
+    sources = RecordSources(
+        model=run.loaded.model,
+        model_fp=prepared.model_fp,
+        tokenizer=run.loaded.tokenizer,
+        train=run.data.train,
+        train_entropies=prepared.train_entropies,
+        general_tokens=config.record_general_tokens,
+        train_tokens=config.record_train_tokens,
+        drops=config.method in DROPPING_METHODS,
+        ranks=config.record_ranks,
+    )
+    resumed = run.resume_from is not None
+    return build_recorder(run.folder, prepared.diagnostics, sources, config.eval_every, resumed)
 
 
 @dataclass
@@ -258,6 +278,8 @@ def set_up(run: Run) -> None:
     )
     if run.resume:
         choose_checkpoint(run)
+    if run.resume_from is None:
+        folder.remove_tokens()  # a start from step 0 starts a new token record
     run.status.stage("loading")
     run.loaded = load_model(config)
     if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
@@ -289,6 +311,7 @@ def choose_checkpoint(run: Run) -> None:
         return
     log.info("resuming from %s", run.resume_from.name)
     run.folder.truncate_metrics_after(checkpoint_step(run.resume_from))
+    run.folder.truncate_tokens_after(checkpoint_step(run.resume_from))
 
 
 # ---------------------------------------------------------------- logging to log.txt
@@ -411,9 +434,10 @@ def _train(run: Run) -> dict[str, Any]:
             run.stopper.requested_here,
             run.status.reference_progress,
         )
+        recorder = make_recorder(run, prepared) if run.config.record_tokens else None
     if run.stopper.requested_here():
         raise Cancelled("stop requested before the first step")
-    trainer = build_trainer(run, prepared)
+    trainer = build_trainer(run, prepared, recorder)
     if run.resume_from is None:
         run.status.begin_evaluation()
         trainer.evaluate()  # step 0: the starting model, the baseline of "best" and "rebound"
@@ -429,7 +453,9 @@ def _train(run: Run) -> dict[str, Any]:
     return _finish(run, trainer, "succeeded", train_s)
 
 
-def build_trainer(run: Run, prepared: Prepared) -> EntroDropTrainer:
+def build_trainer(
+    run: Run, prepared: Prepared, recorder: TokenRecorder | None = None
+) -> EntroDropTrainer:
     """The EntroDropTrainer for a set-up run, with the run folder's callbacks."""
     config = run.config
     trainer = EntroDropTrainer(
@@ -442,6 +468,7 @@ def build_trainer(run: Run, prepared: Prepared) -> EntroDropTrainer:
         entrodrop=config.entrodrop if config.method in DROPPING_METHODS else None,
         drop_method="random" if config.method == "random" else "entrodrop",
         diagnostics=prepared.diagnostics,
+        token_recorder=recorder,
         callbacks=[run.metrics, run.status, run.stopper, FinalLogCallback()],
     )
     # No log dicts printed to stdout: they are in metrics.jsonl and log.txt.

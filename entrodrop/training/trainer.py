@@ -16,8 +16,9 @@ from entrodrop.runfolder import drop_state_path, latest_checkpoint
 from entrodrop.scoring import causal_shift, token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
 from entrodrop.training.diagnostics import Diagnostics
-from entrodrop.training.drops import DropMethod, DropPolicy, DropStats
+from entrodrop.training.drops import DropCounts, DropMethod, DropPolicy, DropStats
 from entrodrop.training.memory import EntropyMemory
+from entrodrop.training.recording import TokenRecorder
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class EntroDropTrainer(Trainer):
 
     Extra keyword arguments: ``entrodrop`` (an :class:`EntroDropConfig`; None trains plainly),
     ``drop_method`` ("entrodrop" or "random"), ``diagnostics`` (a :class:`Diagnostics`; None keeps
-    the Trainer's own ``evaluate``), ``drop_token_id`` (default: the tokenizer's unk/pad id).
+    the Trainer's own ``evaluate``), ``drop_token_id`` (default: the tokenizer's unk/pad id),
+    ``token_recorder`` (a :class:`TokenRecorder`: each evaluation adds a row to the run's
+    per-token record; it also counts its training tokens' drops).
 
     Where the drop happens depends on the entropy source and the drop mode:
 
@@ -68,6 +71,7 @@ class EntroDropTrainer(Trainer):
         drop_method: DropMethod = "entrodrop",
         diagnostics: Diagnostics | None = None,
         drop_token_id: int | None = None,
+        token_recorder: TokenRecorder | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("data_collator") is None:
@@ -82,6 +86,7 @@ class EntroDropTrainer(Trainer):
         # accumulation steps): one convention for the model's loss and ours.
         self.model_accepts_loss_kwargs = False
         self.diagnostics = diagnostics
+        self.token_recorder = token_recorder
         self.clock = ScheduleClock()
         self.drop_stats = DropStats()
         self.policy: DropPolicy | None = None
@@ -100,6 +105,7 @@ class EntroDropTrainer(Trainer):
             raise TypeError("EntroDropTrainer needs an EntroDropCollator as data_collator")
         self.policy = DropPolicy(config, method, rank=self.args.process_index)
         collator.clock, collator.stats, collator.deferred = self.clock, self.drop_stats, True
+        collator.counts = self.drop_counts
         collator.drop_token_id = (
             drop_token_id
             if drop_token_id is not None
@@ -125,6 +131,11 @@ class EntroDropTrainer(Trainer):
                 raise TypeError("the online input mode needs a BlockDataset (fixed-length blocks)")
             self.memory = EntropyMemory(*dataset.blocks.shape)
             collator.policy, collator.memory = self.policy, self.memory
+
+    @property
+    def drop_counts(self) -> DropCounts | None:
+        """The drop counts of the training tokens the token record follows, if any."""
+        return None if self.token_recorder is None else self.token_recorder.drop_counts
 
     @property
     def progress(self) -> float:
@@ -158,7 +169,7 @@ class EntroDropTrainer(Trainer):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if self.online_loss:
-            return self._online_loss(model, inputs, return_outputs)
+            return self._online_loss(model, inputs, return_outputs, example_index)
         if self.memory is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
@@ -167,7 +178,13 @@ class EntroDropTrainer(Trainer):
         self._remember(example_index, token_entropies(outputs.logits.detach()))
         return (loss, outputs) if return_outputs else loss
 
-    def _online_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+    def _online_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool,
+        example_index: torch.Tensor | None = None,
+    ) -> Any:
         """One forward pass: this step's logits choose the dropped targets and give the loss."""
         assert self.policy is not None
         labels = inputs.pop("labels")  # (B, T)
@@ -177,6 +194,8 @@ class EntroDropTrainer(Trainer):
         progress = self.progress
         drops = self.policy.select(entropies, progress)  # (B, T) bool; tau from this batch
         self.drop_stats.add(drops, entropies, self.policy.rate(progress))
+        if self.drop_counts is not None and example_index is not None:
+            self.drop_counts.add(example_index, drops)
         loss = causal_lm_loss(logits, labels.masked_fill(drops, IGNORE_INDEX))
         return (loss, outputs) if return_outputs else loss
 
@@ -208,12 +227,13 @@ class EntroDropTrainer(Trainer):
         if self.diagnostics is None:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         model = self.accelerator.unwrap_model(self.model)
-        metrics = self.diagnostics.evaluate(
-            model,
-            rank=self.args.process_index,
-            world=self.args.world_size,
-            reduce=lambda t: self.accelerator.reduce(t.to(self.args.device), reduction="sum").cpu(),
-        )
+        rank, world, recorder = self.args.process_index, self.args.world_size, self.token_recorder
+        reduce = lambda t: self.accelerator.reduce(t.to(self.args.device), reduction="sum").cpu()  # noqa: E731
+        ranked = () if recorder is None else recorder.ranked
+        scores = self.diagnostics.score(model, rank, world, ranked)
+        metrics = self.diagnostics.evaluate(model, rank, world, reduce, scores)
+        if recorder is not None:
+            recorder.add(self.state.global_step, scores, model, rank, world, reduce)
         self.log(dict(metrics))
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
@@ -251,6 +271,12 @@ class EntroDropTrainer(Trainer):
         self.policy.generator.set_state(state["generator"])
         if self.memory is not None and "memory" in state:
             self.memory.values.copy_(state["memory"])
+        counts = self.drop_counts
+        if (
+            counts is not None
+            and state.get("drop_counts", torch.empty(0)).shape == counts.counts.shape
+        ):
+            counts.counts.copy_(state["drop_counts"])
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The Trainer's save, and in a checkpoint this process's drop state right after it.
@@ -274,6 +300,8 @@ class EntroDropTrainer(Trainer):
         tensors = {"generator": self.policy.generator.get_state()}
         if self.memory is not None:
             tensors["memory"] = self.memory.values
+        if self.drop_counts is not None:
+            tensors["drop_counts"] = self.drop_counts.counts
         path = drop_state_path(checkpoint, self.args.process_index)
         tmp = path.with_name(f".{path.name}.tmp")  # a kill mid-write leaves no half file behind
         save_file(tensors, str(tmp))

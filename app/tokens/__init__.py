@@ -1,0 +1,1 @@
+"""Token dynamics over HTTP: a run's per-token record, and token-level compares of runs and studies."""
