@@ -57,6 +57,12 @@ def eval_command(
         bool, typer.Option(help="Allow tasks that run generated code (humaneval, mbpp).")
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=512, help="Requests per batch.")] = 8,
+    max_length: Annotated[
+        int,
+        typer.Option(
+            min=16, max=131072, help="Tokens per window (perplexity scores long texts in windows)."
+        ),
+    ] = 2048,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the tasks and exit.")] = False,
@@ -70,7 +76,7 @@ def eval_command(
 
     try:
         request = EvalRequest(split_tasks(tasks), limit, num_fewshot, include_path,
-                              allow_code_execution, batch_size)  # fmt: skip
+                              allow_code_execution, batch_size, max_length)  # fmt: skip
         request.check()
         loaded = _load(model, dtype)
         with contextlib.redirect_stdout(sys.stderr):  # --json keeps stdout for the JSON alone

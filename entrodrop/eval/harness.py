@@ -28,7 +28,7 @@ from entrodrop.eval.tasks import (
     check_known,
     write_offline_tasks,
 )
-from entrodrop.models import LoadedModel
+from entrodrop.models import LoadedModel, context_length
 from entrodrop.network import go_offline, hub_reachable
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class EvalRequest:
     include_path: Path | None = None
     allow_code_execution: bool = False
     batch_size: int = 8
+    max_length: int = 2048  # tokens per window: a model's full context (8,192) ran out of memory
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # more simple_evaluate keywords
 
@@ -62,6 +63,8 @@ class EvalRequest:
             raise TaskError("--limit must be at least 1 (leave it out for every example)")
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise TaskError("--num-fewshot must be 0 or more")
+        if self.max_length < 16:
+            raise TaskError("--max-length must be at least 16 tokens")
         if self.include_path is not None and not self.include_path.is_dir():
             raise TaskError(f"--include-path {self.include_path}: no such folder")
 
@@ -131,6 +134,7 @@ def _simple_evaluate(
         pretrained=loaded.model,
         tokenizer=loaded.tokenizer,
         batch_size=request.batch_size,
+        max_length=min(request.max_length, context_length(loaded.model) or request.max_length),
         mixed_precision_dtype=loaded.precision.autocast_dtype,
     )
     if request.allow_code_execution:
