@@ -182,8 +182,11 @@ def ensure_default_checkpoint() -> Path:
 # ---------------------------------------------------------------- spec resolution
 
 
-def run_checkpoint_dir(run_id: str, runs_path: Path | None = None) -> Path:
-    """The model a run produced: its final `model/` folder, else its latest complete checkpoint.
+def run_checkpoint_dir(
+    run_id: str, runs_path: Path | None = None, which: runfolder.Which = runfolder.FINAL_MODEL
+) -> Path:
+    """The folder of a run's model: its final `model/` (else its latest complete checkpoint),
+    its best checkpoint (`which` "best") or the checkpoint of a step.
 
     `runs_path` is the runs folder to look in (a server's); default: this home's runs folder.
     """
@@ -193,21 +196,28 @@ def run_checkpoint_dir(run_id: str, runs_path: Path | None = None) -> Path:
     run = runs_path / run_id
     if not run.is_dir():
         raise ModelLoadError(f"no run {run_id!r} under {runs_path}")
-    found = runfolder.run_model_dir(run)
-    if found is None:
-        raise ModelLoadError(f"run {run_id!r} has no checkpoint yet")
-    return found
+    try:
+        return runfolder.run_checkpoint(run, which)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def resolve_spec(spec: str, runs_path: Path | None = None) -> tuple[str, bool]:
-    """Map a spec to (local path or hub id, is_local); run:<id> looks in `runs_path`."""
+    """Map a spec to (local path or hub id, is_local); run:<id>[:best|:<step>] looks in
+    `runs_path`."""
     spec = spec.strip()
     if not spec:
         raise ModelLoadError("empty model spec: use 'default', a folder, a hub id or run:<id>")
     if spec == "default":
         return str(ensure_default_checkpoint()), True
-    if spec.startswith("run:"):
-        return str(run_checkpoint_dir(spec[4:], runs_path)), True
+    if spec.startswith(runfolder.RUN_SPEC_PREFIX):
+        try:
+            run_id, which = runfolder.parse_run_spec(spec)
+        except ValueError as exc:
+            raise ModelLoadError(
+                f"{exc} (use run:<id>, run:<id>:best or run:<id>:<step>)"
+            ) from None
+        return str(run_checkpoint_dir(run_id, runs_path, which)), True
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -216,20 +216,52 @@ def draws(n: int, seed: int) -> list[float]:
     return values
 
 
-def list_checkpoints(runs_path: Path) -> list[dict[str, str]]:
-    """Finished runs under this server's runs folder (those with a `model/`), newest first."""
+def _run_label(run: Path) -> str:
+    """'<id> (<method> on <model>)': the run's config says what it was; a missing or odd one
+    only costs the label."""
+    try:
+        config = json.loads((run / runfolder.CONFIG).read_text())
+        return f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
+    except (OSError, ValueError, AttributeError):
+        return run.name
+
+
+def run_checkpoints(run: Path) -> list[dict[str, Any]]:
+    """A finished run's models for the picker: `final` (run:<id>) and `best` (run:<id>:best,
+    where its best checkpoint was kept), each with its step."""
+    label = _run_label(run)
+    summary = runfolder.read_json(run / runfolder.SUMMARY) or {}
+    final_step = summary.get("steps")
+    out: list[dict[str, Any]] = [
+        {"spec": f"run:{run.name}", "label": f"{label}: final", "run": run.name}
+        | {
+            "which": runfolder.FINAL_MODEL,
+            "step": final_step if isinstance(final_step, int) else None,
+        }
+    ]
+    best = runfolder.best_checkpoint(run)
+    if best is not None:
+        step = runfolder.checkpoint_step(best)
+        value = (summary.get(runfolder.BEST_METRICS) or {}).get(summary.get(runfolder.BEST_METRIC))
+        shown = (
+            f", {summary[runfolder.BEST_METRIC]} {value:.4f}" if isinstance(value, float) else ""
+        )
+        out.append(
+            {"spec": f"run:{run.name}:best", "label": f"{label}: best (step {step}{shown})"}
+            | {"run": run.name, "which": runfolder.BEST_MODEL, "step": step}
+        )
+    return out
+
+
+def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:
+    """Finished runs under this server's runs folder (those with a `model/`), newest first:
+    each run's final model, then its best checkpoint."""
     if not runs_path.is_dir():
         return []
-    found: list[tuple[float, dict[str, str]]] = []
+    found: list[tuple[float, list[dict[str, Any]]]] = []
     for run in runs_path.iterdir():
         if not runfolder.is_run_id(run.name) or not runfolder.has_final_model(run):
             continue
         model = run / runfolder.MODEL
-        label = run.name
-        try:  # the run's config says what it was; a missing or odd one only costs the label
-            config = json.loads((run / runfolder.CONFIG).read_text())
-            label = f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
-        except (OSError, ValueError, AttributeError):
-            pass
-        found.append((model.stat().st_mtime, {"spec": f"run:{run.name}", "label": label}))
-    return [item for _, item in sorted(found, key=lambda x: x[0], reverse=True)]
+        found.append((model.stat().st_mtime, run_checkpoints(run)))
+    return [item for _, items in sorted(found, key=lambda x: x[0], reverse=True) for item in items]

@@ -138,8 +138,8 @@ def api_model(service: ModelServiceDep) -> dict[str, Any]:
 
 
 @router.get("/api/checkpoints", response_model=list[Checkpoint])
-def api_checkpoints(settings: SettingsDep) -> list[dict[str, str]]:
-    """Finished runs whose model can be inspected, as `run:<id>` specs."""
+def api_checkpoints(settings: SettingsDep) -> list[dict[str, Any]]:
+    """Finished runs whose model can be inspected: `run:<id>` (final) and `run:<id>:best`."""
     return data.list_checkpoints(settings.runs_path)
 
 

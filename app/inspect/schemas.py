@@ -182,8 +182,13 @@ class DrawsOut(BaseModel):
 
 
 class Checkpoint(BaseModel):
-    spec: str
+    """A model of a finished run: its final model or its best checkpoint."""
+
+    spec: str = Field(description="run:<id> (the final model) or run:<id>:best")
     label: str
+    run: str | None = None
+    which: str | None = Field(None, description="final or best")
+    step: int | None = Field(None, description="the training step of these weights")
 
 
 class QueuePublic(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any
 
 from entrodrop import launch
 from entrodrop.launch import PARENT_ENV, Launcher, RunProcess
+from entrodrop.machine import machine_facts
 from entrodrop.paths import home_dir
 from entrodrop.paths import runs_dir as default_runs_dir
 from entrodrop.runfolder import (
@@ -101,7 +102,7 @@ def refresh_results(folder: StudyFolder) -> dict[str, Any]:
     """Recompute summary.json and summary.csv from the runs finished so far."""
     record = folder.read()
     study = StudyConfig.model_validate(record["config"])
-    outcomes = finished_outcomes(record["runs"], Path(record["runs_dir"]))
+    outcomes = finished_outcomes(record["runs"], Path(record["runs_dir"]), study)
     result = study_results(study, outcomes)
     folder.write_results(result, results_csv(result))
     return result
@@ -188,7 +189,8 @@ def _run_study(
     record = folder.read()
     runs_dir = Path(record["runs_dir"])
     todo = _ordered_todo(record["runs"], first)
-    folder.set_status("running")
+    # The machine that trains (the report shows it); a study continued elsewhere says so.
+    folder.write({**record, "status": "running", "machine": machine_facts()})
 
     def finish(run: dict[str, Any], outcome: str, error: str | None) -> None:
         folder.update_run(run["id"], status=outcome, error=error)

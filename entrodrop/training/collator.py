@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from entrodrop.policy import delete_tokens
 from entrodrop.training.drops import DropPolicy, DropStats
 from entrodrop.training.memory import EntropyMemory
 
@@ -104,6 +105,10 @@ class EntroDropCollator:
         drops = self.policy.select(entropies, progress)  # (B, T) bool
         if self.stats is not None:
             self.stats.add(drops, entropies, self.policy.rate(progress))
+        if self.policy.config.drop_mode == "delete":
+            # The dropped tokens leave the rows (padding takes their places at the end): the
+            # drop token pads, and `origin` maps the entropies the model sees back (memory).
+            return delete_tokens(out, drops, self.drop_token_id)
         out["input_ids"], out["labels"] = self.policy.apply(
             out["input_ids"], out["labels"], drops, self.drop_token_id
         )

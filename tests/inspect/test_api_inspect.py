@@ -149,7 +149,9 @@ def test_score_runs_for_a_finished_run(
 ) -> None:
     shutil.copytree(tiny_model_dir, entrodrop_home / "runs" / "abc" / "model")
     (entrodrop_home / "runs" / "unfinished").mkdir()
-    assert client.get("/api/checkpoints").json() == [{"spec": "run:abc", "label": "abc"}]
+    assert client.get("/api/checkpoints").json() == [
+        {"spec": "run:abc", "label": "abc: final", "run": "abc", "which": "final", "step": None}
+    ]
     body = score(client, model="run:abc")
     assert body["model"] == "run:abc" and body["spec"] == "run:abc"
 
