@@ -167,6 +167,7 @@ def export_run(run_dir: Path, which: rf.Which, out: Path, merge: bool = False) -
         result = Export(tmp, run_dir.name, str(which), source, source_step(run_dir, source), kind)
         (tmp / RUN_CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (tmp / CARD).write_text(model_card(run_dir, config, result, out), encoding="utf-8")
+        _readable(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.replace(out)
@@ -176,6 +177,14 @@ def export_run(run_dir: Path, which: rf.Which, out: Path, merge: bool = False) -
     result.folder = out
     result.files = sorted(p.name for p in out.iterdir() if p.is_file())
     return result
+
+
+def _readable(folder: Path) -> None:
+    """A model folder others may read, as save_pretrained leaves one (mkdtemp makes it private,
+    and checkpoint files can be owner-only)."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
 
 
 def _write_merged(run_dir: Path, source: Path, out: Path) -> None:

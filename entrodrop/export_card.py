@@ -22,6 +22,18 @@ TRAINING_KEYS = (
 )  # fmt: skip
 
 
+def _base_text(model: str) -> str:
+    """The starting model in words; `default` is named with where its weights come from."""
+    from entrodrop.models import DEFAULT_GGUF, DEFAULT_NAME, DEFAULT_PACKAGE
+
+    if model != "default":
+        return f"`{model}`"
+    return (
+        f"`default`: {DEFAULT_NAME}, dequantised from the {DEFAULT_GGUF} file of the "
+        f"`{DEFAULT_PACKAGE.replace('_', '-')}` package"
+    )
+
+
 def metrics_at(rows: list[dict[str, Any]], step: int | None) -> dict[str, float]:
     """The evaluation metrics a run logged at `step` (its metric rows; last value per name)."""
     if step is None:
@@ -152,7 +164,8 @@ def card_text(
         "",
         f"# EntroDrop run {export.run_id} ({kind[export.kind]})",
         "",
-        f"Fine-tuned from `{config.model}` with EntroDrop Studio. Exported from `{export.source}`.",
+        f"Fine-tuned from {_base_text(config.model)} with EntroDrop Studio. Exported from "
+        f"`{export.source}`.",
         "",
         "## Method",
         "",

@@ -40,6 +40,10 @@ NAMED_VARIANTS: dict[str, dict[str, Any]] = {
         "early_stopping_patience": EARLY_STOP_PATIENCE,
     },
 }
+NAMED_VARIANT_HELP = {
+    EARLY_STOP: f"plain fine-tuning stopped after {EARLY_STOP_PATIENCE} evaluations without "
+    "improvement, judged by its best checkpoint: the baseline to beat",
+}
 VARIANT_NAMES = (*METHODS, *NAMED_VARIANTS)
 MAX_SEEDS = 10
 # Run settings that define the data, model, budget, evaluation and storage: the same for every
@@ -220,13 +224,14 @@ class StudyConfig(BaseModel):
 
     def comparisons(self) -> list[Comparison]:
         """Paired comparisons: against `none`, against `early_stop` and, for EntroDrop, against
-        the matching `random`."""
+        the matching `random`. `none` and `early_stop` are compared once, as `none` minus
+        `early_stop` (what training on past the best epoch costs)."""
         variants = self.variant_configs()
         none = _first(variants, "none", lambda c: c.method == "none" and not stops_early(c))
         early = _first(variants, EARLY_STOP, lambda c: c.method == "none" and stops_early(c))
         out = []
         for label, config in variants:
-            if none is not None and label != none:
+            if none is not None and label not in (none, early):  # none vs early_stop: below
                 out.append(Comparison(label, "none", none))
             if early is not None and label != early:
                 out.append(Comparison(label, EARLY_STOP, early))

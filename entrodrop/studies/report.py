@@ -120,11 +120,15 @@ def charts(data: Mapping[str, Any]) -> str:
 def machine_text(machine: Mapping[str, Any] | None) -> str:
     """Where the runs ran (the study's record), else the machine that wrote the report."""
     if machine:
-        return "<p>The runs ran on:</p><pre>" + escape(json.dumps(machine, indent=2)) + "</pre>"
+        return (
+            "<p>The runs ran on:</p><pre>"
+            + escape(json.dumps(machine, indent=2), quote=False)
+            + "</pre>"
+        )
     here = {"platform": platform.platform(), "python": platform.python_version()}
     return (
         '<p class="muted">The study did not record its machine; this report was written on:</p>'
-        "<pre>" + escape(json.dumps(here, indent=2)) + "</pre>"
+        "<pre>" + escape(json.dumps(here, indent=2), quote=False) + "</pre>"
     )
 
 
@@ -154,7 +158,7 @@ def report_html(data: Mapping[str, Any]) -> str:
         "<h2>Runs</h2>",
         runs_table(data),
         "<h2>Config</h2>",
-        f"<pre>{escape(config)}</pre>",
+        f"<pre>{escape(config, quote=False)}</pre>",
         "<h2>Machine</h2>",
         machine_text(data.get("machine")),
     ]

@@ -539,6 +539,7 @@ def _finish(
         "total_steps": state.max_steps,
         "final": dict(metrics.latest),
         "final_eval_loss": metrics.latest.get(EVAL_LOSS),
+        "train_tokens": int(run.data.train.numel()),  # the model card's "training tokens"
         **record,
         "train_s": train_s,
         "step_time_s": run.status.mean_step_s,
