@@ -286,7 +286,8 @@ class RunConfig(_Strict):
         ge=1,
         le=1000,
         title="checkpoints kept",
-        description="the last N checkpoints are kept, plus the best one",
+        description="checkpoints kept: the most recent ones, and always the best (so 2 with a "
+        "limit of 1 when the best is not the last)",
     )
     save_only_model: bool = Field(
         False,

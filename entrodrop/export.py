@@ -164,7 +164,8 @@ def export_run(run_dir: Path, which: rf.Which, out: Path, merge: bool = False) -
             for path in _kept_files(source):
                 shutil.copy2(path, tmp / path.name)
         _ensure_generation_config(run_dir, source, tmp, config)
-        result = Export(tmp, run_dir.name, str(which), source, source_step(run_dir, source), kind)
+        # Described where it will be (the card names the folder it lands in), written in tmp.
+        result = Export(out, run_dir.name, str(which), source, source_step(run_dir, source), kind)
         (tmp / RUN_CONFIG).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (tmp / CARD).write_text(model_card(run_dir, config, result, out), encoding="utf-8")
         _readable(tmp)
@@ -174,7 +175,6 @@ def export_run(run_dir: Path, which: rf.Which, out: Path, merge: bool = False) -
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    result.folder = out
     result.files = sorted(p.name for p in out.iterdir() if p.is_file())
     return result
 

@@ -36,6 +36,7 @@ def tiny_run(model: Path, data: Path, run_dir: Path, **kw: Any) -> dict[str, Any
         batch_size=4, eval_every=1, max_train_tokens=256, max_eval_tokens=256,
         learning_rate=0.03, **kw,
     )  # fmt: skip
+    rf.RunFolder(run_dir).write_config(cfg)  # as the launcher does (the export reads it)
     summary = train(cfg, run_dir)
     assert summary["status"] == "succeeded"
     return summary
