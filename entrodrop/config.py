@@ -286,8 +286,8 @@ class RunConfig(_Strict):
         ge=1,
         le=1000,
         title="checkpoints kept",
-        description="checkpoints kept: the most recent ones, and always the best (so 2 with a "
-        "limit of 1 when the best is not the last)",
+        description="at most this many, the most recent, and always the best too (so 2 with "
+        "a limit of 1 when the best is not the last)",
     )
     save_only_model: bool = Field(
         False,

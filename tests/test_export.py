@@ -123,6 +123,10 @@ def test_a_lora_run_exports_its_adapter_alone_and_merged(
     assert "library_name: peft" in (alone.folder / "README.md").read_text()
     run_scores = entropies("run:lora", runs)
     assert_same(entropies(str(alone.folder), runs), run_scores)
+    # its best checkpoint is an adapter too, loaded on the same base
+    best = export_run(runs / "lora", "best", tmp_path / "best-adapter")
+    assert best.kind == "adapter" and best.source == rf.best_checkpoint(runs / "lora")
+    assert_same(entropies(str(best.folder), runs), entropies("run:lora:best", runs))
 
     merged = export_run(runs / "lora", "final", tmp_path / "merged", merge=True)
     assert merged.kind == "merged"

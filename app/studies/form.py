@@ -20,8 +20,8 @@ from entrodrop.studies.config import (
 
 DEFAULT_SEEDS = StudyConfig.model_fields["seeds"].default
 # Fields of the base config the study sets itself: the seed comes from `seeds`, checkpoints
-# from `keep_checkpoints`, the method from each variant.
-NOT_BASE_FIELDS = ("seed", "save_checkpoints", "method")
+# from `keep_checkpoints` (weights-only when kept), the method from each variant.
+NOT_BASE_FIELDS = ("seed", "save_checkpoints", "save_only_model", "method")
 
 
 def variant_choices() -> list[dict[str, Any]]:
