@@ -35,7 +35,6 @@ GENERATION_CONFIG = "generation_config.json"
 KEPT_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".jinja", ".tiktoken")
 LEFT_OUT = (rf.TRAINER_STATE, "entrodrop_source.json")
 LEFT_OUT_PREFIXES = ("entrodrop_state_", ".")
-MERGED_BYTES_PER_PARAM = 4  # a merged export is written in float32
 
 
 class ExportError(ValueError):
@@ -102,16 +101,17 @@ def source_step(run_dir: Path, source: Path) -> int | None:
 
 
 def estimate_bytes(run_dir: Path, which: rf.Which, merge: bool = False) -> int:
-    """About how many bytes an export writes (to check the free disk before starting)."""
+    """About how many bytes an export writes, at most (to check the free disk before starting)."""
     source = source_folder(run_dir, which)
     total = sum(p.stat().st_size for p in _kept_files(source))
     if merge and is_adapter(source):
-        total += _base_param_count(run_dir) * MERGED_BYTES_PER_PARAM
+        total += _merged_bytes(run_dir)
     return total
 
 
-def _base_param_count(run_dir: Path) -> int:
-    """Parameters of a run's base model from the size of its safetensors (float32 or bf16 ~)."""
+def _merged_bytes(run_dir: Path) -> int:
+    """At most the size of a merged export: the base's safetensors, twice (a bf16 base is
+    written in float32); 0 for a base this machine has no files of."""
     from entrodrop.models import ModelLoadError, resolve_spec
 
     try:
@@ -120,7 +120,7 @@ def _base_param_count(run_dir: Path) -> int:
         raise ExportError(f"cannot find the base model: {exc}") from None
     if not is_local:
         return 0
-    return sum(p.stat().st_size for p in Path(where).glob("*.safetensors")) // 2
+    return 2 * sum(p.stat().st_size for p in Path(where).glob("*.safetensors"))
 
 
 def run_config(run_dir: Path) -> RunConfig:

@@ -138,10 +138,14 @@ def test_a_lora_run_exports_its_adapter_alone_and_merged(
 
 
 def test_export_errors_and_the_zip_stream(
-    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
+    import shutil
     import zipfile
+    from collections import namedtuple
+
+    from entrodrop.export import DiskTooSmall, check_disk
 
     run_dir = tmp_path / "run"
     tiny_run(tiny_model_dir, small_corpus, run_dir, save_checkpoints=False)
@@ -149,6 +153,13 @@ def test_export_errors_and_the_zip_stream(
         export_run(run_dir, "best", tmp_path / "out")
     with pytest.raises(ExportError, match="not a run folder"):
         export_run(tmp_path / "nothing", "final", tmp_path / "out")
+    need = check_disk(run_dir, "final", tmp_path / "new" / "out")  # a folder not made yet
+    weights = (run_dir / rf.MODEL / "model.safetensors").stat().st_size
+    assert weights < need < weights + 10_000_000
+    usage = namedtuple("usage", "total used free")
+    with monkeypatch.context() as patch, pytest.raises(DiskTooSmall, match="export needs about"):
+        patch.setattr(shutil, "disk_usage", lambda path: usage(need, need, need // 2))
+        check_disk(run_dir, "final", tmp_path / "out")
     done = export_run(run_dir, "final", tmp_path / "out")
     archive = zipfile.ZipFile(io.BytesIO(b"".join(zip_chunks(done.folder, chunk=4096))))
     assert archive.testzip() is None

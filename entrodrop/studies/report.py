@@ -31,6 +31,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .legend svg { vertical-align: middle; }
 pre { background: #f7f7f7; padding: .75rem; overflow-x: auto; font-size: 12px; }
 .muted { color: #666; }
+.scroll { overflow-x: auto; }
 """
 
 
@@ -46,7 +47,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[in
         + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'  # a phone scrolls the table, not the page
 
 
 def summary_table(data: Mapping[str, Any]) -> str:

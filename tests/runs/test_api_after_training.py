@@ -88,3 +88,25 @@ def test_an_early_stopped_run_over_the_api_with_its_best_checkpoint_and_export(
         merge = client.get(run["links"]["export"], params={"merge": "true"})
         assert merge.status_code == 409 and "LoRA" in merge.json()["detail"]
         assert client.get("/api/runs/r20990101-000000-beef/export.zip").status_code == 404
+
+
+def test_the_form_and_the_study_form_offer_the_after_training_fields(
+    make_client: ClientFactory,
+) -> None:
+    from entrodrop.metrics import SELECTABLE
+
+    with make_client() as client:
+        form = client.get("/api/runs/form").json()
+        study_form = client.get("/api/studies/form").json()
+    fields = {f["name"]: f for f in form["advanced_fields"]}
+    patience = fields["early_stopping_patience"]
+    assert patience["kind"] == "int" and patience["nullable"] and patience["default"] is None
+    assert fields["best_metric"]["kind"] == "select"
+    assert fields["best_metric"]["options"] == list(SELECTABLE)
+    assert (
+        fields["save_total_limit"]["default"] == 1 and fields["save_only_model"]["kind"] == "bool"
+    )
+    base = {f["name"] for f in study_form["base_fields"]}
+    assert {"early_stopping_patience", "best_metric"} <= base and "save_only_model" not in base
+    assert "early_stop" in {v["label"] for v in study_form["variants"]}
+    assert all("early_stop" in p["labels"] for p in study_form["presets"])
