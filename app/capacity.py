@@ -64,10 +64,13 @@ def config_path(spec: str, runs_path: Path) -> Path | None:
     """Where a checked model spec's config.json lies on this machine, if it does."""
     if spec == "default":
         return default_checkpoint_dir() / "config.json"
-    if spec.startswith("run:"):
-        run_dir = runs_path / spec[4:]
-        found = rf.run_model_dir(run_dir)
-        return found / "config.json" if found else None
+    if spec.startswith(rf.RUN_SPEC_PREFIX):
+        try:
+            run_id, which = rf.parse_run_spec(spec)
+            found = rf.run_checkpoint(runs_path / run_id, which)
+        except ValueError:
+            return None
+        return found / "config.json"
     if is_hub_id(spec) and not Path(spec).exists():
         from huggingface_hub import try_to_load_from_cache
 

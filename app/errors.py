@@ -99,6 +99,12 @@ class PayloadTooLarge(AppError):
     status_code = 413
 
 
+class InsufficientStorage(AppError):
+    """Not enough free disk for what the request would write (an export, ...)."""
+
+    status_code = 507
+
+
 @dataclass
 class FieldError:
     """One problem, located by the dotted field path the form uses (e.g. `entrodrop.quantile`)."""

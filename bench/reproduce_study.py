@@ -32,7 +32,13 @@ from bench.common import RESULTS, machine  # noqa: E402
 from entrodrop.studies.config import StudyConfig  # noqa: E402
 from entrodrop.studies.curves import study_curves  # noqa: E402
 from entrodrop.studies.folder import StudyBusy, StudyFolder  # noqa: E402
-from entrodrop.studies.local import create_study, refresh_results, run_study  # noqa: E402
+from entrodrop.studies.local import (  # noqa: E402
+    create_study,
+    extend_study,
+    extends,
+    refresh_results,
+    run_study,
+)
 from entrodrop.studies.reading import tables  # noqa: E402
 from entrodrop.studies.results import finished_rows  # noqa: E402
 
@@ -46,8 +52,9 @@ REBOUND = "eval/loss_high_entropy"
 
 
 def study_folder(config: StudyConfig, work: Path, create: bool = True) -> StudyFolder | None:
-    """The study of this config under `work`: the existing one (to continue) or a new one
-    (None instead where `create` is false).
+    """The study of this config under `work`: the existing one (to continue, extended by the
+    runs of variants added at the end of the config) or a new one (None instead where `create`
+    is false).
 
     Configs are compared after validation, so a field added to RunConfig since the study began
     (saved without it, read back with its default) does not orphan the runs already done.
@@ -56,11 +63,15 @@ def study_folder(config: StudyConfig, work: Path, create: bool = True) -> StudyF
     for path in sorted((work / "studies").glob("*/study.json")):
         folder = StudyFolder(path.parent)
         record = folder.read()
-        saved = StudyConfig.model_validate(record["config"]).model_dump(mode="json")
-        if saved == wanted:
+        saved = StudyConfig.model_validate(record["config"])
+        grown = extends(saved, config)  # variants added to the config: train only theirs
+        if saved.model_dump(mode="json") == wanted or grown:
             runs_dir = str((work / "runs").resolve())
             if record["runs_dir"] != runs_dir:  # a committed study in another clone or folder
                 folder.write({**record, "runs_dir": runs_dir})
+            if grown:
+                added = extend_study(folder, config)
+                print(f"{folder.path.name}: {len(added)} runs added for the new variants")
             return folder
     if not create:
         return None

@@ -275,6 +275,12 @@ def _study_launcher(processes: int, fsdp: bool) -> Any:
 
 @app.command()
 def study(
+    folder_arg: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[STUDY_FOLDER]", help="With --report: the study folder to report on."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Study config JSON file.")
     ] = None,
@@ -306,8 +312,18 @@ def study(
     fsdp: Annotated[
         bool, typer.Option(help="Shard each run's model over its GPUs (FSDP).")
     ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the study as one self-contained HTML file: of STUDY_FOLDER alone, or "
+            "after running --config / --resume."
+        ),
+    ] = None,
 ) -> None:
-    """Run a study (every variant with every seed) here, --workers runs at a time; print the table."""
+    """Run a study (every variant with every seed) here, --workers runs at a time; print the table.
+
+    `entrodrop study --report FILE STUDY_FOLDER` writes the report of a study without training.
+    """
     import os
 
     from entrodrop.studies.folder import StudyBusy
@@ -316,20 +332,42 @@ def study(
 
     if home is not None:
         os.environ["ENTRODROP_HOME"] = str(home)  # the runs' caches follow the home folder too
+    if folder_arg is not None:
+        if report is None or config is not None or resume is not None:
+            _fail("a STUDY_FOLDER argument goes with --report alone (use --resume to continue it)")
+        assert report is not None
+        _write_report(_study_folder(None, folder_arg, runs_dir), report)
+        return
     launcher = _study_launcher(processes, fsdp)
     folder = _study_folder(config, resume, runs_dir)
     typer.echo(f"study folder: {folder.path}")
 
-    def report(run: dict[str, Any]) -> None:
+    def on_run_end(run: dict[str, Any]) -> None:
         if run["status"] == "failed":
             typer.secho(f"run {run['id']} failed: {run['error']}", fg="red", err=True)
 
     try:
-        result = run_study(folder, True, report, workers, threads, launcher=launcher)
+        result = run_study(folder, True, on_run_end, workers, threads, launcher=launcher)
     except StudyBusy as exc:
         _fail(str(exc))
     typer.echo(tables(result))
+    if report is not None:
+        _write_report(folder, report)
     _study_ending(folder)
+
+
+def _write_report(folder: Any, out: Path) -> None:
+    """The study's self-contained HTML report (entrodrop.studies.report) written to `out`."""
+    from entrodrop.studies.report import report_html
+    from entrodrop.studies.view import folder_study_view
+
+    html = report_html(folder_study_view(folder))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc}")
+    typer.echo(f"report: {out} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
 
 
 def _study_ending(folder: Any) -> None:
@@ -417,6 +455,42 @@ def tokens(
         sys.stdout.write("\n")
     else:
         _print_tokens(view)
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="A run id (under the home's runs) or a run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model folder to write.")],
+    checkpoint: Annotated[
+        str, typer.Option(help="final (the run's model/), best, or a checkpoint's step.")
+    ] = "final",
+    merge: Annotated[
+        bool, typer.Option(help="A LoRA run: the base with the adapter merged in.")
+    ] = False,
+) -> None:
+    """Write a run's model as a Hugging Face folder with a model card (README.md)."""
+    from entrodrop import runfolder
+    from entrodrop.export import ExportError, check_disk, export_run
+    from entrodrop.models import quiet_transformers
+    from entrodrop.paths import runs_dir
+
+    path = Path(run)
+    run_dir = path if path.is_dir() else runs_dir() / run
+    if not path.is_dir() and not runfolder.is_run_id(run):
+        _fail(f"no run folder {run!r} (give a run id or a folder)")
+    try:
+        which = runfolder.parse_which(checkpoint)
+        check_disk(run_dir, which, out, merge)
+        with quiet_transformers():
+            result = export_run(run_dir, which, out, merge)
+    except (ExportError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"exported {result.kind} weights of step {result.step} ({checkpoint}) to {result.folder}: "
+        f"{len(result.files)} files, {result.bytes / 1e6:.1f} MB"
+    )
+    typer.echo(f"load it: from_pretrained({str(result.folder)!r}) or --model {result.folder}")
+    typer.echo(f"share it yourself (not run here): {result.upload_command()}")
 
 
 @app.command()

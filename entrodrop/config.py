@@ -8,12 +8,13 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from entrodrop.metrics import EVAL_LOSS, SELECTABLE
 from entrodrop.tokens import MAX_PROBE_TOKENS
 
 EntropySource = Literal["reference", "online"]
 Selection = Literal["quantile", "threshold"]
 Schedule = Literal["sigmoid", "linear", "cosine", "constant"]
-DropMode = Literal["input", "loss", "both"]
+DropMode = Literal["input", "loss", "both", "delete"]
 Method = Literal[
     "none",
     "entrodrop",
@@ -82,8 +83,9 @@ class EntroDropConfig(_Strict):
     drop_mode: DropMode = Field(
         "input",
         description="'input': replace the input id by a drop token; 'loss': exclude the "
-        "target from the loss; 'both'. Default 'input': the only mode that reduced the "
-        "multi-epoch rebound in bench/reproduce.py (docs/benchmarks.md).",
+        "target from the loss; 'both'; 'delete': remove the token from the sequence (never "
+        "seen, never predicted; the rest close up). Default 'input': the only mode that "
+        "reduced the multi-epoch rebound in bench/reproduce.py (docs/benchmarks.md).",
     )
     drop_token_id: int | None = Field(
         None,
@@ -283,10 +285,59 @@ class RunConfig(_Strict):
         "each was dropped (scored at each evaluation: costs N tokens of scoring)",
     )
 
+    # After training (docs/runs.md, "Best checkpoint and early stopping"): transformers'
+    # metric_for_best_model and EarlyStoppingCallback, and checkpoint retention.
+    best_metric: str = Field(
+        EVAL_LOSS,
+        title="best by",
+        description="the evaluation metric that picks the best checkpoint (and early stopping)",
+        json_schema_extra={"enum": list(SELECTABLE)},
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        title="early stopping patience",
+        description="stop after this many evaluations without improvement; empty: never",
+    )
+    early_stopping_threshold: float = Field(
+        0.0,
+        ge=0.0,
+        le=100.0,
+        title="early stopping threshold",
+        description="an evaluation improves only by more than this (nats)",
+    )
+    save_total_limit: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        title="checkpoints kept",
+        description="at most this many, the most recent, and always the best too (so 2 with "
+        "a limit of 1 when the best is not the last)",
+    )
+    save_only_model: bool = Field(
+        False,
+        title="weights-only checkpoints",
+        description="no optimizer state in checkpoints (about a third of the disk); a stop "
+        "still saves a full one, so the run can resume",
+    )
+
     @field_validator("epochs", "learning_rate", "baseline_strength", "max_grad_norm")
     @classmethod
     def _no_nan(cls, v: float | None, info: object) -> float | None:
         return _finite(v, getattr(info, "field_name", "value"))
+
+    @field_validator("early_stopping_threshold")
+    @classmethod
+    def _finite_threshold(cls, v: float) -> float:
+        return float(_finite(v, "early_stopping_threshold") or 0.0)
+
+    @field_validator("best_metric")
+    @classmethod
+    def _selectable(cls, v: str) -> str:
+        if v not in SELECTABLE:
+            raise ValueError(f"best_metric must be one of {', '.join(SELECTABLE)}, got {v!r}")
+        return v
 
 
 def effective_batch(config: RunConfig, processes: int = 1) -> int:

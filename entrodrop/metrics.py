@@ -6,6 +6,7 @@ outcomes, storage, the pages' facts) import the names from here; no other module
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,6 +87,51 @@ def improves(name: str, value: float, best: float | None, threshold: float = 0.0
         return True
     gain = best - value if lower_is_better(name) else value - best
     return gain > threshold
+
+
+# "Best" is chosen among the evaluations made after training began (step >= 1): every one of
+# them has a checkpoint where checkpoints are saved; the starting model's evaluation (step 0)
+# is the baseline, not a candidate. transformers' Trainer makes the same choice (it tracks
+# best_metric / best_global_step from the evaluations inside train()).
+FIRST_CANDIDATE_STEP = 1
+
+
+def trainer_key(name: str) -> str:
+    """The key transformers' Trainer reads a metric under: metric_for_best_model and
+    EarlyStoppingCallback look it up in evaluate()'s dict as "eval_" + the name."""
+    return f"eval_{name}"
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best evaluation of a run: its step, the judged metric's value, every eval value then."""
+
+    step: int
+    value: float
+    metrics: dict[str, float]
+
+
+def best_evaluation(rows: Iterable[Mapping[str, Any]], name: str) -> Best | None:
+    """The run's best evaluation by metric `name` from its metric rows (metrics.jsonl), or None.
+
+    The one definition the training process (live) and every reader (resume, studies) share:
+    steps from FIRST_CANDIDATE_STEP on, in step order; a step is the new best when it
+    :func:`improves` on the best so far (strictly), so a tie keeps the earlier step.
+    """
+    lower_is_better(name)  # ValueError for a metric a run cannot be judged by
+    by_step: dict[int, dict[str, float]] = {}
+    for row in rows:
+        metric, value = row.get("name"), row.get("value")
+        if metric in SELECTABLE and isinstance(value, int | float):
+            by_step.setdefault(int(row["step"]), {})[str(metric)] = float(value)
+    best: Best | None = None
+    for step in sorted(by_step):
+        value = by_step[step].get(name)
+        if step < FIRST_CANDIDATE_STEP or value is None:
+            continue
+        if improves(name, value, None if best is None else best.value):
+            best = Best(step, value, dict(by_step[step]))
+    return best
 
 
 def vocabulary() -> dict[str, dict[str, Any]]:

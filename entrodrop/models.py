@@ -183,8 +183,11 @@ def ensure_default_checkpoint() -> Path:
 # ---------------------------------------------------------------- spec resolution
 
 
-def run_checkpoint_dir(run_id: str, runs_path: Path | None = None) -> Path:
-    """The model a run produced: its final `model/` folder, else its latest complete checkpoint.
+def run_checkpoint_dir(
+    run_id: str, runs_path: Path | None = None, which: runfolder.Which = runfolder.FINAL_MODEL
+) -> Path:
+    """The folder of a run's model: its final `model/` (else its latest complete checkpoint),
+    its best checkpoint (`which` "best") or the checkpoint of a step.
 
     `runs_path` is the runs folder to look in (a server's); default: this home's runs folder.
     """
@@ -194,47 +197,28 @@ def run_checkpoint_dir(run_id: str, runs_path: Path | None = None) -> Path:
     run = runs_path / run_id
     if not run.is_dir():
         raise ModelLoadError(f"no run {run_id!r} under {runs_path}")
-    found = runfolder.run_model_dir(run)
-    if found is None:
-        raise ModelLoadError(f"run {run_id!r} has no checkpoint yet")
-    return found
-
-
-def run_step_dir(run_id: str, step: int, runs_path: Path | None = None) -> Path:
-    """A run's complete checkpoint of `step` (its weights as they were after that step)."""
-    run_checkpoint_dir(run_id, runs_path)  # the run exists and has a model at all
-    run = (runs_dir() if runs_path is None else runs_path) / run_id
-    found = {runfolder.checkpoint_step(p): p for p in runfolder.checkpoints(run)}
-    if step not in found:
-        steps = ", ".join(str(s) for s in found) or "none"
-        raise ModelLoadError(
-            f"run {run_id!r} has no complete checkpoint at step {step} (steps: {steps})"
-        )
-    return found[step]
-
-
-def run_spec_dir(rest: str, runs_path: Path | None = None) -> Path:
-    """The folder of a run spec after `run:`: `<id>` (its final model, else its latest complete
-    checkpoint) or `<id>:<step>` (the checkpoint of that step)."""
-    run_id, sep, which = rest.partition(":")
-    if not sep:
-        return run_checkpoint_dir(run_id, runs_path)
-    if which.isdigit() and len(which) <= 9:
-        return run_step_dir(run_id, int(which), runs_path)
-    raise ModelLoadError(
-        f"run:{rest}: use run:<id> (the final model) or run:<id>:<step> (a checkpoint)"
-    )
+    try:
+        return runfolder.run_checkpoint(run, which)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def resolve_spec(spec: str, runs_path: Path | None = None) -> tuple[str, bool]:
-    """Map a spec to (local path or hub id, is_local); run:<id>[:<step>] looks in `runs_path`."""
+    """Map a spec to (local path or hub id, is_local); run:<id>[:best|:<step>] looks in
+    `runs_path`."""
     spec = spec.strip()
     if not spec:
         raise ModelLoadError("empty model spec: use 'default', a folder, a hub id or run:<id>")
     if spec == "default":
         return str(ensure_default_checkpoint()), True
-    if spec.startswith("run:"):
-        return str(run_spec_dir(spec[4:], runs_path)), True
+    if spec.startswith(runfolder.RUN_SPEC_PREFIX):
+        try:
+            run_id, which = runfolder.parse_run_spec(spec)
+        except ValueError as exc:
+            raise ModelLoadError(
+                f"{exc} (use run:<id>, run:<id>:best or run:<id>:<step>)"
+            ) from None
+        return str(run_checkpoint_dir(run_id, runs_path, which)), True
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():

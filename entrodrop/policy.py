@@ -8,6 +8,7 @@ position t-1). Position 0 and padding carry NaN: they have no entropy and are ne
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
@@ -123,6 +124,7 @@ def apply_drops(
 
     input: the input id at a dropped position becomes ``drop_token_id``; its target is kept.
     loss:  the dropped token leaves the loss (label -100); the input is unchanged.
+    (delete changes the batch's shape of content, not two tensors: :func:`delete_tokens`.)
     """
     if mode not in ("input", "loss", "both"):
         raise ValueError(f"drop_mode must be 'input', 'loss' or 'both', got {mode!r}")
@@ -132,3 +134,52 @@ def apply_drops(
     if mode in ("loss", "both"):
         new_labels = labels.masked_fill(drops, IGNORE_INDEX)
     return new_ids, new_labels
+
+
+ORIGIN = "origin"  # delete_tokens' column: where each position's token was before the deletion
+
+
+def delete_tokens(
+    batch: Mapping[str, torch.Tensor], drops: torch.Tensor, pad_token_id: int
+) -> dict[str, torch.Tensor]:
+    """The `delete` mode: dropped tokens leave the sequence, never seen and never predicted.
+
+    ``batch`` holds ``input_ids`` and ``labels`` (B, T), optionally ``attention_mask`` (0 =
+    padding, anywhere in the row) and ``position_ids`` (B, T); other columns pass through. Each
+    row keeps its real, undropped tokens in order, closed up at the start; the freed places at
+    the end are padding (``pad_token_id``, label -100, attention_mask 0). Positions are
+    renumbered: ``position_ids``, when given, count again from 0 at each sequence start (a 0 in
+    the old ones: packed sequences stay apart); without them the model numbers 0..T-1 itself.
+    ``origin`` (B, T) says where each kept token was (-1 on padding). The shape stays (B, T).
+    """
+    input_ids, labels = batch["input_ids"], batch["labels"]  # (B, T)
+    real = torch.ones_like(drops) if "attention_mask" not in batch else batch["attention_mask"] != 0
+    keep = real & ~drops  # (B, T)
+    # A stable sort puts the kept positions first, in their order: order[b, j] = old column.
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # (B, T)
+    kept = torch.gather(keep, 1, order)  # (B, T): True for the first keep[b].sum() places
+    out = dict(batch)
+    out["input_ids"] = torch.gather(input_ids, 1, order).masked_fill(~kept, pad_token_id)
+    out["labels"] = torch.gather(labels, 1, order).masked_fill(~kept, IGNORE_INDEX)
+    out["attention_mask"] = kept.to(
+        batch["attention_mask"].dtype if "attention_mask" in batch else torch.long
+    )
+    if "position_ids" in batch:
+        out["position_ids"] = _renumbered(batch["position_ids"], keep, order, kept)
+    out[ORIGIN] = order.masked_fill(~kept, -1)
+    return out
+
+
+def _renumbered(
+    positions: torch.Tensor, keep: torch.Tensor, order: torch.Tensor, kept: torch.Tensor
+) -> torch.Tensor:
+    """New position ids after a deletion: 0, 1, 2... within each packed sequence's kept tokens."""
+    sequence = torch.cumsum((positions == 0).to(torch.long), dim=1)  # (B, T) sequence number
+    sequence = torch.gather(sequence, 1, order)  # follows the tokens
+    count = torch.cumsum(kept.to(torch.long), dim=1)  # 1, 2, 3... over the kept places
+    # Where a new sequence starts, remember the count before it; a running max carries it on.
+    starts = torch.ones_like(kept)
+    starts[:, 1:] = sequence[:, 1:] != sequence[:, :-1]
+    before = torch.where(starts, count - 1, torch.zeros_like(count))
+    offset = torch.cummax(before, dim=1).values
+    return (count - 1 - offset).masked_fill(~kept, 0).to(positions.dtype)

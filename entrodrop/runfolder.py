@@ -14,8 +14,9 @@ file                      what                                                  
 ``log.txt``               entrodrop's and transformers' log records                   appended
 ``output.txt``            the process's stdout/stderr, one ATTEMPT_HEADER per launch   server
 ``STOP``                  exists: stop after this step, with a checkpoint             server
-``summary.json``          the run's outcome, final and best metrics                   atomically
-``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume           Trainer
+``summary.json``          the run's outcome, final and best metrics (SUMMARY_FIELDS)  atomically
+``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume; the      Trainer
+                          last ``save_total_limit`` are kept, plus the best one
 ``model/``                the final model (config, safetensors, tokenizer)            at the end
                           or, for a LoRA run, its adapter (ADAPTER_FILES, tokenizer)
 ``tokens.safetensors``    the per-token record: each probe token's loss and entropy   atomically
@@ -31,6 +32,13 @@ record follows the attempt as the metrics do: a resume cuts it back to its check
 A checkpoint counts only when it is complete (:func:`is_complete_checkpoint`): a process killed
 while saving leaves a ``checkpoint-<step>/`` without its trainer state, or with half its weights,
 and resume, Inspect and the run page must all pass over it.
+
+The best checkpoint: ``trainer_state.json`` (transformers' record, in every checkpoint) names
+the step of the best evaluation (``best_global_step``); :func:`best_checkpoint` finds its folder,
+which the retention keeps beside the last one. ``summary.json`` repeats it as ``best_step`` with
+``best_metrics``, and says whether early stopping ended the run (``stopped_early``).
+``run:<id>`` is a run's final model, ``run:<id>:best`` its best checkpoint,
+``run:<id>:<step>`` one checkpoint (:func:`parse_run_spec`, :func:`run_checkpoint`).
 """
 
 from __future__ import annotations
@@ -79,6 +87,17 @@ ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
 # (and the online input mode's entropy memory). Written with the weights, before the Trainer's
 # trainer_state.json, so a checkpoint that counts as complete always holds it.
 DROP_STATE = "entrodrop_state_{rank}.safetensors"
+# transformers' scheduler file (trainer.SCHEDULER_NAME): written with the optimizer state, and
+# left out of a weights-only checkpoint (save_only_model), which cannot continue a run.
+SCHEDULER_STATE = "scheduler.pt"
+
+# summary.json's keys about the best evaluation and early stopping (the pages and the CLI
+# read them; the training process writes them).
+BEST_STEP = "best_step"  # the step of the best evaluation (>= 1), or null
+BEST_METRIC = "best_metric"  # the metric that judged it (RunConfig.best_metric)
+BEST_METRICS = "best_metrics"  # every evaluation metric at that step
+STOPPED_EARLY = "stopped_early"  # true when early stopping ended the run
+STOP_REASON = "stop_reason"  # why, in words; null otherwise
 
 
 def drop_state_path(checkpoint: Path, rank: int) -> Path:
@@ -165,6 +184,33 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def is_resumable_checkpoint(path: Path) -> bool:
+    """A complete checkpoint with the optimizer and scheduler state a run continues from (a
+    weights-only one has neither)."""
+    return is_complete_checkpoint(path) and (path / SCHEDULER_STATE).is_file()
+
+
+def trainer_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's trainer_state.json ({} when missing or unreadable)."""
+    return read_json(path / TRAINER_STATE) or {}
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint of the run's best evaluation, or None (no checkpoint kept, or
+    none evaluated yet): the step transformers recorded in the latest checkpoint's
+    trainer_state.json (``best_global_step``), else summary.json's ``best_step``."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return None
+    step = trainer_state(latest).get("best_global_step")
+    if not isinstance(step, int) or step < 1:
+        step = (read_json(run_dir / SUMMARY) or {}).get(BEST_STEP)
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None
+    found = checkpoint_dir(run_dir, step)
+    return found if is_complete_checkpoint(found) else None
+
+
 def has_final_model(run_dir: Path) -> bool:
     """True once the run saved its final model/: config.json (written with the weights) or a
     whole adapter."""
@@ -177,6 +223,58 @@ def run_model_dir(run_dir: Path) -> Path | None:
     if has_final_model(run_dir):
         return run_dir / MODEL
     return latest_checkpoint(run_dir)
+
+
+# ---------------------------------------------------------------- run:<id>[:which] specs
+
+Which = str | int  # "final", "best" or a step
+FINAL_MODEL, BEST_MODEL = "final", "best"  # which model of a run
+RUN_SPEC_PREFIX = "run:"
+
+
+def parse_run_spec(spec: str) -> tuple[str, Which]:
+    """``run:<id>`` -> (id, "final"); ``run:<id>:best`` -> (id, "best"); ``run:<id>:<step>`` ->
+    (id, step); ValueError for anything else (the id is checked with :func:`is_run_id`)."""
+    if not spec.startswith(RUN_SPEC_PREFIX):
+        raise ValueError(f"{spec!r} is not a run:<id> spec")
+    run_id, sep, which = spec[len(RUN_SPEC_PREFIX) :].partition(":")
+    if not is_run_id(run_id):
+        raise ValueError(f"invalid run id {run_id!r}")
+    return run_id, parse_which(which if sep else FINAL_MODEL)  # "run:<id>:" names nothing
+
+
+def parse_which(which: str) -> Which:
+    """'final', 'best' or a step number (a checkpoint), as a spec or `--checkpoint` gives it."""
+    text = which.strip()
+    if text in (FINAL_MODEL, BEST_MODEL):
+        return text
+    if text.isdigit() and len(text) <= 9:
+        return int(text)
+    raise ValueError(f"checkpoint {which!r}: use 'final', 'best' or a step number")
+
+
+def run_checkpoint(run_dir: Path, which: Which) -> Path:
+    """The folder of a run's final model, best checkpoint or checkpoint at a step; ValueError
+    saying why when the run has none (final: model/, else the latest complete checkpoint)."""
+    if which == FINAL_MODEL:
+        found = run_model_dir(run_dir)
+        if found is None:
+            raise ValueError(f"run {run_dir.name!r} has no model or checkpoint yet")
+        return found
+    if which == BEST_MODEL:
+        best = best_checkpoint(run_dir)
+        if best is None:
+            raise ValueError(
+                f"run {run_dir.name!r} has no best checkpoint (it kept no checkpoints, or has "
+                "not evaluated after its first step yet)"
+            )
+        return best
+    assert isinstance(which, int)
+    step = checkpoint_dir(run_dir, which)
+    if not is_complete_checkpoint(step):
+        kept = ", ".join(str(checkpoint_step(p)) for p in checkpoints(run_dir)) or "none"
+        raise ValueError(f"run {run_dir.name!r} has no checkpoint at step {which} (kept: {kept})")
+    return step
 
 
 # ---------------------------------------------------------------- atomic writers

@@ -25,6 +25,7 @@ STREAMS = {
     "/api/runs/{run_id}/metrics.csv": "text/csv",
     "/api/studies/{study_id}.csv": "text/csv",
     "/api/runs/{run_id}/events": "text/event-stream",
+    "/api/runs/{run_id}/export.zip": "application/zip",
 }
 
 

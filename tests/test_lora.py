@@ -83,6 +83,7 @@ def test_lora_entrodrop_run_saves_resumes_and_scores_in_inspect(
         tiny_model_dir,
         small_corpus,
         entrodrop={"entropy_source": "reference", "drop_mode": "input"},
+        save_total_limit=2,  # checkpoint-2 stays beside checkpoint-4: the resume below uses it
     )
     rf.write_text_atomic(run_dir / rf.CONFIG, cfg.model_dump_json())
     summary = train(cfg, run_dir)

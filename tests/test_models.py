@@ -118,7 +118,7 @@ def test_run_step_spec_loads_that_checkpoint(tiny_model_dir: Path, entrodrop_hom
     assert resolve_spec("run:r1:4")[0].endswith("checkpoint-4")
     loaded = entrodrop.load("run:r1:12")
     assert loaded.name == "run:r1:12" and loaded.path.endswith("checkpoint-12")
-    with pytest.raises(ModelLoadError, match=r"no complete checkpoint at step 16 \(steps: 4, 12\)"):
+    with pytest.raises(ModelLoadError, match=r"no checkpoint at step 16 \(kept: 4, 12\)"):
         resolve_spec("run:r1:16")
     for bad in ("run:r1:best-ish", "run:r1:", "run:r1:-4", "run:r1:99999999999"):
         with pytest.raises(ModelLoadError, match=r"run:<id>:<step>"):

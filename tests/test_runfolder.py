@@ -237,6 +237,7 @@ def test_resume_continues_from_the_last_whole_checkpoint(
         model=str(tiny_model_dir), dataset=str(small_corpus), max_steps=4, seq_len=32, batch_size=4,
         eval_every=2, max_train_tokens=2048, max_eval_tokens=256,
         entrodrop={"entropy_source": "online", "drop_mode": "input"},
+        save_total_limit=2,  # checkpoint-2 stays, as it would while checkpoint-4 is being saved
     )  # fmt: skip
     run_dir = tmp_path / "run"
     threads = torch.get_num_threads()

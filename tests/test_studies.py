@@ -279,7 +279,9 @@ def test_results_tables_and_csv() -> None:
     assert float(final["mean"]) == pytest.approx(3.1) and final["n"] == "2"
     diff = parsed[-1]
     assert (diff["table"], diff["vs"], diff["excludes_zero"]) == ("paired", "none", "False")
-    assert with_readings({"summary": [], "paired": []}) == {"summary": [], "paired": []}
+    empty = with_readings({"summary": [], "paired": []})
+    assert (empty["summary"], empty["paired"]) == ([], [])
+    assert "no early_stop variant" in empty["verdict"]
 
 
 def test_the_documented_example_and_bench_configs_are_valid() -> None:
@@ -297,10 +299,12 @@ def test_the_documented_example_and_bench_configs_are_valid() -> None:
         (repo / "bench" / "studies" / "reproduction.json").read_text(encoding="utf-8")
     )
     assert reproduction.base.max_train_tokens >= 8192 and len(reproduction.seeds) == 3
-    assert len(reproduction.expand()) == 13 * 3
+    assert len(reproduction.expand()) == 16 * 3  # 13 first, then early_stop and the 2 deletes
+    labels = [name for name, _ in reproduction.variant_configs()]
+    assert labels[-3:] == ["early_stop", "entrodrop-online-delete", "random-delete"]
     vs_random = {c.variant: c.vs_label for c in reproduction.comparisons() if c.vs == "random"}
     assert vs_random == {
         f"entrodrop-{source}-{mode}": f"random-{mode}"
         for source in ("online", "reference")
         for mode in ("input", "loss", "both")
-    }
+    } | {"entrodrop-online-delete": "random-delete"}

@@ -217,32 +217,56 @@ def draws(n: int, seed: int) -> list[float]:
 
 
 def _run_label(run: Path) -> str:
-    """A run as the picker names it: its id, and what it trained when its config says so."""
-    try:  # the run's config says what it was; a missing or odd one only costs the label
+    """'<id> (<method> on <model>)': the run's config says what it was; a missing or odd one
+    only costs the label."""
+    try:
         config = json.loads((run / runfolder.CONFIG).read_text())
         return f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
     except (OSError, ValueError, AttributeError):
         return run.name
 
 
+def _best_model(run: Path, label: str) -> dict[str, Any] | None:
+    """The run's best checkpoint (`run:<id>:best`) where it was kept, with its metric."""
+    best = runfolder.best_checkpoint(run)
+    if best is None:
+        return None
+    summary = runfolder.read_json(run / runfolder.SUMMARY) or {}
+    step = runfolder.checkpoint_step(best)
+    value = (summary.get(runfolder.BEST_METRICS) or {}).get(summary.get(runfolder.BEST_METRIC))
+    shown = f", {summary[runfolder.BEST_METRIC]} {value:.4f}" if isinstance(value, float) else ""
+    return {"spec": f"run:{run.name}:best", "label": f"{label}: best (step {step}{shown})"} | {
+        "run_id": run.name,
+        "which": runfolder.BEST_MODEL,
+        "step": step,
+    }
+
+
 def run_models(run: Path) -> list[dict[str, Any]]:
-    """What Inspect can load from one run: its final model (`run:<id>`), then each complete
-    checkpoint from the last (`run:<id>:<step>`, the weights as they were after that step)."""
+    """What Inspect can load from one run: its final model (`run:<id>`), its best checkpoint
+    (`run:<id>:best`), then each complete checkpoint from the last (`run:<id>:<step>`, the
+    weights as they were after that step)."""
     label = _run_label(run)
     found: list[dict[str, Any]] = []
     if runfolder.has_final_model(run):
-        found.append({"spec": f"run:{run.name}", "label": label, "run_id": run.name, "step": None})
+        found.append(
+            {"spec": f"run:{run.name}", "label": f"{label}: final", "run_id": run.name}
+            | {"which": runfolder.FINAL_MODEL, "step": None}
+        )
+    if (best := _best_model(run, label)) is not None:
+        found.append(best)
     for checkpoint in reversed(runfolder.checkpoints(run)):
         step = runfolder.checkpoint_step(checkpoint)
-        spec = f"run:{run.name}:{step}"
         found.append(
-            {"spec": spec, "label": f"{label}, step {step}", "run_id": run.name, "step": step}
+            {"spec": f"run:{run.name}:{step}", "label": f"{label}: step {step}"}
+            | {"run_id": run.name, "which": "step", "step": step}
         )
     return found
 
 
 def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:
-    """Every run's final model and complete checkpoints (run_models), newest run first."""
+    """Every run's final model, best checkpoint and complete checkpoints (run_models), newest
+    run first."""
     if not runs_path.is_dir():
         return []
     found: list[tuple[float, list[dict[str, Any]]]] = []
@@ -250,7 +274,7 @@ def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:
         if not runfolder.is_run_id(run.name) or not (models := run_models(run)):
             continue
         newest = run / runfolder.MODEL
-        if models[0]["step"] is not None:
+        if models[0]["which"] != runfolder.FINAL_MODEL:
             newest = runfolder.checkpoint_dir(run, models[0]["step"])
         try:
             when = newest.stat().st_mtime

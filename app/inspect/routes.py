@@ -142,7 +142,8 @@ def api_model(service: ModelServiceDep) -> dict[str, Any]:
 
 @router.get("/api/checkpoints", response_model=list[Checkpoint])
 def api_checkpoints(settings: SettingsDep) -> list[dict[str, Any]]:
-    """Every run's final model (`run:<id>`) and complete checkpoints (`run:<id>:<step>`)."""
+    """Every run's final model (`run:<id>`), best checkpoint (`run:<id>:best`) and complete
+    checkpoints (`run:<id>:<step>`)."""
     return data.list_checkpoints(settings.runs_path)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -182,11 +182,14 @@ class DrawsOut(BaseModel):
 
 
 class Checkpoint(BaseModel):
-    """A model of a run Inspect can load: its final model (step null) or a checkpoint."""
+    """A model of a run Inspect can load: its final model, best checkpoint or a checkpoint."""
 
-    spec: str = Field(description="run:<id> (the final model) or run:<id>:<step>")
+    spec: str = Field(description="run:<id> (the final model), run:<id>:best or run:<id>:<step>")
     label: str
     run_id: str
+    which: Literal["final", "best", "step"] = Field(
+        description="the final model, the best checkpoint, or the checkpoint of a step"
+    )
     step: int | None = Field(description="the checkpoint's step; null for the final model")
 
 

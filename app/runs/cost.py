@@ -110,6 +110,8 @@ def estimate(home: Path, config: RunConfig, processes: int) -> dict[str, Any]:
         "duration_s": duration,
         "warn": duration is not None and duration > WARN_ABOVE_S,
         "warn_above_s": WARN_ABOVE_S,
+        # Early stopping may end the run sooner: the steps and the time are upper bounds.
+        "at_most": config.early_stopping_patience is not None,
     }
 
 
@@ -120,11 +122,14 @@ def describe(est: dict[str, Any]) -> str:
             "Steps follow from the epochs and the data: known once a run has loaded this data "
             "(with this model and sequence length)."
         )
-    text = f"{est['steps']:,} steps, {est['tokens']:,} training tokens"
+    bound = "at most " if est.get("at_most") else ""
+    text = f"{bound}{est['steps']:,} steps, {est['tokens']:,} training tokens"
     if est["duration_s"] is None:
         return text + "; duration: no measurement yet for this model, precision and batch shape."
     minutes = est["duration_s"] / 60
-    text += f"; about {minutes:.1f} min here (measured {est['step_time_s']:.3g} s/step)"
+    text += (
+        f"; {bound or 'about '}{minutes:.1f} min here (measured {est['step_time_s']:.3g} s/step)"
+    )
     if est["warn"]:
         text += f"; longer than {est['warn_above_s'] / 60:.0f} minutes"
     return text + "."

@@ -32,7 +32,8 @@ TRAINING_FIELDS = (
 ADVANCED_FIELDS = (
     "heldout_dataset", "general_dataset", "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
     "gradient_checkpointing", "max_grad_norm", "record_tokens", "record_ranks",
-    "record_general_tokens", "record_train_tokens",
+    "record_general_tokens", "record_train_tokens", "early_stopping_patience",
+    "early_stopping_threshold", "best_metric", "save_total_limit", "save_only_model",
 )  # fmt: skip
 # The adapter kind the form shows for full weights (the config's `adapter: null`).
 NO_ADAPTER = "none"

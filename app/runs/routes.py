@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -297,6 +298,32 @@ def api_metrics_csv(run_id: RunId, runner: RunnerDep) -> Response:
     body = views.metrics_csv(runner, run_id)
     headers = {"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'}
     return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@api.get(
+    "/runs/{run_id}/export.zip",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+        **_error_doc(404, 409, 422, 507),
+    },
+    summary="The run's model as a Hugging Face folder in a zip (streamed); the folder stays "
+    "under <home>/exports/ (X-Export-Folder)",
+)
+def api_export_zip(
+    run_id: RunId,
+    runner: RunnerDep,
+    checkpoint: str = Query(
+        "final", pattern=r"^(final|best|[0-9]{1,9})$", description="final, best or a step"
+    ),
+    merge: bool = Query(False, description="a LoRA run: the base with the adapter merged in"),
+) -> StreamingResponse:
+    folder, chunks = views.export_zip(runner, run_id, rf.parse_which(checkpoint), merge)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{folder.name}.zip"',
+        "X-Export-Folder": quote(str(folder), safe="/"),  # headers are latin-1: a %-encoded path
+    }
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
 
 
 @api.post(

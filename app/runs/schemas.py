@@ -66,6 +66,10 @@ class RunLinks(_Open):
     tokens: str
     inspect: str | None
     compare: str | None
+    inspect_best: str | None = Field(None, description="Inspect with the run's best checkpoint")
+    export: str | None = Field(
+        None, description="the model as a zip (add ?checkpoint=best|final|STEP, &merge=true)"
+    )
 
 
 class RunPublic(_Open):
@@ -107,6 +111,21 @@ class RunPublic(_Open):
     tokens_per_step: int
     has_model: bool
     disk_bytes: int
+    best_metric: str = Field(description="the metric that judges the best evaluation")
+    best_step: int | None = Field(
+        description="the step of the best evaluation after training began (so far, while it runs)"
+    )
+    best_metrics: dict[str, float] | None = Field(
+        description="every evaluation metric at best_step"
+    )
+    best_checkpoint: str | None = Field(
+        description="the best evaluation's checkpoint folder, when kept (model spec run:<id>:best)"
+    )
+    stopped_early: bool = Field(description="early stopping ended the run (it succeeded)")
+    stop_reason: str | None = Field(description="why early stopping ended it, in words")
+    eta_at_most: bool = Field(
+        description="early stopping is on: the run may end sooner, so times are upper bounds"
+    )
     links: RunLinks
 
 

@@ -26,7 +26,12 @@ from entrodrop.data import (
 )
 from entrodrop.launch import Launcher, launcher_problem
 from entrodrop.models import check_local_checkpoint
-from entrodrop.runfolder import ADAPTER_CONFIG, is_run_id
+from entrodrop.runfolder import (
+    ADAPTER_CONFIG,
+    RUN_SPEC_PREFIX,
+    parse_run_spec,
+    run_checkpoint,
+)
 
 # Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
 EXTRA_KEYS = ("launcher", "compare_with", "preset")
@@ -85,15 +90,16 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
     spec = spec.strip()
     if spec == "default":
         return spec
-    if spec.startswith("run:"):
-        run_id = spec[4:]
-        run = storage.get_run(run_id) if is_run_id(run_id) else None
+    if spec.startswith(RUN_SPEC_PREFIX):
+        run_id, which = parse_run_spec(spec)  # run:<id>, run:<id>:best or run:<id>:<step>
+        run = storage.get_run(run_id)
         if run is None:
             raise ValueError(f"no run {run_id!r}")
         if run.status != "succeeded":
             raise ValueError(
                 f"run {run_id} is {run.status}: only a finished run's model can be used"
             )
+        run_checkpoint(settings.runs_path / run_id, which)  # a ValueError if it was not kept
         return spec
     check_name_lengths(spec)  # a DataError (a ValueError): 422, not an OSError's 500
     path = Path(spec).expanduser()

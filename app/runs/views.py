@@ -8,9 +8,11 @@ import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from app.errors import InsufficientStorage, RunConflict
 from app.runs import cost
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
@@ -23,7 +25,16 @@ from entrodrop.config import (
     RunConfig,
     effective_batch_text,
 )
+from entrodrop.export import (
+    DiskTooSmall,
+    ExportError,
+    check_disk,
+    export_dir,
+    export_run,
+    zip_chunks,
+)
 from entrodrop.launch import Launcher, headless_commands
+from entrodrop.metrics import EVAL_LOSS
 
 MAX_COMPARE = 8
 
@@ -71,6 +82,25 @@ def _stage(run: RunRecord, run_dir: Any) -> str | None:
     return text if isinstance(text, str) else None
 
 
+def best_record(run: RunRecord, run_dir: Path) -> dict[str, Any]:
+    """The best evaluation and early stopping of a run: summary.json once it has ended,
+    status.json's record so far while it trains (entrodrop.runfolder's names)."""
+    source = rf.read_json(run_dir / rf.SUMMARY) if run.status not in rf.ACTIVE else None
+    source = source or rf.read_status(run_dir) or {}
+    best = rf.best_checkpoint(run_dir)
+    metrics = source.get(rf.BEST_METRICS)
+    return {
+        rf.BEST_METRIC: run.config.get("best_metric") or EVAL_LOSS,
+        rf.BEST_STEP: source.get(rf.BEST_STEP),
+        rf.BEST_METRICS: metrics if isinstance(metrics, dict) else None,
+        "best_checkpoint": best.name if best is not None else None,
+        rf.STOPPED_EARLY: bool(source.get(rf.STOPPED_EARLY)),
+        rf.STOP_REASON: source.get(rf.STOP_REASON),
+        # Early stopping may end the run before its last step: a time or ETA is an upper bound.
+        "eta_at_most": run.config.get("early_stopping_patience") is not None,
+    }
+
+
 def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     """A run as the runs list shows it (and GET /api/runs returns it)."""
     now = time.time()
@@ -81,6 +111,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     cfg = run.config
     stopped = run.status in RESUMABLE and run.attempts > 0  # a run that never started: neither
     current = (end - run.started_at) if run.started_at else None
+    best = best_record(run, run_dir)
     return {
         "id": run.id,
         "name": run.name,
@@ -117,6 +148,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "tokens_per_step": cost.tokens_per_step(cfg, int(run.launcher.get("num_processes") or 1)),
         "has_model": has_model,
         "disk_bytes": disk_bytes(run_dir),
+        **best,
         "links": {
             "page": f"/runs/{run.id}",
             "api": f"/api/runs/{run.id}",
@@ -125,6 +157,10 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
             "events": f"/api/runs/{run.id}/events",
             "tokens": f"/api/runs/{run.id}/tokens",
             "inspect": f"/?model=run:{run.id}" if (has_model or checkpoint) else None,
+            "inspect_best": f"/?model=run:{run.id}:best" if best["best_checkpoint"] else None,
+            "export": f"/api/runs/{run.id}/export.zip"
+            if (has_model or checkpoint) and run.status not in rf.ACTIVE
+            else None,
             "compare": f"/compare?runs={run.group_id}" if run.group_id else None,
         },
     }
@@ -184,6 +220,7 @@ def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
             "last_values": runner.storage.last_values(run_id),
             "panels": PANELS,
             "summary_file": rf.read_json(run_dir / rf.SUMMARY),
+            "export": export_info(runner, run),
             "facts": run_facts(),
         }
     )
@@ -226,6 +263,7 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         last = runner.storage.last_values(r.id)
         row: dict[str, Any] = {"id": r.id, "method_label": method_label(r.config)}
         row["best_eval_loss"] = r.best_eval_loss
+        row |= best_record(r, runner.run_dir(r.id))
         row["final"] = {name: last.get(name) for name in COMPARE_METRICS}
         table.append(row)
     return {
@@ -238,3 +276,33 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         "panels": PANELS,
         "facts": run_facts(),
     }
+
+
+def export_info(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
+    """Where the run page's download puts the exported folder, and the same export by CLI."""
+    folder = export_dir(runner.settings.home, run.id, "best")
+    return {
+        "folder": str(folder.parent),
+        "command": f"entrodrop export {run.id} --checkpoint best --out {folder}",
+        "checkpoints": ["final", "best"],
+        "merge": bool(run.config.get("adapter")),  # a LoRA run can also export merged weights
+    }
+
+
+def export_zip(
+    runner: JobRunner, run_id: str, which: rf.Which, merge: bool
+) -> tuple[Path, Iterator[bytes]]:
+    """GET /api/runs/{id}/export.zip: export the run's model into <home>/exports/ (replacing an
+    earlier export of the same checkpoint), then its zip as chunks made while they are sent."""
+    run = runner.get(run_id)
+    if run.status in rf.ACTIVE:
+        raise RunConflict(f"run {run_id} is {run.status}: export it once it has ended")
+    run_dir, out = runner.run_dir(run_id), export_dir(runner.settings.home, run_id, which, merge)
+    try:
+        check_disk(run_dir, which, out, merge)
+        export = export_run(run_dir, which, out, merge)
+    except DiskTooSmall as exc:
+        raise InsufficientStorage(str(exc)) from None
+    except ExportError as exc:
+        raise RunConflict(str(exc)) from None
+    return export.folder, zip_chunks(export.folder)

@@ -12,14 +12,16 @@ from entrodrop.config import DROPPING_METHODS, METHOD_HELP, METHODS, DropMode, E
 from entrodrop.studies.config import (
     MAX_SEEDS,
     MAX_VARIANTS,
+    NAMED_VARIANT_HELP,
+    NAMED_VARIANTS,
     SHARED_FIELDS,
     StudyConfig,
 )
 
 DEFAULT_SEEDS = StudyConfig.model_fields["seeds"].default
 # Fields of the base config the study sets itself: the seed comes from `seeds`, checkpoints
-# from `keep_checkpoints`, the method from each variant.
-NOT_BASE_FIELDS = ("seed", "save_checkpoints", "method")
+# from `keep_checkpoints` (weights-only when kept), the method from each variant.
+NOT_BASE_FIELDS = ("seed", "save_checkpoints", "save_only_model", "method")
 
 
 def variant_choices() -> list[dict[str, Any]]:
@@ -34,27 +36,31 @@ def variant_choices() -> list[dict[str, Any]]:
         for mode in get_args(DropMode)
     ]
     specs += [{"method": "random", "entrodrop": {"drop_mode": mode}} for mode in get_args(DropMode)]
+    specs += list(NAMED_VARIANTS)  # early_stop: the baseline every regulariser has to beat
     study = StudyConfig(name="choices", variants=specs, seeds=[0])
     labels = [label for label, _ in study.variant_configs()]
     return [
-        {
-            "label": label,
-            "spec": spec,
-            "help": METHOD_HELP.get(spec if isinstance(spec, str) else spec["method"], ""),
-        }
+        {"label": label, "spec": spec, "help": _help(spec)}
         for label, spec in zip(labels, specs, strict=True)
     ]
+
+
+def _help(spec: Any) -> str:
+    if isinstance(spec, str):
+        return NAMED_VARIANT_HELP.get(spec) or METHOD_HELP.get(spec, "")
+    return METHOD_HELP.get(spec["method"], "")
 
 
 # The checklist's presets, by the labels above.
 VARIANT_PRESETS: dict[str, list[str]] = {
     "EntroDrop vs baselines": [
-        "none", "weight_decay", "label_smoothing", "hidden_dropout",
+        "none", "early_stop", "weight_decay", "label_smoothing", "hidden_dropout",
         "entrodrop-reference-input", "random-input",
     ],
     "entropy vs random ablation": [
-        "none", "entrodrop-reference-input", "entrodrop-reference-loss",
-        "entrodrop-reference-both", "random-input", "random-loss", "random-both",
+        "none", "early_stop", "entrodrop-reference-input", "entrodrop-reference-loss",
+        "entrodrop-reference-both", "entrodrop-reference-delete", "random-input",
+        "random-loss", "random-both", "random-delete",
     ],
 }  # fmt: skip
 

@@ -26,6 +26,7 @@ from app.studies.schemas import (
 )
 from app.studies.store import StudyNotFound
 from entrodrop.studies.config import StudyConfig
+from entrodrop.studies.report import report_html
 
 router = APIRouter()
 api = APIRouter(prefix="/api", tags=["studies"])
@@ -70,6 +71,14 @@ def study_page(
         message = {"message": f"No study {study_id!r}."}
         return _page(request, templates, "studies/error.html", message, 404)
     return _page(request, templates, "studies/detail.html", data)
+
+
+@router.get("/studies/{study_id}/report.html", response_class=HTMLResponse, include_in_schema=False)
+def study_report(study_id: str, runner: RunnerDep, store: StudiesDep) -> Response:
+    """The study as one self-contained HTML file to share (its JSON twin: /api/studies/{id})."""
+    html = report_html(views.study_detail(runner, store, study_id))  # StudyNotFound: 404
+    headers = {"Content-Disposition": f'attachment; filename="study-{study_id}.html"'}
+    return HTMLResponse(html, headers=headers)
 
 
 # ------------------------------------------------------------ API

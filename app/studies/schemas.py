@@ -30,6 +30,7 @@ class StudyLinks(_Open):
     api: str
     csv: str
     cancel: str
+    report: str = Field(description="the study as one self-contained HTML file (download)")
 
 
 class StudyFacts(_Open):
@@ -96,7 +97,8 @@ class SummaryRow(_Open):
 
 
 class PairedRow(_Open):
-    """Per-seed differences of final held-out loss against `none` or the matching `random`."""
+    """Per-seed differences of final held-out loss against `none`, `early_stop` or the matching
+    `random`."""
 
     variant: str
     vs: str
@@ -115,6 +117,13 @@ class StudyDetail(StudyPublic):
     summary: list[SummaryRow]
     paired: list[PairedRow]
     readings: list[str]
+    verdict: str = Field(
+        description="whether any variant beat plain fine-tuning stopped at its best "
+        "evaluation (the early_stop variant), in one sentence"
+    )
+    machine: dict[str, Any] | None = Field(
+        None, description="the machine the study's runs train on, as recorded in study.json"
+    )
     curves: dict[str, dict[str, dict[str, list[Any]]]]
     panels: list[dict[str, Any]]
     facts: StudyFacts

@@ -16,6 +16,7 @@ from typing import Any
 
 from app.errors import AppError
 from app.settings import Settings
+from entrodrop.machine import machine_facts
 from entrodrop.paths import home_dir
 from entrodrop.runfolder import is_run_id
 from entrodrop.studies.config import StudyConfig
@@ -82,6 +83,7 @@ class StudyStore:
             "config": study.model_dump(mode="json"),
             "runs": [{**r, "status": RUN_PENDING, "error": None} for r in runs],
             "managed_by": MANAGED_BY,
+            "machine": machine_facts(),  # the server's runs train here (the report shows it)
         }
         folder.write(record)
         return folder.read()

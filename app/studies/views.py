@@ -5,48 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.runs.facts import METRIC_LABELS, STATUS_WORDS
 from app.runs.runner import JobRunner
 from app.studies.store import MANAGED_BY, StudyStore
-from entrodrop.runfolder import ACTIVE, SUMMARY, RunFolder, read_json, read_status
+from entrodrop.runfolder import SUMMARY, RunFolder, read_json, read_status
 from entrodrop.studies.config import StudyConfig
-from entrodrop.studies.curves import study_curves
 from entrodrop.studies.folder import StudyFolder
-from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES, run_outcomes
-from entrodrop.studies.results import results_csv, study_results
-from entrodrop.studies.stats import RunKey
-from entrodrop.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
-
-# The study page's plots: one curve per variant (mean over seeds, 95% band) per panel.
-CURVE_PANELS: list[dict[str, Any]] = [
-    {"id": "heldout", "title": "Held-out loss (all tokens)", "name": HELDOUT},
-    {
-        "id": "rebound",
-        "title": "Rebound: held-out loss on high-entropy tokens",
-        "name": HIGH_ENTROPY,
-    },
-    {"id": "general", "title": "General-text loss (forgetting)", "name": GENERAL},
-]
-CURVE_NAMES = tuple(p["name"] for p in CURVE_PANELS)
-
-
-def study_facts() -> dict[str, Any]:
-    """What the studies pages show, sent in their data so neither Jinja nor JS retypes it."""
-    return {
-        "statuses": list(STUDY_STATUSES),
-        # The badges' words: a study's statuses, and its runs' (a deleted run is "missing").
-        "status_words": {
-            **STATUS_WORDS,
-            **{status: status for status in STUDY_STATUSES},
-            MISSING: MISSING,
-        },
-        "active": list(STUDY_ACTIVE),
-        "run_active": list(ACTIVE),
-        # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.
-        "outcomes": [{"name": name, "label": label} for name, label in OUTCOMES.items()],
-        "metric_labels": {name: METRIC_LABELS.get(name, name) for name in CURVE_NAMES},
-        "no_interval": "n < 2: no interval",
-    }
+from entrodrop.studies.results import results_csv
+from entrodrop.studies.status import MISSING, study_status
+from entrodrop.studies.view import CURVE_PANELS, ROW_NAMES, study_facts, study_results_view
 
 
 def _links(study_id: str) -> dict[str, str]:
@@ -55,6 +21,7 @@ def _links(study_id: str) -> dict[str, str]:
         "api": f"/api/studies/{study_id}",
         "csv": f"/api/studies/{study_id}.csv",
         "cancel": f"/api/studies/{study_id}/cancel",
+        "report": f"/studies/{study_id}/report.html",
     }
 
 
@@ -157,7 +124,7 @@ def studies_list(runner: JobRunner, store: StudyStore) -> dict[str, Any]:
 def _rows(runner: JobRunner, record: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
     """One run's metric rows with a value (a non-finite value is stored as null: left out)."""
     if run["page"] is not None:
-        rows = runner.storage.metrics(run["id"], names=CURVE_NAMES)
+        rows = runner.storage.metrics(run["id"], names=list(ROW_NAMES))
     elif run["status"] in ("succeeded", "running"):  # a CLI study's run: its folder is the record
         rows = RunFolder(StudyStore.runs_path(record) / run["id"], writer=False).read_metrics()
     else:
@@ -168,18 +135,11 @@ def _rows(runner: JobRunner, record: dict[str, Any], run: dict[str, Any]) -> lis
 def study_results_data(
     runner: JobRunner, record: dict[str, Any], runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Summary and paired differences over the succeeded runs; curves over every run so far."""
+    """Summary and paired differences over the succeeded runs; curves over every run so far
+    (entrodrop.studies.view, which `entrodrop study --report` uses too)."""
     study = StudyConfig.model_validate(record["config"])
     rows = {(r["variant"], r["seed"]): _rows(runner, record, r) for r in runs}
-    done: dict[RunKey, Any] = {
-        (r["variant"], r["seed"]): run_outcomes(rows[(r["variant"], r["seed"])])
-        for r in runs
-        if r["status"] == "succeeded"
-    }
-    result = study_results(study, done)
-    labels = [label for label, _ in study.variant_configs()]
-    curves = study_curves({k: v for k, v in rows.items() if v}, labels, CURVE_NAMES)
-    return {**result, "readings": [p["reading"] for p in result["paired"]], "curves": curves}
+    return study_results_view(study, runs, rows)
 
 
 def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[str, Any]:
@@ -190,6 +150,7 @@ def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[st
     return {
         **study_item(store, record, runs, ended),
         "config": record["config"],
+        "machine": record.get("machine"),
         "runs": runs,
         **study_results_data(runner, record, runs),
         "panels": CURVE_PANELS,

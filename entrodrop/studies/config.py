@@ -8,15 +8,21 @@ Rules (docs/studies.md says the same for users):
 - The seed sets both ``RunConfig.seed`` (data order, dropout) and ``entrodrop.seed`` (the drop
   generator).
 - A variant's ``entrodrop`` object is merged over ``base.entrodrop`` key by key.
-- Paired comparisons: every variant against the ``none`` variant; an ``entrodrop`` variant also
-  against its matching ``random`` ablation: the ``random`` variant with the same ``drop_mode``,
-  preferring one with the same ``entropy_source``, else the first listed.
+- Paired comparisons: every variant against the ``none`` variant and against the ``early_stop``
+  variant (plain fine-tuning stopped at its best evaluation: the baseline to beat); an
+  ``entrodrop`` variant also against its matching ``random`` ablation: the ``random`` variant
+  with the same ``drop_mode``, preferring one with the same ``entropy_source``, else the first.
+- ``early_stop`` (a variant name, like a method's): method ``none`` with
+  ``early_stopping_patience`` :data:`EARLY_STOP_PATIENCE`; any variant with early stopping is
+  judged by its best checkpoint (outcomes at its best evaluation, entrodrop.studies.outcomes).
 - ``keep_checkpoints`` false (the default): runs keep their metrics only, no checkpoints and no
-  final model, so a study of 30 runs does not fill a disk.
+  final model, so a study of 30 runs does not fill a disk; true: the final model and weights-only
+  checkpoints (the last and the best).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +30,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from entrodrop.config import METHODS, RunConfig
 
 MAX_VARIANTS = 40
+EARLY_STOP = "early_stop"  # the baseline to beat: plain fine-tuning, stopped at its best
+EARLY_STOP_PATIENCE = 2  # evaluations without improvement before it stops
+# The named variants that are not a method's name, as VariantSpec fields.
+NAMED_VARIANTS: dict[str, dict[str, Any]] = {
+    EARLY_STOP: {
+        "label": EARLY_STOP,
+        "method": "none",
+        "early_stopping_patience": EARLY_STOP_PATIENCE,
+    },
+}
+NAMED_VARIANT_HELP = {
+    EARLY_STOP: f"plain fine-tuning stopped after {EARLY_STOP_PATIENCE} evaluations without "
+    "improvement, judged by its best checkpoint: the baseline to beat",
+}
+VARIANT_NAMES = (*METHODS, *NAMED_VARIANTS)
 MAX_SEEDS = 10
 # Run settings that define the data, model, budget, evaluation and storage: the same for every
 # variant of a study, so only `base` sets them (the seed comes from `seeds`).
@@ -42,6 +63,8 @@ SHARED_FIELDS = frozenset(
         "seed",
         "save_checkpoints",
         "save_model",
+        "save_total_limit",
+        "save_only_model",
     }
 )
 
@@ -55,7 +78,8 @@ class StudyRun(NamedTuple):
 
 
 class Comparison(NamedTuple):
-    """A paired comparison: ``variant`` minus ``vs_label``; ``vs`` is "none" or "random"."""
+    """A paired comparison: ``variant`` minus ``vs_label``; ``vs`` is "none", "early_stop" or
+    "random"."""
 
     variant: str
     vs: str
@@ -91,8 +115,22 @@ class VariantSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+def variant_spec(item: str | VariantSpec) -> VariantSpec:
+    """A variant as a VariantSpec: a method's name, a named variant (early_stop) or itself."""
+    if isinstance(item, VariantSpec):
+        return item
+    return VariantSpec(**NAMED_VARIANTS.get(item, {"method": item}))
+
+
+def stops_early(config: RunConfig) -> bool:
+    """Whether a run ends at (and is judged by) its best evaluation: early stopping is on."""
+    return config.early_stopping_patience is not None
+
+
 def _default_label(spec: VariantSpec, entrodrop: dict[str, Any]) -> str:
-    """entrodrop-<source>-<mode>, random-<mode>, or the method's name."""
+    """entrodrop-<source>-<mode>, random-<mode>, early_stop, or the method's name."""
+    if spec.method == "none" and spec.overrides().get("early_stopping_patience") is not None:
+        return EARLY_STOP
     if spec.method == "entrodrop":
         return f"entrodrop-{entrodrop['entropy_source']}-{entrodrop['drop_mode']}"
     if spec.method == "random":
@@ -132,8 +170,8 @@ class StudyConfig(BaseModel):
     @classmethod
     def _known_names(cls, v: list[str | VariantSpec]) -> list[str | VariantSpec]:
         for item in v:
-            if isinstance(item, str) and item not in METHODS:
-                raise ValueError(f"unknown method {item!r}; one of {', '.join(METHODS)}")
+            if isinstance(item, str) and item not in VARIANT_NAMES:
+                raise ValueError(f"unknown method {item!r}; one of {', '.join(VARIANT_NAMES)}")
         return v
 
     @model_validator(mode="after")
@@ -151,10 +189,13 @@ class StudyConfig(BaseModel):
         out = []
         base = self.base.model_dump()
         for i, item in enumerate(self.variants):
-            spec = VariantSpec(method=item) if isinstance(item, str) else item
+            spec = variant_spec(item)
             entrodrop = {**base["entrodrop"], **spec.entrodrop}
             raw = {**base, **spec.overrides(), "method": spec.method, "entrodrop": entrodrop}
             raw["save_checkpoints"] = raw["save_model"] = self.keep_checkpoints
+            # Study runs are not resumed from their periodic checkpoints (a stop still saves a
+            # full one): kept checkpoints hold weights only, a third of the disk.
+            raw["save_only_model"] = True
             label = spec.label or _default_label(spec, entrodrop)
             try:
                 config = RunConfig.model_validate(raw)
@@ -182,19 +223,31 @@ class StudyConfig(BaseModel):
         ]
 
     def comparisons(self) -> list[Comparison]:
-        """Paired comparisons: against `none` and, for EntroDrop, against the matching `random`."""
+        """Paired comparisons: against `none`, against `early_stop` and, for EntroDrop, against
+        the matching `random`. `none` and `early_stop` are compared once, as `none` minus
+        `early_stop` (what training on past the best epoch costs)."""
         variants = self.variant_configs()
-        nones = [label for label, c in variants if c.method == "none"]
-        none = "none" if "none" in nones else (nones[0] if nones else None)
+        none = _first(variants, "none", lambda c: c.method == "none" and not stops_early(c))
+        early = _first(variants, EARLY_STOP, lambda c: c.method == "none" and stops_early(c))
         out = []
         for label, config in variants:
-            if none is not None and label != none:
+            if none is not None and label not in (none, early):  # none vs early_stop: below
                 out.append(Comparison(label, "none", none))
+            if early is not None and label != early:
+                out.append(Comparison(label, EARLY_STOP, early))
             if config.method == "entrodrop":
                 match = matching_random(config, variants)
                 if match is not None:
                     out.append(Comparison(label, "random", match))
         return out
+
+
+def _first(
+    variants: list[tuple[str, RunConfig]], name: str, kind: Callable[[RunConfig], bool]
+) -> str | None:
+    """The variant labelled `name` if it is of that kind, else the first of that kind."""
+    labels = [label for label, c in variants if kind(c)]
+    return name if name in labels else (labels[0] if labels else None)
 
 
 def matching_random(config: RunConfig, variants: list[tuple[str, RunConfig]]) -> str | None:

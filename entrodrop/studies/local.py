@@ -12,6 +12,7 @@ from typing import Any
 
 from entrodrop import launch
 from entrodrop.launch import PARENT_ENV, Launcher, RunProcess
+from entrodrop.machine import machine_facts
 from entrodrop.paths import home_dir
 from entrodrop.paths import runs_dir as default_runs_dir
 from entrodrop.runfolder import (
@@ -70,6 +71,44 @@ def create_study(
     return folder
 
 
+def extends(saved: StudyConfig, wanted: StudyConfig) -> bool:
+    """Whether `wanted` is `saved` with more variants after its own: same name, base, seeds and
+    storage, the same variants first (compared as validated run configs)."""
+    same = {"name", "base", "seeds", "keep_checkpoints"}
+    if saved.model_dump(mode="json", include=same) != wanted.model_dump(mode="json", include=same):
+        return False
+    old, new = saved.variant_configs(), wanted.variant_configs()
+    return len(new) > len(old) and [(n, c.model_dump()) for n, c in new[: len(old)]] == [
+        (n, c.model_dump()) for n, c in old
+    ]
+
+
+def extend_study(folder: StudyFolder, wanted: StudyConfig) -> list[dict[str, Any]]:
+    """Add the runs of the variants `wanted` has beyond the study's own (see :func:`extends`):
+    their folders and configs are written and study.json takes the new config; the runs done
+    stay. Returns the new runs' entries (queued: running the study again trains them)."""
+    record = folder.read()
+    saved = StudyConfig.model_validate(record["config"])
+    if not extends(saved, wanted):
+        raise ValueError("the new config must be the study's own with variants added at the end")
+    known = {name for name, _ in saved.variant_configs()}
+    planned = [run for run in wanted.expand() if run.variant not in known]
+    runs_dir = Path(record["runs_dir"])
+    added = []
+    for run_id, run in zip(_unique_run_ids(len(planned), runs_dir), planned, strict=True):
+        write_run_config(runs_dir / run_id, run)
+        added.append({"id": run_id, "variant": run.variant, "seed": run.seed} | _PENDING)
+    runs = record["runs"] + added
+    status = study_status((r["status"] for r in runs), ended=True)
+    folder.write(
+        {**record, "config": wanted.model_dump(mode="json"), "runs": runs} | {"status": status}
+    )
+    return added
+
+
+_PENDING = {"status": RUN_PENDING, "error": None}
+
+
 def write_run_config(run_dir: Path, run: StudyRun) -> None:
     """The run folder and its config.json, as `entrodrop train` writes them."""
     RunFolder(run_dir).write_config(run.config)
@@ -101,7 +140,7 @@ def refresh_results(folder: StudyFolder) -> dict[str, Any]:
     """Recompute summary.json and summary.csv from the runs finished so far."""
     record = folder.read()
     study = StudyConfig.model_validate(record["config"])
-    outcomes = finished_outcomes(record["runs"], Path(record["runs_dir"]))
+    outcomes = finished_outcomes(record["runs"], Path(record["runs_dir"]), study)
     result = study_results(study, outcomes)
     folder.write_results(result, results_csv(result))
     return result
@@ -188,7 +227,8 @@ def _run_study(
     record = folder.read()
     runs_dir = Path(record["runs_dir"])
     todo = _ordered_todo(record["runs"], first)
-    folder.set_status("running")
+    # The machine that trains (the report shows it); a study continued elsewhere says so.
+    folder.write({**record, "status": "running", "machine": machine_facts()})
 
     def finish(run: dict[str, Any], outcome: str, error: str | None) -> None:
         folder.update_run(run["id"], status=outcome, error=error)

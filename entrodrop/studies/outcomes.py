@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from entrodrop.metrics import EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS
+from entrodrop.config import RunConfig
+from entrodrop.metrics import EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS, best_evaluation
 
 # The outcome names a study summarises, in table order, with the plain words the tables use.
 OUTCOMES: dict[str, str] = {
@@ -38,3 +39,19 @@ def run_outcomes(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
         "high_entropy_rebound": high[-1] - min(high) if high else None,
         "final_general": general[-1] if general else None,
     }
+
+
+def delivered_rows(rows: Iterable[Mapping[str, Any]], config: RunConfig) -> list[Mapping[str, Any]]:
+    """The rows of the model a run delivers: with early stopping on, its best checkpoint (the
+    rows up to its best evaluation by config.best_metric); otherwise the whole run."""
+    rows = list(rows)
+    if config.early_stopping_patience is None:
+        return rows
+    best = best_evaluation(rows, config.best_metric)
+    return rows if best is None else [r for r in rows if int(r["step"]) <= best.step]
+
+
+def judged_outcomes(rows: Iterable[Mapping[str, Any]], config: RunConfig) -> Outcomes:
+    """A study run's outcomes as the run is judged: a run with early stopping by its best
+    checkpoint (its "final" values are those of its best evaluation), any other by its end."""
+    return run_outcomes(delivered_rows(rows, config))

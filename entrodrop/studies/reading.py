@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from entrodrop.studies.config import EARLY_STOP
 from entrodrop.studies.outcomes import OUTCOMES
 
 MINUS = "\u2212"  # a real minus sign reads better than a hyphen in prose
@@ -50,10 +51,41 @@ def reading(row: Mapping[str, Any]) -> str:
     return f"{head}: {amount}, {verdict} held-out loss beyond seed noise at n={n}"
 
 
-def with_readings(result: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """The summary with a "reading" added to each paired row."""
+def verdict(paired: Sequence[Mapping[str, Any]]) -> str:
+    """Whether any variant beat plain fine-tuning stopped at its best evaluation (early_stop),
+    in one plain sentence: the question every regulariser has to answer."""
+    against = [r for r in paired if r["vs"] == EARLY_STOP]
+    if not against:
+        return (
+            "This study has no early_stop variant, so it cannot say whether anything beats "
+            "plain fine-tuning stopped at its best evaluation: add one."
+        )
+    baseline = against[0]["vs_label"]
+    measured = [r for r in against if r["final_heldout_diff"]["mean"] is not None]
+    if not measured:
+        return f"No seed has both a variant and {baseline} finished yet."
+    beat = [r for r in measured if r["excludes_zero"] and r["final_heldout_diff"]["mean"] < 0]
+    if beat:
+        names = ", ".join(
+            f"{r['variant']} ({stat_text(r['final_heldout_diff'], True)})" for r in beat
+        )
+        return (
+            f"Beat the best epoch of plain fine-tuning ({baseline}), beyond seed noise: {names} "
+            "nats of held-out loss."
+        )
+    worse = sum(1 for r in measured if r["excludes_zero"] and r["final_heldout_diff"]["mean"] > 0)
+    return (
+        f"Nothing beat the best epoch of plain fine-tuning ({baseline}) beyond seed noise: of "
+        f"{len(measured)} "
+        f"variants compared with it, {worse} ended with a higher held-out loss beyond seed noise "
+        "and the others are not distinguishable from it."
+    )
+
+
+def with_readings(result: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The summary with a "reading" added to each paired row, and the study's "verdict"."""
     paired = [{**row, "reading": reading(row)} for row in result["paired"]]
-    return {**result, "paired": paired}
+    return {**result, "paired": paired, "verdict": verdict(paired)}
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -62,7 +94,7 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def tables(result: Mapping[str, list[dict[str, Any]]]) -> str:
+def tables(result: Mapping[str, Any]) -> str:
     """Markdown tables: mean ± 95% CI per variant, then the paired differences and readings."""
     header = ["variant", "n", *OUTCOMES.values()]
     rows = [
@@ -84,4 +116,6 @@ def tables(result: Mapping[str, list[dict[str, Any]]]) -> str:
             _markdown(["variant", "vs", "final held-out difference", "CI excludes 0"], paired)
         )
         parts.append("\n".join(f"- {reading(r)}" for r in result["paired"]))
+    if result.get("verdict"):
+        parts.append(f"**{result['verdict']}**")
     return "\n\n".join(parts)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from entrodrop.runfolder import RunFolder
 from entrodrop.studies.config import StudyConfig
-from entrodrop.studies.outcomes import OUTCOMES, Outcomes, run_outcomes
+from entrodrop.studies.outcomes import OUTCOMES, Outcomes, judged_outcomes, run_outcomes
 from entrodrop.studies.reading import with_readings
 from entrodrop.studies.stats import RunKey, summary
 
@@ -27,9 +28,25 @@ def finished_rows(runs: list[dict[str, Any]], runs_dir: Path) -> dict[RunKey, li
     }
 
 
-def finished_outcomes(runs: list[dict[str, Any]], runs_dir: Path) -> dict[RunKey, Outcomes]:
-    """(variant, seed) -> outcomes of every run that succeeded."""
-    return {key: run_outcomes(rows) for key, rows in finished_rows(runs, runs_dir).items()}
+def finished_outcomes(
+    runs: list[dict[str, Any]], runs_dir: Path, study: StudyConfig
+) -> dict[RunKey, Outcomes]:
+    """(variant, seed) -> outcomes of every run that succeeded, each judged as its variant is
+    (a variant with early stopping by its best checkpoint)."""
+    return study_outcomes(study, finished_rows(runs, runs_dir))
+
+
+def study_outcomes(
+    study: StudyConfig, rows: Mapping[RunKey, list[dict[str, Any]]]
+) -> dict[RunKey, Outcomes]:
+    """(variant, seed) -> judged outcomes, from each run's metric rows."""
+    configs = dict(study.variant_configs())
+    return {
+        (variant, seed): judged_outcomes(run_rows, configs[variant])
+        if variant in configs
+        else run_outcomes(run_rows)
+        for (variant, seed), run_rows in rows.items()
+    }
 
 
 def study_results(study: StudyConfig, outcomes: dict[RunKey, Outcomes]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from transformers import (
 
 from entrodrop import metrics
 from entrodrop.launch import parent_alive
-from entrodrop.runfolder import RunFolder
+from entrodrop.runfolder import BEST_METRICS, BEST_STEP, RunFolder
 from entrodrop.training.collator import ScheduleClock
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,37 @@ class MetricsCallback(TrainerCallback):
     """Appends every logged metric to metrics.jsonl and hands the rows to subscribers (main process).
 
     ``subscribe(fn)``: ``fn(rows)`` is called with the new rows each time the Trainer logs; the
-    dashboard or a user's script can watch a run this way. ``latest`` and ``best_eval`` feed the
-    run summary.
+    dashboard or a user's script can watch a run this way. ``latest`` and ``best`` (by
+    ``best_metric``, :func:`entrodrop.metrics.best_evaluation`) feed the run summary.
     """
 
     def __init__(
-        self, folder: RunFolder | None = None, subscribers: Sequence[Subscriber] = ()
+        self,
+        folder: RunFolder | None = None,
+        subscribers: Sequence[Subscriber] = (),
+        best_metric: str = metrics.EVAL_LOSS,
     ) -> None:
         self.folder = folder
         self.subscribers = list(subscribers)
+        self.best_metric = best_metric
         self.latest: dict[str, float] = {}
-        self.best_eval: tuple[int, float] | None = None
+        self._evaluations: list[MetricRow] = []  # the selectable metrics' rows: a few per eval
+
+    @property
+    def best(self) -> metrics.Best | None:
+        """The best evaluation so far (the same rule every reader of metrics.jsonl applies)."""
+        return metrics.best_evaluation(self._evaluations, self.best_metric)
+
+    def restore(self, rows: Sequence[MetricRow]) -> None:
+        """On resume: the latest values and the evaluations of the rows kept (metrics.jsonl
+        cut back to the checkpoint), so the summary's final and best cover the whole run."""
+        for row in rows:
+            self._take(row)
+
+    def _take(self, row: MetricRow) -> None:
+        self.latest[row["name"]] = row["value"]
+        if row["name"] in metrics.SELECTABLE:
+            self._evaluations.append(row)
 
     def subscribe(self, fn: Subscriber) -> None:
         self.subscribers.append(fn)
@@ -84,11 +104,7 @@ class MetricsCallback(TrainerCallback):
         if self.folder is not None:
             self.folder.append_metrics(rows)
         for row in rows:
-            self.latest[row["name"]] = row["value"]
-            if row["name"] == metrics.EVAL_LOSS and (
-                self.best_eval is None or row["value"] < self.best_eval[1]
-            ):
-                self.best_eval = (row["step"], row["value"])
+            self._take(row)
         log.info(
             "step %d: %s",
             state.global_step,
@@ -135,9 +151,15 @@ class StatusCallback(TrainerCallback):
     steps, so leaving it out made the ETA rise at each one).
     """
 
-    def __init__(self, folder: RunFolder, min_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        folder: RunFolder,
+        min_interval_s: float = 1.0,
+        best: Callable[[], metrics.Best | None] | None = None,
+    ) -> None:
         self.folder = folder
         self.min_interval_s = min_interval_s
+        self.best = best  # the best evaluation so far, shown while the run trains
         self.stage_name = ""
         self._t0 = 0.0
         self._step0 = 0
@@ -249,7 +271,15 @@ class StatusCallback(TrainerCallback):
             total_steps=total,
             progress=state.global_step / total,
             eta_s=self._eta(state, args),
+            **self.best_fields(),
         )
+
+    def best_fields(self) -> dict[str, Any]:
+        """status.json's record of the best evaluation so far (summary.json's names)."""
+        best = self.best() if self.best is not None else None
+        if best is None:
+            return {}
+        return {BEST_STEP: best.step, BEST_METRICS: best.metrics}
 
 
 class StopCallback(TrainerCallback):
@@ -313,6 +343,10 @@ class StopCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = self.save_on_stop
             control.should_log = True
+            if self.save_on_stop and args.save_only_model:
+                # A stopped run is one to resume: its last checkpoint keeps the optimizer state
+                # even when the run's periodic checkpoints are weights-only.
+                args.save_only_model = False
 
 
 class FinalLogCallback(TrainerCallback):

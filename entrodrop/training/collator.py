@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from entrodrop.policy import delete_tokens
 from entrodrop.training.drops import DropCounts, DropPolicy, DropStats
 from entrodrop.training.memory import EntropyMemory
 
@@ -107,6 +108,10 @@ class EntroDropCollator:
             self.stats.add(drops, entropies, self.policy.rate(progress))
         if self.counts is not None and "example_index" in out:
             self.counts.add(out["example_index"], drops)
+        if self.policy.config.drop_mode == "delete":
+            # The dropped tokens leave the rows (padding takes their places at the end): the
+            # drop token pads, and `origin` maps the entropies the model sees back (memory).
+            return delete_tokens(out, drops, self.drop_token_id)
         out["input_ids"], out["labels"] = self.policy.apply(
             out["input_ids"], out["labels"], drops, self.drop_token_id
         )

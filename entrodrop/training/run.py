@@ -30,15 +30,34 @@ from transformers import PrinterCallback, ProgressCallback
 from entrodrop.adapters import base_weights
 from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
-from entrodrop.metrics import EVAL_LOSS
+from entrodrop.metrics import EVAL_LOSS, GENERAL_LOSS
 from entrodrop.models import LoadedModel, ModelLoadError
 from entrodrop.precision import choose_precision
-from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
+from entrodrop.runfolder import (
+    BEST_METRIC,
+    BEST_METRICS,
+    BEST_STEP,
+    STOP_REASON,
+    STOPPED_EARLY,
+    RunFolder,
+    best_checkpoint,
+    checkpoint_step,
+    checkpoints,
+    is_resumable_checkpoint,
+    latest_checkpoint,
+)
 from entrodrop.training.baselines import (
     DropoutPatch,
     apply_hidden_dropout,
     baseline_strength,
     training_arguments,
+)
+from entrodrop.training.best import (
+    EarlyStopping,
+    RetentionCallback,
+    best_arguments,
+    build_callbacks,
+    stop_reason,
 )
 from entrodrop.training.callbacks import (
     BarCallback,
@@ -102,7 +121,6 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         eval_steps=config.eval_every,
         save_strategy="steps" if config.save_checkpoints else "no",
         save_steps=config.eval_every,
-        save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
         bf16=use_bf16(config),
@@ -116,6 +134,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         log_level="warning",
         **training_arguments(config),
         **knob_arguments(config),
+        **best_arguments(config),
     )
 
 
@@ -253,10 +272,13 @@ class Run:
     dropout_patch: DropoutPatch | None = field(init=False, default=None)
     metrics: MetricsCallback = field(init=False)
     status: StatusCallback = field(init=False)
+    retention: RetentionCallback = field(init=False)
+    early_stopping: EarlyStopping | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = MetricsCallback(self.folder, self.subscribers)
-        self.status = StatusCallback(self.folder)
+        self.metrics = MetricsCallback(self.folder, self.subscribers, self.config.best_metric)
+        self.status = StatusCallback(self.folder, best=lambda: self.metrics.best)
+        self.retention, self.early_stopping = build_callbacks(self.config)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -285,6 +307,11 @@ def set_up(run: Run) -> None:
     if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
         run.loaded.model.to(run.args.device)
     run.data = load_run_data(config, run.loaded.tokenizer)
+    if config.best_metric == GENERAL_LOSS and run.data.general is None:
+        raise TrainingFailed(
+            f"best_metric {GENERAL_LOSS} needs general text, and none could be read: name a "
+            "general_dataset or judge by a held-out metric"
+        )
     log.info(
         "blocks of %d tokens: %d training, %d held-out, %d general",
         config.seq_len,
@@ -303,15 +330,25 @@ def set_up(run: Run) -> None:
 
 
 def choose_checkpoint(run: Run) -> None:
-    """Resume from the latest complete checkpoint; the metrics logged after it are cut here
-    (this process is metrics.jsonl's only writer) and logged again as the steps rerun."""
-    run.resume_from = latest_checkpoint(run.folder.path)
+    """Resume from the latest complete checkpoint with optimizer state; the metrics logged
+    after it are cut here (this process is metrics.jsonl's only writer) and logged again as the
+    steps rerun. The rows kept rebuild the best evaluation so far (transformers' own record,
+    best_metric and best_global_step, comes back with trainer_state.json)."""
+    found = [p for p in checkpoints(run.folder.path) if is_resumable_checkpoint(p)]
+    run.resume_from = found[-1] if found else None
     if run.resume_from is None:
-        log.info("resume: no checkpoint in %s, starting from the beginning", run.folder.path)
+        if latest_checkpoint(run.folder.path) is not None:
+            log.info("resume: only weights-only checkpoints (no optimizer state): starting over")
+            run.folder.truncate_metrics_after(-1)
+        else:
+            log.info("resume: no checkpoint in %s, starting from the beginning", run.folder.path)
         return
     log.info("resuming from %s", run.resume_from.name)
     run.folder.truncate_metrics_after(checkpoint_step(run.resume_from))
     run.folder.truncate_tokens_after(checkpoint_step(run.resume_from))
+    run.metrics.restore(run.folder.read_metrics())
+    if run.early_stopping is not None:
+        run.early_stopping.restore(run.resume_from)
 
 
 # ---------------------------------------------------------------- logging to log.txt
@@ -469,7 +506,14 @@ def build_trainer(
         drop_method="random" if config.method == "random" else "entrodrop",
         diagnostics=prepared.diagnostics,
         token_recorder=recorder,
-        callbacks=[run.metrics, run.status, run.stopper, FinalLogCallback()],
+        callbacks=[
+            run.metrics,
+            run.status,
+            run.stopper,
+            FinalLogCallback(),
+            run.retention,
+            *([run.early_stopping] if run.early_stopping is not None else []),
+        ],
     )
     # No log dicts printed to stdout: they are in metrics.jsonl and log.txt.
     trainer.remove_callback(PrinterCallback)
@@ -491,12 +535,29 @@ def save_final_model(trainer: EntroDropTrainer, model_dir: Path) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
+def best_record(run: Run, trainer: EntroDropTrainer, outcome: str) -> dict[str, Any]:
+    """summary.json's and status.json's best evaluation and early stopping fields."""
+    best, state = run.metrics.best, trainer.state
+    stopped_at = run.early_stopping.stopped_at if run.early_stopping is not None else None
+    early = outcome == "succeeded" and stopped_at is not None and stopped_at < state.max_steps
+    kept = best_checkpoint(run.folder.path)
+    return {
+        BEST_METRIC: run.config.best_metric,
+        BEST_STEP: None if best is None else best.step,
+        BEST_METRICS: None if best is None else best.metrics,
+        "best_checkpoint": str(kept) if kept is not None else None,
+        STOPPED_EARLY: early,
+        STOP_REASON: stop_reason(run.config, state.global_step, best) if early else None,
+    }
+
+
 def _finish(
     run: Run, trainer: EntroDropTrainer, outcome: Literal["succeeded", "cancelled"], train_s: float
 ) -> dict[str, Any]:
     """Write summary.json and the final status; returns the summary."""
     folder, state, metrics = run.folder, trainer.state, run.metrics
     saved = outcome == "succeeded" and run.config.save_model
+    record = best_record(run, trainer, outcome)
     summary: dict[str, Any] = {
         "status": outcome,
         "run_dir": str(folder.path),
@@ -505,8 +566,8 @@ def _finish(
         "total_steps": state.max_steps,
         "final": dict(metrics.latest),
         "final_eval_loss": metrics.latest.get(EVAL_LOSS),
-        "best_eval_loss": None if metrics.best_eval is None else metrics.best_eval[1],
-        "best_eval_step": None if metrics.best_eval is None else metrics.best_eval[0],
+        "train_tokens": int(run.data.train.numel()),  # the model card's "training tokens"
+        **record,
         "train_s": train_s,
         "step_time_s": run.status.mean_step_s,
         "wall_s": time.time() - run.started,
@@ -514,12 +575,16 @@ def _finish(
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
     }
     folder.write_summary(summary)
+    if record[STOP_REASON]:
+        log.info("%s", record[STOP_REASON])
     folder.write_status(
         outcome,
         step=state.global_step,
         total_steps=state.max_steps,
-        progress=state.global_step / max(1, state.max_steps),
+        # A run early stopping ended is done: its progress is whole, its step says where it ended.
+        progress=1.0 if outcome == "succeeded" else state.global_step / max(1, state.max_steps),
         eta_s=None if outcome != "succeeded" else 0.0,
+        **{k: record[k] for k in (BEST_STEP, BEST_METRICS, STOPPED_EARLY, STOP_REASON)},
     )
     log.info(
         "run %s: %s after %d steps (%.3g s/step)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from entrodrop.config import EntroDropConfig
-from entrodrop.policy import IGNORE_INDEX, entropy_threshold
+from entrodrop.metrics import SELECTABLE, trainer_key
+from entrodrop.policy import IGNORE_INDEX, ORIGIN, entropy_threshold
 from entrodrop.runfolder import drop_state_path, latest_checkpoint
 from entrodrop.scoring import causal_shift, token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
@@ -22,7 +24,8 @@ from entrodrop.training.recording import TokenRecorder
 
 log = logging.getLogger(__name__)
 
-EXTRA_COLUMNS = ("example_index", "entropies")  # collator columns the model must not see
+# Collator columns the model must not see.
+EXTRA_COLUMNS = ("example_index", "entropies", ORIGIN)
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -32,6 +35,17 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return logits.sum() * 0.0  # every target dropped: a zero loss that keeps the graph
     flat = predictions.reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
     return F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def scatter_back(
+    previous: torch.Tensor, entropies: torch.Tensor, origin: torch.Tensor
+) -> torch.Tensor:
+    """Entropies (B, T) of closed-up rows put back at their tokens' block positions (origin,
+    -1 on padding) over `previous` (B, T): positions no kept token came from keep their value."""
+    out = previous.clone()
+    rows, cols = torch.nonzero(origin.cpu() >= 0, as_tuple=True)
+    out[rows, origin.cpu()[rows, cols]] = entropies.detach().float().cpu()[rows, cols]
+    return out
 
 
 def default_drop_token_id(tokenizer: Any) -> int:
@@ -164,6 +178,7 @@ class EntroDropTrainer(Trainer):
     ) -> Any:
         inputs = dict(inputs)
         example_index = inputs.pop("example_index", None)
+        origin = inputs.pop(ORIGIN, None)  # the delete mode's map back to the block's positions
         for key in EXTRA_COLUMNS:
             inputs.pop(key, None)
         if not model.training:
@@ -175,7 +190,7 @@ class EntroDropTrainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         if example_index is None:
             raise ValueError("the online input mode needs an 'example_index' column")
-        self._remember(example_index, token_entropies(outputs.logits.detach()))
+        self._remember(example_index, token_entropies(outputs.logits.detach()), origin)
         return (loss, outputs) if return_outputs else loss
 
     def _online_loss(
@@ -199,12 +214,21 @@ class EntroDropTrainer(Trainer):
         loss = causal_lm_loss(logits, labels.masked_fill(drops, IGNORE_INDEX))
         return (loss, outputs) if return_outputs else loss
 
-    def _remember(self, example_index: torch.Tensor, entropies: torch.Tensor) -> None:
-        """Store this step's entropies; every process stores every process's examples."""
+    def _remember(
+        self, example_index: torch.Tensor, entropies: torch.Tensor, origin: torch.Tensor | None
+    ) -> None:
+        """Store this step's entropies; every process stores every process's examples.
+
+        After a deletion (``origin``, (B, T)) the entropies are of the closed-up rows: each goes
+        back to its token's place in the block, and a deleted token keeps its last known one.
+        """
         assert self.memory is not None
         if self.args.world_size > 1:
             example_index = self.accelerator.gather(example_index)
             entropies = self.accelerator.gather(entropies)
+            origin = None if origin is None else self.accelerator.gather(origin)
+        if origin is not None:
+            entropies = scatter_back(self.memory.lookup(example_index), entropies, origin)
         self.memory.update(example_index, entropies)
 
     # ---------------------------------------------------------------- logs and evaluation
@@ -234,7 +258,11 @@ class EntroDropTrainer(Trainer):
         metrics = self.diagnostics.evaluate(model, rank, world, reduce, scores)
         if recorder is not None:
             recorder.add(self.state.global_step, scores, model, rank, world, reduce)
-        self.log(dict(metrics))
+        self.log(dict(metrics))  # our names only: metrics.jsonl keeps the vocabulary's
+        # The Trainer (best checkpoint) and EarlyStoppingCallback read metric_for_best_model
+        # under "eval_" + its name; a metric this evaluation could not compute reads as NaN,
+        # which never counts as an improvement.
+        metrics |= {trainer_key(name): metrics.get(name, math.nan) for name in SELECTABLE}
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
         )

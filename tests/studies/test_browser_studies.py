@@ -38,7 +38,8 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
         page.fill('[data-field="eval_every"]', "1")
         page.fill('[data-field="max_eval_tokens"]', "256")
         page.click("text=entropy vs random ablation")
-        assert page.text_content("#run-count").startswith("21 runs")  # 7 variants x 3 seeds
+        # 10 variants x 3 seeds: none, early_stop, EntroDrop and random per drop mode (4 each)
+        assert page.text_content("#run-count").startswith("30 runs")
         for box in page.locator(".variant").all():
             box.uncheck()
         page.check("#variants label:has(code:text-is('none')) input")

@@ -21,7 +21,14 @@ from entrodrop.cli import app as cli
 from entrodrop.runfolder import RunFolder
 
 pytestmark = pytest.mark.timeout(300)
-TINY = {"max_steps": 4, "seq_len": 32, "batch_size": 2, "eval_every": 2, "max_eval_tokens": 256}
+TINY = {
+    "max_steps": 4,
+    "seq_len": 32,
+    "batch_size": 2,
+    "eval_every": 2,
+    "max_eval_tokens": 256,
+    "save_total_limit": 2,
+}  # both checkpoints kept: Inspect lists each
 
 
 def wait_finished(client: TestClient, run_id: str) -> dict[str, Any]:
@@ -95,14 +102,16 @@ def test_a_real_runs_tokens_json_csv_cli_and_checkpoints(
         assert "learned then forgotten" in text.output and "steps 0..4" in text.output
 
         # Inspect lists each checkpoint by step, and scores with it.
-        specs = [c["spec"] for c in client.get("/api/checkpoints").json()]
-        assert specs == [f"run:{run_id}", f"run:{run_id}:4", f"run:{run_id}:2"]
+        listed = client.get("/api/checkpoints").json()
+        steps = [c["spec"] for c in listed if c["which"] == "step"]
+        assert listed[0]["spec"] == f"run:{run_id}" and listed[1]["spec"] == f"run:{run_id}:best"
+        assert steps == [f"run:{run_id}:4", f"run:{run_id}:2"]
         body = {"text": "def f(x): return x", "model": f"run:{run_id}:2"}
         scored = client.post("/api/score", json=body)
         assert scored.status_code == 200, scored.text
         assert scored.json()["model"] == f"run:{run_id}:2"
         missing = client.post("/api/score", json={**body, "model": f"run:{run_id}:3"})
-        assert missing.status_code == 422 and "steps: 2, 4" in missing.json()["detail"]
+        assert missing.status_code == 422 and "kept: 2, 4" in missing.json()["detail"]
 
 
 def fake_runs(client: TestClient, n: int) -> list[str]:
