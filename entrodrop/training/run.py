@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -29,9 +30,21 @@ from transformers import PrinterCallback, ProgressCallback
 
 from entrodrop.adapters import base_weights
 from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
-from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
+from entrodrop.data import (
+    ChatData,
+    Conversation,
+    DataError,
+    TokenRows,
+    all_examples,
+    build_blocks,
+    check_trainable,
+    data_report,
+    general_texts,
+    load_dataset,
+    tokenize_conversations,
+)
 from entrodrop.metrics import EVAL_LOSS
-from entrodrop.models import LoadedModel, ModelLoadError
+from entrodrop.models import LoadedModel, ModelLoadError, load_tokenizer
 from entrodrop.precision import choose_precision
 from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
 from entrodrop.training.baselines import (
@@ -50,12 +63,7 @@ from entrodrop.training.callbacks import (
     stage_text,
 )
 from entrodrop.training.collator import BlockDataset, EntroDropCollator
-from entrodrop.training.diagnostics import (
-    Diagnostics,
-    build_diagnostics,
-    entropy_median,
-    evenly_spaced,
-)
+from entrodrop.training.diagnostics import Diagnostics, build_diagnostics, entropy_median
 from entrodrop.training.lora import knob_arguments, load_training_model
 from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
 from entrodrop.training.trainer import EntroDropTrainer
@@ -120,49 +128,123 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
 
 @dataclass
 class RunData:
-    """Token blocks of one run: training, held-out (capped) and general text (capped, optional)."""
+    """Token rows of one run: training, held-out (capped) and general text (capped, optional),
+    and the `data` report of the dataset (summary.json's "data", `entrodrop data --json`)."""
 
-    train: torch.Tensor  # (N, T)
-    heldout: torch.Tensor  # (H, T)
-    general: torch.Tensor | None  # (G, T)
+    train: TokenRows  # (N, T)
+    heldout: TokenRows  # (H, T)
+    general: TokenRows | None  # (G, T)
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def _blocks(
     texts: Sequence[str], tokenizer: Any, config: RunConfig, what: str, cap: int | None
-) -> torch.Tensor:
+) -> TokenRows:
     try:
         blocks = build_blocks(texts, tokenizer, config.seq_len, max_tokens=cap)
     except DataError as exc:
         raise DataError(f"{what}: {exc}") from exc
-    return blocks
+    return TokenRows.from_blocks(blocks)
 
 
-def load_run_data(config: RunConfig, tokenizer: Any) -> RunData:
-    """The run's token blocks; the log says which documents were held out."""
-    texts = load_dataset(config.dataset, heldout=config.heldout_dataset)
-    log.info("data split: %s", texts.split)
-    train = _blocks(texts.train, tokenizer, config, "training data", config.max_train_tokens)
-    heldout = _blocks(texts.heldout, tokenizer, config, "held-out data", None)
-    cap = config.max_eval_tokens
-    return RunData(
-        train=train,
-        heldout=evenly_spaced(heldout, cap),
-        general=_general_blocks(config, tokenizer, cap),
+def _examples(
+    conversations: Sequence[Conversation], tokenizer: Any, config: RunConfig, what: str, name: str
+) -> TokenRows:
+    """Instruction examples through the model's chat template, cut or left out past seq_len."""
+    examples = tokenize_conversations(
+        conversations, tokenizer, config.seq_len, config.train_on, config.truncation, name
+    )
+    check_trainable(examples, what, config.seq_len)
+    log.info(
+        "%s: %d examples, %d longer than seq_len %d (%s), %d left out; %d tokens, %d trained",
+        what,
+        examples.n_examples,
+        examples.truncated,
+        config.seq_len,
+        config.truncation,
+        examples.dropped,
+        examples.tokens,
+        examples.trained_tokens,
+    )
+    return TokenRows.from_examples(examples, tokenizer.pad_token_id or 0)
+
+
+def describe_report(report: dict[str, Any]) -> str:
+    """The data report in one line for the run log."""
+    share = report["trained_tokens"] / max(1, report["tokens"])
+    return (
+        f"{report['format']} format, {report['examples']} examples, {report['tokens']} tokens, "
+        f"{report['trained_tokens']} trained ({share:.1%}; train_on {report['train_on']}), "
+        f"{report['truncated']} longer than seq_len {report['seq_len']}, "
+        f"{report['dropped']} left out"
     )
 
 
-def _general_blocks(config: RunConfig, tokenizer: Any, cap: int | None) -> torch.Tensor | None:
-    """The forgetting check's blocks: a named file must work; the default may be missing."""
+def load_run_data(config: RunConfig, tokenizer: Any, model_name: str = "the model") -> RunData:
+    """The run's token rows; the log says the format, the counts and which examples are held out."""
+    texts = load_dataset(
+        config.dataset, heldout=config.heldout_dataset, data_format=config.data_format
+    )
+    log.info("data split: %s", texts.split)
+    report = data_report(
+        all_examples(config.dataset, data_format=config.data_format),
+        tokenizer,
+        config.seq_len,
+        config.train_on,
+        config.truncation,
+        model_name,
+    )
+    log.info("data: %s", describe_report(report))
+    cap = config.max_eval_tokens
+    if isinstance(texts, ChatData):
+        train = _examples(texts.train, tokenizer, config, "training data", model_name)
+        heldout = _examples(texts.heldout, tokenizer, config, "held-out data", model_name)
+        train = train.head_tokens(config.max_train_tokens)
+    else:
+        train = _blocks(texts.train, tokenizer, config, "training data", config.max_train_tokens)
+        heldout = _blocks(texts.heldout, tokenizer, config, "held-out data", None)
+    return RunData(
+        train=train,
+        heldout=heldout.evenly_spaced(cap),
+        general=_general_rows(config, tokenizer, cap, model_name),
+        report=report,
+    )
+
+
+def _general_rows(
+    config: RunConfig, tokenizer: Any, cap: int | None, model_name: str
+) -> TokenRows | None:
+    """The forgetting check's rows: a named file must work; the default may be missing."""
     if config.general_dataset is not None:
-        texts = general_texts(config.general_dataset)
-        log.info("general text: %s (%d documents)", config.general_dataset, len(texts))
-        return evenly_spaced(_blocks(texts, tokenizer, config, "general text", None), cap)
+        data = all_examples(config.general_dataset)
+        kind = "examples" if data.is_instruction else "documents"
+        log.info("general text: %s (%d %s)", config.general_dataset, len(data.examples), kind)
+        if data.is_instruction:
+            rows = _examples(data.conversations(), tokenizer, config, "general text", model_name)
+            return rows.evenly_spaced(cap)
+        return _blocks(data.texts(), tokenizer, config, "general text", None).evenly_spaced(cap)
     try:
         general = _blocks(general_texts(), tokenizer, config, "general text", None)
     except DataError as exc:
         log.warning("no general-text loss: %s", exc)
         return None
-    return evenly_spaced(general, cap)
+    return general.evenly_spaced(cap)
+
+
+def check_run_data(config: RunConfig, runs_dir: Path | None = None) -> dict[str, Any]:
+    """Read and render the run's data with the model's tokenizer, no weights: a DataError (or
+    ModelLoadError) now rather than after a model load. Returns the data report."""
+    tokenizer, name = load_tokenizer(config.model, runs_dir)
+    load_dataset(config.dataset, heldout=config.heldout_dataset, data_format=config.data_format)
+    report = data_report(
+        all_examples(config.dataset, data_format=config.data_format),
+        tokenizer,
+        config.seq_len,
+        config.train_on,
+        config.truncation,
+        name,
+    )
+    return report
 
 
 def load_model(config: RunConfig) -> LoadedModel:
@@ -190,21 +272,23 @@ def reference_pass(
     """Score with the frozen starting model (before any update): cached, so usually a file read."""
     model, model_fp = loaded.model, model_fingerprint(loaded.path)
     train_ent = None
+    sample = data.train
     if config.method in DROPPING_METHODS and config.entrodrop.entropy_source == "reference":
         train_ent = reference_entropies(
-            model, data.train, model_fp, autocast_dtype, should_stop, "training", progress
+            model, data.train.ids, model_fp, autocast_dtype, should_stop, "training", progress
         )
+        train_ent = train_ent.masked_fill(data.train.attention_mask == 0, math.nan)  # padding
     median_source = train_ent
     if median_source is None:  # the online source: a spread-out sample of training tokens is enough
-        sample = evenly_spaced(data.train, MEDIAN_SAMPLE_TOKENS)
+        sample = data.train.evenly_spaced(MEDIAN_SAMPLE_TOKENS)
         median_source = reference_entropies(
-            model, sample, model_fp, autocast_dtype, should_stop, "training sample", progress
+            model, sample.ids, model_fp, autocast_dtype, should_stop, "training sample", progress
         )
     diagnostics = build_diagnostics(
         model,
         data.heldout,
         data.general,
-        entropy_median(median_source),
+        entropy_median(median_source, sample.trained),  # over the trained (answer) tokens
         model_fp,
         autocast_dtype,
         should_stop,
@@ -259,17 +343,20 @@ def set_up(run: Run) -> None:
     if run.resume:
         choose_checkpoint(run)
     run.status.stage("loading")
-    run.loaded = load_model(config)
-    if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
-        run.loaded.model.to(run.args.device)
-    run.data = load_run_data(config, run.loaded.tokenizer)
+    tokenizer, name = load_tokenizer(config.model)  # the data fails here, before any weights
+    run.data = load_run_data(config, tokenizer, name)
     log.info(
-        "blocks of %d tokens: %d training, %d held-out, %d general",
+        "rows of at most %d tokens: %d training, %d held-out, %d general",
         config.seq_len,
         len(run.data.train),
         len(run.data.heldout),
         0 if run.data.general is None else len(run.data.general),
     )
+    if run.data.train.padded:  # examples of their own lengths: batch those of similar length
+        run.args.train_sampling_strategy = "group_by_length"
+    run.loaded = load_model(config)
+    if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
+        run.loaded.model.to(run.args.device)
     if config.method in DROPPING_METHODS and config.entrodrop.drop_mode in ("input", "both"):
         log.info(
             "drop_mode %s: train/loss is measured on the corrupted inputs, so it rises as the "
@@ -435,10 +522,10 @@ def build_trainer(run: Run, prepared: Prepared) -> EntroDropTrainer:
     trainer = EntroDropTrainer(
         model=run.loaded.model,
         args=run.args,
-        train_dataset=BlockDataset(run.data.train, prepared.train_entropies),
-        eval_dataset=BlockDataset(run.data.heldout),
+        train_dataset=BlockDataset.from_rows(run.data.train, prepared.train_entropies),
+        eval_dataset=BlockDataset.from_rows(run.data.heldout),
         processing_class=run.loaded.tokenizer,
-        data_collator=EntroDropCollator(),
+        data_collator=EntroDropCollator(pad_token_id=run.loaded.tokenizer.pad_token_id or 0),
         entrodrop=config.entrodrop if config.method in DROPPING_METHODS else None,
         drop_method="random" if config.method == "random" else "entrodrop",
         diagnostics=prepared.diagnostics,
@@ -485,6 +572,7 @@ def _finish(
         "wall_s": time.time() - run.started,
         "model_dir": str(folder.model_dir) if saved else None,
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
+        "data": run.data.report,
     }
     folder.write_summary(summary)
     folder.write_status(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from entrodrop.config import EntroDropConfig
-from entrodrop.policy import IGNORE_INDEX, entropy_threshold
+from entrodrop.policy import IGNORE_INDEX, entropy_threshold, in_scope, scope_mask
 from entrodrop.runfolder import drop_state_path, latest_checkpoint
 from entrodrop.scoring import causal_shift, token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
@@ -114,7 +115,9 @@ class EntroDropTrainer(Trainer):
                     "entropy_source 'reference' needs a BlockDataset with reference entropies "
                     "(see entrodrop.training.reference_entropies)"
                 )
-            self.policy.tau = entropy_threshold(entropies, config)  # the training-set tau, once
+            # The training-set tau, once, over the tokens in the drop scope (answers by default).
+            trained = getattr(self.train_dataset, "trained", None)
+            self.policy.tau = entropy_threshold(in_scope(entropies, trained, config), config)
             collator.policy = self.policy
             log.info("reference source: tau = %.4f nats", self.policy.tau)
         elif config.drop_mode == "loss":
@@ -174,9 +177,14 @@ class EntroDropTrainer(Trainer):
         outputs = model(**inputs)
         logits = outputs.logits  # (B, T, V)
         entropies = token_entropies(logits.detach())  # (B, T), column 0 NaN
+        attention = inputs.get("attention_mask")
+        if attention is not None:  # padding has no entropy: never a candidate
+            entropies = entropies.masked_fill(attention == 0, math.nan)
+        trained = labels != IGNORE_INDEX  # (B, T): the tokens that carry loss
         progress = self.progress
-        drops = self.policy.select(entropies, progress)  # (B, T) bool; tau from this batch
-        self.drop_stats.add(drops, entropies, self.policy.rate(progress))
+        drops = self.policy.select(entropies, progress, trained)  # (B, T); tau from this batch
+        scope = scope_mask(trained, attention, self.policy.config)
+        self.drop_stats.add(drops, entropies, self.policy.rate(progress), scope)
         loss = causal_lm_loss(logits, labels.masked_fill(drops, IGNORE_INDEX))
         return (loss, outputs) if return_outputs else loss
 
