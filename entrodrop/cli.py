@@ -212,8 +212,9 @@ def train(
         _invalid("run config", exc)
     _set_threads(threads)
     from entrodrop.data import DataError
+    from entrodrop.data.check import check_run_data
     from entrodrop.models import ModelLoadError, quiet_transformers
-    from entrodrop.training.run import TrainingFailed, check_run_data
+    from entrodrop.training.run import TrainingFailed
     from entrodrop.training.run import train as run_training
 
     try:  # the data against the model's tokenizer: a bad file fails before any folder or weights

@@ -32,6 +32,7 @@ from entrodrop.data.datasets import (
     load_dataset,
     python_reference,
     split_conversations,
+    split_dataset,
     split_user_texts,
 )
 from entrodrop.data.errors import (
@@ -122,6 +123,7 @@ __all__ = [
     "read_user_file",
     "render_conversation",
     "split_conversations",
+    "split_dataset",
     "split_user_texts",
     "tokenize_conversations",
     "tokenize_texts",

@@ -176,6 +176,27 @@ def _split(data: UserData) -> Dataset:
     return split_user_texts(data.texts(), data.name)
 
 
+def split_dataset(data: UserData, held: UserData | None = None) -> Dataset:
+    """Train / held-out of a dataset's examples: every 5th held out, or all train and `held` (of
+    the same kind: plain text or instruction data) is evaluated."""
+    if held is None:
+        return _split(data)
+    if held.is_instruction != data.is_instruction:
+        kinds = {True: "instruction data", False: "plain text"}
+        raise DataError(
+            f"{held.name} is {kinds[held.is_instruction]} but {data.name} is "
+            f"{kinds[data.is_instruction]}: the held-out data must be of the same kind"
+        )
+    unit = "examples" if data.is_instruction else "documents"
+    split = (
+        f"{data.name}: all {len(data.examples)} {unit} train; held out: {held.name} "
+        f"({len(held.examples)} {unit})"
+    )
+    if data.is_instruction:
+        return ChatData(data.name, data.conversations(), held.conversations(), split, data.format)
+    return DatasetTexts(data.name, data.texts(), held.texts(), split)
+
+
 def load_dataset(
     spec: str,
     allowed_dirs: Sequence[str | Path] | None = None,
@@ -191,19 +212,7 @@ def load_dataset(
     example. `data_format` forces the format of the files (default: detected from the keys).
     """
     data = all_examples(spec, allowed_dirs, max_text_bytes, data_format)
-    if heldout is None:
-        return _split(data)
-    held = all_examples(heldout, allowed_dirs, max_text_bytes, data_format)
-    if held.is_instruction != data.is_instruction:
-        kinds = {True: "instruction data", False: "plain text"}
-        raise DataError(
-            f"{held.name} is {kinds[held.is_instruction]} but {data.name} is "
-            f"{kinds[data.is_instruction]}: the held-out data must be of the same kind"
-        )
-    split = f"{data.name}: all {len(data.examples)} examples train; held out: {held.name} " + (
-        f"({len(held.examples)} examples)"
-    )
-    if data.is_instruction:
-        return ChatData(data.name, data.conversations(), held.conversations(), split, data.format)
-    split = split.replace("examples", "documents")
-    return DatasetTexts(data.name, data.texts(), held.texts(), split)
+    held = None
+    if heldout is not None:
+        held = all_examples(heldout, allowed_dirs, max_text_bytes, data_format)
+    return split_dataset(data, held)

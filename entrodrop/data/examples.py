@@ -28,6 +28,7 @@ class TokenizedExamples:
     n_examples: int = 0  # conversations in (kept or not)
     truncated: int = 0  # longer than seq_len: cut (truncate) or left out (drop)
     dropped: int = 0  # left out: too long under 'drop', or no trained token left after the cut
+    rendered: list[Rendered] = field(default_factory=list)  # kept examples, with_roles only
 
     @property
     def tokens(self) -> int:
@@ -60,11 +61,14 @@ def tokenize_conversations(
     train_on: TrainOn = "answers",
     truncation: Truncation = "truncate",
     model_name: str = "the model",
+    with_roles: bool = False,
 ) -> TokenizedExamples:
-    """Render every conversation; keep those with a trained token within seq_len tokens."""
+    """Render every conversation; keep those with a trained token within seq_len tokens.
+
+    `with_roles`: also keep each kept example's rendering, with its tokens' roles (previews)."""
     out = TokenizedExamples(n_examples=len(conversations))
     for i, messages in enumerate(conversations):
-        rendered = render_conversation(tokenizer, messages, train_on, model_name)
+        rendered = render_conversation(tokenizer, messages, train_on, model_name, None, with_roles)
         if len(rendered.ids) > seq_len:
             out.truncated += 1
             if truncation == "drop":
@@ -77,6 +81,8 @@ def tokenize_conversations(
         out.ids.append(rendered.ids)
         out.trained.append(rendered.trained)
         out.source.append(i)
+        if with_roles:
+            out.rendered.append(rendered)
     return out
 
 

@@ -148,17 +148,28 @@ class EntroDropCollator:
             batch = self.drop(batch, self.clock.progress)
         return batch
 
+    def select(
+        self, batch: dict[str, torch.Tensor], progress: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's drops (B, T) at progress s and the entropies they were chosen from (B, T);
+        takes the ``entropies`` column out of `batch`. The candidates are in the drop scope of
+        the labels: with ``drop_scope: trained`` only tokens whose label is not -100."""
+        if self.policy is None:
+            raise ValueError("EntroDropCollator.select needs a policy")
+        entropies = self._entropies(batch).to(batch["input_ids"].device)  # (B, T)
+        trained = batch["labels"] != IGNORE_INDEX  # (B, T): the tokens that carry loss
+        drops = self.policy.select(entropies, progress, trained)  # (B, T) bool
+        if self.stats is not None:
+            scope = scope_mask(trained, batch.get("attention_mask"), self.policy.config)
+            self.stats.add(drops, entropies, self.policy.rate(progress), scope)
+        return drops, entropies
+
     def drop(self, batch: Mapping[str, torch.Tensor], progress: float) -> dict[str, torch.Tensor]:
         """Apply the policy at training progress s: a new batch without the ``entropies`` column."""
         if self.policy is None:
             raise ValueError("EntroDropCollator.drop needs a policy")
         out = dict(batch)
-        entropies = self._entropies(out).to(out["input_ids"].device)  # (B, T)
-        trained = out["labels"] != IGNORE_INDEX  # (B, T): the tokens that carry loss
-        drops = self.policy.select(entropies, progress, trained)  # (B, T) bool
-        if self.stats is not None:
-            scope = scope_mask(trained, out.get("attention_mask"), self.policy.config)
-            self.stats.add(drops, entropies, self.policy.rate(progress), scope)
+        drops, _ = self.select(out, progress)
         out["input_ids"], out["labels"] = self.policy.apply(
             out["input_ids"], out["labels"], drops, self.drop_token_id
         )

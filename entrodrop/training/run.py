@@ -231,22 +231,6 @@ def _general_rows(
     return general.evenly_spaced(cap)
 
 
-def check_run_data(config: RunConfig, runs_dir: Path | None = None) -> dict[str, Any]:
-    """Read and render the run's data with the model's tokenizer, no weights: a DataError (or
-    ModelLoadError) now rather than after a model load. Returns the data report."""
-    tokenizer, name = load_tokenizer(config.model, runs_dir)
-    load_dataset(config.dataset, heldout=config.heldout_dataset, data_format=config.data_format)
-    report = data_report(
-        all_examples(config.dataset, data_format=config.data_format),
-        tokenizer,
-        config.seq_len,
-        config.train_on,
-        config.truncation,
-        name,
-    )
-    return report
-
-
 def load_model(config: RunConfig) -> LoadedModel:
     """The starting checkpoint in float32 on the CPU (the Trainer moves it and autocasts), with
     the config's adapter on top; QLoRA: 4-bit on the GPU."""
