@@ -23,6 +23,7 @@ from entrodrop.data.formats import (
     Example,
     detect,
     example_bytes,
+    identify,
     is_instruction,
     to_example,
 )
@@ -103,7 +104,7 @@ def table_format(columns: list[str], forced: DataFormatChoice, name: str) -> Dat
                 f"{name} has no usable column (columns: {', '.join(columns) or 'none'}); "
                 "expected " + "; ".join(FORMAT_HELP.values())
             )
-        fmt = detect(signatures, "auto", name)
+        fmt = identify(signatures, name)
     return detect([c for c in columns if c in KEYS[fmt].columns], fmt, name)
 
 

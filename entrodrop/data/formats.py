@@ -58,23 +58,24 @@ FORMAT_HELP: dict[DataFormat, str] = {
 _EXPECTED = "; ".join(FORMAT_HELP.values())
 
 
-def detect(keys: set[str] | list[str], forced: DataFormatChoice, where: str) -> DataFormat:
-    """The format of a record (or a table) from its keys; `forced` (not 'auto') is checked instead.
-
-    `where` names the file and place ('chat.jsonl line 3') in the messages.
-    """
+def identify(keys: set[str] | list[str], where: str) -> DataFormat:
+    """The format whose identifying key is among `keys` (exactly one must be)."""
     present = set(keys)
-    if forced != "auto":
-        fmt: DataFormat = forced
-    else:
-        found = [f for f in FORMATS if KEYS[f].signature in present]
-        if len(found) > 1:
-            names = " and ".join(f"'{KEYS[f].signature}' ({f})" for f in found)
-            raise DataError(f"{where}: both {names}: one format per record, set data_format")
-        if not found:
-            shown = ", ".join(repr(k) for k in sorted(present)) or "none"
-            raise DataError(f"{where}: no known format in the keys ({shown}); expected {_EXPECTED}")
-        fmt = found[0]
+    found = [f for f in FORMATS if KEYS[f].signature in present]
+    if len(found) > 1:
+        names = " and ".join(f"'{KEYS[f].signature}' ({f})" for f in found)
+        raise DataError(f"{where}: both {names}: one format per record, set data_format")
+    if not found:
+        shown = ", ".join(repr(k) for k in sorted(present)) or "none"
+        raise DataError(f"{where}: no known format in the keys ({shown}); expected {_EXPECTED}")
+    return found[0]
+
+
+def detect(keys: set[str] | list[str], forced: DataFormatChoice, where: str) -> DataFormat:
+    """The format of a record (or a table) from its keys, its keys checked against it; `forced`
+    (not 'auto') is checked instead. `where` names the file and place ('chat.jsonl line 3')."""
+    present = set(keys)
+    fmt: DataFormat = identify(present, where) if forced == "auto" else forced
     spec = KEYS[fmt]
     missing = [k for k in spec.required if k not in present]
     if missing:

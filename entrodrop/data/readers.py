@@ -107,7 +107,7 @@ class _ArrayReader:
         try:
             text = self.decoder.decode(chunk, final=self.eof)
         except UnicodeDecodeError as exc:
-            where = self.line + self.buffer.count("\n", self.pos)
+            where = self.line + self.buffer.count("\n", self.pos) + chunk[: exc.start].count(b"\n")
             raise DataError(
                 f"{self.name} is not UTF-8 text (line {where}, byte {self.offset + exc.start})"
             ) from exc
