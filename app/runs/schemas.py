@@ -202,6 +202,20 @@ class RunCheck(_Open):
     estimate_text: str
 
 
+class DataReport(_Open):
+    """What a run's dataset gives its model: the object of `entrodrop data --json` and of a
+    run's summary.json "data"."""
+
+    format: str = Field(description="text, messages, sharegpt, alpaca or prompt_completion.")
+    examples: int = Field(description="Examples (plain text: documents) in the dataset.")
+    tokens: int = Field(description="Tokens after the chat template and truncation.")
+    trained_tokens: int = Field(description="Of those, the tokens that carry loss.")
+    truncated: int = Field(description="Examples longer than seq_len (cut, or left out).")
+    dropped: int = Field(description="Examples left out (too long with 'drop', or no answer).")
+    seq_len: int
+    train_on: str
+
+
 class UploadPublic(_Open):
     """A saved upload: the dataset value to use in a run config, and what it holds."""
 

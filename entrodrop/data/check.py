@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from entrodrop.config import RunConfig
 from entrodrop.data.datasets import ChatData, Dataset, all_examples, split_dataset
 from entrodrop.data.errors import DataError
-from entrodrop.data.examples import tokenize_conversations
+from entrodrop.data.examples import data_report, tokenize_conversations
 from entrodrop.data.formats import Conversation
 from entrodrop.models import load_tokenizer
 
@@ -59,3 +60,15 @@ def check_run_data(
     if isinstance(split, ChatData):
         check_chat_data(split, config, runs_dir)
     return split
+
+
+def run_data_report(
+    config: RunConfig, runs_dir: Path | None = None, max_text_bytes: int | None = None
+) -> dict[str, Any]:
+    """The `data` report of a run config's dataset with its model's tokenizer: the object
+    `entrodrop data --json` prints and the run's summary.json will hold."""
+    tokenizer, name = load_tokenizer(config.model, runs_dir)
+    examples = all_examples(config.dataset, None, max_text_bytes, config.data_format)
+    return data_report(
+        examples, tokenizer, config.seq_len, config.train_on, config.truncation, name
+    )

@@ -118,3 +118,38 @@ def test_the_preview_marks_trained_tokens_and_drops_only_those(
             json={**body, "entrodrop": {**body["entrodrop"], "drop_scope": "all"}},
         ).json()
         assert any(t["dropped"][2] and not t["trained"] for row in wide["rows"] for t in row)
+
+
+def test_the_data_report_of_a_run_is_what_entrodrop_data_prints(
+    make_client: ClientFactory, tiny_chat_model_dir: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from entrodrop.cli import app
+
+    model = str(tiny_chat_model_dir)
+    with make_client() as client:
+        raw = lines(*(variant("sharegpt", i) for i in range(5)))
+        dataset = upload(client, "chat.jsonl", raw).json()["dataset"]
+        res = client.post(
+            "/api/runs/data", json={"model": model, "dataset": dataset, "seq_len": 256}
+        )
+        assert res.status_code == 200, res.text
+        report = res.json()
+    printed = CliRunner().invoke(
+        app, ["data", dataset, "--model", model, "--seq-len", "256", "--json"]
+    )
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == report
+    assert report["format"] == "sharegpt" and report["examples"] == 5
+    assert 0 < report["trained_tokens"] < report["tokens"]
+
+
+def test_an_upload_can_name_its_format(make_client: ClientFactory) -> None:
+    both = lines({"text": "t", "prompt": "p", "completion": "c"})
+    with make_client() as client:
+        refused = upload(client, "both.jsonl", both)
+        assert refused.status_code == 422 and "set data_format" in refused.json()["detail"]
+        res = client.post(
+            "/api/uploads", files={"file": ("both.jsonl", both)}, data={"data_format": "text"}
+        )
+        assert res.status_code == 201 and res.json()["format"] == "text", res.text
