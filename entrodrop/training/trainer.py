@@ -125,7 +125,7 @@ class EntroDropTrainer(Trainer):
         else:
             dataset = self.train_dataset
             if not isinstance(dataset, BlockDataset):
-                raise TypeError("the online input mode needs a BlockDataset (fixed-length blocks)")
+                raise TypeError("the online input mode needs a BlockDataset (token rows)")
             self.memory = EntropyMemory(*dataset.blocks.shape)
             collator.policy, collator.memory = self.policy, self.memory
 
