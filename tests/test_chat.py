@@ -328,3 +328,25 @@ def test_entrodrop_data_and_train_refuse_bad_data_before_any_folder(
         assert not run_dir.exists() and not (entrodrop_home / "runs").exists()
     with pytest.raises(DataError, match="mixed formats"):
         read_data_file(bad)
+
+
+def test_example_tokens_give_the_pages_three_layers(tiny_chat_loaded: Any) -> None:
+    from entrodrop.data import example_tokens
+
+    shown = example_tokens([TWO_TURNS, CONVERSATION], tiny_chat_loaded.tokenizer, seq_len=12)
+    assert [e["index"] for e in shown] == [0, 1] and all(e["truncated"] for e in shown)
+    tokens = shown[0]["tokens"]
+    assert len(tokens) == 12 and set(tokens[0]) == {
+        "index",
+        "id",
+        "text",
+        "trained",
+        "role",
+        "segment",
+    }
+    full = example_tokens([TWO_TURNS], tiny_chat_loaded.tokenizer, seq_len=4096)[0]
+    assert (
+        "".join(t["text"] for t in full["tokens"])
+        == render_conversation(tiny_chat_loaded.tokenizer, TWO_TURNS).text
+    )
+    assert "".join(t["text"] for t in tokens) == "".join(t["text"] for t in full["tokens"][:12])

@@ -11,6 +11,8 @@ pieces below; a user's own script can use them directly. Modules, one idea each:
 - ``diagnostics``: held-out loss overall / low- / high-entropy and general-text loss;
 - ``drops``: ``DropPolicy`` (EntroDrop or the `random` ablation, seeded) and ``DropStats``;
 - ``memory``: ``EntropyMemory`` for the online source in input mode;
+- ``rundata``: a run's token rows (blocks, or chat examples with their trained tokens) and the
+  data report;
 - ``preview``: the first training batch and its drops at s = 0, 0.5, 1, through the collator;
 - ``baselines``: weight decay, hidden dropout, label smoothing, NEFTune;
 - ``lora``: the training model with its LoRA/QLoRA adapter (``entrodrop.adapters``), and the
