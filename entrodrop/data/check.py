@@ -38,18 +38,24 @@ def first_trainable(
     )
 
 
+def _renders(data: ChatData, config: RunConfig, tokenizer: object, name: str) -> None:
+    first_trainable(data.train, tokenizer, config, name, f"{data.name} (training examples)")
+    first_trainable(data.heldout, tokenizer, config, name, f"{data.name} (held-out examples)")
+
+
 def check_chat_data(data: ChatData, config: RunConfig, runs_dir: Path | None = None) -> None:
     """The model's tokenizer renders the training and held-out examples, each with an answer."""
     tokenizer, name = load_tokenizer(config.model, runs_dir)
-    first_trainable(data.train, tokenizer, config, name, f"{data.name} (training examples)")
-    first_trainable(data.heldout, tokenizer, config, name, f"{data.name} (held-out examples)")
+    _renders(data, config, tokenizer, name)
 
 
 def check_run_data(
     config: RunConfig, runs_dir: Path | None = None, max_text_bytes: int | None = None
 ) -> Dataset:
-    """Read every data file of a run config and check what training would need; returns the
-    split. Raises DataError (or ModelLoadError for the tokenizer), messages naming the place."""
+    """Read every data file of a run config and check what training would need, the model's
+    tokenizer included (a missing model fails here too); returns the split. Raises DataError or
+    ModelLoadError, messages naming the place."""
+    tokenizer, name = load_tokenizer(config.model, runs_dir)
     data = all_examples(config.dataset, None, max_text_bytes, config.data_format)
     held = None
     if config.heldout_dataset is not None:
@@ -58,7 +64,7 @@ def check_run_data(
         all_examples(config.general_dataset, None, max_text_bytes)
     split = split_dataset(data, held)
     if isinstance(split, ChatData):
-        check_chat_data(split, config, runs_dir)
+        _renders(split, config, tokenizer, name)
     return split
 
 

@@ -153,3 +153,35 @@ def test_an_upload_can_name_its_format(make_client: ClientFactory) -> None:
             "/api/uploads", files={"file": ("both.jsonl", both)}, data={"data_format": "text"}
         )
         assert res.status_code == 201 and res.json()["format"] == "text", res.text
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(300)
+def test_a_study_on_a_chat_file_runs_as_on_text(
+    make_client: ClientFactory, tmp_path: Path, tiny_chat_model_dir: Path
+) -> None:
+    from waiting import wait_sync
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = write(folder / "chat.jsonl", [variant("alpaca", i) for i in range(10)])
+    base = {
+        "model": str(tiny_chat_model_dir), "dataset": str(path), "seq_len": 256,
+        "batch_size": 2, "max_steps": 2, "eval_every": 2, "max_eval_tokens": 512,
+    }  # fmt: skip
+    body = {"name": "chat", "base": base, "variants": ["none", "entrodrop"], "seeds": [0]}
+    with make_client(fake_child=False, allowed_data_dirs=[folder]) as client:
+        created = client.post("/api/studies", json=body)
+        assert created.status_code == 201, created.text
+        study_id = created.json()["id"]
+
+        def ended() -> bool:
+            study = client.get(f"/api/studies/{study_id}").json()
+            return bool(study["status"] not in study["facts"]["active"])
+
+        wait_sync(ended, 240, f"study {study_id}")
+        study = client.get(f"/api/studies/{study_id}").json()
+        assert study["status"] == "succeeded", study["runs"]
+        assert {row["variant"] for row in study["summary"]} == {"none", "entrodrop-online-input"}
+        run = client.get(f"/api/runs/{study['runs'][1]['id']}").json()
+        assert run["config"]["dataset"] == str(path) and run["config"]["train_on"] == "answers"
