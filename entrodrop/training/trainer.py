@@ -192,6 +192,9 @@ class EntroDropTrainer(Trainer):
         """Store this step's entropies; every process stores every process's examples."""
         assert self.memory is not None
         if self.args.world_size > 1:
+            # Padded batches differ in width from rank to rank: gather at the memory's width.
+            width = self.memory.values.shape[1]
+            entropies = F.pad(entropies, (0, width - entropies.shape[1]), value=math.nan)
             example_index = self.accelerator.gather(example_index)
             entropies = self.accelerator.gather(entropies)
         self.memory.update(example_index, entropies)
