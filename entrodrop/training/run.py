@@ -115,6 +115,15 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
     )
 
 
+def group_by_length(args: Any) -> None:
+    """Draw batches of examples of similar length (transformers' LengthGroupedSampler): little
+    padding. transformers 5 names it train_sampling_strategy, 4.x a group_by_length flag."""
+    if hasattr(args, "train_sampling_strategy"):
+        args.train_sampling_strategy = "group_by_length"
+    else:
+        args.group_by_length = True
+
+
 def load_model(config: RunConfig) -> LoadedModel:
     """The starting checkpoint in float32 on the CPU (the Trainer moves it and autocasts), with
     the config's adapter on top; QLoRA: 4-bit on the GPU."""
@@ -221,7 +230,7 @@ def set_up(run: Run) -> None:
         0 if run.data.general is None else len(run.data.general),
     )
     if run.data.train.padded:  # examples of their own lengths: batch those of similar length
-        run.args.train_sampling_strategy = "group_by_length"
+        group_by_length(run.args)
     run.loaded = load_model(config)
     if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
         run.loaded.model.to(run.args.device)
