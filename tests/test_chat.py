@@ -350,3 +350,25 @@ def test_example_tokens_give_the_pages_three_layers(tiny_chat_loaded: Any) -> No
         == render_conversation(tiny_chat_loaded.tokenizer, TWO_TURNS).text
     )
     assert "".join(t["text"] for t in tokens) == "".join(t["text"] for t in full["tokens"][:12])
+
+
+def test_chat_runs_draw_batches_grouped_by_length(
+    tiny_chat_loaded: Any, rows: TokenRows, tmp_path: Path
+) -> None:
+    from transformers import TrainingArguments
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from entrodrop.training.run import group_by_length
+    from entrodrop.training.trainer import EntroDropTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    group_by_length(args)
+    trainer = EntroDropTrainer(
+        model=tiny_chat_loaded.model,
+        args=args,
+        train_dataset=BlockDataset.from_rows(rows),
+        processing_class=tiny_chat_loaded.tokenizer,
+    )
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == rows.lengths.tolist()  # each example's own length, not the padding
