@@ -3,7 +3,7 @@
 from entrodrop.config import EntroDropConfig, RunConfig
 from entrodrop.models import LoadedModel, ModelLoadError, load
 from entrodrop.policy import apply_drops, drop_rate, select_drops, select_random_drops
-from entrodrop.scoring import ScoreResult, score
+from entrodrop.scoring import ScoreResult, score, score_conversation
 
 __all__ = [
     "EntroDropConfig",
@@ -15,6 +15,7 @@ __all__ = [
     "drop_rate",
     "load",
     "score",
+    "score_conversation",
     "select_drops",
     "select_random_drops",
 ]

@@ -1,4 +1,5 @@
-"""The `entrodrop` command line: serve the dashboard, score text, train, prepare the default model."""
+"""The `entrodrop` command line: serve the dashboard, score text, train, report data, prepare the
+default model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entrodrop.config import RunConfig
+from entrodrop.config import DataFormatChoice, RunConfig, TrainOn, Truncation
 from entrodrop.config_flags import deep_merge, flag_overrides, with_model_flags
 from entrodrop.scoring import MAX_TOP_K
 
@@ -213,12 +214,21 @@ def train(
     except ValidationError as exc:
         _invalid("run config", exc)
     _set_threads(threads)
+    from entrodrop.data import DataError
+    from entrodrop.data.check import check_run_data
+    from entrodrop.models import ModelLoadError, quiet_transformers
+    from entrodrop.training.run import TrainingFailed
+    from entrodrop.training.run import train as run_training
+
+    try:  # the data against the model's tokenizer: a bad file fails before any folder or weights
+        with quiet_transformers():
+            check_run_data(cfg)
+    except (DataError, ModelLoadError) as exc:
+        _fail(str(exc))
     if run_dir is None:
         run_dir = runs_dir() / new_run_id()
     RunFolder(run_dir).write_config(cfg)
     typer.echo(f"run folder: {run_dir}")
-    from entrodrop.training.run import TrainingFailed
-    from entrodrop.training.run import train as run_training
 
     try:
         summary = run_training(cfg, run_dir, progress=True, resume=resume)
@@ -491,6 +501,62 @@ def export(
     )
     typer.echo(f"load it: from_pretrained({str(result.folder)!r}) or --model {result.folder}")
     typer.echo(f"share it yourself (not run here): {result.upload_command()}")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    share = report["trained_tokens"] / max(1, report["tokens"])
+    rows = [
+        ("format", report["format"]),
+        ("examples", report["examples"]),
+        ("tokens", report["tokens"]),
+        (
+            "trained tokens",
+            f"{report['trained_tokens']} ({share:.1%}, train_on {report['train_on']})",
+        ),
+        ("longer than seq_len", f"{report['truncated']} (seq_len {report['seq_len']})"),
+        ("left out", report["dropped"]),
+    ]
+    for key, value in rows:
+        typer.echo(f"  {key:<20} {value}")
+
+
+@app.command()
+def data(
+    file: Annotated[str, typer.Argument(help="A data file, or a built-in dataset name.")],
+    model: ModelOpt = "default",
+    data_format: Annotated[
+        DataFormatChoice,
+        typer.Option("--format", help="Force a format instead of detecting it from the keys."),
+    ] = "auto",
+    seq_len: Annotated[
+        int, typer.Option(min=8, max=32768, help="Tokens per example at most (as in a run).")
+    ] = RunConfig().seq_len,
+    train_on: Annotated[
+        TrainOn, typer.Option(help="Instruction data: answers or all.")
+    ] = "answers",
+    truncation: Annotated[
+        Truncation, typer.Option(help="Examples longer than seq_len: truncate or drop.")
+    ] = "truncate",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON object.")] = False,
+) -> None:
+    """A data file's format and counts as a run would see them: examples, tokens after the chat
+    template, trained tokens, examples truncated (the same object as summary.json's "data")."""
+    from entrodrop.data import DataError, all_examples, data_report
+    from entrodrop.models import ModelLoadError, load_tokenizer, quiet_transformers
+
+    try:
+        examples = all_examples(file, data_format=data_format)
+        with quiet_transformers():
+            tokenizer, name = load_tokenizer(model)
+        report = data_report(examples, tokenizer, seq_len, train_on, truncation, name)
+    except (DataError, ModelLoadError) as exc:
+        _fail(str(exc))
+    if as_json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        typer.echo(f"{file} with {name}:")
+        _print_report(report)
 
 
 @app.command()

@@ -28,6 +28,12 @@ METHODS: tuple[Method, ...] = get_args(Method)
 # The methods that drop tokens (the others leave every token in): the schedule applies to these.
 DropMethod = Literal["entrodrop", "random"]
 DROPPING_METHODS: tuple[DropMethod, ...] = get_args(DropMethod)
+# Data (docs/data.md): the formats a file may hold, and what of an instruction example trains.
+DataFormat = Literal["text", "messages", "sharegpt", "alpaca", "prompt_completion"]
+DataFormatChoice = Literal["auto", DataFormat]
+TrainOn = Literal["answers", "all"]
+Truncation = Literal["truncate", "drop"]
+DropScope = Literal["trained", "all"]
 
 
 MODULE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,199}$")
@@ -95,6 +101,12 @@ class EntroDropConfig(_Strict):
     )
     seed: int = Field(
         0, ge=0, le=2**63 - 1, title="seed", description="Seed of the drop generator."
+    )
+    drop_scope: DropScope = Field(
+        "trained",
+        title="drop scope",
+        description="'trained': candidates, tau and drop counts over the tokens that carry loss "
+        "(an instruction example's answers); 'all': prompt and template tokens too.",
     )
 
     @field_validator("quantile", "rate_max", "steepness", "midpoint", "threshold")
@@ -168,7 +180,8 @@ class RunConfig(_Strict):
         "python-reference",
         min_length=1,
         max_length=1000,
-        description="A built-in corpus name or a .txt/.jsonl/.parquet file.",
+        description="A built-in corpus (python-reference, python-qa) or a .txt, .jsonl, .json, "
+        ".csv or .parquet file (plain text or instruction data).",
     )
     heldout_dataset: str | None = Field(
         None,
@@ -184,6 +197,24 @@ class RunConfig(_Strict):
         max_length=1000,
         title="general text",
         description="a file (or corpus) for the forgetting check. Empty: CPython's LICENSE.txt",
+    )
+    data_format: DataFormatChoice = Field(
+        "auto",
+        title="data format",
+        description="'auto': detected from the keys; or force text, messages, sharegpt, alpaca "
+        "or prompt_completion (docs/data.md).",
+    )
+    train_on: TrainOn = Field(
+        "answers",
+        title="train on",
+        description="instruction data: 'answers' (only assistant tokens carry loss) or 'all' "
+        "(every token after the chat template); plain text always trains on all.",
+    )
+    truncation: Truncation = Field(
+        "truncate",
+        title="examples longer than seq_len",
+        description="instruction data: 'truncate' (keep the first seq_len tokens) or 'drop' "
+        "(leave the example out); the run log counts them.",
     )
     method: Method = Field("entrodrop", description="EntroDrop or one of the baselines.")
     entrodrop: EntroDropConfig = Field(default_factory=EntroDropConfig)

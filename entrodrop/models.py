@@ -309,9 +309,7 @@ def load(
         tokenizer.pad_token = tokenizer.eos_token
     model = model.to(dev)  # type: ignore[arg-type]  # transformers' stubs mistype .to
     model.eval()
-    name = DEFAULT_NAME if spec == "default" else (spec if not is_local else Path(where).name)
-    if spec.startswith("run:"):
-        name = spec
+    name = display_name(spec, where, is_local)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -321,6 +319,35 @@ def load(
         device=dev,
         precision=precision,
     )
+
+
+def display_name(spec: str, where: str, is_local: bool) -> str:
+    """How a model is named in logs and messages: its known name, run:<id>, folder or hub id."""
+    if spec == "default":
+        return DEFAULT_NAME
+    if spec.startswith("run:") or not is_local:
+        return spec
+    return Path(where).name
+
+
+def load_tokenizer(spec: str = "default", runs_dir: str | Path | None = None) -> tuple[Any, str]:
+    """A model spec's tokenizer and the model's display name, without reading any weights
+    (what checking data against a model's chat template needs)."""
+    from transformers import AutoTokenizer
+
+    where, is_local = resolve_spec(spec, None if runs_dir is None else Path(runs_dir))
+    folder = Path(where)
+    if is_local and is_adapter_folder(folder) and not (folder / "tokenizer_config.json").is_file():
+        return load_tokenizer(adapter_base_spec(folder), runs_dir)[0], display_name(
+            spec, where, is_local
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+    except Exception as exc:  # no tokenizer files, unreadable JSON, no network for a hub id
+        raise ModelLoadError(f"cannot load the tokenizer of {where}: {_first_line(exc)}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, display_name(spec, where, is_local)
 
 
 def adapter_base_spec(folder: Path) -> str:

@@ -3,6 +3,8 @@
 Conventions (one place, used everywhere): ``entropies`` is token-aligned, shape (B, T):
 ``entropies[b, t]`` is the entropy of the distribution that predicted token t (computed from
 position t-1). Position 0 and padding carry NaN: they have no entropy and are never dropped.
+``trained`` (B, T) bool marks the tokens that carry loss (an instruction example's answers);
+with ``drop_scope: trained`` only those are candidates, count for tau and for `random`'s count.
 """
 
 from __future__ import annotations
@@ -41,6 +43,27 @@ def drop_rate(progress: float, config: EntroDropConfig) -> float:
     return config.rate_max * shape
 
 
+def in_scope(
+    entropies: torch.Tensor, trained: torch.Tensor | None, config: EntroDropConfig
+) -> torch.Tensor:
+    """The entropies of the tokens that may be dropped, NaN elsewhere: with drop_scope 'trained'
+    only tokens that carry loss (prompt and template tokens never), with 'all' every token."""
+    if trained is None or config.drop_scope == "all":
+        return entropies
+    return entropies.masked_fill(~trained.to(entropies.device), math.nan)
+
+
+def scope_mask(
+    trained: torch.Tensor, attention_mask: torch.Tensor | None, config: EntroDropConfig
+) -> torch.Tensor:
+    """(B, T) bool: the tokens in the drop scope (trained ones, or every real token for 'all')."""
+    if config.drop_scope == "trained":
+        return trained
+    if attention_mask is None:
+        return torch.ones_like(trained)
+    return attention_mask.bool()
+
+
 def entropy_threshold(entropies: torch.Tensor, config: EntroDropConfig) -> float:
     """The low-entropy cut tau: the configured threshold, or the q-quantile of the finite entropies."""
     if config.selection == "threshold":
@@ -74,12 +97,15 @@ def select_drops(
     progress: float,
     generator: torch.Generator | None = None,
     tau: float | None = None,
+    trained: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bool mask of dropped tokens: each candidate is dropped with probability r(progress).
 
     ``generator`` defaults to a CPU generator seeded with ``config.seed``; ``tau`` defaults to
-    :func:`entropy_threshold` over ``entropies`` (pass the training-set tau to reuse it).
+    :func:`entropy_threshold` over ``entropies`` (pass the training-set tau to reuse it);
+    ``trained`` (B, T) limits candidates and tau to the drop scope (:func:`in_scope`).
     """
+    entropies = in_scope(entropies, trained, config)
     if generator is None:
         generator = torch.Generator().manual_seed(config.seed)
     cut = entropy_threshold(entropies, config) if tau is None else tau
@@ -94,12 +120,15 @@ def select_random_drops(
     progress: float,
     generator: torch.Generator | None = None,
     tau: float | None = None,
+    trained: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The `random` ablation: same schedule and expected drop count, positions chosen uniformly.
 
     Expected drops of EntroDrop here = r * n_candidates; spreading that over all n_valid tokens
-    means each valid token is dropped with probability r * n_candidates / n_valid.
+    (those in the same drop scope) means each is dropped with probability r * n_candidates /
+    n_valid.
     """
+    entropies = in_scope(entropies, trained, config)
     if generator is None:
         generator = torch.Generator().manual_seed(config.seed)
     cut = entropy_threshold(entropies, config) if tau is None else tau

@@ -15,6 +15,7 @@ from typing import Any, overload
 
 import torch
 
+from entrodrop.config import TrainOn
 from entrodrop.models import LoadedModel, context_length
 from entrodrop.threads import cpu_threads
 
@@ -306,6 +307,11 @@ class ScoreResult:
     surprisal: list[float | None]
     rank: list[int | None]
     top: list[list[dict[str, Any]]] = field(default_factory=list)
+    # A conversation rendered with the chat template (score_conversation): per token, whether it
+    # carries loss in training, its message's role and whether it is the message's own text.
+    trained: list[bool] | None = None
+    roles: list[str | None] | None = None
+    segments: list[str] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -329,18 +335,21 @@ class ScoreResult:
         tokens = []
         for i, tid in enumerate(self.ids):
             s = self.surprisal[i]
-            tokens.append(
-                {
-                    "index": i,
-                    "id": tid,
-                    "text": self.texts[i],
-                    "entropy": self.entropy[i],
-                    "surprisal": s,
-                    "prob": None if s is None else math.exp(-s),
-                    "rank": self.rank[i],
-                    "top": self.top[i] if i < len(self.top) else [],
-                }
-            )
+            token: dict[str, Any] = {
+                "index": i,
+                "id": tid,
+                "text": self.texts[i],
+                "entropy": self.entropy[i],
+                "surprisal": s,
+                "prob": None if s is None else math.exp(-s),
+                "rank": self.rank[i],
+                "top": self.top[i] if i < len(self.top) else [],
+            }
+            if self.trained is not None:
+                token["trained"] = self.trained[i]
+                token["role"] = None if self.roles is None else self.roles[i]
+                token["segment"] = "template" if self.segments is None else self.segments[i]
+            tokens.append(token)
         return {
             "model": self.model,
             "n_tokens": self.n_tokens,
@@ -408,3 +417,29 @@ def score(
         for text, (ids, offs), arr in zip(texts, encoded, arrays, strict=True)
     ]
     return results[0] if single else results
+
+
+def score_conversation(
+    loaded: LoadedModel,
+    messages: Sequence[dict[str, str]],
+    top_k: int = 5,
+    train_on: TrainOn = "answers",
+    **kw: Any,
+) -> ScoreResult:
+    """Score a conversation rendered with the model's chat template (as training renders it):
+    the token JSON plus, per token, ``trained``, ``role`` and ``segment``."""
+    from entrodrop.data.chat import render_conversation
+
+    if top_k < 0:
+        raise ValueError("top_k must be >= 0")
+    rendered = render_conversation(
+        loaded.tokenizer, list(messages), train_on, loaded.name, with_roles=True
+    )
+    arrays = score_ids(loaded, [rendered.ids], top_k=top_k, **kw)
+    result = _result(loaded, rendered.text, rendered.ids, rendered.offsets, arrays[0])
+    result.trained, result.roles, result.segments = (
+        rendered.trained,
+        rendered.roles,
+        rendered.segments,
+    )
+    return result

@@ -52,6 +52,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with ChatML special tokens and a small ChatML chat template."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-chat") / "tiny-chat-llama", chat=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_loaded(tiny_chat_model_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny chat model loaded through entrodrop.load, in float32 on the CPU."""
+    import entrodrop
+
+    return entrodrop.load(str(tiny_chat_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A .txt of 15 Python-reference topics (documents split by blank lines): quick to tokenise."""
     import pydoc_data.topics

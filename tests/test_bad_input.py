@@ -250,7 +250,7 @@ def test_unloadable_configs_are_422_on_score(
     [
         ("linkdir/secret.txt", ""),  # a symlinked folder leading out
         ("folder.txt", "no such file"),  # a folder, not a file
-        ("notes.csv", "unsupported"),
+        ("notes.csv", "no usable column"),  # CSV is read; its columns are not a format
         ("notes\x00.txt", "path"),
         ("~/notes.txt", "outside"),
         ("ABS_HOME_DB", "outside"),  # the server's own database

@@ -121,8 +121,8 @@ def test_train_failure_is_a_message_not_a_traceback(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2
-    assert "run failed" in result.output and "no model folder" in result.output
-    assert "Traceback" not in result.output
+    assert "no model folder" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()  # refused before the run folder is made
 
 
 def test_readme_run_config_is_the_default_config() -> None:

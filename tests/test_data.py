@@ -11,6 +11,7 @@ import pytest
 
 from entrodrop import data
 from entrodrop.data import DataError
+from entrodrop.data.parquet import declared_text_bytes
 
 
 def test_python_reference_split_is_disjoint() -> None:
@@ -45,7 +46,7 @@ def test_user_files(tmp_path: Path) -> None:
         ("bin.txt", b"\x00\x01\x02binary", "binary"),
         ("latin.txt", "caf\xe9".encode("latin-1"), "not UTF-8"),
         ("bad.jsonl", b'{"text": "ok"}\n{not json}\n', "line 2: not valid JSON"),
-        ("nofield.jsonl", b'{"body": "x"}\n', "string 'text' field"),
+        ("nofield.jsonl", b'{"body": "x"}\n', r"line 1: no known format in the keys \('body'\)"),
         ("bad.parquet", b"PAR1 not really", "not a readable parquet"),
         ("doc.pdf", b"%PDF-1.4", "unsupported file type"),
     ],
@@ -62,7 +63,7 @@ def test_bad_files_give_clear_errors(
 def test_parquet_without_text_column(tmp_path: Path) -> None:
     f = tmp_path / "x.parquet"
     pq.write_table(pa.table({"body": ["a"]}), f)
-    with pytest.raises(DataError, match="no 'text' column"):
+    with pytest.raises(DataError, match="no usable column"):
         data.read_user_file(f)
 
 
@@ -155,7 +156,7 @@ def test_declared_page_sizes_refuse_a_plain_bomb_from_the_footer(tmp_path: Path)
     table = pa.table({"text": ["y" * 100_000] * 20})
     pq.write_table(table, f, compression="zstd", use_dictionary=False)
     parquet = pq.ParquetFile(f)
-    assert data._declared_text_bytes(parquet.metadata) > 1_000_000  # known before decoding
+    assert declared_text_bytes(parquet.metadata) > 1_000_000  # known before decoding
     with pytest.raises(data.DataTooLarge):
         data.read_user_file(f, max_text_bytes=1_000_000)
     assert len(data.read_user_file(f, max_text_bytes=3_000_000)) == 20

@@ -65,7 +65,7 @@ def test_the_collator_deletes_and_the_memory_maps_entropies_back() -> None:
         {"input_ids": b, "example_index": i, "entropies": e}
         for i, (b, e) in enumerate(zip(batch()["input_ids"], ent, strict=True))
     ]
-    collator = EntroDropCollator(policy=DropPolicy(config), drop_token_id=PAD)
+    collator = EntroDropCollator(policy=DropPolicy(config), drop_token_id=PAD, pad_token_id=PAD)
     out = collator(features)
     kept = [[t for t in row if t != PAD] for row in out["input_ids"].tolist()]
     assert kept == [[10, 12, 14, 15], [20, 21, 23, 24, 25]]  # the low-entropy candidates are gone

@@ -110,3 +110,33 @@ def test_end_process_group_tears_down_the_group_and_is_a_no_op_without_one(tmp_p
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@pytest.mark.processes
+def test_two_processes_train_on_chat_examples_of_different_lengths(
+    tiny_chat_model_dir: Path, tmp_path: Path
+) -> None:
+    from data_files import variant, write
+
+    # Examples of different lengths: each rank's padded batch has its own width, and the online
+    # input mode gathers every rank's entropies (at the memory's width) after each step.
+    records = [variant("alpaca", i) for i in range(10)]
+    for i, record in enumerate(records):
+        record["output"] += " More words." * (i % 4)
+    path = write(tmp_path / "chat.jsonl", records)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = RunConfig(
+        model=str(tiny_chat_model_dir), dataset=str(path), seq_len=256, batch_size=1,
+        entrodrop={"entropy_source": "online", "drop_mode": "input", "schedule": "constant"},
+        max_steps=8, eval_every=4, max_eval_tokens=512, save_model=False,
+    )  # fmt: skip
+    (run_dir / "config.json").write_text(config.model_dump_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [*launcher("torchrun"), "-m", "entrodrop.training.run", "--run-dir", str(run_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=PATIENCE_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "succeeded" and summary["data"]["format"] == "alpaca"
+    fraction = {r["step"]: r["value"] for r in RunFolder(run_dir).read_metrics()}
+    assert summary["final"]["drop/fraction_realised"] > 0.0, fraction

@@ -15,15 +15,18 @@ from typing import Any
 import torch
 
 import entrodrop
-from app.errors import TooManyTokens
+from app.errors import FieldError, RequestInvalid, TooManyTokens
 from app.model_paths import check_model_folder
 from app.model_service import ModelService
+from app.runs.validate import check_dataset
 from app.score_job import ScoreJob
+from app.settings import Settings
 from entrodrop import runfolder
-from entrodrop.config import EntroDropConfig
+from entrodrop.config import DataFormatChoice, EntroDropConfig, TrainOn
+from entrodrop.data import Conversation, Example, all_examples, render_conversation
 from entrodrop.models import check_local_checkpoint, resolve_spec
-from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, select_drops
-from entrodrop.scoring import entropy_tensor
+from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, in_scope, select_drops
+from entrodrop.scoring import entropy_tensor, score_conversation
 
 # Longest text a shareable link carries (links over ~8 KB break in some browsers and servers).
 URL_TEXT_CHARS = 2000
@@ -76,14 +79,71 @@ def score_job(
     result = entrodrop.score(loaded, text, top_k=top_k, progress=job.progress if job else None)
     elapsed = time.perf_counter() - start
     service.record_rate(spec, n, elapsed)
-    payload = result.to_dict()
-    # A broken checkpoint can emit NaN probabilities; JSON has no NaN, so they become null.
+    payload = _finite_probs(result.to_dict())
+    payload["spec"] = spec
+    payload["elapsed_s"] = round(elapsed, 4)
+    return payload
+
+
+def dataset_example(
+    dataset: str, index: int, data_format: DataFormatChoice, settings: Settings
+) -> tuple[Example, dict[str, Any]]:
+    """Example `index` of a dataset (a built-in, an upload or an allowed file), and where it is
+    (dataset, index, n_examples, format) so a page can page through the file."""
+    try:
+        path = check_dataset(dataset, settings)
+    except ValueError as exc:
+        raise RequestInvalid([FieldError(("example", "dataset"), str(exc))]) from exc
+    data = all_examples(path, None, settings.text_budget, data_format)  # DataError: 422
+    n = len(data.examples)
+    if index >= n:
+        raise RequestInvalid(
+            [FieldError(("example", "index"), f"{data.name} has {n} examples (0 to {n - 1})")]
+        )
+    info = {"dataset": dataset, "index": index, "n_examples": n, "format": data.format}
+    return data.examples[index], info
+
+
+def conversation_job(
+    service: ModelService,
+    spec: str,
+    messages: Conversation,
+    top_k: int,
+    train_on: TrainOn,
+    info: dict[str, Any],
+    job: ScoreJob | None = None,
+) -> dict[str, Any]:
+    """Score a conversation rendered with the model's chat template (as training renders it):
+    the token JSON with each token's `trained`, `role` and `segment`, and the conversation."""
+    loaded = service.get(spec)
+    rendered = render_conversation(loaded.tokenizer, messages, train_on, loaded.name)
+    _check_tokens(len(rendered.ids), service.settings.max_score_tokens)
+    if job is not None:
+        job.rate = service.rate(spec)
+        job.begin("")
+    start = time.perf_counter()
+    progress = job.progress if job else None
+    result = score_conversation(loaded, messages, top_k, train_on, progress=progress)
+    elapsed = time.perf_counter() - start
+    service.record_rate(spec, len(rendered.ids), elapsed)
+    payload = _finite_probs(result.to_dict())
+    payload["spec"] = spec
+    payload["elapsed_s"] = round(elapsed, 4)
+    payload["conversation"] = {
+        "messages": messages,
+        "train_on": train_on,
+        "n_trained": sum(rendered.trained),
+        **info,
+    }
+    return payload
+
+
+def _finite_probs(payload: dict[str, Any]) -> dict[str, Any]:
+    """A broken checkpoint can emit NaN probabilities; JSON has no NaN, so they become null."""
     for token in payload["tokens"]:
         for alt in token["top"]:
             alt["prob"] = _finite_or_none(alt["prob"])
         token["prob"] = _finite_or_none(token["prob"])
-    payload["spec"] = spec
-    payload["elapsed_s"] = round(elapsed, 4)
     return payload
 
 
@@ -162,18 +222,26 @@ def preview(
     progress: float,
     tokens: list[dict[str, Any]] | None = None,
     model: str | None = None,
+    trained: list[bool] | None = None,
 ) -> dict[str, Any]:
-    """Which tokens the policy drops at `progress`: exactly `select_drops` with a seeded generator."""
+    """Which tokens the policy drops at `progress`: exactly `select_drops` with a seeded generator,
+    over the tokens in the drop scope when `trained` says which carry loss (a conversation)."""
     ent = entropy_tensor(entropies)  # (1, T)
-    tau = entropy_threshold(ent, policy)
-    candidates = candidate_mask(ent, tau)[0]
+    mask = None if trained is None else torch.tensor([trained], dtype=torch.bool)  # (1, T)
+    tau = entropy_threshold(in_scope(ent, mask, policy), policy)
+    candidates = candidate_mask(in_scope(ent, mask, policy), tau)[0]
     generator = torch.Generator().manual_seed(policy.seed)
-    dropped = select_drops(ent, policy, progress, generator=generator, tau=tau)[0]
+    dropped = select_drops(ent, policy, progress, generator, tau, mask)[0]
     out_tokens = []
     for i, (c, d) in enumerate(zip(candidates.tolist(), dropped.tolist(), strict=True)):
         row: dict[str, Any] = {"index": i}
         if tokens is not None:
             row["id"], row["text"] = tokens[i]["id"], tokens[i]["text"]
+            for key in ("role", "segment"):
+                if key in tokens[i]:
+                    row[key] = tokens[i][key]
+        if trained is not None:
+            row["trained"] = trained[i]
         row.update(entropy=entropies[i], candidate=c, dropped=d)
         out_tokens.append(row)
     return {
@@ -186,6 +254,7 @@ def preview(
         "n_scored": sum(e is not None for e in entropies),
         "n_candidates": int(candidates.sum()),
         "n_dropped": int(dropped.sum()),
+        "n_trained": None if trained is None else sum(trained),
         "tokens": out_tokens,
     }
 
@@ -203,6 +272,27 @@ def preview_job(
     scored = score_job(service, spec, text, top_k, job)
     entropies = [t["entropy"] for t in scored["tokens"]]
     return preview(entropies, policy, progress, tokens=scored["tokens"], model=scored["model"])
+
+
+def conversation_preview_job(
+    service: ModelService,
+    spec: str,
+    messages: Conversation,
+    top_k: int,
+    train_on: TrainOn,
+    info: dict[str, Any],
+    policy: EntroDropConfig,
+    progress: float,
+    job: ScoreJob | None = None,
+) -> dict[str, Any]:
+    """Score a conversation, then preview the policy on its trained tokens (the collator's scope)."""
+    scored = conversation_job(service, spec, messages, top_k, train_on, info, job)
+    tokens = scored["tokens"]
+    entropies = [t["entropy"] for t in tokens]
+    trained = [bool(t["trained"]) for t in tokens]
+    out = preview(entropies, policy, progress, tokens, scored["model"], trained)
+    out["conversation"] = scored["conversation"]
+    return out
 
 
 def draws(n: int, seed: int) -> list[float]:

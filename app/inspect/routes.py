@@ -36,6 +36,7 @@ from app.model_service import ModelService
 from app.score_job import ScoreJob
 from app.settings import Settings
 from entrodrop.config import EntroDropConfig
+from entrodrop.data import Conversation
 from entrodrop.scoring import MAX_TOP_K
 
 router = APIRouter(tags=["inspect"])
@@ -153,6 +154,31 @@ def api_samples() -> list[dict[str, str]]:
     return samples()
 
 
+async def _source(
+    body: ScoreRequest | PreviewRequest, settings: Settings
+) -> tuple[str | None, Conversation | None, dict[str, Any]]:
+    """The text, or the conversation and where it came from, that a request names (a dataset's
+    example is read here, in a thread: a bad file or index is a 422 before any queueing)."""
+    info: dict[str, Any] = {}
+    if body.example is not None:
+        ref = body.example
+        example, info = await run_in_threadpool(
+            data.dataset_example, ref.dataset, ref.index, ref.data_format, settings
+        )
+        if isinstance(example, str):
+            _check_length(example, settings)
+            return example, None, info
+        messages = example
+    elif body.messages is not None:
+        messages = [m.model_dump() for m in body.messages]
+    else:
+        assert body.text is not None  # the request model guarantees one source
+        _check_length(body.text, settings)
+        return body.text, None, info
+    _check_length("".join(m["content"] for m in messages), settings)
+    return None, messages, info
+
+
 @router.post("/api/score", response_model=ScoreOut, responses={**ERRORS, **STREAMED})
 async def api_score(
     body: ScoreRequest,
@@ -161,10 +187,16 @@ async def api_score(
     service: ModelServiceDep,
     stream: bool = STREAM,
 ) -> Response:
-    """Per-token entropy, surprisal, probability, rank and top-k alternatives (DESIGN §6)."""
-    _check_length(body.text, settings)
+    """Per-token entropy, surprisal, probability, rank and top-k alternatives (DESIGN §6).
+
+    A conversation (`messages`, or a dataset's `example`) is rendered with the model's chat
+    template; its tokens also say which are trained, their role and segment."""
+    text, messages, info = await _source(body, settings)
     spec = service.resolve(body.model)
-    args = (service, spec, body.text, body.top_k)
+    if messages is not None:
+        args: tuple[Any, ...] = (service, spec, messages, body.top_k, body.train_on, info)
+        return await _run(request, stream, service, [spec], data.conversation_job, *args)
+    args = (service, spec, text, body.top_k)
     return await _run(request, stream, service, [spec], data.score_job, *args)
 
 
@@ -202,23 +234,30 @@ async def api_preview(
     service: ModelServiceDep,
     stream: bool = STREAM,
 ) -> Response:
-    """Which tokens the policy drops at progress s: `select_drops` with the policy's seed."""
+    """Which tokens the policy drops at progress s: `select_drops` with the policy's seed; for a
+    conversation, over its trained tokens (the drop scope the collator uses)."""
     if body.entropies is not None:
         if len(body.entropies) > settings.max_score_tokens:
             raise TooManyTokens(
                 f"{len(body.entropies)} entropies; the limit is "
                 f"{settings.max_score_tokens} tokens (ENTRODROP_MAX_SCORE_TOKENS)"
             )
-        entropies = body.entropies
+        entropies, trained = body.entropies, body.trained
         # Cheap (no model), but kept off the event loop all the same.
         content = await run_in_threadpool(
-            lambda: data.encode_json(data.preview(entropies, body.policy, body.progress))
+            lambda: data.encode_json(
+                data.preview(entropies, body.policy, body.progress, trained=trained)
+            )
         )
         return Response(content, media_type="application/json")
-    assert body.text is not None  # the request model guarantees one source
-    _check_length(body.text, settings)
+    text, messages, info = await _source(body, settings)
     spec = service.resolve(body.model)
-    args = (service, spec, body.text, body.top_k, body.policy, body.progress)
+    policy, progress = body.policy, body.progress
+    if messages is not None:
+        args: tuple[Any, ...] = (service, spec, messages, body.top_k, body.train_on, info)
+        job = data.conversation_preview_job
+        return await _run(request, stream, service, [spec], job, *args, policy, progress)
+    args = (service, spec, text, body.top_k, policy, progress)
     return await _run(request, stream, service, [spec], data.preview_job, *args)
 
 

@@ -8,8 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.health import HealthPublic
-from entrodrop.config import EntroDropConfig
+from entrodrop.config import DataFormatChoice, EntroDropConfig, TrainOn
+from entrodrop.data import DataError
+from entrodrop.data.formats import check_order
 from entrodrop.scoring import MAX_TOP_K
+
+MAX_MESSAGES = 200  # turns in one conversation sent to Inspect
 
 # Text whose characters are more than this share of control characters (other than whitespace)
 # is a binary file pasted or sent as text, not something a language model should score.
@@ -50,16 +54,72 @@ def _not_empty(text: str | None) -> str | None:
     return text
 
 
-class ScoreRequest(_Request):
-    """Body of POST /api/score."""
+class MessageIn(_Request):
+    """One turn of a conversation, as in a chat `messages` file."""
 
-    text: str = Field(description="The text to score.")
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(min_length=1)
+
+    check_content = field_validator("content")(_not_empty)
+
+
+class ExampleRef(_Request):
+    """An example of a dataset by its index: a built-in name, an upload or an allowed file."""
+
+    dataset: str = Field(min_length=1, max_length=1000)
+    index: int = Field(0, ge=0, description="0-based, in file order.")
+    data_format: DataFormatChoice = "auto"
+
+
+def _conversation(messages: list[MessageIn] | None) -> list[MessageIn] | None:
+    if messages is None:
+        return None
+    if not messages:
+        raise ValueError("messages is empty: send at least a user and an assistant turn")
+    try:
+        check_order([m.model_dump() for m in messages], "messages")
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
+    return messages
+
+
+class _Source(_Request):
+    """Where the tokens come from: a text, a conversation, or a dataset's example."""
+
+    text: str | None = Field(None, description="A text, scored as it is.")
+    messages: list[MessageIn] | None = Field(
+        None,
+        max_length=MAX_MESSAGES,
+        description="A conversation, rendered with the model's chat template; tokens then say "
+        "which are trained (answers), their role and segment.",
+    )
+    example: ExampleRef | None = Field(
+        None, description="An example of a dataset (an uploaded file, by index)."
+    )
+    train_on: TrainOn = Field(
+        "answers", description="For a conversation: which tokens are trained."
+    )
+
+    check_text = field_validator("text")(_not_empty)
+    check_messages = field_validator("messages")(_conversation)
+
+    def _sources(self) -> int:
+        return sum(x is not None for x in (self.text, self.messages, self.example))
+
+
+class ScoreRequest(_Source):
+    """Body of POST /api/score: one of `text`, `messages` or `example`."""
+
     model: str | None = Field(
         None, max_length=1000, description="Model spec; default: the server's model."
     )
     top_k: int = Field(5, ge=0, le=MAX_TOP_K, description="Alternatives reported per token.")
 
-    check_text = field_validator("text")(_not_empty)
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreRequest:
+        if self._sources() != 1:
+            raise ValueError("send one of `text`, `messages` (a conversation) or `example`")
+        return self
 
 
 class CompareRequest(_Request):
@@ -73,20 +133,23 @@ class CompareRequest(_Request):
     check_text = field_validator("text")(_not_empty)
 
 
-class PreviewRequest(_Request):
-    """Body of POST /api/preview: a text (scored now) or the entropies of an earlier score."""
+class PreviewRequest(_Source):
+    """Body of POST /api/preview: a text, conversation or example (scored now), or the entropies
+    of an earlier score (with `trained`, for a conversation's)."""
 
-    text: str | None = Field(None, description="Score this text, then apply the policy.")
     entropies: list[float | None] | None = Field(
         None,
         description="Token-aligned entropies of a previous /api/score (null for the first token).",
     )
-    model: str | None = Field(None, max_length=1000, description="Model spec, with `text` only.")
+    trained: list[bool] | None = Field(
+        None,
+        description="With `entropies`: which tokens carry loss (a conversation's score); the "
+        "policy's drop_scope decides whether only those can drop.",
+    )
+    model: str | None = Field(None, max_length=1000, description="Model spec, when scoring now.")
     top_k: int = Field(0, ge=0, le=MAX_TOP_K)
     policy: EntroDropConfig = Field(default_factory=EntroDropConfig)
     progress: float = Field(1.0, ge=0.0, le=1.0, description="Training progress s in [0, 1].")
-
-    check_text = field_validator("text")(_not_empty)
 
     @field_validator("entropies")
     @classmethod
@@ -102,8 +165,15 @@ class PreviewRequest(_Request):
 
     @model_validator(mode="after")
     def _one_source(self) -> PreviewRequest:
-        if (self.text is None) == (self.entropies is None):
-            raise ValueError("send either `text` or `entropies` (the token entropies of a score)")
+        if self._sources() + (self.entropies is not None) != 1:
+            raise ValueError(
+                "send one of `text`, `messages`, `example` or `entropies` (the token entropies "
+                "of a score)"
+            )
+        if self.trained is not None and (
+            self.entropies is None or len(self.trained) != len(self.entropies)
+        ):
+            raise ValueError("`trained` goes with `entropies`, one flag per token")
         return self
 
 
@@ -125,6 +195,25 @@ class TokenOut(BaseModel):
     prob: float | None
     rank: int | None
     top: list[TopAlternative]
+    trained: bool | None = Field(
+        None, description="A conversation's token: carries loss in training (an answer's)."
+    )
+    role: str | None = Field(None, description="A conversation's token: its message's role.")
+    segment: str | None = Field(
+        None, description="A conversation's token: 'content' (the message) or 'template'."
+    )
+
+
+class ConversationOut(BaseModel):
+    """The conversation that was rendered, and which example it is when it came from a file."""
+
+    messages: list[dict[str, str]]
+    train_on: str
+    n_trained: int = Field(description="Tokens that carry loss.")
+    dataset: str | None = None
+    index: int | None = None
+    n_examples: int | None = Field(None, description="Examples in the dataset (to page).")
+    format: str | None = None
 
 
 class ScoreSummary(BaseModel):
@@ -142,6 +231,9 @@ class ScoreOut(BaseModel):
     tokens: list[TokenOut]
     summary: ScoreSummary
     elapsed_s: float
+    conversation: ConversationOut | None = Field(
+        None, description="Set when a conversation (or a dataset's example) was scored."
+    )
 
 
 class PreviewToken(BaseModel):
@@ -149,6 +241,9 @@ class PreviewToken(BaseModel):
     id: int | None = None
     text: str | None = None
     entropy: float | None
+    trained: bool | None = Field(None, description="Carries loss (a conversation's token).")
+    role: str | None = None
+    segment: str | None = None
     candidate: bool
     dropped: bool
 
@@ -163,7 +258,9 @@ class PreviewOut(BaseModel):
     n_scored: int
     n_candidates: int
     n_dropped: int
+    n_trained: int | None = Field(None, description="Tokens that carry loss (a conversation).")
     tokens: list[PreviewToken]
+    conversation: ConversationOut | None = None
 
 
 class CompareOut(BaseModel):

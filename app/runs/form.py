@@ -30,7 +30,8 @@ TRAINING_FIELDS = (
     "seed",
 )  # fmt: skip
 ADVANCED_FIELDS = (
-    "heldout_dataset", "general_dataset", "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
+    "heldout_dataset", "general_dataset", "data_format", "train_on", "truncation",
+    "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
     "gradient_checkpointing", "max_grad_norm", "record_tokens", "record_ranks",
     "record_general_tokens", "record_train_tokens", "early_stopping_patience",
     "early_stopping_threshold", "best_metric", "save_total_limit", "save_only_model",

@@ -1,34 +1,15 @@
-"""Preview of a run's first training batch: which tokens the policy drops at s = 0, 0.5 and 1."""
+"""Preview of a run's first training batch: which tokens the policy drops at s = 0, 0.5 and 1
+(computed by the library, entrodrop.training.preview, on the model service's worker thread)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from app.model_service import ModelService
-from entrodrop.config import DROPPING_METHODS, RunConfig
-from entrodrop.data import build_blocks, load_dataset
+from entrodrop.config import RunConfig
 from entrodrop.models import LoadedModel
-from entrodrop.policy import drop_rate, entropy_threshold, select_drops, select_random_drops
-from entrodrop.scoring import score_ids
-
-PROGRESS_POINTS = (0.0, 0.5, 1.0)
-MAX_ROWS = 4  # rows of the batch shown: enough to see the pattern, fast to score
-MAX_TOKENS = 256  # tokens per row shown
-
-
-def _first_texts(texts: list[str], chars: int) -> list[str]:
-    """Just enough leading documents to fill the batch: tokenising the whole corpus is wasted."""
-    out, total = [], 0
-    for text in texts:
-        out.append(text)
-        total += len(text)
-        if total >= chars:
-            break
-    return out
+from entrodrop.training.preview import first_batch
 
 
 class PreviewService:
@@ -44,79 +25,8 @@ class PreviewService:
         return await service.run(self.compute, service.get, config)
 
     def compute(self, get_model: Callable[[str], LoadedModel], config: RunConfig) -> dict[str, Any]:
-        """Score the first rows of the training data and apply the policy at three progress points.
+        """The first rows of the training data, scored, with their drops at three points.
 
         Raises ModelLoadError or DataError (messages for a person).
         """
-        loaded = get_model(config.model)
-        rows = min(config.batch_size, MAX_ROWS)
-        length = min(config.seq_len, MAX_TOKENS)
-        data = load_dataset(config.dataset, heldout=config.heldout_dataset)
-        # ~8 characters per token leaves a wide margin for a one-block-per-row batch.
-        texts = _first_texts(data.train, rows * length * 8)
-        cap = rows * length
-        if config.max_train_tokens is not None:
-            cap = min(cap, config.max_train_tokens)
-        blocks = build_blocks(texts, loaded.tokenizer, length, max_tokens=cap)  # (N, T)
-        ids = [row.tolist() for row in blocks[:rows]]
-        arrays = score_ids(loaded, ids, top_k=0)
-        entropies = torch.stack([a.entropy for a in arrays])  # (B, T), NaN at t = 0
-        return self._result(config, loaded, ids, entropies)
-
-    @staticmethod
-    def _result(
-        config: RunConfig, loaded: LoadedModel, ids: list[list[int]], entropies: torch.Tensor
-    ) -> dict[str, Any]:
-        ed = config.entrodrop
-        method = config.method
-        tau = entropy_threshold(entropies, ed)
-        masks = []
-        for s in PROGRESS_POINTS:
-            # One seeded generator per point, as at the start of training: the same uniform draws
-            # at every s, so the tokens dropped at s = 0.5 are also dropped at s = 1.
-            gen = torch.Generator().manual_seed(ed.seed)
-            if method == "entrodrop":
-                drops = select_drops(entropies, ed, s, gen, tau=tau)
-            elif method == "random":
-                drops = select_random_drops(entropies, ed, s, gen, tau=tau)
-            else:
-                drops = torch.zeros_like(entropies, dtype=torch.bool)
-            masks.append(drops)
-        tok = loaded.tokenizer
-        pieces: dict[int, str] = {}
-        rows_out = []
-        for b, row in enumerate(ids):
-            tokens = []
-            for t, tid in enumerate(row):
-                if tid not in pieces:
-                    pieces[tid] = tok.decode([tid])
-                e = float(entropies[b, t])
-                tokens.append(
-                    {
-                        "text": pieces[tid],
-                        "entropy": None if math.isnan(e) else round(e, 3),
-                        "dropped": [bool(m[b, t]) for m in masks],
-                    }
-                )
-            rows_out.append(tokens)
-        drops_apply = method in DROPPING_METHODS
-        n_valid = int(torch.isfinite(entropies).sum())
-        return {
-            "model": loaded.name,
-            "method": method,
-            "drops_apply": drops_apply,
-            "tau": tau if math.isfinite(tau) else None,
-            "n_tokens": n_valid + len(ids),
-            "points": [
-                {
-                    "progress": s,
-                    "rate": drop_rate(s, ed) if drops_apply else 0.0,
-                    "n_dropped": int(m.sum()),
-                }
-                for s, m in zip(PROGRESS_POINTS, masks, strict=True)
-            ],
-            "rows": rows_out,
-            "note": "These are the first blocks of the training data, scored by the starting "
-            "model; the Trainer shuffles blocks, so its first batch holds others of the same kind. "
-            "Here tau is taken over these rows; training takes it over all training tokens.",
-        }
+        return first_batch(get_model(config.model), config)

@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from app.deps import PreviewDep, RunnerDep, SettingsDep, StorageDep, TemplatesDep
@@ -19,6 +19,7 @@ from app.errors import ErrorBody, FieldError, RequestInvalid, RunNotFound
 from app.runs import cost, events, views
 from app.runs.form import new_run_form
 from app.runs.schemas import (
+    DataReport,
     MetricRow,
     RunCheck,
     RunCompare,
@@ -35,7 +36,9 @@ from app.runs.schemas import (
 from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
 from app.runs.validate import RunRequest, check_queue_room, parse_request
 from entrodrop import runfolder as rf
+from entrodrop.config import DataFormatChoice
 from entrodrop.data import DataError
+from entrodrop.data.check import run_data_report
 from entrodrop.launch import headless_commands
 from entrodrop.models import ModelLoadError
 
@@ -209,21 +212,40 @@ async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
 
 
 @api.post(
+    "/runs/data",
+    response_model=DataReport,
+    responses=_error_doc(422),
+    summary="What the run's dataset gives its model: format, examples, tokens, trained tokens",
+    openapi_extra=BODY_DOC,
+)
+async def api_data(req: RunRequestDep, settings: SettingsDep) -> Any:
+    config = req.config
+    try:
+        return await asyncio.to_thread(
+            run_data_report, config, settings.runs_path, settings.text_budget
+        )
+    except ModelLoadError as exc:
+        raise RequestInvalid([FieldError(("model",), str(exc))]) from exc
+
+
+@api.post(
     "/uploads",
     status_code=201,
     response_model=UploadPublic,
     responses=_error_doc(413, 422, 429),
-    summary="Upload a dataset file (.txt, .jsonl, .parquet)",
+    summary="Upload a dataset file (.txt, .jsonl, .json, .csv, .parquet)",
 )
 async def api_upload(
     settings: SettingsDep,
     file: UploadFile = File(...),
+    data_format: Annotated[DataFormatChoice, Form()] = "auto",
     content_length: Annotated[int, Header()] = 0,
 ) -> Any:
     if content_length > settings.max_upload_bytes + UPLOAD_FRAMING:
         raise too_large(settings)
     raw = await file.read(settings.max_upload_bytes + 1)
-    return await asyncio.to_thread(save_upload, raw, file.filename or "", settings)
+    name = file.filename or ""
+    return await asyncio.to_thread(save_upload, raw, name, settings, data_format)
 
 
 @api.post(

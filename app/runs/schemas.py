@@ -224,13 +224,29 @@ class RunCheck(_Open):
     estimate_text: str
 
 
+class DataReport(_Open):
+    """What a run's dataset gives its model: the object of `entrodrop data --json` and of a
+    run's summary.json "data"."""
+
+    format: str = Field(description="text, messages, sharegpt, alpaca or prompt_completion.")
+    examples: int = Field(description="Examples (plain text: documents) in the dataset.")
+    tokens: int = Field(description="Tokens after the chat template and truncation.")
+    trained_tokens: int = Field(description="Of those, the tokens that carry loss.")
+    truncated: int = Field(description="Examples longer than seq_len (cut, or left out).")
+    dropped: int = Field(description="Examples left out (too long with 'drop', or no answer).")
+    seq_len: int
+    train_on: str
+
+
 class UploadPublic(_Open):
-    """A saved upload: the dataset value to use in a run config."""
+    """A saved upload: the dataset value to use in a run config, and what it holds."""
 
     dataset: str
     name: str
     bytes: int
-    n_texts: int
+    format: str = Field(description="text, messages, sharegpt, alpaca or prompt_completion.")
+    n_examples: int
+    n_texts: int = Field(description="The same as n_examples (kept for older pages).")
     n_chars: int
 
 
@@ -261,14 +277,37 @@ class PreviewPoint(_Open):
     n_dropped: int
 
 
+class PreviewRowToken(_Open):
+    """One token of a preview row: the three layers the page draws."""
+
+    index: int
+    id: int
+    text: str
+    trained: bool = Field(description="Carries loss (false: prompt, chat template, first token).")
+    role: str | None = Field(description="The message's role (instruction data), else null.")
+    segment: str = Field(description="'content' (a message's text), 'template' or 'text'.")
+    entropy: float | None = Field(description="The starting model's entropy, nats.")
+    dropped: list[bool] = Field(description="Dropped at s = 0, 0.5 and 1.")
+
+
+class PreviewExample(_Open):
+    source: int | None = Field(description="The example's index in the training split.")
+    truncated: bool = Field(description="Longer than the rows shown (or than seq_len).")
+
+
 class RunPreview(_Open):
-    """The first training blocks and the tokens dropped at s = 0, 0.5 and 1."""
+    """The first training rows and the tokens dropped at s = 0, 0.5 and 1, over trained tokens."""
 
     model: str
     method: str
     drops_apply: bool
     tau: float | None
     n_tokens: int
+    n_trained: int = Field(description="Tokens that carry loss in these rows.")
+    train_on: str
+    drop_scope: str
+    instruction: bool = Field(description="Instruction data (rendered with the chat template).")
     points: list[PreviewPoint]
-    rows: list[list[dict[str, Any]]]
+    rows: list[list[PreviewRowToken]]
+    examples: list[PreviewExample]
     note: str

@@ -9,7 +9,8 @@ from typing import Any
 
 from app.errors import AppError, PayloadTooLarge
 from app.settings import Settings
-from entrodrop.data import parse_text_file, uploads_dir
+from entrodrop.config import DataFormatChoice
+from entrodrop.data import describe_upload, parse_data_file, uploads_dir
 
 # Multipart framing around an uploaded file, on top of its own cap (app.limits caps the body).
 UPLOAD_FRAMING = 64_000
@@ -52,7 +53,9 @@ def check_room(folder: Path, new_bytes: int, settings: Settings) -> None:
         )
 
 
-def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]:
+def save_upload(
+    raw: bytes, filename: str, settings: Settings, data_format: DataFormatChoice = "auto"
+) -> dict[str, Any]:
     """Check an uploaded dataset file and keep it under <home>/uploads (content-addressed name).
 
     Raises PayloadTooLarge (413: the file, or the folder's total), TooManyUploads (429) or the
@@ -61,8 +64,9 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]
     if len(raw) > settings.max_upload_bytes:
         raise too_large(settings)
     name = Path(filename or "upload.txt").name
-    # DataError: wrong type, empty, not UTF-8, bad JSONL; DataTooLarge (413): over the text budget
-    texts = parse_text_file(raw, name, settings.text_budget)
+    # DataError (422): wrong type, empty, not UTF-8, bad JSON, an unusable record or column,
+    # mixed formats, a conversation out of order; DataTooLarge (413): over the text budget
+    data = parse_data_file(raw, name, settings.text_budget, data_format)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "upload"
     digest = hashlib.sha256(raw).hexdigest()[:12]
     folder = uploads_dir(settings.home)
@@ -77,10 +81,4 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]
         except OSError:
             tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
             raise
-    return {
-        "dataset": str(path),
-        "name": name,
-        "bytes": len(raw),
-        "n_texts": len(texts),
-        "n_chars": sum(len(t) for t in texts),
-    }
+    return {"dataset": str(path), "name": name, "bytes": len(raw), **describe_upload(data)}

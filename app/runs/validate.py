@@ -12,6 +12,7 @@ from app import capacity
 from app.errors import AppError, FieldError, RequestInvalid
 from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
+from app.runs.data_check import data_errors
 from app.runs.storage import Storage
 from app.settings import Settings
 from entrodrop.adapters import adapter_problem
@@ -131,7 +132,7 @@ def check_dataset(spec: str, settings: Settings) -> str:
     except DataError as exc:
         if not settings.allowed_data_dirs:
             raise ValueError(
-                "use python-reference or upload a file: naming files by path is disabled here "
+                "use a built-in dataset or upload a file: naming files by path is disabled here "
                 "(the server's ENTRODROP_ALLOWED_DATA_DIRS is empty)"
             ) from exc
         raise ValueError(str(exc)) from exc
@@ -240,6 +241,8 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
     if config is not None and not errors:
         config = config.model_copy(update=checked)
         errors += machine_errors(config, launcher, settings)
+    if config is not None and not errors:
+        errors += data_errors(config, settings)  # reads the files: only once all else is right
     if errors or config is None:
         raise RequestInvalid(errors)
     return RunRequest(config, launcher, compare_with)

@@ -56,13 +56,13 @@ def eval_command(
     allow_code_execution: Annotated[
         bool, typer.Option(help="Allow tasks that run generated code (humaneval, mbpp).")
     ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, max=512, help="Requests per batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, max=512, help="Requests per batch.")] = 4,
     max_length: Annotated[
         int,
         typer.Option(
             min=16, max=131072, help="Tokens per window (perplexity scores long texts in windows)."
         ),
-    ] = 2048,
+    ] = 1024,
     dtype: Annotated[str, typer.Option(help="auto, float32 or bfloat16.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the tasks and exit.")] = False,

@@ -3,7 +3,7 @@
 The run entry point (``train(config, run_dir)``, ``python -m entrodrop.training.run``) uses the
 pieces below; a user's own script can use them directly. Modules, one idea each:
 
-- ``collator``: ``BlockDataset`` (fixed-length blocks, optional ``entropies`` column) and
+- ``collator``: ``BlockDataset`` (fixed blocks or padded examples, optional ``entropies``) and
   ``EntroDropCollator`` (labels, drop policy before the forward);
 - ``trainer``: ``EntroDropTrainer`` (online drops in ``compute_loss``, drop statistics in the
   logs, diagnostics in ``evaluate``, drop-generator state in checkpoints);
@@ -11,6 +11,9 @@ pieces below; a user's own script can use them directly. Modules, one idea each:
 - ``diagnostics``: held-out loss overall / low- / high-entropy and general-text loss;
 - ``drops``: ``DropPolicy`` (EntroDrop or the `random` ablation, seeded) and ``DropStats``;
 - ``memory``: ``EntropyMemory`` for the online source in input mode;
+- ``rundata``: a run's token rows (blocks, or chat examples with their trained tokens) and the
+  data report;
+- ``preview``: the first training batch and its drops at s = 0, 0.5, 1, through the collator;
 - ``baselines``: weight decay, hidden dropout, label smoothing, NEFTune;
 - ``lora``: the training model with its LoRA/QLoRA adapter (``entrodrop.adapters``), and the
   gradient checkpointing and clipping arguments;

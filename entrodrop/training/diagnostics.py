@@ -1,4 +1,9 @@
-"""DESIGN section 2 diagnostics: held-out loss overall and by reference entropy, general-text loss."""
+"""DESIGN section 2 diagnostics: held-out loss overall and by reference entropy, general-text loss.
+
+Every loss here is a mean over the tokens that carry loss in training: all tokens of plain text,
+the answer tokens of instruction data (``TokenRows.trained``). :meth:`Diagnostics.score` gives
+the per-token losses (and entropies) the means are taken over, for the token record.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import torch
 
 from entrodrop import metrics
+from entrodrop.data import TokenRows
 from entrodrop.training.reference import TokenStats, forward_token_stats, reference_entropies
 
 log = logging.getLogger(__name__)
@@ -26,15 +32,17 @@ def evenly_spaced(blocks: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
     return blocks[index]
 
 
-def entropy_median(entropies: torch.Tensor) -> float:
-    """Median of the finite token entropies: the low/high split point."""
+def entropy_median(entropies: torch.Tensor, trained: torch.Tensor | None = None) -> float:
+    """Median of the finite entropies of the trained tokens (all, without a mask): the split."""
+    if trained is not None:
+        entropies = entropies.masked_fill(~trained, math.nan)
     finite = entropies[torch.isfinite(entropies)]
     return float(finite.median()) if finite.numel() else math.inf
 
 
 def loss_mask(blocks: torch.Tensor) -> torch.Tensor:
-    """(N, T) bool: the positions whose loss counts: every token but a block's first (which
-    nothing predicts)."""
+    """(N, T) bool: the positions of fixed-length blocks whose loss counts: every token but a
+    block's first (which nothing predicts)."""
     mask = torch.ones_like(blocks, dtype=torch.bool)
     mask[:, 0] = False
     return mask
@@ -54,37 +62,45 @@ class Diagnostics:
 
     ``low_entropy`` marks held-out tokens whose reference (starting-model) entropy is at or below
     the training median: the split is fixed before training, so the two curves follow the same
-    tokens over the run.
+    tokens over the run. Only trained tokens count (``heldout.trained``, ``general.trained``).
     """
 
-    heldout: torch.Tensor  # (N, T) token ids
-    low_entropy: torch.Tensor  # (N, T) bool, False at column 0
-    general: torch.Tensor | None  # (M, T) token ids, or None without a general-text set
+    heldout: TokenRows  # (N, T) rows
+    low_entropy: torch.Tensor  # (N, T) bool, False at column 0 and on untrained tokens
+    general: TokenRows | None  # (M, T) rows, or None without a general-text set
     autocast_dtype: torch.dtype | None = None
     start_entropy: torch.Tensor | None = None  # (N, T) the starting model's held-out entropies
-    heldout_mask: torch.Tensor | None = None  # (N, T) bool, positions whose loss counts
     entropy_split: float = math.nan  # the training median that splits low from high (nats)
 
     @property
     def heldout_counted(self) -> torch.Tensor:
         """(N, T) bool: the held-out positions whose loss eval/loss averages (those finite)."""
-        return loss_mask(self.heldout) if self.heldout_mask is None else self.heldout_mask
+        return self.heldout.trained
 
     def score(
         self, model: Any, rank: int = 0, world: int = 1, ranked: Collection[str] = ()
     ) -> ShardScores:
         """Per-token loss and entropy of this process's share of each set, and the true tokens'
-        ranks in the sets named in `ranked` ("heldout", "general")."""
+        ranks in the sets named in `ranked` ("heldout", "general"). Right padding needs no
+        attention mask: a causal model's real tokens never see it."""
         heldout = general = None
-        if len(shard := self.heldout[rank::world]):
+        if len(shard := self.heldout.ids[rank::world]):
             heldout = forward_token_stats(
                 model, shard, self.autocast_dtype, True, with_rank="heldout" in ranked
             )
-        if self.general is not None and len(shard := self.general[rank::world]):
+        if self.general is not None and len(shard := self.general.ids[rank::world]):
             general = forward_token_stats(
                 model, shard, self.autocast_dtype, True, with_rank="general" in ranked
             )
         return ShardScores(heldout, general)
+
+    def token_losses(
+        self, model: Any, rows: TokenRows, rank: int = 0, world: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the rows: per-token loss (n, T) and where it counts (n, T) bool."""
+        loss = forward_token_stats(model, rows.ids[rank::world], self.autocast_dtype, True).loss
+        assert loss is not None
+        return loss, rows.trained[rank::world] & torch.isfinite(loss)
 
     def _sums(self, scores: ShardScores, rank: int, world: int) -> torch.Tensor:
         """This rank's share of [held-out sum, n, low sum, n, high sum, n, general sum, n]."""
@@ -93,14 +109,14 @@ class Diagnostics:
             loss = scores.heldout.loss
             assert loss is not None
             low = self.low_entropy[rank::world]
-            valid = torch.isfinite(loss) & self.heldout_counted[rank::world]
+            valid = torch.isfinite(loss) & self.heldout.trained[rank::world]
             for i, mask in enumerate((valid, valid & low, valid & ~low)):
                 sums[2 * i] = loss[mask].double().sum()
                 sums[2 * i + 1] = mask.sum()
-        if scores.general is not None:
+        if scores.general is not None and self.general is not None:
             loss = scores.general.loss
             assert loss is not None
-            valid = torch.isfinite(loss)
+            valid = torch.isfinite(loss) & self.general.trained[rank::world]
             sums[6], sums[7] = loss[valid].double().sum(), valid.sum()
         return sums
 
@@ -131,23 +147,26 @@ class Diagnostics:
 
 def build_diagnostics(
     model: Any,
-    heldout: torch.Tensor,
-    general: torch.Tensor | None,
+    heldout: TokenRows,
+    general: TokenRows | None,
     train_median: float,
     model_fp: str,
     autocast_dtype: torch.dtype | None,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Diagnostics:
-    """Score the held-out blocks once with the starting model (cached) to fix the entropy split."""
+    """Score the held-out rows once with the starting model (cached) to fix the entropy split."""
     ref = reference_entropies(
-        model, heldout, model_fp, autocast_dtype, should_stop, label="held-out", progress=progress
+        model, heldout.ids, model_fp, autocast_dtype, should_stop, "held-out", progress
     )
-    low = torch.isfinite(ref) & (ref <= train_median)  # (N, T)
+    low = torch.isfinite(ref) & (ref <= train_median) & heldout.trained  # (N, T)
+    n_trained = max(1, int(heldout.trained.sum()))
     log.info(
-        "entropy split at the training median %.3f nats: %.1f%% of held-out tokens are low-entropy",
+        "entropy split at the training median %.3f nats: %.1f%% of %d held-out trained tokens "
+        "are low-entropy",
         train_median,
-        100.0 * float(low[:, 1:].float().mean()),
+        100.0 * float(low.sum()) / n_trained,
+        n_trained,
     )
     return Diagnostics(
         heldout, low, general, autocast_dtype, start_entropy=ref, entropy_split=train_median

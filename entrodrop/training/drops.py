@@ -40,10 +40,13 @@ class DropPolicy:
     def rate(self, progress: float) -> float:
         return drop_rate(progress, self.config)
 
-    def select(self, entropies: torch.Tensor, progress: float) -> torch.Tensor:
-        """Bool mask (B, T) of dropped tokens for token-aligned entropies (B, T)."""
+    def select(
+        self, entropies: torch.Tensor, progress: float, trained: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Bool mask (B, T) of dropped tokens for token-aligned entropies (B, T); ``trained``
+        (B, T) bool: the tokens that carry loss, which bound the drop scope."""
         choose = select_drops if self.method == "entrodrop" else select_random_drops
-        return choose(entropies, self.config, progress, self.generator, tau=self.tau)
+        return choose(entropies, self.config, progress, self.generator, self.tau, trained)
 
     def apply(
         self, input_ids: torch.Tensor, labels: torch.Tensor, drops: torch.Tensor, drop_token_id: int
@@ -72,18 +75,26 @@ class DropStats:
         default_factory=lambda: torch.zeros(len(_FIELDS), dtype=torch.float64)
     )
 
-    def add(self, drops: torch.Tensor, entropies: torch.Tensor, rate: float) -> None:
-        """Record one batch: drops (B, T) bool, entropies (B, T) with NaN where unknown."""
+    def add(
+        self,
+        drops: torch.Tensor,
+        entropies: torch.Tensor,
+        rate: float,
+        scope: torch.Tensor | None = None,
+    ) -> None:
+        """Record one batch: drops (B, T) bool, entropies (B, T) with NaN where unknown, and the
+        drop scope (B, T) bool (None: every token; see entrodrop.policy.scope_mask)."""
         # (B, T-1): only tokens with a prediction count; the first token of a block has none
         drops = predicted_tokens(drops).cpu()
         entropies = predicted_tokens(entropies).detach().float().cpu()
-        known = torch.isfinite(entropies)
+        inside = None if scope is None else predicted_tokens(scope).cpu()
+        known = torch.isfinite(entropies) if inside is None else torch.isfinite(entropies) & inside
         kept = ~drops & known
         dropped_known = drops & known
         values = [
             1.0,
             rate,
-            float(drops.numel()),  # every position that has a prediction target
+            float(drops.numel() if inside is None else inside.sum()),  # tokens that may drop
             float(drops.sum()),
             float(entropies[dropped_known].sum()),
             float(dropped_known.sum()),

@@ -18,13 +18,16 @@ class EntropyMemory:
     def __init__(self, n_examples: int, seq_len: int) -> None:
         self.values = torch.full((n_examples, seq_len), math.nan, dtype=torch.float32)
 
-    def lookup(self, example_index: torch.Tensor) -> torch.Tensor:
-        """(B,) example indices -> (B, T) stored entropies (a copy)."""
-        return self.values[example_index.cpu()].clone()
+    def lookup(self, example_index: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """(B,) example indices -> (B, length) stored entropies (a copy); a padded batch asks for
+        its own width (default: seq_len)."""
+        return self.values[example_index.cpu(), :length].clone()
 
     def update(self, example_index: torch.Tensor, entropies: torch.Tensor) -> None:
-        """Store (B, T) token-aligned entropies for the (B,) examples just trained on."""
-        self.values[example_index.cpu()] = entropies.detach().float().cpu()
+        """Store (B, T) token-aligned entropies for the (B,) examples just trained on (T at most
+        seq_len: a padded batch of shorter examples fills the first T positions)."""
+        width = entropies.shape[1]
+        self.values[example_index.cpu(), :width] = entropies.detach().float().cpu()
 
     @property
     def seen_fraction(self) -> float:

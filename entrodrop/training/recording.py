@@ -156,16 +156,17 @@ def probe_parts(diag: Diagnostics, src: RecordSources) -> tuple[list[ProbePart],
     mask = diag.heldout_counted
     rows = choose_blocks(mask, MAX_PROBE_TOKENS)
     assert diag.start_entropy is not None
-    parts = [probe_part("heldout", diag.heldout, mask, diag.low_entropy, diag.start_entropy, rows)]
-    covers = len(rows) == len(diag.heldout)
+    held = diag.heldout.ids
+    parts = [probe_part("heldout", held, mask, diag.low_entropy, diag.start_entropy, rows)]
+    covers = len(rows) == len(held)
     left = MAX_PROBE_TOKENS - parts[0].n
     split, autocast = diag.entropy_split, diag.autocast_dtype
     if src.general_tokens and diag.general is not None and left > 0:
-        mask = loss_mask(diag.general)
+        general, mask = diag.general.ids, diag.general.trained
         rows = choose_blocks(mask, left)
-        start = _start_entropy(src, diag.general, rows, autocast)
+        start = _start_entropy(src, general, rows, autocast)
         low = torch.isfinite(start) & (start <= split)
-        parts.append(probe_part("general", diag.general, mask, low, start, rows))
+        parts.append(probe_part("general", general, mask, low, start, rows))
         left -= parts[-1].n
     if src.train_tokens > 0 and left > 0:
         mask = src.train_counted

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -29,9 +30,9 @@ from transformers import PrinterCallback, ProgressCallback
 
 from entrodrop.adapters import base_weights
 from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
-from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
+from entrodrop.data import DataError
 from entrodrop.metrics import EVAL_LOSS, GENERAL_LOSS
-from entrodrop.models import LoadedModel, ModelLoadError
+from entrodrop.models import LoadedModel, ModelLoadError, load_tokenizer
 from entrodrop.precision import choose_precision
 from entrodrop.runfolder import (
     BEST_METRIC,
@@ -69,15 +70,11 @@ from entrodrop.training.callbacks import (
     stage_text,
 )
 from entrodrop.training.collator import BlockDataset, EntroDropCollator
-from entrodrop.training.diagnostics import (
-    Diagnostics,
-    build_diagnostics,
-    entropy_median,
-    evenly_spaced,
-)
+from entrodrop.training.diagnostics import Diagnostics, build_diagnostics, entropy_median
 from entrodrop.training.lora import knob_arguments, load_training_model
 from entrodrop.training.recording import RecordSources, TokenRecorder, build_recorder
 from entrodrop.training.reference import Cancelled, model_fingerprint, reference_entropies
+from entrodrop.training.rundata import RunData, load_run_data
 from entrodrop.training.trainer import EntroDropTrainer
 
 log = logging.getLogger("entrodrop.training")
@@ -138,51 +135,13 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
     )
 
 
-@dataclass
-class RunData:
-    """Token blocks of one run: training, held-out (capped) and general text (capped, optional)."""
-
-    train: torch.Tensor  # (N, T)
-    heldout: torch.Tensor  # (H, T)
-    general: torch.Tensor | None  # (G, T)
-
-
-def _blocks(
-    texts: Sequence[str], tokenizer: Any, config: RunConfig, what: str, cap: int | None
-) -> torch.Tensor:
-    try:
-        blocks = build_blocks(texts, tokenizer, config.seq_len, max_tokens=cap)
-    except DataError as exc:
-        raise DataError(f"{what}: {exc}") from exc
-    return blocks
-
-
-def load_run_data(config: RunConfig, tokenizer: Any) -> RunData:
-    """The run's token blocks; the log says which documents were held out."""
-    texts = load_dataset(config.dataset, heldout=config.heldout_dataset)
-    log.info("data split: %s", texts.split)
-    train = _blocks(texts.train, tokenizer, config, "training data", config.max_train_tokens)
-    heldout = _blocks(texts.heldout, tokenizer, config, "held-out data", None)
-    cap = config.max_eval_tokens
-    return RunData(
-        train=train,
-        heldout=evenly_spaced(heldout, cap),
-        general=_general_blocks(config, tokenizer, cap),
-    )
-
-
-def _general_blocks(config: RunConfig, tokenizer: Any, cap: int | None) -> torch.Tensor | None:
-    """The forgetting check's blocks: a named file must work; the default may be missing."""
-    if config.general_dataset is not None:
-        texts = general_texts(config.general_dataset)
-        log.info("general text: %s (%d documents)", config.general_dataset, len(texts))
-        return evenly_spaced(_blocks(texts, tokenizer, config, "general text", None), cap)
-    try:
-        general = _blocks(general_texts(), tokenizer, config, "general text", None)
-    except DataError as exc:
-        log.warning("no general-text loss: %s", exc)
-        return None
-    return evenly_spaced(general, cap)
+def group_by_length(args: Any) -> None:
+    """Draw batches of examples of similar length (transformers' LengthGroupedSampler): little
+    padding. transformers 5 names it train_sampling_strategy, 4.x a group_by_length flag."""
+    if hasattr(args, "train_sampling_strategy"):
+        args.train_sampling_strategy = "group_by_length"
+    else:
+        args.group_by_length = True
 
 
 def load_model(config: RunConfig) -> LoadedModel:
@@ -211,21 +170,23 @@ def reference_pass(
     """Score with the frozen starting model (before any update): cached, so usually a file read."""
     model, model_fp = loaded.model, model_fingerprint(loaded.path)
     train_ent = None
+    sample = data.train
     if config.method in DROPPING_METHODS and config.entrodrop.entropy_source == "reference":
         train_ent = reference_entropies(
-            model, data.train, model_fp, autocast_dtype, should_stop, "training", progress
+            model, data.train.ids, model_fp, autocast_dtype, should_stop, "training", progress
         )
+        train_ent = train_ent.masked_fill(data.train.attention_mask == 0, math.nan)  # padding
     median_source = train_ent
     if median_source is None:  # the online source: a spread-out sample of training tokens is enough
-        sample = evenly_spaced(data.train, MEDIAN_SAMPLE_TOKENS)
+        sample = data.train.evenly_spaced(MEDIAN_SAMPLE_TOKENS)
         median_source = reference_entropies(
-            model, sample, model_fp, autocast_dtype, should_stop, "training sample", progress
+            model, sample.ids, model_fp, autocast_dtype, should_stop, "training sample", progress
         )
     diagnostics = build_diagnostics(
         model,
         data.heldout,
         data.general,
-        entropy_median(median_source),
+        entropy_median(median_source, sample.trained),  # over the trained (answer) tokens
         model_fp,
         autocast_dtype,
         should_stop,
@@ -241,12 +202,13 @@ def make_recorder(run: Run, prepared: Prepared) -> TokenRecorder:
         model=run.loaded.model,
         model_fp=prepared.model_fp,
         tokenizer=run.loaded.tokenizer,
-        train=run.data.train,
+        train=run.data.train.ids,
         train_entropies=prepared.train_entropies,
         general_tokens=config.record_general_tokens,
         train_tokens=config.record_train_tokens,
         drops=config.method in DROPPING_METHODS,
         ranks=config.record_ranks,
+        train_mask=run.data.train.trained,  # answer tokens only, for instruction data
     )
     resumed = run.resume_from is not None
     return build_recorder(run.folder, prepared.diagnostics, sources, config.eval_every, resumed)
@@ -303,22 +265,25 @@ def set_up(run: Run) -> None:
     if run.resume_from is None:
         folder.remove_tokens()  # a start from step 0 starts a new token record
     run.status.stage("loading")
-    run.loaded = load_model(config)
-    if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
-        run.loaded.model.to(run.args.device)
-    run.data = load_run_data(config, run.loaded.tokenizer)
+    tokenizer, name = load_tokenizer(config.model)  # the data fails here, before any weights
+    run.data = load_run_data(config, tokenizer, name)
     if config.best_metric == GENERAL_LOSS and run.data.general is None:
         raise TrainingFailed(
             f"best_metric {GENERAL_LOSS} needs general text, and none could be read: name a "
             "general_dataset or judge by a held-out metric"
         )
     log.info(
-        "blocks of %d tokens: %d training, %d held-out, %d general",
+        "rows of at most %d tokens: %d training, %d held-out, %d general",
         config.seq_len,
         len(run.data.train),
         len(run.data.heldout),
         0 if run.data.general is None else len(run.data.general),
     )
+    if run.data.train.padded:  # examples of their own lengths: batch those of similar length
+        group_by_length(run.args)
+    run.loaded = load_model(config)
+    if config.adapter is None or config.adapter.kind != "qlora":  # 4-bit weights stay put
+        run.loaded.model.to(run.args.device)
     if config.method in DROPPING_METHODS and config.entrodrop.drop_mode in ("input", "both"):
         log.info(
             "drop_mode %s: train/loss is measured on the corrupted inputs, so it rises as the "
@@ -498,10 +463,10 @@ def build_trainer(
     trainer = EntroDropTrainer(
         model=run.loaded.model,
         args=run.args,
-        train_dataset=BlockDataset(run.data.train, prepared.train_entropies),
-        eval_dataset=BlockDataset(run.data.heldout),
+        train_dataset=BlockDataset.from_rows(run.data.train, prepared.train_entropies),
+        eval_dataset=BlockDataset.from_rows(run.data.heldout),
         processing_class=run.loaded.tokenizer,
-        data_collator=EntroDropCollator(),
+        data_collator=EntroDropCollator(pad_token_id=run.loaded.tokenizer.pad_token_id or 0),
         entrodrop=config.entrodrop if config.method in DROPPING_METHODS else None,
         drop_method="random" if config.method == "random" else "entrodrop",
         diagnostics=prepared.diagnostics,
@@ -566,13 +531,14 @@ def _finish(
         "total_steps": state.max_steps,
         "final": dict(metrics.latest),
         "final_eval_loss": metrics.latest.get(EVAL_LOSS),
-        "train_tokens": int(run.data.train.numel()),  # the model card's "training tokens"
+        "train_tokens": run.data.train.n_tokens,  # the model card's "training tokens"
         **record,
         "train_s": train_s,
         "step_time_s": run.status.mean_step_s,
         "wall_s": time.time() - run.started,
         "model_dir": str(folder.model_dir) if saved else None,
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
+        "data": run.data.report,
     }
     folder.write_summary(summary)
     if record[STOP_REASON]:

@@ -13,7 +13,7 @@ from transformers import Trainer
 
 from entrodrop.config import EntroDropConfig
 from entrodrop.metrics import SELECTABLE, trainer_key
-from entrodrop.policy import IGNORE_INDEX, ORIGIN, entropy_threshold
+from entrodrop.policy import IGNORE_INDEX, ORIGIN, entropy_threshold, in_scope, scope_mask
 from entrodrop.runfolder import drop_state_path, latest_checkpoint
 from entrodrop.scoring import causal_shift, token_entropies
 from entrodrop.training.collator import BlockDataset, EntroDropCollator, ScheduleClock
@@ -134,7 +134,9 @@ class EntroDropTrainer(Trainer):
                     "entropy_source 'reference' needs a BlockDataset with reference entropies "
                     "(see entrodrop.training.reference_entropies)"
                 )
-            self.policy.tau = entropy_threshold(entropies, config)  # the training-set tau, once
+            # The training-set tau, once, over the tokens in the drop scope (answers by default).
+            trained = getattr(self.train_dataset, "trained", None)
+            self.policy.tau = entropy_threshold(in_scope(entropies, trained, config), config)
             collator.policy = self.policy
             log.info("reference source: tau = %.4f nats", self.policy.tau)
         elif config.drop_mode == "loss":
@@ -142,7 +144,7 @@ class EntroDropTrainer(Trainer):
         else:
             dataset = self.train_dataset
             if not isinstance(dataset, BlockDataset):
-                raise TypeError("the online input mode needs a BlockDataset (fixed-length blocks)")
+                raise TypeError("the online input mode needs a BlockDataset (token rows)")
             self.memory = EntropyMemory(*dataset.blocks.shape)
             collator.policy, collator.memory = self.policy, self.memory
 
@@ -206,9 +208,14 @@ class EntroDropTrainer(Trainer):
         outputs = model(**inputs)
         logits = outputs.logits  # (B, T, V)
         entropies = token_entropies(logits.detach())  # (B, T), column 0 NaN
+        attention = inputs.get("attention_mask")
+        if attention is not None:  # padding has no entropy: never a candidate
+            entropies = entropies.masked_fill(attention == 0, math.nan)
+        trained = labels != IGNORE_INDEX  # (B, T): the tokens that carry loss
         progress = self.progress
-        drops = self.policy.select(entropies, progress)  # (B, T) bool; tau from this batch
-        self.drop_stats.add(drops, entropies, self.policy.rate(progress))
+        drops = self.policy.select(entropies, progress, trained)  # (B, T); tau from this batch
+        scope = scope_mask(trained, attention, self.policy.config)
+        self.drop_stats.add(drops, entropies, self.policy.rate(progress), scope)
         if self.drop_counts is not None and example_index is not None:
             self.drop_counts.add(example_index, drops)
         loss = causal_lm_loss(logits, labels.masked_fill(drops, IGNORE_INDEX))
@@ -224,9 +231,14 @@ class EntroDropTrainer(Trainer):
         """
         assert self.memory is not None
         if self.args.world_size > 1:
+            # Padded batches differ in width from rank to rank: gather at the memory's width.
+            width = self.memory.values.shape[1]
+            entropies = F.pad(entropies, (0, width - entropies.shape[1]), value=math.nan)
             example_index = self.accelerator.gather(example_index)
             entropies = self.accelerator.gather(entropies)
-            origin = None if origin is None else self.accelerator.gather(origin)
+            if origin is not None:  # -1: padding, which scatter_back leaves alone
+                origin = F.pad(origin, (0, width - origin.shape[1]), value=-1)
+                origin = self.accelerator.gather(origin)
         if origin is not None:
             entropies = scatter_back(self.memory.lookup(example_index), entropies, origin)
         self.memory.update(example_index, entropies)

@@ -196,7 +196,7 @@ def test_score_runs_for_a_finished_run(
     ("body", "needle"),
     [
         ({"text": ""}, "text is empty"),
-        ({}, "'text' is required"),
+        ({}, "send one of `text`, `messages`"),
         ({"text": 5}, "text"),
         ({"text": "x", "colour": "red"}, "unknown field 'colour'"),
         ({"text": "x", "top_k": -1}, "top_k"),
@@ -298,8 +298,11 @@ def test_preview_candidates_follow_the_cut(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ({}, "either `text` or `entropies`"),
-        ({"text": "a", "entropies": [None]}, "either `text` or `entropies`"),
+        ({}, "send one of `text`, `messages`, `example` or `entropies`"),
+        (
+            {"text": "a", "entropies": [None]},
+            "send one of `text`, `messages`, `example` or `entropies`",
+        ),
         ({"entropies": []}, "entropies is empty"),
         ({"entropies": [None, -1.0]}, "entropies[1]"),
         ({"entropies": [None, 1.0], "progress": 1.5}, "progress"),

@@ -83,7 +83,7 @@ def test_a_row_per_evaluation_whose_mean_is_eval_loss_and_equals_the_saved_model
 
     # The last row is what the saved model says about the same tokens.
     loaded = entrodrop.load(str(run_dir / "model"), device="cpu", dtype="float32")
-    heldout = load_run_data(cfg, loaded.tokenizer).heldout
+    heldout = load_run_data(cfg, loaded.tokenizer).heldout.ids
     stats = forward_token_stats(loaded.model, heldout, None, with_loss=True, with_rank=True)
     p = record.probe
     assert stats.loss is not None and stats.rank is not None
