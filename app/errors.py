@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entrodrop.data import DataError, DataTooLarge
+from entrodrop.generation import GenerationError
 from entrodrop.models import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ LIBRARY_STATUS: dict[type[Exception], int] = {
     DataTooLarge: 413,
     ModelLoadError: 422,
     DataError: 422,
+    GenerationError: 422,
 }
 
 
