@@ -25,6 +25,8 @@ from entrodrop.scoring import DEFAULT_CHUNK_TOKENS, hidden_and_head, prediction_
 from entrodrop.threads import cpu_threads
 
 StopReason = Literal["eos", "max_new_tokens", "context"]
+# Below this a temperature divides logits into infinities: use 0 (greedy) instead.
+MIN_TEMPERATURE = 1e-3
 
 
 class GenerationError(ValueError):
@@ -206,6 +208,11 @@ class Generation:
         self, logits: torch.Tensor, generator: torch.Generator, index: int, text: _Detokenizer
     ) -> GeneratedToken:
         probs = sampling_probs(logits, self.temperature, self.top_p).cpu()  # (V,)
+        if not bool(torch.isfinite(probs).all()):
+            raise GenerationError(
+                f"{self.loaded.name} gave a next-token distribution that is not finite "
+                "(a broken checkpoint?)"
+            )
         token_id = (
             int(torch.multinomial(probs, 1, generator=generator))
             if self.temperature > 0
@@ -254,8 +261,10 @@ def generate(
     """
     if max_new_tokens < 1:
         raise GenerationError("max_new_tokens must be at least 1")
-    if temperature < 0 or not math.isfinite(temperature):
-        raise GenerationError("temperature must be a finite number >= 0 (0: greedy)")
+    if not math.isfinite(temperature) or not (temperature == 0 or temperature >= MIN_TEMPERATURE):
+        raise GenerationError(
+            f"temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE}"
+        )
     if not 0 < top_p <= 1:
         raise GenerationError("top_p must be in (0, 1]")
     ids = prompt_ids(loaded, prompt, chat)
