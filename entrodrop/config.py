@@ -25,6 +25,8 @@ METHODS: tuple[Method, ...] = get_args(Method)
 # The methods that drop tokens (the others leave every token in): the schedule applies to these.
 DropMethod = Literal["entrodrop", "random"]
 DROPPING_METHODS: tuple[DropMethod, ...] = get_args(DropMethod)
+# Experiment trackers a run may also log to (entrodrop.trackers.py); none by default.
+Tracker = Literal["none", "tensorboard", "wandb", "mlflow"]
 
 
 MODULE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,199}$")
@@ -254,6 +256,12 @@ class RunConfig(_Strict):
         le=1e6,
         title="max gradient norm",
         description="clip the gradient norm to this; 0 turns clipping off",
+    )
+    report_to: Tracker = Field(
+        "none",
+        title="report to",
+        description="also log to an experiment tracker (its package must be installed; "
+        "docs/runs.md); none: the run folder only",
     )
 
     @field_validator("epochs", "learning_rate", "baseline_strength", "max_grad_norm")

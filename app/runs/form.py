@@ -31,7 +31,7 @@ TRAINING_FIELDS = (
 )  # fmt: skip
 ADVANCED_FIELDS = (
     "heldout_dataset", "general_dataset", "baseline_strength", "max_train_tokens", "max_eval_tokens", "save_checkpoints", "dtype",
-    "gradient_checkpointing", "max_grad_norm",
+    "gradient_checkpointing", "max_grad_norm", "report_to",
 )  # fmt: skip
 # The adapter kind the form shows for full weights (the config's `adapter: null`).
 NO_ADAPTER = "none"

@@ -34,6 +34,7 @@ from entrodrop.metrics import EVAL_LOSS
 from entrodrop.models import LoadedModel, ModelLoadError
 from entrodrop.precision import choose_precision
 from entrodrop.runfolder import RunFolder, checkpoint_step, latest_checkpoint
+from entrodrop.trackers import TrackerMissing, report_to
 from entrodrop.training.baselines import (
     DropoutPatch,
     apply_hidden_dropout,
@@ -108,7 +109,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         use_cpu=cpu,
         ddp_backend="gloo" if cpu and distributed else None,
         ddp_find_unused_parameters=False,  # every parameter takes part in every step
-        report_to=[],
+        report_to=report_to(config.report_to, run_dir),
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,  # the collator's columns (example_index, entropies) stay
@@ -333,7 +334,7 @@ def log_file(folder: RunFolder) -> Iterator[None]:
 
 def describe(exc: BaseException) -> str:
     """A one-line message for a person: ours are already readable, others get their type."""
-    if isinstance(exc, (ModelLoadError, DataError, TrainingFailed)):
+    if isinstance(exc, (ModelLoadError, DataError, TrainingFailed, TrackerMissing)):
         return str(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
