@@ -30,9 +30,10 @@ SINGLE_PASS_TOKENS = 4096
 DEFAULT_BATCH_TOKENS = 4096
 # Positions per forward call (summed over a batch's rows): a text goes through the model this
 # many tokens at a time with the key/value cache, so progress moves and a cancel is honoured
-# between chunks. 256: ~0.5-1 s per chunk for the default model on a 2-core AVX2 CPU, at a
-# measured cost over one pass (bench/bench_chunking.py, docs/benchmarks.md).
-DEFAULT_CHUNK_TOKENS = 256
+# between chunks. bench/bench_chunking.py on the default model (2-core CPU, docs/benchmarks.md):
+# 128-token chunks cost ~1.1x one pass and took 0.8-2 s each under heavy load (a few times less
+# idle); 64 cost ~1.8-2x; 256 and more leave a cancel waiting several seconds there.
+DEFAULT_CHUNK_TOKENS = 128
 MAX_TOP_K = 20  # alternatives per token at most: the CLI, the API and the page all use this
 
 

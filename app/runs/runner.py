@@ -276,6 +276,8 @@ class JobRunner:
         for key in ("step", "total_steps", "progress", "eta_s"):
             if isinstance(st.get(key), int | float) and not isinstance(st.get(key), bool):
                 changes[key] = st[key]
+        if "eta_s" in st and st["eta_s"] is None:  # no ETA now (starting): never a stale one
+            changes["eta_s"] = None
         if "progress" in changes:
             changes["progress"] = min(1.0, max(0.0, float(changes["progress"])))  # type: ignore[arg-type]
         if changes:

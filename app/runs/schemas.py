@@ -78,9 +78,19 @@ class RunPublic(_Open):
     progress: float = Field(ge=0.0, le=1.0)
     step: int
     total_steps: int | None
-    eta_s: float | None
+    eta_s: float | None = Field(
+        description="seconds left while running; null while starting (nothing measured yet)"
+    )
     stage: str | None = Field(
         None, description="while running: what the training process is doing, e.g. 'evaluating'"
+    )
+    starting: bool = Field(
+        False,
+        description="while running: still loading, scoring references or taking its first step "
+        "(no ETA yet)",
+    )
+    stage_eta_s: float | None = Field(
+        None, description="seconds left of the current stage when it counts them (the pre-pass)"
     )
     elapsed_s: float | None
     created_at: float

@@ -30,6 +30,7 @@ from transformers import PrinterCallback, ProgressCallback
 from entrodrop.adapters import base_weights
 from entrodrop.config import DROPPING_METHODS, RunConfig, effective_batch_text
 from entrodrop.data import DataError, build_blocks, general_texts, load_dataset
+from entrodrop.disk import checkpoint_policy
 from entrodrop.metrics import EVAL_LOSS
 from entrodrop.models import LoadedModel, ModelLoadError
 from entrodrop.precision import choose_precision
@@ -102,7 +103,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         eval_steps=config.eval_every,
         save_strategy="steps" if config.save_checkpoints else "no",
         save_steps=config.eval_every,
-        save_total_limit=2,
+        save_total_limit=checkpoint_policy(config).keep,
         seed=config.seed,
         data_seed=config.seed,
         bf16=use_bf16(config),
@@ -234,10 +235,20 @@ class Run:
     dropout_patch: DropoutPatch | None = field(init=False, default=None)
     metrics: MetricsCallback = field(init=False)
     status: StatusCallback = field(init=False)
+    timing: dict[str, float] = field(default_factory=dict)  # seconds per part, for estimates
 
     def __post_init__(self) -> None:
         self.metrics = MetricsCallback(self.folder, self.subscribers)
         self.status = StatusCallback(self.folder)
+
+    @contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Time a part of the run into `timing` (summary.json's, read by the cost estimate)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timing[part] = time.monotonic() - t0
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -371,7 +382,11 @@ def train(
     if not resume:
         status_fields["started_at"] = run.started
     folder.write_status(
-        "running", stage="loading", stage_text=stage_text("loading"), **status_fields
+        "running",
+        stage="loading",
+        stage_text=stage_text("loading"),
+        starting=True,
+        **status_fields,
     )
     try:
         with log_file(folder), quiet_loading_bars():
@@ -401,9 +416,14 @@ def _attempt(run: Run) -> dict[str, Any]:
 
 
 def _train(run: Run) -> dict[str, Any]:
-    set_up(run)
+    with run.timed("setup_s"):
+        set_up(run)
     # rank 0 fills the cache first; an adapter run scores its base with the adapter switched off
-    with run.args.main_process_first(desc="reference pre-pass"), base_weights(run.loaded.model):
+    with (
+        run.timed("reference_s"),
+        run.args.main_process_first(desc="reference pre-pass"),
+        base_weights(run.loaded.model),
+    ):
         prepared = reference_pass(
             run.config,
             run.loaded,
@@ -426,7 +446,8 @@ def _train(run: Run) -> dict[str, Any]:
     if run.dropout_patch is not None:
         run.dropout_patch.undo(run.loaded.model)  # the saved model has its own dropout settings
     if run.config.save_model:
-        save_final_model(trainer, run.folder.model_dir)
+        with run.timed("save_s"):
+            save_final_model(trainer, run.folder.model_dir)
     return _finish(run, trainer, "succeeded", train_s)
 
 
@@ -465,6 +486,15 @@ def save_final_model(trainer: EntroDropTrainer, model_dir: Path) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
+def eval_size(run: Run) -> dict[str, int]:
+    """Tokens one evaluation scores (held-out and general text) and the training tokens."""
+    general = 0 if run.data.general is None else run.data.general.numel()
+    return {
+        "eval_tokens": run.data.heldout.numel() + general,
+        "train_tokens": run.data.train.numel(),
+    }
+
+
 def _finish(
     run: Run, trainer: EntroDropTrainer, outcome: Literal["succeeded", "cancelled"], train_s: float
 ) -> dict[str, Any]:
@@ -484,6 +514,7 @@ def _finish(
         "train_s": train_s,
         "step_time_s": run.status.mean_step_s,
         "wall_s": time.time() - run.started,
+        "timing": {**run.timing, **run.status.timing(), **eval_size(run)},
         "model_dir": str(folder.model_dir) if saved else None,
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
     }
