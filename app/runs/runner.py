@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import RunConflict, RunNotFound
-from app.runs import cost
+from app.runs import timings
 from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop import launch
@@ -317,7 +317,8 @@ class JobRunner:
         if status == "succeeded":
             changes["progress"] = 1.0
             processes = int(run.launcher.get("num_processes") or 1)
-            cost.remember(self.settings.home, child.run_dir, run.config, processes)
+            wall = time.time() - run.started_at if run.started_at else None  # launch to exit
+            timings.remember(self.settings.home, child.run_dir, run.config, processes, wall)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
 

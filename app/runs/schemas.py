@@ -201,6 +201,62 @@ class RunDeleted(_Open):
     deleted: bool
 
 
+class EstimatePart(_Open):
+    """One part of a run's time."""
+
+    key: Literal["startup", "reference", "evaluations", "steps", "checkpoints", "save"]
+    label: str
+    seconds: float
+    source: Literal["measured", "scaled", "prior"] = Field(
+        description="measured: a run of the same kind here timed it; scaled: this model's "
+        "speed here at another shape; prior: from the model's size and a machine probe"
+    )
+
+
+class DiskUse(_Open):
+    """The disk a run (or a whole request) takes, against the free space under the home."""
+
+    peak_bytes: int = Field(description="the most its folders hold at once")
+    final_bytes: int = Field(description="what stays when it has ended")
+    least_bytes: int = Field(description="what must fit to start at all (its largest run)")
+    free_bytes: int | None = Field(description="free space under the home now")
+    warn: bool = Field(description="it fills (or nearly fills) the free space")
+    fits: bool = Field(description="false: creating it is refused with 507")
+    size_from: str = Field(description="where the model's size came from")
+    checkpoint_bytes: int | None = Field(None, description="one checkpoint (one run)")
+    checkpoints_saved: int | None = None
+    checkpoints_kept: int | None = None
+    model_bytes: int | None = Field(None, description="the final model/ (one run)")
+
+
+class RunEstimate(_Open):
+    """What one run will take here: steps, time part by part, disk."""
+
+    steps: int | None
+    steps_source: str = Field(description="max_steps, measured (an earlier run), or data size")
+    tokens_per_step: int
+    tokens: int | None
+    step_time_s: float | None
+    parts: list[EstimatePart]
+    duration_s: float | None = Field(description="the parts' sum; null only without steps")
+    warn: bool
+    warn_above_s: float
+    disk: DiskUse | None
+    runs: int = Field(1, description="runs this request queues (a matched baseline: 2)")
+
+
+class RequestEstimate(_Open):
+    """What a whole request (a run and its baseline, a study) will take here."""
+
+    runs: int
+    parallel: int = Field(description="runs at once (ENTRODROP_MAX_CONCURRENT_RUNS)")
+    duration_s: float | None = Field(description="every run's time, summed")
+    wall_s: float | None = Field(description="the time until the last run ends")
+    warn: bool
+    warn_above_s: float
+    disk: DiskUse | None
+
+
 class RunCheck(_Open):
     """A validated request: configs, their JSON and the commands that reproduce them headless."""
 
@@ -208,8 +264,10 @@ class RunCheck(_Open):
     config_json: str
     launcher: Launcher
     commands: list[str]
-    estimate: dict[str, Any]
+    estimate: RunEstimate = Field(description="the first run's estimate")
     estimate_text: str
+    total: RequestEstimate = Field(description="every run of the request together")
+    total_text: str
 
 
 class UploadPublic(_Open):

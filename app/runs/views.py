@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.runs import cost
+from app.runs import timings
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
 from app.runs.runner import RESUMABLE, JobRunner
@@ -121,7 +121,9 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "can_delete": run.status not in rf.ACTIVE,
         "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_step": rf.checkpoint_step(checkpoint) if checkpoint else None,
-        "tokens_per_step": cost.tokens_per_step(cfg, int(run.launcher.get("num_processes") or 1)),
+        "tokens_per_step": timings.tokens_per_step(
+            cfg, int(run.launcher.get("num_processes") or 1)
+        ),
         "has_model": has_model,
         "disk_bytes": disk_bytes(run_dir),
         "links": {
