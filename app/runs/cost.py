@@ -363,6 +363,11 @@ def for_configs(settings: Settings, configs: list[RunConfig], processes: int) ->
     return {"runs": runs, "total": combine(runs, settings.max_concurrent_runs, free)}
 
 
+def home_disk(home: Path, used: int | None = None) -> dict[str, Any]:
+    """The home folder's disk: what its runs use (when counted) and what is free."""
+    return {"home": str(home), "used_bytes": used, "free_bytes": disk.free_bytes(home)}
+
+
 class DiskFull(AppError):
     """A request whose runs cannot fit in the free space under the home at all."""
 

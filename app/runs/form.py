@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.runs import cost
 from app.runs.facts import run_facts
 from app.runs.storage import Storage
 from app.runs.validate import COMPARE_METHODS
@@ -110,6 +111,8 @@ def new_run_form(
         "max_upload_bytes": settings.max_upload_bytes,
         "upload_suffixes": list(USER_SUFFIXES),
         "facts": run_facts(),
+        "disk": cost.home_disk(settings.home),
+        "estimate_url": "/api/runs/check",
     }
 
 

@@ -135,11 +135,20 @@ class RunFacts(_Open):
     limits: dict[str, Any]
 
 
+class HomeDisk(_Open):
+    """The disk under the home folder: what runs use, what is free."""
+
+    home: str
+    used_bytes: int | None = Field(None, description="every run folder together")
+    free_bytes: int
+
+
 class RunsPublic(_Open):
     """Every run, newest first, and how many are in each status."""
 
     runs: list[RunPublic]
     counts: dict[str, int]
+    disk: HomeDisk
     tags: list[str]
     max_compare: int
     facts: RunFacts
@@ -299,6 +308,8 @@ class RunForm(_Open):
     max_upload_bytes: int
     upload_suffixes: list[str]
     facts: RunFacts
+    disk: HomeDisk
+    estimate_url: str = Field(description="POST a run config here for its time and disk")
 
 
 class PreviewPoint(_Open):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.runs import timings
+from app.runs import cost, timings
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
 from app.runs.runner import RESUMABLE, JobRunner
@@ -72,7 +72,7 @@ def _live(run: RunRecord, run_dir: Any) -> dict[str, Any]:
     text, stage_eta = st.get("stage_text"), st.get("stage_eta_s")
     return {
         "stage": text if isinstance(text, str) else None,
-        "starting": st.get("starting") is not False,  # no status yet: starting too
+        "starting": st.get("starting", not st) is True,  # no status.json yet: starting too
         "stage_eta_s": stage_eta if isinstance(stage_eta, int | float) else None,
     }
 
@@ -149,6 +149,7 @@ def runs_list(runner: JobRunner) -> dict[str, Any]:
     return {
         "runs": runs,
         "counts": counts,
+        "disk": cost.home_disk(runner.settings.home, sum(r["disk_bytes"] for r in runs)),
         "tags": tags,
         "max_compare": MAX_COMPARE,
         "facts": run_facts(),
