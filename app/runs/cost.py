@@ -151,7 +151,7 @@ def parts(tables: timings.Tables, s: Shape) -> list[Part]:
             f"{need.checkpoints_saved} checkpoint saves",
             need.checkpoints_saved * ckpt[0],
             ckpt[1],
-        ),  # fmt: skip
+        ),
         Part("save", "saving the model", save[0] if s.config.save_model else 0.0, save[1]),
     ]
 
@@ -220,7 +220,7 @@ def estimate(
         parts=[p.to_dict() for p in found],
         duration_s=duration,
         warn=duration > WARN_ABOVE_S,
-        disk=disk_verdict(used.to_dict(), free_bytes, size.measured),
+        disk=disk_verdict(used.to_dict(), free_bytes, SIZE_FROM[size.measured]),
     )
     return out
 
@@ -232,8 +232,11 @@ def _model_config(model_dir: Path | None) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+SIZE_FROM = {True: "the model's files", False: "its config (or a small model's)"}
+
+
 def disk_verdict(
-    need: dict[str, Any], free: int | None, measured: bool, least: int | None = None
+    need: dict[str, Any], free: int | None, size_from: str, least: int | None = None
 ) -> dict[str, Any]:
     """The disk a request needs against the free space: `warn` when it would fill the disk (or
     nearly), `fits` False when even `least` (the first run's peak; one run: its own) cannot."""
@@ -242,7 +245,7 @@ def disk_verdict(
         **need,
         "least_bytes": least,
         "free_bytes": free,
-        "size_from": "the model's files" if measured else "its config (or a small model's)",
+        "size_from": size_from,
         "warn": free is not None and need["peak_bytes"] > DISK_WARN_SHARE * free,
         "fits": free is None or least <= free,
     }
@@ -271,8 +274,8 @@ def combine(runs: list[dict[str, Any]], parallel: int, free: int | None) -> dict
         extra = sorted((d["peak_bytes"] - d["final_bytes"] for d in disks), reverse=True)
         need = {"peak_bytes": final + sum(extra[:at_once]), "final_bytes": final}
         least = max(d["peak_bytes"] for d in disks)
-        out["disk"] = disk_verdict(need, free, all(d["size_from"] == disks[0]["size_from"]
-                                                    for d in disks), least)  # fmt: skip
+        sizes = {d["size_from"] for d in disks}
+        out["disk"] = disk_verdict(need, free, sizes.pop() if len(sizes) == 1 else "both", least)
     return out
 
 

@@ -68,8 +68,9 @@ def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, in
     return out
 
 
-def estimate_study(study: StudyConfig, planned: list[tuple[str, int, RunConfig]],
-                   settings: Settings) -> dict[str, Any]:  # fmt: skip
+def estimate_study(
+    study: StudyConfig, planned: list[tuple[str, int, RunConfig]], settings: Settings
+) -> dict[str, Any]:
     """The whole study's time and disk (every run), and one run's estimate per variant."""
     found = cost.for_configs(settings, [config for _, _, config in planned], 1)
     per_variant: dict[str, dict[str, Any]] = {}
