@@ -4,9 +4,9 @@ A training step costs about 6 x parameters x tokens floating-point operations (f
 backward), a forward pass 2 x parameters x tokens. The machine's speed comes from a short
 measured probe: a float32 matrix product on the device a run would use, timed once per process
 (~0.2 s). Real passes reach only part of that (smaller matrices, attention, the optimizer,
-Python): the efficiencies below were measured with the default model on a shared 2-core CPU
-(docs/runs.md), so a prior is rough (within about a factor of 3); a run that has finished on this
-machine replaces it with measurements.
+Python): the efficiencies below were measured with the default model on a shared 2-core CPU,
+where they varied with the load, so a prior is rough (within about a factor of 3); a run that
+has finished on this machine replaces it with measurements.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ import time
 
 import torch
 
-TRAIN_EFFICIENCY = 0.25  # training steps reached 0.14-0.26 of the probe's FLOP/s (fwd+bwd+AdamW)
-FORWARD_EFFICIENCY = 0.3  # forward passes (evaluation, pre-pass) 0.20-0.33
+# Shares of the probe's FLOP/s that real passes reached with the default model on the shared
+# 2-core CPU: training steps (forward, backward, AdamW) 0.1-0.26 and forward passes 0.2-0.46
+# under a load average of 7-20, and about 1 in the reproduction's quieter runs (11 s for a
+# 1,024-token step, docs/benchmarks.md). The middle keeps a prior within ~3x of either.
+TRAIN_EFFICIENCY = 0.5
+FORWARD_EFFICIENCY = 0.5
 MIN_STEP_S = 0.05  # a tiny model's step is Python and bookkeeping, not arithmetic
 MIN_FORWARD_S = 0.02
 STARTUP_PRIOR_S = 20.0  # a training process: interpreter, torch and transformers, data, Trainer

@@ -337,7 +337,8 @@ def describe(est: dict[str, Any]) -> str:
     text += f"; about {_duration(est['duration_s'])} here: {parts}"
     if est["warn"]:
         text += f"; longer than {est['warn_above_s'] / 60:.0f} minutes"
-    return text + ". " + describe_disk(est["disk"]).capitalize() + "."
+    disk_text = describe_disk(est["disk"])
+    return text + "." + (f" {disk_text[0].upper()}{disk_text[1:]}." if disk_text else "")
 
 
 def model_dir(spec: str, runs_path: Path) -> Path | None:
