@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entrodrop.data import DataError, DataTooLarge
+from entrodrop.generation import GenerationError
 from entrodrop.models import ModelLoadError
 from entrodrop.tokens import NoTokenRecord, TokenRecordError
 
@@ -139,6 +140,7 @@ LIBRARY_STATUS: dict[type[Exception], int] = {
     DataError: 422,
     NoTokenRecord: 404,  # a run without a token record (yet)
     TokenRecordError: 422,  # a step not recorded, runs that follow different tokens
+    GenerationError: 422,
 }
 
 

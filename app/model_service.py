@@ -181,7 +181,7 @@ class ModelService:
         """Queue fn(*args) for the worker thread; QueueFull when too many jobs are waiting.
 
         With a `job`, a job cancelled while it waited never runs (its client left), and the
-        request can stop a running one between windows (ScoreJob.check).
+        request can stop a running one between chunks (ScoreJob.check).
         """
         limit = self.settings.score_queue_size
         with self._lock:
@@ -226,8 +226,7 @@ class ModelService:
 def _call(job: ScoreJob | None, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     """The worker's side of a job: drop it unrun when its client has gone."""
     if job is not None:
-        job.check()
-        job.emit({"event": "started"})
+        job.start()
     return fn(*args)
 
 

@@ -1,5 +1,5 @@
-"""One scoring request as the worker sees it: a cancel flag checked between windows, and progress
-events (tokens done / total, ETA) handed to the request's event loop."""
+"""One model request as the worker sees it: a cancel flag checked between chunks, its queue wait,
+and progress events (tokens done / total, ETA) handed to the request's event loop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ Event = dict[str, Any]
 
 
 class JobCancelled(AppError):
-    """The client went away (or pressed Cancel): the job stops at the next window, or never runs."""
+    """The client went away (or pressed Cancel): the job stops at the next chunk, or never runs."""
 
     status_code = 499  # nginx's "client closed request"; nobody is left to read it
 
@@ -26,11 +26,13 @@ class ScoreJob:
         self._cancel = threading.Event()
         self._loop = loop
         self.events: asyncio.Queue[Event] | None = asyncio.Queue() if loop else None
-        self.rate = rate  # tokens/s measured earlier on this machine: the ETA before any window
+        self.rate = rate  # tokens/s measured earlier on this machine: the ETA before any chunk
         self.stage = ""  # "A" / "B" while a compare scores one model then the other
         self.done = 0
         self.total = 0
         self._start = 0.0
+        self._queued_at = time.perf_counter()
+        self.waited_s: float | None = None  # seconds in the queue, set when the worker takes it
 
     # ------------------------------------------------------------ the request's side
 
@@ -44,7 +46,7 @@ class ScoreJob:
     # ------------------------------------------------------------ the worker's side
 
     def check(self) -> None:
-        """Raise JobCancelled once the job was cancelled (called between windows)."""
+        """Raise JobCancelled once the job was cancelled (called between chunks)."""
         if self._cancel.is_set():
             raise JobCancelled("scoring was cancelled: the client went away or pressed Cancel")
 
@@ -52,6 +54,12 @@ class ScoreJob:
         """Hand an event to the request's loop (thread-safe; dropped when nobody streams)."""
         if self._loop is not None and self.events is not None:
             self._loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def start(self) -> None:
+        """The worker takes the job: its queue wait ends here (the `started` event says how long)."""
+        self.check()
+        self.waited_s = round(time.perf_counter() - self._queued_at, 4)
+        self.emit({"event": "started", "waited_s": self.waited_s})
 
     def begin(self, stage: str = "") -> None:
         """A new scoring pass starts (compare has two): its clock and counters restart."""

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from entrodrop.data import TEXT_BUDGET_PER_UPLOAD_BYTE
 from entrodrop.paths import home_dir
+from entrodrop.scoring import DEFAULT_CHUNK_TOKENS
 
 
 class Settings(BaseSettings):
@@ -27,6 +28,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(5_000_000, ge=1, description="Cap on an uploaded file's size.")
     score_queue_size: int = Field(
         8, ge=1, description="Score requests waiting at most; more get 503."
+    )
+    score_chunk_tokens: int = Field(
+        DEFAULT_CHUNK_TOKENS,
+        ge=1,
+        description="Tokens per forward call when scoring: progress and cancel happen between "
+        "chunks (bench/bench_chunking.py).",
+    )
+    max_new_tokens: int = Field(
+        512, ge=1, description="Cap on the tokens one generation request may ask for."
     )
     max_concurrent_runs: int = Field(1, ge=1, description="Training runs at once; others queue.")
     allowed_data_dirs: list[Path] = Field(

@@ -34,6 +34,8 @@ DataFormatChoice = Literal["auto", DataFormat]
 TrainOn = Literal["answers", "all"]
 Truncation = Literal["truncate", "drop"]
 DropScope = Literal["trained", "all"]
+# Experiment trackers a run may also log to (entrodrop.trackers.py); none by default.
+Tracker = Literal["none", "tensorboard", "wandb", "mlflow"]
 
 
 MODULE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,199}$")
@@ -351,6 +353,12 @@ class RunConfig(_Strict):
         title="weights-only checkpoints",
         description="no optimizer state in checkpoints (about a third of the disk); a stop "
         "still saves a full one, so the run can resume",
+    )
+    report_to: Tracker = Field(
+        "none",
+        title="report to",
+        description="also log to an experiment tracker (its package must be installed; "
+        "docs/runs.md); none: the run folder only",
     )
 
     @field_validator("epochs", "learning_rate", "baseline_strength", "max_grad_norm")

@@ -79,6 +79,8 @@ class LoadedModel:
             if self.autocast_dtype is None
             else str(self.autocast_dtype).replace("torch.", ""),
             "precision": self.precision.to_dict(),
+            # Whether generation can take a prompt as a chat message (entrodrop.generate chat=True).
+            "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
         }
 
 

@@ -16,6 +16,7 @@ from typing import Any, overload
 import torch
 
 from entrodrop.config import TrainOn
+from entrodrop.kvcache import cache_kwargs, new_cache, supports_cache
 from entrodrop.models import LoadedModel, context_length
 from entrodrop.threads import cpu_threads
 
@@ -28,6 +29,12 @@ DEFAULT_MAX_WINDOW = 1024  # window for texts too long for one pass; attention g
 # 1,024-token windows overlapping by a quarter up to ~4,000 tokens on the default model (bench/).
 SINGLE_PASS_TOKENS = 4096
 DEFAULT_BATCH_TOKENS = 4096
+# Positions per forward call (summed over a batch's rows): a text goes through the model this
+# many tokens at a time with the key/value cache, so progress moves and a cancel is honoured
+# between chunks. bench/bench_chunking.py on the default model (2-core CPU, docs/benchmarks.md):
+# 128-token chunks cost ~1.1x one pass and took 0.8-2 s each under heavy load (a few times less
+# idle); 64 cost ~1.8-2x; 256 and more leave a cancel waiting several seconds there.
+DEFAULT_CHUNK_TOKENS = 128
 MAX_TOP_K = 20  # alternatives per token at most: the CLI, the API and the page all use this
 
 
@@ -70,7 +77,7 @@ def token_entropies(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class _Stats:
+class PredictionStats:
     """Per-target statistics for one chunk of positions."""
 
     entropy: torch.Tensor  # (N,)
@@ -80,7 +87,7 @@ class _Stats:
     top_probs: torch.Tensor  # (N, k)
 
 
-def _chunk_stats(logits: torch.Tensor, targets: torch.Tensor, top_k: int) -> _Stats:
+def prediction_stats(logits: torch.Tensor, targets: torch.Tensor, top_k: int) -> PredictionStats:
     """Stats of N predictive distributions from their logits (N, V), in float32.
 
     Written to touch the (N, V) block as few times as possible (it dominates the cost after the
@@ -99,10 +106,10 @@ def _chunk_stats(logits: torch.Tensor, targets: torch.Tensor, top_k: int) -> _St
     k = min(top_k, y.shape[-1])
     top_y, top_ids = y.topk(k, dim=-1) if k > 0 else (y[:, :0], targets[:, None][:, :0])
     top_probs = (top_y - log_z[:, None]).exp()
-    return _Stats(entropy, surprisal, rank.long(), top_ids, top_probs)
+    return PredictionStats(entropy, surprisal, rank.long(), top_ids, top_probs)
 
 
-def _hidden_and_head(model: Any) -> tuple[Any, Any] | None:
+def hidden_and_head(model: Any) -> tuple[Any, Any] | None:
     """The decoder stack and LM head, so logits can be computed a chunk at a time."""
     if getattr(model.config, "final_logit_softcapping", None):
         return None  # the head is not a plain linear map: use full logits
@@ -179,7 +186,7 @@ class TokenArrays:
             top_probs=torch.zeros((n, top_k)),
         )
 
-    def scatter(self, first_token: int, stats: _Stats) -> None:
+    def scatter(self, first_token: int, stats: PredictionStats) -> None:
         """Write the stats of N predictions to tokens [first_token, first_token + N)."""
         a, b = first_token, first_token + stats.entropy.shape[0]
         self.entropy[a:b] = stats.entropy.cpu()
@@ -191,41 +198,63 @@ class TokenArrays:
 
 
 class _Forward:
-    """The forward step: a batch of windows -> per-position outputs, and outputs -> stats."""
+    """The forward step: a batch of windows -> per-position outputs a chunk of positions at a
+    time (reusing the key/value cache), and outputs -> stats."""
 
-    def __init__(self, loaded: LoadedModel, top_k: int) -> None:
+    def __init__(self, loaded: LoadedModel, top_k: int, chunk_tokens: int | None) -> None:
         self.model, self.device, self.top_k = loaded.model, loaded.device, top_k
-        self.parts = _hidden_and_head(loaded.model)
+        self.parts = hidden_and_head(loaded.model)
         vocab = int(loaded.model.get_output_embeddings().weight.shape[0]) if self.parts else 1
         self.chunk = max(1, CHUNK_ELEMENTS // vocab)  # predictions per LM-head chunk
         self.pad = loaded.tokenizer.pad_token_id or 0
+        self.chunk_tokens = chunk_tokens if supports_cache(loaded.model) else None
 
-    def run(self, batch: list[_Window]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ids (B, W) -> (ids, outputs): hidden states (B, W, H) before the LM
-        head, or full logits (B, W, V) where the head cannot be applied a chunk at a time."""
+    def _inputs(self, batch: list[_Window]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids (B, W) and their attention mask (B, W), on the model's device."""
         width = max(len(w.ids) for w in batch)
         ids = torch.full((len(batch), width), self.pad, dtype=torch.long)  # (B, W)
         mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B, W)
         for row, w in enumerate(batch):
             ids[row, : len(w.ids)] = torch.tensor(w.ids)
             mask[row, : len(w.ids)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        if self.parts:
-            return ids, self.parts[0](input_ids=ids, attention_mask=mask).last_hidden_state
-        return ids, self.model(input_ids=ids, attention_mask=mask).logits
+        return ids.to(self.device), mask.to(self.device)
+
+    def run(self, batch: list[_Window]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(first position, ids (B, W), outputs (B, C, D)) for each chunk of C positions.
+
+        Outputs are hidden states before the LM head, or full logits where the head cannot be
+        applied a chunk at a time. Later chunks attend to the earlier ones through the key/value
+        cache, so the outputs equal one pass's; right padding never reaches a real token (it
+        comes after them, and attention is causal).
+        """
+        ids, mask = self._inputs(batch)
+        width = ids.shape[1]
+        step = width if self.chunk_tokens is None else max(1, self.chunk_tokens // len(batch))
+        forward = self.parts[0] if self.parts else self.model
+        kv = cache_kwargs(forward, new_cache(self.model) if step < width else None)
+        for c0 in range(0, width, step):
+            c1 = min(width, c0 + step)
+            # The mask covers the cached positions and this chunk's.
+            out = forward(input_ids=ids[:, c0:c1], attention_mask=mask[:, :c1], **kv)
+            yield c0, ids, out.last_hidden_state if self.parts else out.logits
 
     def stats(
-        self, outputs: torch.Tensor, ids: torch.Tensor, lo: int, hi: int
-    ) -> Iterator[tuple[int, _Stats]]:
-        """Stats of window tokens [lo, hi) from one row's outputs (W, D) and ids (W,), a chunk at
-        a time, each as (first window token it describes, stats)."""
-        predictions, targets = causal_shift(outputs[:hi], ids[:hi])  # (hi-1, D), (hi-1,)
-        for c0 in range(lo - 1, hi - 1, self.chunk):  # prediction j scores token j+1
-            c1 = min(hi - 1, c0 + self.chunk)
-            logits = predictions[c0:c1]
+        self, outputs: torch.Tensor, ids: torch.Tensor, first: int, lo: int, hi: int
+    ) -> Iterator[tuple[int, PredictionStats]]:
+        """Stats of the window tokens in [lo, hi) that one row's outputs predict, a chunk at a time.
+
+        outputs (C, D) are the row's positions [first, first + C), ids (W,) its whole window.
+        THE causal shift again (see causal_shift): the output at position p predicts token p+1,
+        so a chunk's last output predicts the next chunk's first token. Yields (first window
+        token described, stats).
+        """
+        p0, p1 = max(first, lo - 1), min(first + outputs.shape[0], hi - 1)
+        for c0 in range(p0, p1, self.chunk):
+            c1 = min(p1, c0 + self.chunk)
+            logits = outputs[c0 - first : c1 - first]  # positions [c0, c1)
             if self.parts:
                 logits = self.parts[1](logits)  # (N, V)
-            yield c0 + 1, _chunk_stats(logits, targets[c0:c1], self.top_k)
+            yield c0 + 1, prediction_stats(logits, ids[c0 + 1 : c1 + 1], self.top_k)
 
 
 def score_ids(
@@ -235,31 +264,34 @@ def score_ids(
     max_window: int | None = None,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     progress: Callable[[int, int], None] | None = None,
+    chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS,
 ) -> list[TokenArrays]:
-    """Score token-id sequences; the workhorse behind :func:`score` and the reference pre-pass.
+    """Score token-id sequences; the workhorse behind :func:`score` and the run preview.
 
-    A text that fits one pass (SINGLE_PASS_TOKENS and the model's context) is scored in one
-    forward; longer ones in overlapping windows. ``max_window`` caps both.
-    ``progress(done, total)`` (tokens scored) is called before the first window and after each
-    one; it may raise to stop scoring there (the dashboard's cancel).
+    A text that fits one pass (SINGLE_PASS_TOKENS and the model's context) is one window; longer
+    ones are cut into overlapping windows. ``max_window`` caps both. Each batch of windows goes
+    through the model ``chunk_tokens`` positions at a time with the key/value cache, which gives
+    the same result as one pass (None: one pass). ``progress(done, total)`` (tokens scored) is
+    called before the first chunk and after each one; it may raise to stop scoring there (the
+    dashboard's cancel), so a stop waits at most one chunk.
     """
     context = context_length(loaded.model)
     window = min(context, max_window or DEFAULT_MAX_WINDOW)
     single_pass = min(context, max_window or SINGLE_PASS_TOKENS)
     results = [TokenArrays.empty(ids, top_k) for ids in texts_ids]
-    step = _Forward(loaded, top_k)
+    step = _Forward(loaded, top_k, chunk_tokens)
     windows = [w for w in _windows(texts_ids, window, single_pass) if len(w.ids) > 1]
     done, total = 0, sum(len(w.ids) - (w.first_target - w.start) for w in windows)
     if progress is not None:
         progress(done, total)
     with torch.inference_mode(), loaded.autocast(), cpu_threads(loaded.device):
         for batch in _batches(windows, batch_tokens):
-            ids, outputs = step.run(batch)  # (B, W), (B, W, D)
-            for row, w in enumerate(batch):
-                lo = w.first_target - w.start  # window tokens [lo, len) are this window's
-                for first, st in step.stats(outputs[row], ids[row], lo, len(w.ids)):
-                    results[w.text_index].scatter(w.start + first, st)
-                done += len(w.ids) - lo
+            for first, ids, outputs in step.run(batch):  # (B, W), (B, C, D)
+                for row, w in enumerate(batch):
+                    lo = w.first_target - w.start  # window tokens [lo, len) are this window's
+                    for token, st in step.stats(outputs[row], ids[row], first, lo, len(w.ids)):
+                        results[w.text_index].scatter(w.start + token, st)
+                        done += st.entropy.shape[0]
                 if progress is not None:
                     progress(done, total)
     return results

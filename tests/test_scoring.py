@@ -167,3 +167,76 @@ def test_entropy_tensor_feeds_select_drops_as_the_readme_shows(tiny_loaded) -> N
     mask = entrodrop.select_drops(ent, cfg, progress=0.8)
     assert mask.shape == ent.shape and not bool(mask[0, 0])  # the first token is never dropped
     assert bool(mask.any())  # rate 1: every candidate below the median goes
+
+
+# ---------------------------------------------------------------- chunks through the KV cache
+
+
+def _assert_same(a: scoring.TokenArrays, b: scoring.TokenArrays, atol: float) -> None:
+    """Two scorings of one text agree to float32 rounding: every statistic, top-k included."""
+    assert a.ids == b.ids
+    for name in ("entropy", "surprisal", "top_probs"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert torch.allclose(x, y, atol=atol, rtol=0, equal_nan=True), name
+    assert torch.equal(a.rank, b.rank)
+    assert torch.equal(a.top_ids, b.top_ids)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunked_scoring_equals_one_pass(tiny_loaded, chunk: int) -> None:
+    # A batch of short and long texts, and one over the tiny model's 512-token context
+    # (windows, each chunked in turn).
+    texts = [
+        "a = 1",
+        "for i in range(10):\n    print(i)",
+        " ".join(f"x{i} = {i} * 2" for i in range(40)),
+        " ".join(f"y{i} = {i} + 1" for i in range(200)),
+    ]
+    ids = [scoring.encode(tiny_loaded.tokenizer, t)[0] for t in texts]
+    assert len(ids[-1]) > 512
+    one = scoring.score_ids(tiny_loaded, ids, top_k=5, chunk_tokens=None)
+    chunked = scoring.score_ids(tiny_loaded, ids, top_k=5, chunk_tokens=chunk)
+    for a, b in zip(one, chunked, strict=True):
+        _assert_same(a, b, atol=1e-5)
+
+
+def test_progress_comes_after_each_chunk_and_can_stop_scoring(tiny_loaded) -> None:
+    ids = [scoring.encode(tiny_loaded.tokenizer, " ".join(f"x{i} = {i}" for i in range(40)))[0]]
+    n = len(ids[0])
+    calls: list[tuple[int, int]] = []
+    scoring.score_ids(tiny_loaded, ids, chunk_tokens=32, progress=lambda d, t: calls.append((d, t)))
+    assert calls[0] == (0, n - 1) and calls[-1] == (n - 1, n - 1)
+    assert len(calls) == 1 + math.ceil(n / 32)  # one before the first chunk, one after each
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    class Stop(Exception):
+        pass
+
+    seen: list[int] = []
+
+    def stop_after_two(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        scoring.score_ids(tiny_loaded, ids, chunk_tokens=32, progress=stop_after_two)
+    assert seen == [0, 32, 64]  # stopped after the second chunk, with the rest unscored
+
+
+@pytest.mark.slow
+def test_chunked_scoring_equals_one_pass_on_the_default_model(default_loaded) -> None:
+    import dataclasses
+    import pydoc_data.topics
+
+    from entrodrop.precision import choose_precision
+
+    # fp32 both ways: the comparison is of the cache, not of a precision this CPU may choose.
+    fp32 = dataclasses.replace(
+        default_loaded, precision=choose_precision(torch.device("cpu"), "float32")
+    )
+    text = "\n\n".join(pydoc_data.topics.topics[k] for k in ("assignment", "class", "for"))
+    ids = [scoring.encode(fp32.tokenizer, text)[0][:700]]
+    one = scoring.score_ids(fp32, ids, top_k=5, chunk_tokens=None)
+    chunked = scoring.score_ids(fp32, ids, top_k=5, chunk_tokens=scoring.DEFAULT_CHUNK_TOKENS)
+    _assert_same(one[0], chunked[0], atol=1e-4)

@@ -519,6 +519,12 @@ def test_status_names_each_stage_and_the_log_says_what_it_measures(
     assert "training step 2/4" in texts  # back to training after the step-2 evaluation
     during = [w for w in written if w.get("stage") == "evaluating" and w["status"] == "running"]
     assert {w.get("step") for w in during} >= {2}  # an evaluation says which step it follows
+    # Starting (no ETA: nothing measured yet) until the first step ends; the pre-pass counts
+    # down its own remaining time instead.
+    running = [w for w in written if w["status"] == "running"]
+    first = next(i for i, w in enumerate(running) if w.get("step", 0) >= 1)
+    assert all(w["starting"] and w["eta_s"] is None for w in running[:first])
+    assert not any(w["starting"] for w in running[first:])
     log_text = (run_dir / "log.txt").read_text()
     assert "evaluating" in log_text and "measured on the corrupted inputs" in log_text
 
@@ -555,6 +561,13 @@ def test_eta_counts_the_remaining_evaluations(
     assert st["eta_s"] == pytest.approx(8 * 1.0 + 4 * 10.0)
     assert callbacks.remaining_evaluations(3, 10, 2) == 4
     assert callbacks.remaining_evaluations(10, 10, 2) == 0
+    # A run still starting has no ETA; its pre-pass counts down its own time (stage_eta_s).
+    starting = StatusCallback(RunFolder(tmp_path / "b"), min_interval_s=0.0)
+    starting.reference_progress("training", 0, 4)
+    now[0] += 2.0  # the first of 4 batches took 2 s
+    starting.reference_progress("training", 1, 4)
+    st = RunFolder(tmp_path / "b").read_status()
+    assert st["starting"] and st["eta_s"] is None and st["stage_eta_s"] == pytest.approx(6.0)
 
 
 def test_bad_model_path_fails_with_the_message_in_status(

@@ -67,7 +67,7 @@ def score_job(
 ) -> dict[str, Any]:
     """Score one text with the model `spec` (cached or loaded now): the token JSON of DESIGN §6.
 
-    With a `job`, progress goes to its events and a cancel stops scoring between windows.
+    With a `job`, progress goes to its events and a cancel stops scoring between chunks.
     """
     loaded = service.get(spec)
     n = len(loaded.tokenizer(text)["input_ids"])
@@ -76,12 +76,19 @@ def score_job(
         job.rate = service.rate(spec)
         job.begin(stage)
     start = time.perf_counter()
-    result = entrodrop.score(loaded, text, top_k=top_k, progress=job.progress if job else None)
+    result = entrodrop.score(
+        loaded,
+        text,
+        top_k=top_k,
+        progress=job.progress if job else None,
+        chunk_tokens=service.settings.score_chunk_tokens,
+    )
     elapsed = time.perf_counter() - start
     service.record_rate(spec, n, elapsed)
     payload = _finite_probs(result.to_dict())
     payload["spec"] = spec
-    payload["elapsed_s"] = round(elapsed, 4)
+    payload["elapsed_s"] = round(elapsed, 4)  # the scoring alone: no queue wait, no model load
+    payload["waited_s"] = job.waited_s if job else None
     return payload
 
 
@@ -128,7 +135,8 @@ def conversation_job(
     service.record_rate(spec, len(rendered.ids), elapsed)
     payload = _finite_probs(result.to_dict())
     payload["spec"] = spec
-    payload["elapsed_s"] = round(elapsed, 4)
+    payload["elapsed_s"] = round(elapsed, 4)  # the scoring alone: no queue wait, no model load
+    payload["waited_s"] = job.waited_s if job else None
     payload["conversation"] = {
         "messages": messages,
         "train_on": train_on,
@@ -161,7 +169,8 @@ def compare_job(
     service.get(spec_b)
     a = score_job(service, spec_a, text, top_k, job, stage="A")
     b = score_job(service, spec_b, text, top_k, job, stage="B")
-    return {"a": a, "b": b, **entropy_delta(a, b)}
+    timing = {"elapsed_s": round(a["elapsed_s"] + b["elapsed_s"], 4), "waited_s": a["waited_s"]}
+    return {"a": a, "b": b, **entropy_delta(a, b), **timing}
 
 
 def check_spec(service: ModelService, spec: str) -> None:
@@ -271,7 +280,8 @@ def preview_job(
     """Score a text, then preview the policy on it."""
     scored = score_job(service, spec, text, top_k, job)
     entropies = [t["entropy"] for t in scored["tokens"]]
-    return preview(entropies, policy, progress, tokens=scored["tokens"], model=scored["model"])
+    out = preview(entropies, policy, progress, tokens=scored["tokens"], model=scored["model"])
+    return {**out, "elapsed_s": scored["elapsed_s"], "waited_s": scored["waited_s"]}
 
 
 def conversation_preview_job(

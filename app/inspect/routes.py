@@ -1,6 +1,6 @@
 """The Inspect page (/) and its JSON twins: /api/inspect, /api/model, /api/score, /api/preview,
-/api/compare, /api/estimate, /api/draws, /api/checkpoints, /api/samples. Routes validate, call,
-render."""
+/api/compare, /api/generate, /api/estimate, /api/draws, /api/checkpoints, /api/samples. Routes
+validate, call, render."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import ModelServiceDep, SettingsDep, TemplatesDep
-from app.errors import ErrorBody, TooManyTokens
+from app.errors import ErrorBody, FieldError, RequestInvalid, TooManyTokens
 from app.health import health
-from app.inspect import data, facts, streaming
+from app.inspect import data, facts, generate, streaming
 from app.inspect.samples import samples
 from app.inspect.schemas import (
     Checkpoint,
@@ -24,6 +24,8 @@ from app.inspect.schemas import (
     DrawsOut,
     EstimateOut,
     EstimateRequest,
+    GenerateOut,
+    GenerateRequest,
     InspectPage,
     ModelPublic,
     PreviewOut,
@@ -58,7 +60,16 @@ STREAMED: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {streaming.NDJSON: {}},
         "description": "With ?stream=1 or Accept: application/x-ndjson: one JSON event per line "
-        "(queued, started, progress {done, total, eta_s}, then result or error).",
+        "(queued {ahead}, started {waited_s}, progress {done, total, elapsed_s, eta_s} after "
+        "each chunk, then result or error).",
+    }
+}
+STREAMED_TOKENS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {streaming.NDJSON: {}},
+        "description": "With ?stream=1 or Accept: application/x-ndjson: one JSON event per line "
+        "(queued {ahead}, started {waited_s}, progress {done, total} over the prompt, a token "
+        "{token, elapsed_s} per generated token, then result or error).",
     }
 }
 STREAM = Query(False, description="Stream progress events as NDJSON, then the result.")
@@ -74,10 +85,12 @@ def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
         "choices": facts.policy_choices(),
         "limits": {
             "max_score_tokens": settings.max_score_tokens,
+            "max_new_tokens": settings.max_new_tokens,
             "max_upload_bytes": settings.max_upload_bytes,
             "max_top_k": MAX_TOP_K,
             "url_text_chars": data.URL_TEXT_CHARS,
         },
+        "generate_defaults": generate.defaults(),
         "colour_modes": data.COLOUR_MODES,
         "rank_buckets": data.RANK_BUCKETS,
     }
@@ -213,6 +226,33 @@ async def api_compare(
     a, b = service.resolve(body.model_a), service.resolve(body.model_b)
     args = (service, a, b, body.text, body.top_k)
     return await _run(request, stream, service, [a, b], data.compare_job, *args)
+
+
+@router.post("/api/generate", response_model=GenerateOut, responses={**ERRORS, **STREAMED_TOKENS})
+async def api_generate(
+    body: GenerateRequest,
+    request: Request,
+    settings: SettingsDep,
+    service: ModelServiceDep,
+    stream: bool = STREAM,
+) -> Response:
+    """Generate from a prompt, each token with the entropy of the distribution it came from.
+
+    Temperature 0 is greedy; otherwise the same seed, model and prompt give the same tokens, so
+    two checkpoints side by side are two requests with the same prompt and seed. Runs in the
+    scoring worker, behind its queue; Stop or a client that leaves ends it at the next token.
+    """
+    _check_length(body.prompt, settings)
+    if body.max_new_tokens > settings.max_new_tokens:
+        problem = FieldError(
+            ("max_new_tokens",),
+            f"at most {settings.max_new_tokens} new tokens on this server "
+            "(ENTRODROP_MAX_NEW_TOKENS)",
+        )
+        raise RequestInvalid([problem])
+    spec = service.resolve(body.model)
+    args = (service, spec, body)
+    return await _run(request, stream, service, [spec], generate.generate_job, *args)
 
 
 @router.post("/api/estimate", response_model=EstimateOut, responses=ERRORS)

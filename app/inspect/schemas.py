@@ -177,7 +177,51 @@ class PreviewRequest(_Source):
         return self
 
 
+class GenerateRequest(_Request):
+    """Body of POST /api/generate: continue a prompt (or answer it as a chat message)."""
+
+    prompt: str = Field(description="The text to continue, or the user's message with `chat`.")
+    model: str | None = Field(
+        None, max_length=1000, description="Model spec; default: the server's model."
+    )
+    chat: bool = Field(
+        False,
+        description="Send the prompt as one user message through the model's chat template "
+        "(the model's info says whether it has one).",
+    )
+    max_new_tokens: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        title="max new tokens",
+        description="Tokens to generate at most (the server's cap: ENTRODROP_MAX_NEW_TOKENS).",
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, le=100.0, description="0: greedy (always the most likely token)."
+    )
+    top_p: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        title="top-p",
+        description="Sample from the smallest set of tokens holding this much probability.",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Sampling seed: the same seed, model and prompt give the same tokens.",
+    )
+    top_k: int = Field(5, ge=0, le=MAX_TOP_K, description="Alternatives reported per token.")
+
+    check_prompt = field_validator("prompt")(_not_empty)
+
+
 # ---------------------------------------------------------------- responses (documentation)
+
+
+ELAPSED = "Seconds of scoring (the forward passes), without the queue wait or a model load."
+WAITED = "Seconds the request waited in the queue behind others before the worker took it."
 
 
 class TopAlternative(BaseModel):
@@ -216,6 +260,15 @@ class ConversationOut(BaseModel):
     format: str | None = None
 
 
+class GeneratedTokenOut(TokenOut):
+    """A generated token: the scoring fields from the model's own distribution, plus the
+    entropy of the distribution it was drawn from."""
+
+    sampled_entropy: float | None = Field(
+        description="Nats, after temperature and top-p (0 when greedy)."
+    )
+
+
 class ScoreSummary(BaseModel):
     mean_entropy: float | None
     mean_surprisal: float | None
@@ -230,10 +283,31 @@ class ScoreOut(BaseModel):
     n_tokens: int
     tokens: list[TokenOut]
     summary: ScoreSummary
-    elapsed_s: float
+    elapsed_s: float = Field(description=ELAPSED)
+    waited_s: float | None = Field(description=WAITED)
     conversation: ConversationOut | None = Field(
         None, description="Set when a conversation (or a dataset's example) was scored."
     )
+
+
+class GenerateOut(BaseModel):
+    """A generation: the tokens with their entropies, the text, and why it stopped."""
+
+    model: str
+    spec: str
+    chat: bool
+    prompt_tokens: int = Field(description="Tokens of the prompt (after the chat template).")
+    n_tokens: int
+    tokens: list[GeneratedTokenOut]
+    text: str = Field(description="The generated text: the tokens' pieces joined.")
+    stop_reason: Literal["eos", "max_new_tokens", "context"]
+    summary: ScoreSummary
+    temperature: float
+    top_p: float
+    seed: int
+    max_new_tokens: int
+    elapsed_s: float = Field(description="Seconds generating, without the queue wait or a load.")
+    waited_s: float | None = Field(description=WAITED)
 
 
 class PreviewToken(BaseModel):
@@ -261,6 +335,8 @@ class PreviewOut(BaseModel):
     n_trained: int | None = Field(None, description="Tokens that carry loss (a conversation).")
     tokens: list[PreviewToken]
     conversation: ConversationOut | None = None
+    elapsed_s: float | None = Field(None, description=ELAPSED + " Null for given entropies.")
+    waited_s: float | None = Field(None, description=WAITED)
 
 
 class CompareOut(BaseModel):
@@ -270,6 +346,8 @@ class CompareOut(BaseModel):
     note: str | None
     delta: list[float | None] | None = Field(description="entropy(b) - entropy(a) per token.")
     delta_summary: dict[str, float | None] | None
+    elapsed_s: float = Field(description="Seconds scoring A and B, without the queue wait.")
+    waited_s: float | None = Field(description=WAITED)
 
 
 class DrawsOut(BaseModel):
@@ -335,6 +413,7 @@ class EstimateOut(BaseModel):
 
 class LimitsPublic(BaseModel):
     max_score_tokens: int
+    max_new_tokens: int = Field(description="Tokens one generation may ask for at most.")
     max_upload_bytes: int
     max_top_k: int
     url_text_chars: int = Field(description="Longest text a shareable link carries.")
@@ -367,5 +446,8 @@ class InspectPage(BaseModel):
         description="The policy's choices (selection, schedule, drop_mode), by field name."
     )
     limits: LimitsPublic
+    generate_defaults: dict[str, Any] = Field(
+        description="POST /api/generate's defaults (temperature, top_p, seed, ...)."
+    )
     colour_modes: list[ColourMode]
     rank_buckets: list[int] = Field(description="GLTR's rank buckets: top-10, top-100, top-1000.")

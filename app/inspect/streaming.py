@@ -1,9 +1,14 @@
-"""Scoring jobs tied to their client: NDJSON progress streams, and a cancel when the client goes.
+"""Model jobs tied to their client: NDJSON progress streams, and a cancel when the client goes.
 
-A streamed answer is one JSON object per line: `queued` {ahead}, `started`, `progress` {stage,
-done, total, elapsed_s, eta_s}, then `result` {result} or `error` {status, detail}. A plain
-request gets the result as JSON, as before. Either way a client that disconnects cancels its
-job: a waiting job is dropped unrun, a running one stops at its next window.
+A streamed answer is one JSON object per line: `queued` {ahead}, `started` {waited_s},
+`progress` {stage, done, total, elapsed_s, eta_s} (generation: `token` {token}), then `result`
+{result} or `error` {status, detail}. A plain request gets the result as JSON, as before. Either
+way a client that disconnects cancels its job: a waiting job is dropped unrun, a running one
+stops at its next chunk (or token).
+
+The asyncio view of the worker's future is cancelled whenever its client leaves first: left
+pending, it would receive the job's JobCancelled later with nobody to read it, and asyncio would
+log "Future exception was never retrieved" when it is collected.
 """
 
 from __future__ import annotations
@@ -79,19 +84,21 @@ class JobStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         gone = asyncio.ensure_future(until_disconnect(receive))
+        result = asyncio.wrap_future(self.future)
         try:
-            await self._pump(send, gone)
+            await self._pump(send, gone, result)
         except OSError:  # the connection broke while we wrote to it
             pass
         finally:
             gone.cancel()
-            if not self.future.done():
-                self.job.cancel()
-                self.future.cancel()
+            if not result.done():
+                self.job.cancel()  # a running job stops at its next chunk
+                result.cancel()  # a waiting one leaves the queue; nothing is left to retrieve
 
-    async def _pump(self, send: Send, gone: asyncio.Future[None]) -> None:
+    async def _pump(
+        self, send: Send, gone: asyncio.Future[None], result: asyncio.Future[bytes]
+    ) -> None:
         assert self.job.events is not None
-        result = asyncio.wrap_future(self.future)
         while True:
             next_event = asyncio.ensure_future(self.job.events.get())
             waits: set[asyncio.Future[Any]] = {next_event, gone, result}

@@ -68,7 +68,8 @@ def snapshot(runner: JobRunner, run_id: str, after: int) -> dict[str, Any] | Non
     log_lines = rf.tail_lines(run_dir / rf.LOG, 60)
     output = rf.tail_lines(run_dir / rf.OUTPUT, 40) if run.status == "failed" else []
     # ETA and elapsed time change every tick: only a real change is worth an event.
-    status_key = json.dumps({k: v for k, v in status.items() if k not in ("eta_s", "elapsed_s")})
+    ticking = ("eta_s", "elapsed_s", "stage_eta_s")  # counted down by the page between events
+    status_key = json.dumps({k: v for k, v in status.items() if k not in ticking})
     return {
         "rows": storage.metrics(run_id, after_id=after),
         "status_key": status_key,

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.runs import cost
 from app.runs.facts import run_facts
 from app.runs.storage import Storage
 from app.runs.validate import COMPARE_METHODS
@@ -35,6 +36,7 @@ ADVANCED_FIELDS = (
     "gradient_checkpointing", "max_grad_norm", "record_tokens", "record_ranks",
     "record_general_tokens", "record_train_tokens", "early_stopping_patience",
     "early_stopping_threshold", "best_metric", "save_total_limit", "save_only_model",
+    "report_to",
 )  # fmt: skip
 # The adapter kind the form shows for full weights (the config's `adapter: null`).
 NO_ADAPTER = "none"
@@ -113,6 +115,8 @@ def new_run_form(
         "max_upload_bytes": settings.max_upload_bytes,
         "upload_suffixes": list(USER_SUFFIXES),
         "facts": run_facts(),
+        "disk": cost.home_disk(settings.home),
+        "estimate_url": "/api/runs/check",
     }
 
 

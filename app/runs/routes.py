@@ -180,18 +180,19 @@ def api_form(
     openapi_extra=BODY_DOC,
 )
 async def api_check(req: RunRequestDep, settings: SettingsDep) -> dict[str, Any]:
-    configs = [c.model_dump(mode="json") for c in req.configs()]
+    configs = req.configs()
     processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
     # The whole request's cost: a matched baseline twin runs as long again.
-    estimate = cost.estimate(settings.home, req.config, processes)
-    estimate["runs"] = len(configs)
+    found = await asyncio.to_thread(cost.for_configs, settings, configs, processes)
     return {
-        "configs": configs,
-        "config_json": json.dumps(configs[0], indent=2),
+        "configs": [c.model_dump(mode="json") for c in configs],
+        "config_json": json.dumps(configs[0].model_dump(mode="json"), indent=2),
         "launcher": req.launcher.model_dump(),
         "commands": headless_commands(req.launcher),
-        "estimate": estimate,
-        "estimate_text": cost.describe(estimate),
+        "estimate": {**found["runs"][0], "runs": len(configs)},
+        "estimate_text": cost.describe(found["runs"][0]),
+        "total": found["total"],
+        "total_text": cost.describe_total(found["total"]),
     }
 
 
@@ -252,12 +253,17 @@ async def api_upload(
     "/runs",
     status_code=201,
     response_model=RunCreated,
-    responses=_error_doc(422, 429),
+    responses=_error_doc(422, 429, 507),
     summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
     openapi_extra=BODY_DOC,
 )
-async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> dict[str, Any]:
+async def api_create(
+    req: RunRequestDep, runner: RunnerDep, storage: StorageDep, settings: SettingsDep
+) -> dict[str, Any]:
     check_queue_room(storage, runner.settings, len(req.configs()))  # 429 beyond max_queued_runs
+    processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
+    found = await asyncio.to_thread(cost.for_configs, settings, req.configs(), processes)
+    cost.check_disk(found["total"])  # 507 when it cannot fit at all
     ids = [runner.submit(config, req.launcher).id for config in req.configs()]
     group = ",".join(ids) if len(ids) > 1 else None
     if group:

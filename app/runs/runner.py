@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import RunConflict, RunNotFound
-from app.runs import cost
+from app.runs import timings
 from app.runs.storage import RunRecord, Storage
 from app.settings import Settings
 from entrodrop import launch
@@ -276,6 +276,8 @@ class JobRunner:
         for key in ("step", "total_steps", "progress", "eta_s"):
             if isinstance(st.get(key), int | float) and not isinstance(st.get(key), bool):
                 changes[key] = st[key]
+        if "eta_s" in st and st["eta_s"] is None:  # no ETA now (starting): never a stale one
+            changes["eta_s"] = None
         if "progress" in changes:
             changes["progress"] = min(1.0, max(0.0, float(changes["progress"])))  # type: ignore[arg-type]
         if changes:
@@ -315,7 +317,8 @@ class JobRunner:
         if status == "succeeded":
             changes["progress"] = 1.0
             processes = int(run.launcher.get("num_processes") or 1)
-            cost.remember(self.settings.home, child.run_dir, run.config, processes)
+            wall = time.time() - run.started_at if run.started_at else None  # launch to exit
+            timings.remember(self.settings.home, child.run_dir, run.config, processes, wall)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
 

@@ -83,9 +83,19 @@ class RunPublic(_Open):
     progress: float = Field(ge=0.0, le=1.0)
     step: int
     total_steps: int | None
-    eta_s: float | None
+    eta_s: float | None = Field(
+        description="seconds left while running; null while starting (nothing measured yet)"
+    )
     stage: str | None = Field(
         None, description="while running: what the training process is doing, e.g. 'evaluating'"
+    )
+    starting: bool = Field(
+        False,
+        description="while running: still loading, scoring references or taking its first step "
+        "(no ETA yet)",
+    )
+    stage_eta_s: float | None = Field(
+        None, description="seconds left of the current stage when it counts them (the pre-pass)"
     )
     elapsed_s: float | None
     created_at: float
@@ -147,11 +157,20 @@ class RunFacts(_Open):
     limits: dict[str, Any]
 
 
+class HomeDisk(_Open):
+    """The disk under the home folder: what runs use, what is free."""
+
+    home: str
+    used_bytes: int | None = Field(None, description="every run folder together")
+    free_bytes: int
+
+
 class RunsPublic(_Open):
     """Every run, newest first, and how many are in each status."""
 
     runs: list[RunPublic]
     counts: dict[str, int]
+    disk: HomeDisk
     tags: list[str]
     max_compare: int
     facts: RunFacts
@@ -213,6 +232,62 @@ class RunDeleted(_Open):
     deleted: bool
 
 
+class EstimatePart(_Open):
+    """One part of a run's time."""
+
+    key: Literal["startup", "reference", "evaluations", "steps", "checkpoints", "save"]
+    label: str
+    seconds: float
+    source: Literal["measured", "scaled", "prior"] = Field(
+        description="measured: a run of the same kind here timed it; scaled: this model's "
+        "speed here at another shape; prior: from the model's size and a machine probe"
+    )
+
+
+class DiskUse(_Open):
+    """The disk a run (or a whole request) takes, against the free space under the home."""
+
+    peak_bytes: int = Field(description="the most its folders hold at once")
+    final_bytes: int = Field(description="what stays when it has ended")
+    least_bytes: int = Field(description="what must fit to start at all (its largest run)")
+    free_bytes: int | None = Field(description="free space under the home now")
+    warn: bool = Field(description="it fills (or nearly fills) the free space")
+    fits: bool = Field(description="false: creating it is refused with 507")
+    size_from: str = Field(description="where the model's size came from")
+    checkpoint_bytes: int | None = Field(None, description="one checkpoint (one run)")
+    checkpoints_saved: int | None = None
+    checkpoints_kept: int | None = None
+    model_bytes: int | None = Field(None, description="the final model/ (one run)")
+
+
+class RunEstimate(_Open):
+    """What one run will take here: steps, time part by part, disk."""
+
+    steps: int | None
+    steps_source: str = Field(description="max_steps, measured (an earlier run), or data size")
+    tokens_per_step: int
+    tokens: int | None
+    step_time_s: float | None
+    parts: list[EstimatePart]
+    duration_s: float | None = Field(description="the parts' sum; null only without steps")
+    warn: bool
+    warn_above_s: float
+    disk: DiskUse | None
+    runs: int = Field(1, description="runs this request queues (a matched baseline: 2)")
+
+
+class RequestEstimate(_Open):
+    """What a whole request (a run and its baseline, a study) will take here."""
+
+    runs: int
+    parallel: int = Field(description="runs at once (ENTRODROP_MAX_CONCURRENT_RUNS)")
+    duration_s: float | None = Field(description="every run's time, summed")
+    wall_s: float | None = Field(description="the time until the last run ends")
+    warn: bool
+    warn_above_s: float
+    disk: DiskUse | None
+
+
 class RunCheck(_Open):
     """A validated request: configs, their JSON and the commands that reproduce them headless."""
 
@@ -220,8 +295,10 @@ class RunCheck(_Open):
     config_json: str
     launcher: Launcher
     commands: list[str]
-    estimate: dict[str, Any]
+    estimate: RunEstimate = Field(description="the first run's estimate")
     estimate_text: str
+    total: RequestEstimate = Field(description="every run of the request together")
+    total_text: str
 
 
 class DataReport(_Open):
@@ -269,6 +346,8 @@ class RunForm(_Open):
     max_upload_bytes: int
     upload_suffixes: list[str]
     facts: RunFacts
+    disk: HomeDisk
+    estimate_url: str = Field(description="POST a run config here for its time and disk")
 
 
 class PreviewPoint(_Open):

@@ -33,6 +33,7 @@ from entrodrop.runfolder import (
     parse_run_spec,
     run_checkpoint,
 )
+from entrodrop.trackers import TrackerMissing, check_tracker
 
 # Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
 EXTRA_KEYS = ("launcher", "compare_with", "preset")
@@ -192,6 +193,15 @@ def machine_errors(config: RunConfig, launcher: Launcher, settings: Settings) ->
     return errors
 
 
+def tracker_problem(name: str) -> str | None:
+    """Why `report_to` cannot work on this machine (its package is missing), or None."""
+    try:
+        check_tracker(name)
+    except TrackerMissing as exc:
+        return str(exc)
+    return None
+
+
 def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest:
     """Validate a POST /api/runs body; all errors at once, each located at its field."""
     if not isinstance(body, dict):
@@ -236,6 +246,8 @@ def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest
             errors.append(FieldError((name,), str(exc)))
     if config is not None and (problem := adapter_problem(config.adapter)) is not None:
         errors.append(FieldError(("adapter", "kind"), problem))  # QLoRA where it cannot run
+    if config is not None and (problem := tracker_problem(config.report_to)) is not None:
+        errors.append(FieldError(("report_to",), problem))  # its package is not installed here
     if config is not None and config.method == compare_with:
         errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
     if config is not None and not errors:

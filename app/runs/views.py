@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import InsufficientStorage, RunConflict
-from app.runs import cost
+from app.runs import cost, timings
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
 from app.runs.runner import RESUMABLE, JobRunner
@@ -73,13 +73,19 @@ def _eta(run: RunRecord, now: float) -> float | None:
     return max(0.0, run.eta_s - (now - run.updated_at))
 
 
-def _stage(run: RunRecord, run_dir: Any) -> str | None:
+def _live(run: RunRecord, run_dir: Any) -> dict[str, Any]:
     # The training process's own words for what it is doing (status.json's stage_text, e.g.
-    # "scoring reference entropies (training) 3/12"), while it runs.
+    # "scoring reference entropies (training) 3/12"), whether it is still starting (no ETA
+    # yet) and the current stage's own remaining time, while it runs.
     if run.status != "running":
-        return None
-    text = (rf.read_status(run_dir) or {}).get("stage_text")
-    return text if isinstance(text, str) else None
+        return {"stage": None, "starting": False, "stage_eta_s": None}
+    st = rf.read_status(run_dir) or {}
+    text, stage_eta = st.get("stage_text"), st.get("stage_eta_s")
+    return {
+        "stage": text if isinstance(text, str) else None,
+        "starting": st.get("starting", not st) is True,  # no status.json yet: starting too
+        "stage_eta_s": stage_eta if isinstance(stage_eta, int | float) else None,
+    }
 
 
 def best_record(run: RunRecord, run_dir: Path) -> dict[str, Any]:
@@ -112,6 +118,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     stopped = run.status in RESUMABLE and run.attempts > 0  # a run that never started: neither
     current = (end - run.started_at) if run.started_at else None
     best = best_record(run, run_dir)
+    live = _live(run, run_dir)
     return {
         "id": run.id,
         "name": run.name,
@@ -121,8 +128,8 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "progress": round(min(1.0, max(0.0, run.progress)), 4),
         "step": run.step,
         "total_steps": run.total_steps,
-        "eta_s": _eta(run, now),
-        "stage": _stage(run, run_dir),
+        **live,
+        "eta_s": None if live["starting"] else _eta(run, now),
         # Every attempt's wall time: a resume does not reset the clock.
         "elapsed_s": None if current is None else run.prior_elapsed_s + current,
         "created_at": run.created_at,
@@ -145,7 +152,9 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "can_delete": run.status not in rf.ACTIVE,
         "checkpoint": checkpoint.name if checkpoint else None,
         "checkpoint_step": rf.checkpoint_step(checkpoint) if checkpoint else None,
-        "tokens_per_step": cost.tokens_per_step(cfg, int(run.launcher.get("num_processes") or 1)),
+        "tokens_per_step": timings.tokens_per_step(
+            cfg, int(run.launcher.get("num_processes") or 1)
+        ),
         "has_model": has_model,
         "disk_bytes": disk_bytes(run_dir),
         **best,
@@ -177,6 +186,7 @@ def runs_list(runner: JobRunner) -> dict[str, Any]:
     return {
         "runs": runs,
         "counts": counts,
+        "disk": cost.home_disk(runner.settings.home, sum(r["disk_bytes"] for r in runs)),
         "tags": tags,
         "max_compare": MAX_COMPARE,
         "facts": run_facts(),

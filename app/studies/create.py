@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.errors import FieldError, RequestInvalid, readable_errors
+from app.runs import cost
 from app.runs.runner import JobRunner
 from app.runs.validate import parse_request
 from app.settings import Settings
@@ -67,10 +68,34 @@ def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, in
     return out
 
 
+def estimate_study(
+    study: StudyConfig, planned: list[tuple[str, int, RunConfig]], settings: Settings
+) -> dict[str, Any]:
+    """The whole study's time and disk (every run), and one run's estimate per variant."""
+    found = cost.for_configs(settings, [config for _, _, config in planned], 1)
+    per_variant: dict[str, dict[str, Any]] = {}
+    for (label, _, _), est in zip(planned, found["runs"], strict=True):
+        per_variant.setdefault(label, est)  # every seed of a variant costs the same
+    return {
+        "name": study.name,
+        "runs": len(planned),
+        "estimate": found["total"],
+        "estimate_text": cost.describe_total(found["total"]),
+        "variants": [{"label": k, "estimate": v} for k, v in per_variant.items()],
+    }
+
+
+def check_study(body: Any, runner: JobRunner) -> dict[str, Any]:
+    """POST /api/studies/check: validate as a create would, and say what the study will cost."""
+    study = parse_study(body, runner.settings)
+    return estimate_study(study, checked_configs(study, runner), runner.settings)
+
+
 def create_study(body: Any, runner: JobRunner, store: StudyStore) -> dict[str, Any]:
     """Validate, queue every run (seed by seed, variants in order) and record the study."""
     study = parse_study(body, runner.settings)
     planned = checked_configs(study, runner)  # every check passes before anything is queued
+    cost.check_disk(estimate_study(study, planned, runner.settings)["estimate"])  # 507
     runs = [
         {"id": runner.submit(config).id, "variant": variant, "seed": seed}
         for variant, seed, config in planned

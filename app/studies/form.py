@@ -96,4 +96,7 @@ def new_study_form(settings: Settings, storage: Storage) -> dict[str, Any]:
         "keep_checkpoints": StudyConfig.model_fields["keep_checkpoints"].default,
         "keep_checkpoints_help": StudyConfig.model_fields["keep_checkpoints"].description,
         "allowed_data_dirs": run_form["allowed_data_dirs"],
+        "disk": run_form["disk"],
+        "parallel": settings.max_concurrent_runs,
+        "estimate_url": "/api/studies/check",
     }

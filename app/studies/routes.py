@@ -15,10 +15,11 @@ from app.deps import RunnerDep, SettingsDep, StorageDep, StudiesDep, TemplatesDe
 from app.errors import ErrorBody
 from app.studies import views
 from app.studies.control import cancel_study, delete_study
-from app.studies.create import create_study
+from app.studies.create import check_study, create_study
 from app.studies.form import new_study_form
 from app.studies.schemas import (
     StudiesPublic,
+    StudyCheck,
     StudyCreated,
     StudyDeleted,
     StudyDetail,
@@ -90,10 +91,22 @@ def api_form(settings: SettingsDep, storage: StorageDep) -> dict[str, Any]:
 
 
 @api.post(
+    "/studies/check",
+    response_model=StudyCheck,
+    responses=_error_doc(422),
+    summary="Validate a study and estimate its whole time and disk here",
+)
+def api_check(
+    runner: RunnerDep, body: Annotated[Any, Body(description=STUDY_BODY)] = None
+) -> dict[str, Any]:
+    return check_study(body, runner)
+
+
+@api.post(
     "/studies",
     status_code=201,
     response_model=StudyCreated,
-    responses=_error_doc(422),
+    responses=_error_doc(422, 507),
     summary="Queue every variant with every seed as one study",
 )
 def api_create(

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.runs.schemas import HomeDisk, RequestEstimate, RunEstimate
 from entrodrop.studies.status import STUDY_STATUSES
 
 
@@ -137,6 +138,21 @@ class StudyCreated(_Open):
     url: str
 
 
+class VariantEstimate(_Open):
+    label: str
+    estimate: RunEstimate = Field(description="one run of this variant (every seed the same)")
+
+
+class StudyCheck(_Open):
+    """What a study would queue and cost here: the whole study's time and disk."""
+
+    name: str
+    runs: int
+    estimate: RequestEstimate
+    estimate_text: str
+    variants: list[VariantEstimate]
+
+
 class StudyDeleted(_Open):
     """The deleted study's id and the runs deleted with it (none unless ?runs=true)."""
 
@@ -154,3 +170,6 @@ class StudyForm(_Open):
     presets: list[dict[str, Any]]
     seeds: list[int]
     max_runs: int
+    disk: HomeDisk
+    parallel: int = Field(description="runs at once (ENTRODROP_MAX_CONCURRENT_RUNS)")
+    estimate_url: str = Field(description="POST a study config here for its time and disk")

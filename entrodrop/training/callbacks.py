@@ -145,10 +145,13 @@ def remaining_evaluations(step: int, max_steps: int, eval_every: int | None) -> 
 class StatusCallback(TrainerCallback):
     """Keeps status.json current (main process): the stage, step, progress and an ETA.
 
-    The ETA covers what is left of the stage being done: during the reference pre-pass its
-    remaining batches, during training the remaining steps x the mean step time plus the
-    remaining evaluations x the mean evaluation time (an evaluation can take longer than many
-    steps, so leaving it out made the ETA rise at each one).
+    Until the first step ends (loading, the reference pre-pass, the step-0 evaluation, the first
+    step) the run is `starting` and its ETA is null: nothing measured yet says how long the steps take (the
+    pre-pass's own remaining time is `stage_eta_s`). During training the ETA is the remaining
+    steps x the mean step time plus the remaining evaluations x the mean evaluation time (an
+    evaluation can take longer than many steps, so leaving it out made the ETA rise at each one).
+    It also times each part of the run (`timing()`: steps, evaluations, checkpoint saves), which
+    the run's summary keeps for the next run's cost estimate.
     """
 
     def __init__(
@@ -170,6 +173,9 @@ class StatusCallback(TrainerCallback):
         self._eval_times: list[float] = []
         self._eval_s_in_training = 0.0
         self._batch_t0 = 0.0
+        self._mark = 0.0  # the end of the last step or evaluation: a checkpoint save starts there
+        self._save_times: list[float] = []
+        self.starting = True  # until the first step: no ETA yet
 
     @property
     def mean_step_s(self) -> float | None:
@@ -194,7 +200,11 @@ class StatusCallback(TrainerCallback):
         if not (force or changed) and now - self._last_write < self.min_interval_s:
             return
         self._last_write = now
-        self.folder.write_status("running", stage=name, stage_text=text, **fields)
+        if self.starting:
+            fields["eta_s"] = None
+        self.folder.write_status(
+            "running", stage=name, stage_text=text, starting=self.starting, **fields
+        )
 
     def reference_progress(self, what: str, done: int, total: int) -> None:
         """The pre-pass's hook, called before the first batch (done=0) and after each one."""
@@ -202,7 +212,7 @@ class StatusCallback(TrainerCallback):
         if done == 0:
             self._batch_t0 = now
         eta = (now - self._batch_t0) / done * (total - done) if done else None
-        self.stage("reference", force=done == 0, done=done, total=total, what=what, eta_s=eta)
+        self.stage("reference", force=done == 0, done=done, total=total, what=what, stage_eta_s=eta)
 
     def begin_evaluation(self, state: TrainerState | None = None) -> None:
         """An evaluation starts now (the step-0 one from run.py, the others from on_step_end)."""
@@ -217,7 +227,8 @@ class StatusCallback(TrainerCallback):
     ) -> None:
         if self._eval_start is None:
             return
-        took = time.monotonic() - self._eval_start
+        self._mark = time.monotonic()
+        took = self._mark - self._eval_start
         self._eval_times.append(took)
         if self._t0:  # an evaluation during training: its time is not step time
             self._eval_s_in_training += took
@@ -231,6 +242,27 @@ class StatusCallback(TrainerCallback):
         self._t0, self._step0 = time.monotonic(), state.global_step
         self._write(state, args, force=True)
 
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._mark:
+            self._save_times.append(time.monotonic() - self._mark)
+
+    def timing(self) -> dict[str, float | int | None]:
+        """What each part of training took here: steps, evaluations, checkpoint saves."""
+
+        def mean(xs: list[float]) -> float | None:
+            return sum(xs) / len(xs) if xs else None
+
+        return {
+            "steps": len(self._step_times),
+            "step_s": self.mean_step_s,
+            "evaluations": len(self._eval_times),
+            "eval_s": self.mean_eval_s,
+            "checkpoints": len(self._save_times),
+            "checkpoint_s": mean(self._save_times),
+        }
+
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
@@ -239,7 +271,9 @@ class StatusCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._step_times.append(time.monotonic() - self._step_start)
+        self._mark = time.monotonic()
+        self._step_times.append(self._mark - self._step_start)
+        self.starting = False  # a step is done: its time makes an ETA
         # DefaultFlowCallback (first in the list) has decided by now whether this step evaluates.
         if control.should_evaluate and state.is_world_process_zero:
             self.begin_evaluation(state)

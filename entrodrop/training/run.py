@@ -47,6 +47,7 @@ from entrodrop.runfolder import (
     is_resumable_checkpoint,
     latest_checkpoint,
 )
+from entrodrop.trackers import TrackerMissing, report_to
 from entrodrop.training.baselines import (
     DropoutPatch,
     apply_hidden_dropout,
@@ -124,7 +125,7 @@ def training_args(config: RunConfig, run_dir: Path, progress: bool) -> Any:
         use_cpu=cpu,
         ddp_backend="gloo" if cpu and distributed else None,
         ddp_find_unused_parameters=False,  # every parameter takes part in every step
-        report_to=[],
+        report_to=report_to(config.report_to, run_dir),
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,  # the collator's columns (example_index, entropies) stay
@@ -236,11 +237,21 @@ class Run:
     status: StatusCallback = field(init=False)
     retention: RetentionCallback = field(init=False)
     early_stopping: EarlyStopping | None = field(init=False)
+    timing: dict[str, float] = field(default_factory=dict)  # seconds per part, for estimates
 
     def __post_init__(self) -> None:
         self.metrics = MetricsCallback(self.folder, self.subscribers, self.config.best_metric)
         self.status = StatusCallback(self.folder, best=lambda: self.metrics.best)
         self.retention, self.early_stopping = build_callbacks(self.config)
+
+    @contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Time a part of the run into `timing` (summary.json's, read by the cost estimate)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timing[part] = time.monotonic() - t0
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -358,7 +369,7 @@ def log_file(folder: RunFolder) -> Iterator[None]:
 
 def describe(exc: BaseException) -> str:
     """A one-line message for a person: ours are already readable, others get their type."""
-    if isinstance(exc, (ModelLoadError, DataError, TrainingFailed)):
+    if isinstance(exc, (ModelLoadError, DataError, TrainingFailed, TrackerMissing)):
         return str(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -395,7 +406,11 @@ def train(
     if not resume:
         status_fields["started_at"] = run.started
     folder.write_status(
-        "running", stage="loading", stage_text=stage_text("loading"), **status_fields
+        "running",
+        stage="loading",
+        stage_text=stage_text("loading"),
+        starting=True,
+        **status_fields,
     )
     try:
         with log_file(folder), quiet_loading_bars():
@@ -425,9 +440,14 @@ def _attempt(run: Run) -> dict[str, Any]:
 
 
 def _train(run: Run) -> dict[str, Any]:
-    set_up(run)
+    with run.timed("setup_s"):
+        set_up(run)
     # rank 0 fills the cache first; an adapter run scores its base with the adapter switched off
-    with run.args.main_process_first(desc="reference pre-pass"), base_weights(run.loaded.model):
+    with (
+        run.timed("reference_s"),
+        run.args.main_process_first(desc="reference pre-pass"),
+        base_weights(run.loaded.model),
+    ):
         prepared = reference_pass(
             run.config,
             run.loaded,
@@ -451,7 +471,8 @@ def _train(run: Run) -> dict[str, Any]:
     if run.dropout_patch is not None:
         run.dropout_patch.undo(run.loaded.model)  # the saved model has its own dropout settings
     if run.config.save_model:
-        save_final_model(trainer, run.folder.model_dir)
+        with run.timed("save_s"):
+            save_final_model(trainer, run.folder.model_dir)
     return _finish(run, trainer, "succeeded", train_s)
 
 
@@ -516,6 +537,15 @@ def best_record(run: Run, trainer: EntroDropTrainer, outcome: str) -> dict[str, 
     }
 
 
+def eval_size(run: Run) -> dict[str, int]:
+    """Tokens one evaluation scores (held-out and general text) and the training tokens."""
+    general = 0 if run.data.general is None else run.data.general.n_tokens
+    return {
+        "eval_tokens": run.data.heldout.n_tokens + general,
+        "train_tokens": run.data.train.n_tokens,
+    }
+
+
 def _finish(
     run: Run, trainer: EntroDropTrainer, outcome: Literal["succeeded", "cancelled"], train_s: float
 ) -> dict[str, Any]:
@@ -536,6 +566,7 @@ def _finish(
         "train_s": train_s,
         "step_time_s": run.status.mean_step_s,
         "wall_s": time.time() - run.started,
+        "timing": {**run.timing, **run.status.timing(), **eval_size(run)},
         "model_dir": str(folder.model_dir) if saved else None,
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
         "data": run.data.report,

@@ -52,7 +52,8 @@ def test_stream_reports_progress_then_the_plain_result(client: TestClient) -> No
     assert progress[0]["done"] == 0 and progress[-1]["done"] == progress[-1]["total"] == n - 1
     assert all(p["eta_s"] is None or p["eta_s"] >= 0 for p in progress)
     result = got[-1]["result"]
-    assert {**result, "elapsed_s": 0} == {**plain, "elapsed_s": 0}
+    timing = {"elapsed_s": 0, "waited_s": 0}  # the times differ from one request to the next
+    assert {**result, **timing} == {**plain, **timing}
     # The Accept header asks for the same stream.
     accept = {"Accept": "application/x-ndjson"}
     assert (
@@ -246,3 +247,71 @@ def test_a_plain_client_that_leaves_stops_its_running_job(
         assert http.post("/api/score", json={"text": "after"}).status_code == 200
     done, total = [(d, t) for j, d, t in gate.calls if j == id(gate.jobs[0])][-1]
     assert done < total
+
+
+def read_events(sock: socket.socket, until: str) -> list[dict[str, Any]]:
+    """NDJSON events from a raw streamed response, up to and including the first `until` one."""
+    sock.settimeout(PATIENCE_S)
+    buffer, found = b"", []
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, f"the stream ended before a {until!r} event: {found}"
+        buffer += chunk
+        body = buffer.split(b"\r\n\r\n", 1)[-1] if b"\r\n\r\n" in buffer else b""
+        # chunked transfer encoding: event lines are the lines that parse as JSON objects
+        found = [json.loads(x) for x in body.split(b"\r\n") if x.startswith(b"{")]
+        if any(e["event"] == until for e in found):
+            return found
+
+
+def test_a_disconnect_inside_one_window_frees_the_worker_at_the_next_chunk(
+    tiny_model_dir: Path,
+    entrodrop_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    text = TEXT * 8  # one window of the tiny model (under its 512 tokens): one pass before chunks
+    held = threading.Event()
+    permit = threading.Event()
+    calls: list[tuple[int, int]] = []
+    jobs: list[ScoreJob] = []
+    real = ScoreJob.progress
+
+    def gated(job: ScoreJob, done: int, total: int) -> None:
+        if total > 200:  # the long text: held after its first chunk until the client has left
+            calls.append((done, total))
+            jobs.append(job)
+            if done and not held.is_set():
+                held.set()
+                assert permit.wait(PATIENCE_S)
+        real(job, done, total)
+
+    monkeypatch.setattr(ScoreJob, "progress", gated)
+    settings = Settings(home=entrodrop_home, model=str(tiny_model_dir), score_chunk_tokens=16)
+    app = create_app(settings)
+    with live_server(app) as url:
+        service = app.state.model_service
+        with httpx.Client(base_url=url) as http:
+            wait_for(lambda: http.get("/api/health").json()["model_loaded"], "the model")
+            assert http.post("/api/estimate", json={"text": text}).json()["n_tokens"] < 512
+        long = raw_request(url, "/api/score?stream=1", {"text": text})
+        wait_for(held.is_set, "the long job's first chunk")
+        nxt = raw_request(url, "/api/score?stream=1", {"text": "the next one"})
+        wait_for(lambda: service.status()["queue"]["pending"] == 2, "the next job to queue")
+        long.close()  # the client goes away in the middle of the window
+        wait_for(lambda: jobs[0].cancelled, "the server to notice the client left")
+        permit.set()  # the job goes on from its first chunk: it must stop before the second
+        events_next = read_events(nxt, "result")  # the next job starts, and ends
+        nxt.close()
+        wait_for(lambda: service.status()["queue"]["pending"] == 0, "the worker to be free")
+        gc.collect()  # an unretrieved future's exception is logged when it is collected
+    started = next(e for e in events_next if e["event"] == "started")
+    assert started["waited_s"] >= 0
+    assert events_next[-1]["result"]["waited_s"] == started["waited_s"]
+    total = calls[0][1]
+    assert calls == [(0, total), (16, total)]  # 2 of ~20 chunks: it stopped at the next one
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 run_dir = Path(sys.argv[sys.argv.index("--run-dir") + 1])
 config = json.loads((run_dir / "config.json").read_text())
-seed_modes = {101: "slow", 102: "crash", 103: "ckpt"}
+seed_modes = {101: "slow", 102: "crash", 103: "ckpt", 104: "starting"}
 mode = config["model"][5:] if config["model"].startswith("fake:") else seed_modes.get(
     config.get("seed"), "ok")
 stop = {"flag": False}
@@ -86,6 +86,18 @@ elif mode == "slow":
         (run_dir / "ready").touch()
         time.sleep(0.1)
     status("cancelled", step=step, total_steps=1000, progress=step / 1000)
+elif mode == "starting":
+    # An ETA, then (once the test says go) the status of a run that is starting: no ETA, the
+    # stage's own remaining time; the server must not keep the earlier ETA.
+    signal.signal(signal.SIGTERM, on_term)
+    status("running", step=1, eta_s=5.0, starting=False)
+    while not (run_dir / "go").exists() and not stop["flag"]:
+        time.sleep(0.05)
+    status("running", stage="reference", stage_text="scoring reference entropies 2/3",
+           starting=True, eta_s=None, stage_eta_s=3.0)
+    while not stop["flag"] and not (run_dir / "STOP").exists():
+        time.sleep(0.05)
+    status("cancelled")
 elif mode == "ckpt":
     # Like slow, with a complete checkpoint at step 3; --resume continues from it, cutting the
     # metrics after it as the real trainer does (the file is replaced).
@@ -113,7 +125,7 @@ elif mode == "ckpt":
 """
 
 
-SEED_MODES = {"slow": 101, "crash": 102, "ckpt": 103}
+SEED_MODES = {"slow": 101, "crash": 102, "ckpt": 103, "starting": 104}
 
 
 def write_fake_child(folder: Path) -> Path:

@@ -301,22 +301,43 @@ def test_cost_estimate_from_a_measured_step_time(make_client: ClientFactory) -> 
         body = {"max_steps": 4000, "batch_size": 2, "grad_accum": 2, "seq_len": 64}
         est = client.post("/api/runs/check", json=body).json()
         assert est["estimate"]["steps"] == 4000 and est["estimate"]["tokens"] == 4000 * 2 * 2 * 64
-        assert est["estimate"]["duration_s"] is None
-        assert "no measurement yet" in est["estimate_text"]
+        # Never nothing: before any run here, every part is a prior, and the parts add up.
+        parts = {p["key"]: p for p in est["estimate"]["parts"]}
+        assert {p["source"] for p in parts.values()} == {"prior"}
+        assert list(parts) == [
+            "startup",
+            "reference",
+            "evaluations",
+            "steps",
+            "checkpoints",
+            "save",
+        ]
+        assert est["estimate"]["duration_s"] == pytest.approx(
+            sum(p["seconds"] for p in parts.values())
+        )
+        assert parts["evaluations"]["label"] == "161 evaluations"  # step 0, then every 25 steps
+        assert "prior" in est["estimate_text"] and est["total"]["runs"] == 1
         run_id = client.post("/api/runs", json=body).json()["id"]
         assert wait_finished(client, run_id)["status"] == "succeeded"  # the fake: 0.25 s/step
         est = client.post("/api/runs/check", json=body).json()["estimate"]
-        assert est["step_time_s"] == 0.25 and est["duration_s"] == 1000.0 and est["warn"]
-        other = client.post("/api/runs/check", json={**body, "seq_len": 32}).json()
-        assert other["estimate"]["duration_s"] is None  # another shape: not this measurement
-        # Set by epochs: the steps are known once a run has counted this data's blocks.
+        steps = next(p for p in est["parts"] if p["key"] == "steps")
+        assert est["step_time_s"] == 0.25 and steps == {
+            **steps,
+            "seconds": 1000.0,
+            "source": "measured",
+        }
+        assert est["duration_s"] > 1000.0 and est["warn"]
+        other = client.post("/api/runs/check", json={**body, "seq_len": 32}).json()["estimate"]
+        assert next(p for p in other["parts"] if p["key"] == "steps")["source"] == "prior"
+        # Set by epochs: steps from the data's size until a run has counted this data's blocks.
         by_epochs = {"epochs": 2.0, "batch_size": 2, "seq_len": 64}
-        est = client.post("/api/runs/check", json=by_epochs).json()
-        assert est["estimate"]["steps"] is None and "known once" in est["estimate_text"]
+        est = client.post("/api/runs/check", json=by_epochs).json()["estimate"]
+        assert est["steps_source"] == "data size" and est["steps"] > 100
         run_id = client.post("/api/runs", json=by_epochs).json()["id"]
         assert wait_finished(client, run_id)["status"] == "succeeded"  # the fake: 3 steps
         est = client.post("/api/runs/check", json=by_epochs).json()["estimate"]
-        assert est["steps"] == 3 and est["duration_s"] == 0.75 and not est["warn"]
+        assert est["steps"] == 3 and est["steps_source"] == "measured"
+        assert next(p for p in est["parts"] if p["key"] == "steps")["seconds"] == 0.75
         twice = client.post("/api/runs/check", json={**by_epochs, "epochs": 4.0}).json()
         assert twice["estimate"]["steps"] == 6
 
