@@ -39,6 +39,7 @@ Tracker = Literal["none", "tensorboard", "wandb", "mlflow"]
 
 
 MODULE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,199}$")
+TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,99}$")  # an lm-eval task or group name
 
 
 class _Strict(BaseModel):
@@ -360,6 +361,46 @@ class RunConfig(_Strict):
         description="also log to an experiment tracker (its package must be installed; "
         "docs/runs.md); none: the run folder only",
     )
+    # Downstream benchmarks after training (docs/evaluation.md): lm-evaluation-harness tasks,
+    # scored on the final model and on the best checkpoint where it was kept.
+    eval_tasks: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        title="benchmarks",
+        description="lm-eval tasks scored after training: 'offline' (the bundled tasks, no "
+        "network) or task names such as arc_challenge (need network); empty: none",
+    )
+    eval_limit: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        title="benchmark examples",
+        description="examples per benchmark task; empty: all",
+    )
+    eval_allow_code_execution: bool = Field(
+        False,
+        title="allow code execution",
+        description="let benchmarks run the code the model writes (humaneval, mbpp)",
+    )
+
+    @field_validator("eval_tasks", mode="before")
+    @classmethod
+    def _task_list(cls, v: object) -> object:
+        # The form and flags may give "offline, piqa": a list of names.
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @field_validator("eval_tasks")
+    @classmethod
+    def _task_names(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if not TASK_NAME.match(t)]
+        if bad:
+            raise ValueError(
+                f"not a task name: {bad[0]!r} (letters, digits, _ . - only; ppl:FILE is for "
+                "`entrodrop eval`)"
+            )
+        return list(dict.fromkeys(v))
 
     @field_validator("epochs", "learning_rate", "baseline_strength", "max_grad_norm")
     @classmethod

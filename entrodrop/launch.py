@@ -80,10 +80,14 @@ def child_argv(
     resume: bool,
     entry: Sequence[str] = DEFAULT_ENTRY,
     port: int | None = None,
+    evaluate: bool = False,
 ) -> list[str]:
     """The training process's argument list (never a shell string); `port`: the rendezvous port
-    of a multi-process launch (accelerate's default, 29500, would clash between two runs)."""
-    tail = [*entry, "--run-dir", str(run_dir), *(["--resume"] if resume else [])]
+    of a multi-process launch (accelerate's default, 29500, would clash between two runs);
+    `evaluate`: benchmark the finished run instead of training it."""
+    flags = ["--resume"] if resume else []
+    flags += ["--evaluate"] if evaluate else []
+    tail = [*entry, "--run-dir", str(run_dir), *flags]
     if launcher.kind == "single":
         return [sys.executable, *tail]
     rendezvous = ["--main_process_port", str(port)] if port is not None else []
@@ -226,6 +230,7 @@ def start(
     env: Mapping[str, str],
     attempt: int = 1,
     entry: Sequence[str] = DEFAULT_ENTRY,
+    evaluate: bool = False,
 ) -> RunProcess:
     """Start a run's training process from its folder (config.json written first).
 
@@ -235,7 +240,7 @@ def start(
     """
     (run_dir / rf.STOP).unlink(missing_ok=True)
     port = free_port() if launcher.kind == "accelerate" and launcher.num_processes > 1 else None
-    argv = child_argv(run_dir, launcher, resume, entry, port)
+    argv = child_argv(run_dir, launcher, resume, entry, port, evaluate)
     out: IO[bytes] = (run_dir / rf.OUTPUT).open("ab")
     try:
         out.write(f"{rf.ATTEMPT_HEADER}{attempt}: {' '.join(argv)}\n".encode())

@@ -56,7 +56,7 @@ METRICS: dict[str, Metric] = {
 # The Trainer's own log keys, renamed to ours.
 TRAINER_NAMES = {"loss": TRAIN_LOSS, "learning_rate": LEARNING_RATE, "grad_norm": GRAD_NORM}
 # What metrics.jsonl keeps of a Trainer log dict: names under these prefixes.
-PREFIXES = ("train/", "eval/", "general/", "drop/")
+PREFIXES = ("train/", "eval/", "general/", "drop/", "bench/")
 # What one evaluation writes (DESIGN section 2), in the order the diagnostics compute them.
 EVALUATION = (EVAL_LOSS, EVAL_LOSS_LOW, EVAL_LOSS_HIGH, GENERAL_LOSS)
 # The metrics a run can be judged by (best checkpoint, early stopping): evaluation losses.
@@ -67,14 +67,46 @@ COMPARED = (EVAL_LOSS, EVAL_LOSS_LOW, EVAL_LOSS_HIGH, GENERAL_LOSS, TRAIN_LOSS)
 DETERMINISTIC = (RATE_SCHEDULED, LEARNING_RATE)
 
 
+# Downstream benchmarks (lm-evaluation-harness, after training): one name per task and metric,
+# `bench/<task>/<metric>`, logged at the step of the weights scored (the final step, and the best
+# checkpoint's step where one was kept), so a run judged by its best checkpoint gets its values.
+BENCH_PREFIX = "bench/"
+# The metric a task is read by, the first it reports (studies and compare show that one).
+BENCH_HEADLINE = ("acc", "exact_match", "bits_per_byte", "word_perplexity")
+BENCH_LOWER_BETTER = ("bits_per_byte", "word_perplexity", "byte_perplexity")
+
+
+def benchmark_name(task: str, metric: str) -> str:
+    """The metric name of a task's metric: bench/<task>/<metric>."""
+    return f"{BENCH_PREFIX}{task}/{metric}"
+
+
+def parse_benchmark(name: str) -> tuple[str, str] | None:
+    """(task, metric) of a benchmark metric name, else None."""
+    if not name.startswith(BENCH_PREFIX):
+        return None
+    task, sep, metric = name[len(BENCH_PREFIX) :].rpartition("/")
+    return (task, metric) if sep and task and metric else None
+
+
+def headline(metrics: Mapping[str, Any]) -> str | None:
+    """The metric a task's results are read by: the first of BENCH_HEADLINE it has."""
+    return next((m for m in BENCH_HEADLINE if isinstance(metrics.get(m), int | float)), None)
+
+
 def label(name: str) -> str:
     """A metric's label, or its name for one this vocabulary does not know."""
     metric = METRICS.get(name)
+    if metric is None and (bench := parse_benchmark(name)) is not None:
+        return f"{bench[0]}: {bench[1]}"
     return metric.label if metric is not None else name
 
 
 def lower_is_better(name: str) -> bool:
-    """Whether a lower value of a selectable metric is better (ValueError for any other)."""
+    """Whether a lower value of a selectable metric (or a benchmark's) is better (ValueError for
+    any other)."""
+    if (bench := parse_benchmark(name)) is not None:
+        return bench[1] in BENCH_LOWER_BETTER
     metric = METRICS.get(name)
     if metric is None or metric.lower_is_better is None:
         raise ValueError(f"{name!r} is not a metric a run can be judged by")

@@ -15,6 +15,7 @@ file                      what                                                  
 ``output.txt``            the process's stdout/stderr, one ATTEMPT_HEADER per launch   server
 ``STOP``                  exists: stop after this step, with a checkpoint             server
 ``summary.json``          the run's outcome, final and best metrics (SUMMARY_FIELDS)  atomically
+``evaluate.json``         a request to benchmark the finished run (tasks, limit)      server
 ``checkpoint-<step>/``    Trainer checkpoints (safetensors), used to resume; the      Trainer
                           last ``save_total_limit`` are kept, plus the best one
 ``model/``                the final model (config, safetensors, tokenizer)            at the end
@@ -69,6 +70,7 @@ LOG = "log.txt"
 OUTPUT = "output.txt"
 STOP = "STOP"
 SUMMARY = "summary.json"
+EVALUATE = "evaluate.json"  # the server's request to benchmark a finished run: tasks, limit
 MODEL = "model"
 # The per-token record: entrodrop/tokens/record.py reads and writes it (docs/tokens.md).
 TOKENS = "tokens.safetensors"

@@ -4,6 +4,7 @@ paper's suite, perplexity over a local text, and task-name checks with near matc
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,3 +153,26 @@ def check_code_execution(names: Sequence[str], allowed: bool) -> None:
             f"{', '.join(risky)} execute(s) code the model writes: add --allow-code-execution "
             "to run them (only on a machine where that is safe)"
         )
+
+
+@functools.lru_cache(maxsize=1)
+def lm_eval_tasks() -> tuple[str, ...]:
+    """Every task and group name lm-eval knows (indexing its task folders takes a few seconds:
+    done once per process). TaskError when lm-eval is not installed."""
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError as exc:
+        raise TaskError("lm-evaluation-harness is not installed: pip install 'lm-eval'") from exc
+    return tuple(TaskManager().all_tasks)
+
+
+def check_run_tasks(names: Sequence[str], allow_code_execution: bool) -> None:
+    """A run's eval_tasks, checked before it is queued: known names (near matches otherwise) and
+    code execution only when asked for."""
+    if not names:
+        return
+    check_code_execution(names, allow_code_execution)
+    ours = (OFFLINE, *OFFLINE_TASKS)
+    if all(n in ours for n in names):
+        return  # the bundled tasks need no index
+    check_known(names, [*ours, *lm_eval_tasks()])

@@ -124,6 +124,7 @@ STAGES = {
     "reference": "scoring reference entropies",
     "training": "training step",
     "evaluating": "evaluating",
+    "benchmarks": "benchmarks",
 }
 
 
@@ -205,6 +206,10 @@ class StatusCallback(TrainerCallback):
         self.folder.write_status(
             "running", stage=name, stage_text=text, starting=self.starting, **fields
         )
+
+    def benchmark_progress(self, done: int, total: int, what: str, eta_s: float | None) -> None:
+        """The benchmarks stage's hook (entrodrop.training.benchmarks), before each task."""
+        self.stage("benchmarks", done=done, total=total, what=what, eta_s=eta_s, stage_eta_s=eta_s)
 
     def reference_progress(self, what: str, done: int, total: int) -> None:
         """The pre-pass's hook, called before the first batch (done=0) and after each one."""

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,13 @@ from entrodrop.training.baselines import (
     apply_hidden_dropout,
     baseline_strength,
     training_arguments,
+)
+from entrodrop.training.benchmarks import (
+    BenchmarkRequest,
+    Target,
+    best_target,
+    evaluate_folder,
+    run_benchmarks,
 )
 from entrodrop.training.best import (
     EarlyStopping,
@@ -473,7 +480,30 @@ def _train(run: Run) -> dict[str, Any]:
     if run.config.save_model:
         with run.timed("save_s"):
             save_final_model(trainer, run.folder.model_dir)
-    return _finish(run, trainer, "succeeded", train_s)
+    benchmarks = None
+    if run.config.eval_tasks and run.args.process_index == 0:  # the others are done
+        with run.timed("benchmarks_s"):
+            benchmarks = _benchmarks(run, trainer)
+    return _finish(run, trainer, "succeeded", train_s, benchmarks)
+
+
+def _benchmarks(run: Run, trainer: EntroDropTrainer) -> dict[str, Any]:
+    """The run's eval_tasks on its final weights (in memory) and its best checkpoint."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.eval()
+    step = trainer.state.global_step
+    final = replace(run.loaded, model=model)
+    targets = [Target("final", step, lambda: final)]
+    if (best := best_target(run.folder.path, step, str(run.args.device))) is not None:
+        targets.append(best)
+    config = run.config
+    request = BenchmarkRequest(
+        list(config.eval_tasks), config.eval_limit, config.eval_allow_code_execution
+    )
+    outcome = run_benchmarks(
+        run.folder, targets, request, run.stopper.requested_here, run.status.benchmark_progress
+    )
+    return outcome.summary(request)
 
 
 def build_trainer(
@@ -547,7 +577,11 @@ def eval_size(run: Run) -> dict[str, int]:
 
 
 def _finish(
-    run: Run, trainer: EntroDropTrainer, outcome: Literal["succeeded", "cancelled"], train_s: float
+    run: Run,
+    trainer: EntroDropTrainer,
+    outcome: Literal["succeeded", "cancelled"],
+    train_s: float,
+    benchmarks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write summary.json and the final status; returns the summary."""
     folder, state, metrics = run.folder, trainer.state, run.metrics
@@ -570,6 +604,7 @@ def _finish(
         "model_dir": str(folder.model_dir) if saved else None,
         "last_checkpoint": str(p) if (p := latest_checkpoint(folder.path)) else None,
         "data": run.data.report,
+        "benchmarks": benchmarks,
     }
     folder.write_summary(summary)
     if record[STOP_REASON]:
@@ -596,6 +631,25 @@ def _finish(
 # ---------------------------------------------------------------- command line
 
 
+def evaluate_main(folder: RunFolder) -> int:
+    """Benchmark a finished run (the dashboard's Evaluate action). The run stays `succeeded`:
+    its training is done whatever happens here; a failure is reported in status.json's error."""
+    stopper = StopCallback(folder.stop_path)
+    restore_signals = stopper.install_signal_handlers()
+    status = StatusCallback(folder)
+    error = None
+    try:
+        with log_file(folder), quiet_loading_bars():
+            evaluate_folder(folder, stopper.requested_here, status.benchmark_progress)
+    except Exception as exc:  # a broken model or request: say it, the run's result stands
+        error = f"evaluation failed: {describe(exc)}"
+        log.error("%s\n%s", error, traceback.format_exc())
+    finally:
+        restore_signals()
+    folder.write_status("succeeded", progress=1.0, eta_s=0.0, starting=False, error=error)
+    return 0 if error is None else 1
+
+
 def end_process_group() -> None:
     """Tear torch.distributed down while the interpreter is whole, once training has ended here.
 
@@ -617,6 +671,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path, help="the run folder")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument(
+        "--evaluate", action="store_true", help="benchmark the finished run (no training)"
+    )
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     folder = RunFolder(ns.run_dir, writer=int(os.environ.get("RANK", "0")) == 0)
@@ -628,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder.write_status("failed", error=message)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    if ns.evaluate:
+        return evaluate_main(folder)
     try:
         summary = train(config, ns.run_dir, progress=ns.progress, resume=ns.resume)
     except TrainingFailed as exc:

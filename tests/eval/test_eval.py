@@ -121,3 +121,44 @@ def test_the_task_list_names_the_offline_group_and_the_papers_suite() -> None:
     result = run_eval("--list")
     assert result.exit_code == 0
     assert eval_tasks.OFFLINE in result.output and "arc_challenge" in result.output
+
+
+def test_a_run_with_eval_tasks_scores_its_final_and_best_weights(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """eval_tasks: after training, each task on the final model and the best checkpoint (when
+    kept at another step); summary.json, metrics.jsonl rows at each weights' step, and the
+    evaluate-only entry the dashboard's Evaluate action starts."""
+    from entrodrop.config import RunConfig
+    from entrodrop.metrics import benchmark_name
+    from entrodrop.runfolder import RunFolder, read_json
+    from entrodrop.training.run import main, train
+
+    config = RunConfig(
+        model=str(tiny_model_dir), dataset=str(small_corpus), max_steps=4, eval_every=2,
+        seq_len=32, batch_size=4, max_train_tokens=512, max_eval_tokens=128,
+        learning_rate=0.5, method="none", save_total_limit=1,
+        eval_tasks=["python_docs_mc"], eval_limit=4,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).write_config(config)  # as a launcher does
+    summary = train(config, run_dir)
+    bench = summary["benchmarks"]
+    assert summary["status"] == "succeeded" and bench["errors"] == [] and not bench["stopped"]
+    final = bench["final"]["results"]["python_docs_mc"]
+    assert bench["final"]["step"] == 4 and final["n"] == 4 and 0 <= final["acc"] <= 1
+    rows = RunFolder(run_dir).read_metrics()
+    name = benchmark_name("python_docs_mc", "acc")
+    steps = {r["step"] for r in rows if r["name"] == name}
+    assert 4 in steps and steps <= {2, 4}  # the final weights, and the best's if kept apart
+    if "best" in bench:
+        assert bench["best"]["step"] == 2 and steps == {2, 4}
+
+    # The Evaluate action: a request file, then the evaluate-only entry; the run stays succeeded.
+    (run_dir / "evaluate.json").write_text(json.dumps({"tasks": ["python_reference_ppl"],
+                                                       "limit": 2}))  # fmt: skip
+    assert main(["--run-dir", str(run_dir), "--evaluate"]) == 0
+    again = read_json(run_dir / "summary.json") or {}
+    assert set(again["benchmarks"]["final"]["results"]) == {"python_reference_ppl"}
+    assert again["steps"] == 4 and not (run_dir / "evaluate.json").exists()
+    assert (read_json(run_dir / "status.json") or {})["status"] == "succeeded"
