@@ -238,7 +238,7 @@ def run_models(run: Path) -> list[dict[str, Any]]:
         found.append(
             {"spec": spec, "label": f"{label}, step {step}", "run_id": run.name, "step": step}
         )
-    return found
+    return [{**m, "run_label": label} for m in found]  # the picker's group name
 
 
 def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:

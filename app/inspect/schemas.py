@@ -187,6 +187,7 @@ class Checkpoint(BaseModel):
     spec: str = Field(description="run:<id> (the final model) or run:<id>:<step>")
     label: str
     run_id: str
+    run_label: str = Field(description="the run as the picker's group names it")
     step: int | None = Field(description="the checkpoint's step; null for the final model")
 
 

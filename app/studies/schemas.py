@@ -30,6 +30,7 @@ class StudyLinks(_Open):
     api: str
     csv: str
     cancel: str
+    tokens: str
 
 
 class StudyFacts(_Open):

@@ -55,6 +55,7 @@ def _links(study_id: str) -> dict[str, str]:
         "api": f"/api/studies/{study_id}",
         "csv": f"/api/studies/{study_id}.csv",
         "cancel": f"/api/studies/{study_id}/cancel",
+        "tokens": f"/api/studies/{study_id}/tokens",
     }
 
 

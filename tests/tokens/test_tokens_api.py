@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,11 @@ def test_a_real_runs_tokens_json_csv_cli_and_checkpoints(
         # Inspect lists each checkpoint by step, and scores with it.
         specs = [c["spec"] for c in client.get("/api/checkpoints").json()]
         assert specs == [f"run:{run_id}", f"run:{run_id}:4", f"run:{run_id}:2"]
+        # The page's pickers group them by run: the final model, then each step.
+        html = client.get("/").text
+        group = html.split(f'data-run-id="{run_id}">', 1)[1].split("</optgroup>", 1)[0]
+        options = re.findall(r'<option value="([^"]+)">([^<]+)</option>', group)
+        assert options == list(zip(specs, ["final model", "step 4", "step 2"], strict=True))
         body = {"text": "def f(x): return x", "model": f"run:{run_id}:2"}
         scored = client.post("/api/score", json=body)
         assert scored.status_code == 200, scored.text
@@ -137,7 +143,7 @@ def test_compare_two_runs_token_by_token(make_client: ClientFactory, entrodrop_h
         out = res.json()
         assert out["runs"] == [a, b] and out["diff"] == [-1.0, 0.5, 0.0]
         assert out["order"] == [0, 2, 1] and out["tokens"] == ["t0", "t1", "t2"]
-        assert out["summary"]["n"] == 3
+        assert out["summary"]["n"] == 3 and out["common_steps"] == [0, 10]
         at = client.get("/api/compare/tokens", params={"runs": f"{a},{b}", "step": 0}).json()
         assert at["diff"] == [0.0, 0.0, 0.0] and at["steps"] == [0, 0]
         res = client.get("/api/compare/tokens", params={"runs": f"{a},{c}"})
@@ -167,6 +173,7 @@ def test_a_studys_variants_token_by_token_over_seeds(
         out = res.json()
         assert out["variants"] == ["none", b] and out["seeds"] == [0, 1]
         assert out["mean_diff"] == [-0.75, 0.0] and out["consistent"] == [True, False]
+        assert out["common_steps"] == [0, 10]
         assert [s["seed"] for s in out["skipped"]] == [2]  # seed 2 has no records
         assert "has no token record yet" in out["skipped"][0]["reason"]
         res = client.get(f"/api/studies/{created['id']}/tokens", params={"a": "bogus"})
