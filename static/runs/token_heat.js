@@ -103,8 +103,11 @@ export class TokenHeat {
     this.codes = new Array(v.n_tokens).fill("");
     for (let i = 0; i < v.n_tokens; i++) {
       const brk = breakBefore(v, i);
-      if (brk === "source") frag.append(el("span", "tok-src", v.sources[v.source[i]].label));
-      else if (brk === "gap") frag.append(el("span", "tok-gap"));
+      if (brk) {
+        const mark = brk === "source" ? el("span", "tok-src", v.sources[v.source[i]].label) : el("span", "tok-gap");
+        mark.setAttribute("aria-hidden", "true");
+        frag.append(mark);
+      }
       const span = document.createElement("span");
       span.className = "tok";
       span.textContent = v.tokens[i];
@@ -113,7 +116,6 @@ export class TokenHeat {
       this.spans[i] = span;
       frag.append(span);
     }
-    for (const mark of frag.querySelectorAll(".tok-src, .tok-gap")) mark.setAttribute("aria-hidden", "true");
     this.box.replaceChildren(frag);
     this.fingerprint = v.fingerprint;
     this.hide();

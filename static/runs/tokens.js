@@ -50,6 +50,7 @@ class TokensView {
     this.d = null;
     this.loading = false;
     this.pending = []; // metric rows that arrived during a read
+    this.attempt = null; // the latest attempt the run's metric rows have shown
     this.timer = null;
     this.heat = new TokenHeat($("#tok-heat"), (i) => tokenTip(this.d, i, this.row()));
     this.slider = $("#tok-step");
@@ -174,13 +175,18 @@ class TokensView {
     this.heat.focus(i);
   }
 
-  // New metric rows: read the record again when they hold an evaluation it lacks (or, before it
-  // exists, any row: the step-0 evaluation writes the first one).
+  // New metric rows: read the record again when the latest attempt brings an evaluation it lacks,
+  // or a new attempt starts (a resume cuts the record back, a restart begins it anew); before
+  // there is a record, on any row (the step-0 evaluation writes the first one).
   onMetrics(rows) {
     if (!this.recording || !rows.length) return;
     if (this.loading) { this.pending = this.pending.concat(rows); return; }
+    const attempt = rows.reduce((a, r) => Math.max(a, r.attempt || 0), 0);
+    const newAttempt = this.attempt !== null && attempt > this.attempt;
+    this.attempt = Math.max(this.attempt || 0, attempt);
     const v = this.d && this.d.v;
-    if (!v || rows.some((r) => r.name === v.eval_metric.name && !v.all_steps.includes(r.step))) this.load();
+    const fresh = (r) => (r.attempt || 0) === this.attempt && r.name === v.eval_metric.name && !v.all_steps.includes(r.step);
+    if (!v || newAttempt || rows.some(fresh)) this.load();
   }
 }
 

@@ -104,6 +104,9 @@ def test_a_record_at_the_bound_scrubs_without_replacing_a_span(
             ".every((s, i) => s === window.seen[i])"
         )
         page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()  # the charts take the phone's width as the page loads
+        page.locator("#tok-heat[data-step]").wait_for(timeout=PATIENCE_MS)
+        assert page.locator(SPANS).count() == MAX_PROBE_TOKENS
         assert_fits(page)
         screenshot(page, "tokens_view_large_narrow")
         assert errors == []

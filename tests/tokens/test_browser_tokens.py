@@ -1,7 +1,8 @@
 """The token pages in headless Chromium, on real tiny-model runs (a study of none and entrodrop over
-two seeds): the run's Tokens view (the slider recolours, hover and focus show a trajectory, a class
-filter greys the other tokens and steers the arrows), the token compare of two runs and of the
-study's variants, and the pages at 390 px."""
+two seeds, following some training tokens too): the run's Tokens view (the slider recolours, hover
+and focus show a trajectory, a class filter greys the other tokens and steers the arrows, training
+tokens show their drops), the token compare of two runs and of the study's variants, and the pages
+at 390 px."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def study(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     home = tmp_path_factory.mktemp("tokens-home")
     body = {
         "name": "tokens: none vs entrodrop",
-        "base": {"model": str(tiny_model_dir), **TINY},
+        "base": {"model": str(tiny_model_dir), "record_train_tokens": 64, **TINY},
         "variants": ["none", "entrodrop"],
         "seeds": [0, 1],
     }
@@ -177,6 +178,27 @@ def test_a_class_filter_shows_one_class_and_the_arrows_follow_it(page: Any, stud
         first = carto["top_rebound"][0]["index"]
         page.locator("#tok-rebound button.tok-pick").first.click()
         assert page.evaluate("document.activeElement.dataset.i") == str(first)
+
+
+def test_training_tokens_show_how_often_they_were_dropped(page: Any, study: Study) -> None:
+    view = open_tokens(page, study, study.runs[(study.b, 0)])
+    train = [s["id"] for s in view["sources"]].index("train")
+    followed = [i for i, s in enumerate(view["source"]) if s == train]
+    assert followed and view["drops"] is not None
+    last = view["drops"][-1]
+    assert [i for i, d in enumerate(last) if d is not None] == followed
+    assert page.locator(".tok-src").count() == 2  # held-out, then training tokens
+    summary = page.locator("#tok-drops .tok-drops-summary").text_content() or ""
+    dropped = sum(1 for i in followed if last[i] > 0)
+    assert summary.startswith(f"{len(followed)} training tokens followed; {dropped} dropped")
+    assert page.locator("#tok-drops tbody tr").count() == min(12, dropped)
+    page.focus(f'{SPANS}[data-i="{followed[0]}"]')
+    drops = page.locator(".tok-tip dd").filter(has_text="dropped")
+    assert drops.count() == 1
+    n = last[followed[0]]
+    assert ("never dropped" if n == 0 else "dropped ") in (drops.text_content() or "")
+    open_tokens(page, study, study.runs[("none", 0)])  # none drops nothing: no drops card
+    assert page.locator("#tok-drops").is_hidden()
 
 
 def test_the_token_compare_of_two_runs(page: Any, study: Study) -> None:
