@@ -35,7 +35,8 @@ function initTokenCompare(data) {
     if (!res.ok) { view.message(res.data.detail); return; }
     const v = res.data;
     fillSteps($("#tc-step"), v.common_steps);
-    view.show({ v, diff: v.diff, loss: [v.loss_a, v.loss_b], names: [label(runs[a]), label(runs[b])], when: when(v.steps) });
+    const names = [label(runs[a]), label(runs[b])];
+    view.show({ v, diff: v.diff, loss: [v.loss_a, v.loss_b], names, when: when(v.steps) });
   }
   const pickRuns = () => { $("#tc-step").value = ""; load(); };
   $("#tc-a").addEventListener("change", pickRuns);

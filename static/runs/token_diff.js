@@ -71,7 +71,8 @@ export class DiffView {
     const [a, b] = this.c.names;
     const bar = el("span", "bar");
     bar.style.background = gradientCss(DIVERGING);
-    const parts = [el("span", "end", `−${fmt(top, 1)}: ${b} better`), bar, el("span", "end", `+${fmt(top, 1)} nats: ${b} worse than ${a}`)];
+    const parts = [el("span", "end", `−${fmt(top, 1)}: ${b} better`), bar,
+      el("span", "end", `+${fmt(top, 1)} nats: ${b} worse than ${a}`)];
     if (this.c.consistent) parts.push(el("span", "tok cons sample", "same sign in every seed"));
     this.part(".tok-legend").replaceChildren(...parts);
   }
@@ -82,7 +83,9 @@ export class DiffView {
     const bucket = (id) => this.c.v.buckets.find((x) => x.id === id);
     let text = `${b} − ${a} at ${this.c.when}, over ${s.n} tokens: ${stats(s)} under ${b}. ` +
       `${bucket("low").label} tokens: ${stats(s.low)}; ${bucket("high").label}: ${stats(s.high)}.`;
-    if (this.c.consistent) text += ` ${this.c.v.n_consistent} tokens differ the same way in all ${this.c.n_seeds} seeds.`;
+    if (this.c.consistent) {
+      text += ` ${this.c.v.n_consistent} tokens differ the same way in all ${this.c.n_seeds} seeds.`;
+    }
     this.part(".tok-summary").textContent = text;
   }
 
@@ -96,9 +99,16 @@ export class DiffView {
 
   table(table, indices) {
     const c = this.c;
-    const cols = [["token"], ...(c.loss ? [[c.names[0], "num side"], [c.names[1], "num side"]] : []), ["b − a", "num"], ["bucket"]];
+    const sides = c.loss ? c.names.map((name) => [name, "num side"]) : [];
+    const cols = [["token"], ...sides, ["b − a", "num"], ["bucket"]];
     if (c.consistent) cols.push(["every seed"]);
     head(table, cols);
+    if (!indices.length) { // say so rather than show an empty table
+      const tr = document.createElement("tr");
+      cell(tr, "No token.", "muted").colSpan = cols.length;
+      table.tBodies[0].replaceChildren(tr);
+      return;
+    }
     table.tBodies[0].replaceChildren(...indices.map((i) => {
       const tr = document.createElement("tr");
       tr.dataset.i = String(i);
@@ -109,7 +119,6 @@ export class DiffView {
       if (c.consistent) cell(tr, c.consistent[i] ? "yes" : "no", "small");
       return tr;
     }));
-    table.hidden = indices.length === 0;
   }
 
   tip(i) {

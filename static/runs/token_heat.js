@@ -28,8 +28,8 @@ export function colourClass(value, top, signed) {
 }
 
 /** A scale's top: the 95th percentile of |values| over (a sample of) rows, rounded up to a
-    half nat, so that a few outliers do not wash out every other token's colour (the legend says
-    "or more"). */
+    tenth of a nat below 1, a half nat above, so that a few outliers do not wash out every other
+    token's colour (the legend says "or more"). */
 export function robustTop(rows, floor = 0.5, q = 0.95) {
   const all = [];
   const total = rows.reduce((n, r) => n + r.length, 0);
@@ -43,7 +43,8 @@ export function robustTop(rows, floor = 0.5, q = 0.95) {
   if (!all.length) return floor;
   all.sort((a, b) => a - b);
   const top = all[Math.min(all.length - 1, Math.floor(q * all.length))];
-  return Math.max(floor, Math.ceil(top * 2) / 2);
+  const unit = top < 1 ? 0.1 : 0.5; // small differences keep a scale of their own size
+  return Math.max(floor, Math.ceil(top / unit) * unit);
 }
 
 /** A JSON row (numbers and nulls) as a Float32Array, NaN for null. */

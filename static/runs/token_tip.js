@@ -43,7 +43,8 @@ export function trajectory(steps, loss, entropy, row) {
   chart.append(svg("path", { d: path(steps, entropy, sx, sy), class: "traj-entropy" }));
   chart.append(svg("path", { d: path(steps, loss, sx, sy), class: "traj-loss" }));
   loss.forEach((y, r) => {
-    if (Number.isFinite(y)) chart.append(svg("circle", { cx: sx(steps[r]), cy: sy(y), r: r === row ? 3.2 : 1.8, class: "traj-dot" }));
+    if (!Number.isFinite(y)) return;
+    chart.append(svg("circle", { cx: sx(steps[r]), cy: sy(y), r: r === row ? 3.2 : 1.8, class: "traj-dot" }));
   });
   chart.append(svg("text", { x: PAD.l - 4, y: sy(top) + 8, class: "traj-label", "text-anchor": "end" }, fmt(top, 1)));
   chart.append(svg("text", { x: PAD.l - 4, y: sy(0), class: "traj-label", "text-anchor": "end" }, "0"));

@@ -124,7 +124,8 @@ class TokensView {
     const top = $("#tok-scale").value === "fixed" ? mode.fixed_max : d.tops[mode.id];
     const only = $("#tok-filter").value === "" ? -1 : Number($("#tok-filter").value);
     this.heat.skip = only < 0 ? () => false : (i) => d.cls[i] !== only;
-    this.heat.paint((i) => colourClass(value(d, r, i), top, mode.signed) + (only >= 0 && d.cls[i] !== only ? " dim" : ""));
+    const dim = (i) => (only >= 0 && d.cls[i] !== only ? " dim" : "");
+    this.heat.paint((i) => colourClass(value(d, r, i), top, mode.signed) + dim(i));
     this.legend(mode, top, d.negative[mode.id]);
     const step = d.steps[r];
     const mean = d.v.eval_loss[r];
@@ -138,7 +139,8 @@ class TokensView {
   legend(mode, top, negative) {
     const bar = el("span", "bar");
     const half = mode.signed && !negative;
-    bar.style.background = gradientCss(!mode.signed ? VIRIDIS : half ? DIVERGING.slice(DIVERGING.length >> 1) : DIVERGING);
+    const stops = !mode.signed ? VIRIDIS : half ? DIVERGING.slice(DIVERGING.length >> 1) : DIVERGING;
+    bar.style.background = gradientCss(stops);
     const ends = !mode.signed || half ? ["0", `${half ? "+" : ""}${fmt(top, 1)} ${mode.unit} or more`]
       : [`−${fmt(top, 1)} fell`, `+${fmt(top, 1)} ${mode.unit} rose`];
     $("#tok-legend").replaceChildren(el("span", "", `${mode.label}:`), el("span", "end", ends[0]), bar,
@@ -185,7 +187,8 @@ class TokensView {
     const newAttempt = this.attempt !== null && attempt > this.attempt;
     this.attempt = Math.max(this.attempt || 0, attempt);
     const v = this.d && this.d.v;
-    const fresh = (r) => (r.attempt || 0) === this.attempt && r.name === v.eval_metric.name && !v.all_steps.includes(r.step);
+    const fresh = (r) => (r.attempt || 0) === this.attempt && r.name === v.eval_metric.name
+      && !v.all_steps.includes(r.step);
     if (!v || newAttempt || rows.some(fresh)) this.load();
   }
 }

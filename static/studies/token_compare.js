@@ -33,7 +33,8 @@ function initStudyTokens(data) {
     $("#st-a").value = v.variants[0];
     $("#st-b").value = v.variants[1];
     fillSteps($("#st-step"), v.common_steps);
-    view.show({ v, diff: v.mean_diff, consistent: v.consistent, n_seeds: v.seeds.length, names: v.variants, when: when(v.steps) });
+    view.show({ v, diff: v.mean_diff, consistent: v.consistent, n_seeds: v.seeds.length, names: v.variants,
+      when: when(v.steps) });
     const skipped = section.querySelector(".tok-skipped");
     skipped.hidden = !v.skipped.length;
     skipped.textContent = v.skipped.map((s) => `Seed ${s.seed} left out: ${s.reason}`).join(" ");
