@@ -361,7 +361,17 @@ def run_models(run: Path) -> list[dict[str, Any]]:
             {"spec": f"run:{run.name}:{step}", "label": f"{label}: step {step}"}
             | {"run_id": run.name, "which": "step", "step": step}
         )
-    return found
+    # The picker groups a run's weights under its label and names each within the group.
+    return [{**m, "run_label": label, "option": _option(m)} for m in found]
+
+
+def _option(model: dict[str, Any]) -> str:
+    """'final model', 'best (step 8, eval/loss 2.8851)' or 'step 4'."""
+    if model["which"] == runfolder.FINAL_MODEL:
+        return "final model"
+    if model["which"] == runfolder.BEST_MODEL:
+        return model["label"].rsplit(": ", 1)[-1]
+    return f"step {model['step']}"
 
 
 def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:

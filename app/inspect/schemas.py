@@ -365,6 +365,8 @@ class Checkpoint(BaseModel):
     which: Literal["final", "best", "step"] = Field(
         description="the final model, the best checkpoint, or the checkpoint of a step"
     )
+    run_label: str = Field(description="the run as the picker's group names it")
+    option: str = Field(description="the weights as the picker names them within their run")
     step: int | None = Field(description="the checkpoint's step; null for the final model")
 
 

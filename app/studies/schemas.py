@@ -32,6 +32,7 @@ class StudyLinks(_Open):
     csv: str
     cancel: str
     report: str = Field(description="the study as one self-contained HTML file (download)")
+    tokens: str
 
 
 class StudyFacts(_Open):

@@ -22,6 +22,7 @@ def _links(study_id: str) -> dict[str, str]:
         "csv": f"/api/studies/{study_id}.csv",
         "cancel": f"/api/studies/{study_id}/cancel",
         "report": f"/studies/{study_id}/report.html",
+        "tokens": f"/api/studies/{study_id}/tokens",
     }
 
 

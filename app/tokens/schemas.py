@@ -33,6 +33,7 @@ class ColourMode(_Open):
     label: str
     unit: str
     signed: bool = Field(description="a signed change (diverging colours) rather than a level")
+    fixed_max: float = Field(description="top of the fixed scale (± for a signed mode), nats")
 
 
 class ClassCounts(_Open):
@@ -131,6 +132,7 @@ class TokensCompare(Probe):
 
     runs: list[str]
     step: int | None
+    common_steps: list[int] = Field(description="the steps both records hold (?step= choices)")
     steps: list[int] = Field(description="the step of a's and of b's row")
     loss_a: list[float | None]
     loss_b: list[float | None]
@@ -161,6 +163,7 @@ class StudyTokensCompare(Probe):
     variants: list[str] = Field(description="[a, b]")
     available_variants: list[str]
     step: int | None
+    common_steps: list[int] = Field(description="the steps every compared record holds")
     seeds: list[int]
     steps: list[SeedSteps]
     mean_diff: list[float | None]

@@ -20,12 +20,26 @@ from entrodrop.tokens.cartography import BUCKETS, CLASS_IDS, Thresholds, cartogr
 from entrodrop.tokens.compare import compare_runs, compare_seeds
 from entrodrop.tokens.record import SOURCE_LABELS, SOURCES, Probe, TokenRecord
 
-# What a page can colour the tokens by (one place: the pages receive it).
+# What a page can colour the tokens by (one place: the pages receive it). fixed_max: the top of
+# the mode's fixed scale (± for a signed one), the same for every run, so two runs' views compare
+# by colour (Inspect's fixed scale for surprisal and entropy is the same).
 COLOUR_MODES: list[dict[str, Any]] = [
-    {"id": "loss", "label": "loss (surprisal)", "unit": "nats", "signed": False},
-    {"id": "entropy", "label": "entropy", "unit": "nats", "signed": False},
-    {"id": "change_start", "label": "change since step 0", "unit": "nats", "signed": True},
-    {"id": "change_best", "label": "change since its best", "unit": "nats", "signed": True},
+    {"id": "loss", "label": "loss (surprisal)", "unit": "nats", "signed": False, "fixed_max": 16.0},
+    {"id": "entropy", "label": "entropy", "unit": "nats", "signed": False, "fixed_max": 8.0},
+    {
+        "id": "change_start",
+        "label": "change since step 0",
+        "unit": "nats",
+        "signed": True,
+        "fixed_max": 5.0,
+    },
+    {
+        "id": "change_best",
+        "label": "change since its best",
+        "unit": "nats",
+        "signed": True,
+        "fixed_max": 5.0,
+    },
 ]
 LOSS_DIGITS, ENTROPY_DIGITS = 4, 3
 
@@ -121,6 +135,14 @@ def tokens_csv(record: TokenRecord, step: int | None = None) -> str:
     return out.getvalue()
 
 
+def common_steps(records: Sequence[TokenRecord]) -> list[int]:
+    """The evaluation steps every record holds: the steps a compare can be asked at (?step=)."""
+    shared = set(records[0].steps.tolist())
+    for record in records[1:]:
+        shared &= set(record.steps.tolist())
+    return sorted(int(s) for s in shared)
+
+
 def runs_compare_view(
     a: TokenRecord, b: TokenRecord, names: Sequence[str], step: int | None = None
 ) -> dict[str, Any]:
@@ -129,6 +151,7 @@ def runs_compare_view(
         **probe_view(a.probe),
         "runs": list(names),
         "step": step,
+        "common_steps": common_steps([a, b]),
         **compare_runs(a, b, step, names),
     }
 
@@ -140,4 +163,11 @@ def seeds_compare_view(
 ) -> dict[str, Any]:
     """A study's two variants over seeds: mean b - a per token, consistent signs marked."""
     result = compare_seeds(pairs, step, names)
-    return {**probe_view(pairs[0][1].probe), "variants": list(names), "step": step, **result}
+    steps = common_steps([r for _, a, b in pairs for r in (a, b)])
+    return {
+        **probe_view(pairs[0][1].probe),
+        "variants": list(names),
+        "step": step,
+        "common_steps": steps,
+        **result,
+    }

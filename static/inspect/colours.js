@@ -1,7 +1,7 @@
 /* The token view's colours: a perceptual scale per mode (entropy, surprisal, probability), GLTR's
    rank buckets, the difference scale of the compare view; one CSS class per colour bin. */
 
-const N_BINS = 32;
+export const N_BINS = 32;
 export const VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884",
   "#44bf70", "#7ad151", "#bddf26", "#fde725"];
 export const DIVERGING = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",

@@ -52,7 +52,12 @@ class RunPage {
     const source = new EventSource(this.data.links.events);
     this.source = source;
     this.live.textContent = "live";
-    source.addEventListener("metrics", (e) => { this.series.add(JSON.parse(e.data)); this.redraw(); });
+    source.addEventListener("metrics", (e) => {
+      const rows = JSON.parse(e.data);
+      this.series.add(rows);
+      this.redraw();
+      document.dispatchEvent(new CustomEvent("run:metrics", { detail: rows })); // the Tokens view
+    });
     source.addEventListener("status", (e) => this.update(JSON.parse(e.data)));
     source.addEventListener("log", (e) => renderLog(JSON.parse(e.data)));
     source.addEventListener("end", () => {

@@ -147,6 +147,7 @@ function render(d) {
   renderPaired(d);
   renderRuns(d);
   drawCurves(d);
+  document.dispatchEvent(new CustomEvent("study:data", { detail: d })); // the token compare
 }
 
 function initStudy(data) {

@@ -131,7 +131,8 @@ def test_inspect_page_scores_hostile_text_as_text(watch: Watch, server: str) -> 
     page.wait_for_function(
         "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
     )
-    assert EVIL in page.inner_text("#model")  # a finished run's config is in the model list
+    # A finished run's config names its group in the model list, as text.
+    assert EVIL in page.eval_on_selector("#model optgroup", "g => g.label")
     before = page.evaluate("window.EntroInspect.state.renderCount")
     page.fill("#text", EVIL)
     page.click("#score-btn")

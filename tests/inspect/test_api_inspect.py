@@ -186,7 +186,15 @@ def test_score_runs_for_a_finished_run(
     shutil.copytree(tiny_model_dir, entrodrop_home / "runs" / "abc" / "model")
     (entrodrop_home / "runs" / "unfinished").mkdir()
     assert client.get("/api/checkpoints").json() == [
-        {"spec": "run:abc", "label": "abc: final", "run_id": "abc", "which": "final", "step": None}
+        {
+            "spec": "run:abc",
+            "label": "abc: final",
+            "run_id": "abc",
+            "which": "final",
+            "step": None,
+            "run_label": "abc",
+            "option": "final model",
+        }  # fmt: skip
     ]
     body = score(client, model="run:abc")
     assert body["model"] == "run:abc" and body["spec"] == "run:abc"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,15 @@ def test_a_real_runs_tokens_json_csv_cli_and_checkpoints(
         steps = [c["spec"] for c in listed if c["which"] == "step"]
         assert listed[0]["spec"] == f"run:{run_id}" and listed[1]["spec"] == f"run:{run_id}:best"
         assert steps == [f"run:{run_id}:4", f"run:{run_id}:2"]
+        specs = [c["spec"] for c in listed]
+        # The page's pickers group them by run: the final model, the best, then each step.
+        html = client.get("/").text
+        group = html.split(f'data-run-id="{run_id}">', 1)[1].split("</optgroup>", 1)[0]
+        options = re.findall(r'<option value="([^"]+)">([^<]+)</option>', group)
+        assert [o for o, _ in options] == specs
+        texts = [t for _, t in options]
+        assert texts[0] == "final model" and texts[1].startswith("best (step ")
+        assert texts[2:] == ["step 4", "step 2"]
         body = {"text": "def f(x): return x", "model": f"run:{run_id}:2"}
         scored = client.post("/api/score", json=body)
         assert scored.status_code == 200, scored.text
@@ -146,7 +156,7 @@ def test_compare_two_runs_token_by_token(make_client: ClientFactory, entrodrop_h
         out = res.json()
         assert out["runs"] == [a, b] and out["diff"] == [-1.0, 0.5, 0.0]
         assert out["order"] == [0, 2, 1] and out["tokens"] == ["t0", "t1", "t2"]
-        assert out["summary"]["n"] == 3
+        assert out["summary"]["n"] == 3 and out["common_steps"] == [0, 10]
         at = client.get("/api/compare/tokens", params={"runs": f"{a},{b}", "step": 0}).json()
         assert at["diff"] == [0.0, 0.0, 0.0] and at["steps"] == [0, 0]
         res = client.get("/api/compare/tokens", params={"runs": f"{a},{c}"})
@@ -176,6 +186,7 @@ def test_a_studys_variants_token_by_token_over_seeds(
         out = res.json()
         assert out["variants"] == ["none", b] and out["seeds"] == [0, 1]
         assert out["mean_diff"] == [-0.75, 0.0] and out["consistent"] == [True, False]
+        assert out["common_steps"] == [0, 10]
         assert [s["seed"] for s in out["skipped"]] == [2]  # seed 2 has no records
         assert "has no token record yet" in out["skipped"][0]["reason"]
         res = client.get(f"/api/studies/{created['id']}/tokens", params={"a": "bogus"})
