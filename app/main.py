@@ -83,12 +83,14 @@ def add_limits(app: FastAPI, settings: Settings) -> None:
     # uploads: their own cap plus the multipart framing. Larger ones are refused unread.
     text_cap = settings.max_score_tokens * inspect_routes.MAX_CHARS_PER_TOKEN * 4 + 64_000
     upload_cap = settings.max_upload_bytes + UPLOAD_FRAMING
-    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps={"/api/uploads": upload_cap})
+    caps = {"/api/uploads": upload_cap, "/api/text-file": upload_cap}
+    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps=caps)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
 
 
 VENDOR = "/static/vendor"
+FAVICON = "favicon.ico"  # under static/common/
 # The docs pages may load nothing from another host (static/vendor/README.md: the one edit to
 # ReDoc's bundle, its CDN logo); the policy holds it to that. Blob workers: ReDoc's search.
 DOCS_CSP = (
@@ -175,6 +177,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
+
+    # Browsers ask for /favicon.ico whatever the pages link; both get the same icon.
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "common" / FAVICON, media_type="image/x-icon")
 
     add_api_docs(app)
     add_limits(app, settings)

@@ -122,6 +122,15 @@ def _decode(raw: bytes, name: str, where: str = "") -> str:
         raise DataError(f"{name} is not UTF-8 text ({where}byte {exc.start})") from exc
 
 
+def read_text(raw: bytes, name: str) -> str:
+    """The text of a plain-text file's bytes, whole; a DataError names what is wrong (empty,
+    binary, not UTF-8 and where) in the words a dataset upload gets."""
+    text = _decode(raw, name) if raw.strip() else ""
+    if not text.strip():
+        raise DataError(f"{name} is empty")
+    return text
+
+
 def parse_text_file(raw: bytes, name: str, max_text_bytes: int | None = None) -> list[str]:
     """Texts from the bytes of a .txt, .jsonl (a `text` field per line) or .parquet file.
 
@@ -469,6 +478,7 @@ __all__ = [
     "parse_text_file",
     "python_reference",
     "env_text_budget",
+    "read_text",
     "read_user_file",
     "split_user_texts",
     "tokenize_texts",

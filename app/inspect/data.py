@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +217,13 @@ def draws(n: int, seed: int) -> list[float]:
     return values
 
 
-def list_checkpoints(runs_path: Path) -> list[dict[str, str]]:
-    """Finished runs under this server's runs folder (those with a `model/`), newest first."""
+def list_checkpoints(
+    runs_path: Path, names: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
+    """Finished runs under this server's runs folder (those with a `model/`), newest first.
+
+    `names`: run id -> the name the runs table gives it (a study's runs are named after it).
+    """
     if not runs_path.is_dir():
         return []
     found: list[tuple[float, dict[str, str]]] = []
@@ -225,11 +231,13 @@ def list_checkpoints(runs_path: Path) -> list[dict[str, str]]:
         if not runfolder.is_run_id(run.name) or not runfolder.has_final_model(run):
             continue
         model = run / runfolder.MODEL
-        label = run.name
+        name = (names or {}).get(run.name) or run.name
+        label = name
         try:  # the run's config says what it was; a missing or odd one only costs the label
             config = json.loads((run / runfolder.CONFIG).read_text())
-            label = f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
+            label = f"{name} ({config.get('method', '?')} on {config.get('model', '?')})"
         except (OSError, ValueError, AttributeError):
             pass
-        found.append((model.stat().st_mtime, {"spec": f"run:{run.name}", "label": label}))
+        item = {"spec": f"run:{run.name}", "name": name, "label": label}
+        found.append((model.stat().st_mtime, item))
     return [item for _, item in sorted(found, key=lambda x: x[0], reverse=True)]

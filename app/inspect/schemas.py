@@ -134,7 +134,7 @@ class ScoreSummary(BaseModel):
 
 
 class ScoreOut(BaseModel):
-    """The token JSON of DESIGN.md section 6, plus the spec it was scored with."""
+    """The token JSON (as `entrodrop score --json` prints it), plus the spec it was scored with."""
 
     model: str
     spec: str
@@ -182,8 +182,9 @@ class DrawsOut(BaseModel):
 
 
 class Checkpoint(BaseModel):
-    spec: str
-    label: str
+    spec: str = Field(description="run:<id>")
+    name: str = Field(description="The run's name (its id when it has none).")
+    label: str = Field(description="The name with what the run was: method and model.")
 
 
 class QueuePublic(BaseModel):
@@ -227,6 +228,14 @@ class EstimateOut(BaseModel):
         description="Measured here by the last scoring; null before."
     )
     eta_s: float | None
+
+
+class TextFileOut(BaseModel):
+    """A text file's text, read as the server reads a dataset upload."""
+
+    name: str = Field(description="The file's name as sent.")
+    text: str
+    n_chars: int
 
 
 class LimitsPublic(BaseModel):

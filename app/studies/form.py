@@ -90,4 +90,9 @@ def new_study_form(settings: Settings, storage: Storage) -> dict[str, Any]:
         "keep_checkpoints": StudyConfig.model_fields["keep_checkpoints"].default,
         "keep_checkpoints_help": StudyConfig.model_fields["keep_checkpoints"].description,
         "allowed_data_dirs": run_form["allowed_data_dirs"],
+        # New run's model and data pickers: finished runs, uploads, paths under the path rule.
+        "finished_runs": run_form["finished_runs"],
+        "path_rules": run_form["path_rules"],
+        "max_upload_bytes": run_form["max_upload_bytes"],
+        "upload_suffixes": run_form["upload_suffixes"],
     }

@@ -23,6 +23,9 @@ class Stat(_Open):
     mean: float | None
     ci95: float | None
     n: int
+    why: str | None = Field(
+        None, description="why some finished runs have no value (e.g. too short to rebound)"
+    )
 
 
 class StudyLinks(_Open):
@@ -103,7 +106,9 @@ class PairedRow(_Open):
     vs_label: str
     seeds: list[int]
     final_heldout_diff: Stat
-    excludes_zero: bool
+    excludes_zero: bool | None = Field(
+        description="the 95% interval lies on one side of zero; null without an interval (n < 2)"
+    )
     reading: str
 
 
@@ -145,3 +150,11 @@ class StudyForm(_Open):
     presets: list[dict[str, Any]]
     seeds: list[int]
     max_runs: int
+    finished_runs: list[dict[str, Any]] = Field(
+        description="runs whose model a study can start from"
+    )
+    path_rules: dict[str, dict[str, Any]] = Field(
+        description="per kind (model, data): by_path (allowed at all) and the rule in words"
+    )
+    max_upload_bytes: int
+    upload_suffixes: list[str]

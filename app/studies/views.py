@@ -13,6 +13,7 @@ from entrodrop.studies.config import StudyConfig
 from entrodrop.studies.curves import study_curves
 from entrodrop.studies.folder import StudyFolder
 from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES, run_outcomes
+from entrodrop.studies.reading import NO_INTERVAL
 from entrodrop.studies.results import results_csv, study_results
 from entrodrop.studies.stats import RunKey
 from entrodrop.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
@@ -45,7 +46,7 @@ def study_facts() -> dict[str, Any]:
         # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.
         "outcomes": [{"name": name, "label": label} for name, label in OUTCOMES.items()],
         "metric_labels": {name: METRIC_LABELS.get(name, name) for name in CURVE_NAMES},
-        "no_interval": "n < 2: no interval",
+        "no_interval": NO_INTERVAL,
     }
 
 

@@ -32,7 +32,8 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{url}/studies/new")
         page.fill("#f-name", "tiny none vs random")
-        page.fill("#f-model", str(tiny_model_dir))
+        page.check('input[name="model_kind"][value="folder"]')
+        page.fill("#model-folder", str(tiny_model_dir))
         for name, value in (("max_steps", "2"), ("seq_len", "32"), ("batch_size", "2")):
             page.fill(f'[data-field="{name}"]', value)
         page.fill('[data-field="eval_every"]', "1")
