@@ -430,10 +430,10 @@ def test_compare_exports_raw_and_smoothed_and_never_smooths_the_schedule(
               Plotly.downloadImage = (fig, opts) => { window.exportedFigure = fig; return real(fig, opts); }; }"""
         )
         with page.expect_download() as got:
-            page.locator('.chart-card[data-panel="eval"] .export-png').click()
+            page.locator('.chart-card[data-panel="train"] .export-png').click()
         assert Path(got.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         layout = page.evaluate("window.exportedFigure.layout")
-        assert layout["title"]["text"] == "Held-out loss: overall, low- and high-entropy tokens"
+        assert layout["title"]["text"] == "Training loss"
         assert layout["xaxis"]["title"]["text"] == "step"
         assert layout["yaxis"]["title"]["text"] == "loss (nats)"
         screenshot(page, "runs_compare_exports")
