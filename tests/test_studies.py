@@ -150,10 +150,12 @@ def test_run_outcomes_from_metric_rows() -> None:
     assert worse["high_entropy_rebound"] is None and worse["final_general"] is None
     # Still falling at the last evaluation: too short to rebound, so no rebound (not a 0).
     falling = run_outcomes(rows("eval/loss_high_entropy", {0: 4.0, 2: 3.5, 4: 3.2}))
-    assert falling["high_entropy_rebound"] is None
-    assert run_outcomes([]) == dict.fromkeys(
-        ("final_heldout", "best_heldout", "high_entropy_rebound", "final_general")
-    )
+    assert falling["high_entropy_rebound"] is None and falling["too_short_to_rebound"] == 1.0
+    assert out["too_short_to_rebound"] == 0.0 and worse["too_short_to_rebound"] == 0.0
+    assert run_outcomes([]) == {
+        **dict.fromkeys(("final_heldout", "best_heldout", "high_entropy_rebound", "final_general")),
+        "too_short_to_rebound": 0.0,
+    }
 
 
 # ---------------------------------------------------------------- statistics
@@ -232,12 +234,14 @@ def test_a_rebound_not_measured_says_why_and_no_interval_claims_nothing() -> Non
     outcomes = outcomes_table({("none", 0): 3.0, ("none", 1): 3.2, ("random-input", 0): 2.0})
     for key in outcomes:
         outcomes[key]["high_entropy_rebound"] = None  # every run ended still improving
+        outcomes[key]["too_short_to_rebound"] = 1.0
     result = study_results(study(), outcomes)
     rebound = result["summary"][0]["high_entropy_rebound"]
     assert rebound["mean"] is None and rebound["n"] == 0
     assert rebound["why"].startswith("not measured in 2 of 2: fewer than 1 evaluation after")
     assert stat_text(rebound) == f"- ({rebound['why']})"
     assert "0.000 ± 0.000" not in tables(result)
+    assert "why" not in result["summary"][0]["final_general"]  # never logged: no reason to give
     empty = paired_row({}, Comparison("random-input", "none", "none"))
     assert empty["final_heldout_diff"]["n"] == 0 and empty["excludes_zero"] is None
     assert verdict_text(empty["excludes_zero"]) == "n < 2: no interval"

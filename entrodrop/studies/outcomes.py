@@ -19,10 +19,14 @@ HELDOUT, HIGH_ENTROPY, GENERAL = EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS
 # one. A run with fewer ended while the loss still fell (or was too short to tell): its rebound
 # is not measured (None), rather than a 0 that reads as "no rebound".
 MIN_EVALS_AFTER_BEST = 1
-# Why an outcome can be missing from a run that finished, in the words the tables add.
+# Outcomes a finished run may lack for a reason the tables give: the flag its outcomes carry
+# (1.0 when it applies) and the words.
 NOT_MEASURED = {
-    "high_entropy_rebound": f"fewer than {MIN_EVALS_AFTER_BEST} evaluation after the lowest "
-    "high-entropy loss: the run ended before it could rebound",
+    "high_entropy_rebound": (
+        "too_short_to_rebound",
+        f"fewer than {MIN_EVALS_AFTER_BEST} evaluation after the lowest high-entropy loss: the "
+        "run ended before it could rebound",
+    ),
 }
 
 Outcomes = dict[str, float | None]
@@ -48,12 +52,16 @@ def rebound(values: list[float]) -> float | None:
 def run_outcomes(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
     """final_heldout (last eval/loss), best_heldout (min eval/loss, step 0 included),
     high_entropy_rebound (last minus min of eval/loss_high_entropy, see `rebound`), final_general
-    (last general/loss); None where the run logged no such metric."""
+    (last general/loss); None where the run logged no such metric, or (the rebound) was too short
+    to measure it, which its flag (NOT_MEASURED) says."""
     rows = list(rows)
     heldout, high, general = (series(rows, n) for n in (HELDOUT, HIGH_ENTROPY, GENERAL))
+    high_rebound = rebound(high)
+    flag = NOT_MEASURED["high_entropy_rebound"][0]
     return {
         "final_heldout": heldout[-1] if heldout else None,
         "best_heldout": min(heldout) if heldout else None,
-        "high_entropy_rebound": rebound(high),
+        "high_entropy_rebound": high_rebound,
         "final_general": general[-1] if general else None,
+        flag: 1.0 if high and high_rebound is None else 0.0,
     }

@@ -71,9 +71,11 @@ def variant_rows(
         }
         for name in OUTCOMES:
             row[name] = mean_ci(_values(outcomes, label, name))
-            missing = row["n"] - row[name]["n"]
-            if missing and name in NOT_MEASURED:  # say why, rather than a mean of fewer runs
-                row[name]["why"] = f"not measured in {missing} of {row['n']}: {NOT_MEASURED[name]}"
+            if name in NOT_MEASURED:  # say why some runs have none, rather than a mean of fewer
+                flag, why = NOT_MEASURED[name]
+                short = sum(1 for (v, _), o in outcomes.items() if v == label and o.get(flag))
+                if short:
+                    row[name]["why"] = f"not measured in {short} of {row['n']}: {why}"
         rows.append(row)
     return rows
 

@@ -115,4 +115,6 @@ def test_runs_list_is_a_card_per_run_on_a_phone(entrodrop_home: Path, tmp_path: 
                 assert shown == f'"{label}"'  # the card names each number
                 assert cell.text_content() == "5.7000"  # the fake trainer's last eval loss
             assert row.locator(".badge").is_visible()
+            for cls in ("started", "disk", "method-cell", "run-cell"):  # nothing cut off
+                assert row.locator(f"td.{cls}").evaluate("(c) => c.scrollWidth <= c.clientWidth")
         screenshot(page, "runs_list_narrow")
