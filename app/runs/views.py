@@ -105,7 +105,6 @@ def run_summary(
     """
     now = time.time()
     study = (studies if studies is not None else studies_of(runner)).get(run.id)
-    pair = pair_link(run, exists or partial(_stored, runner))
     run_dir = runner.run_dir(run.id)
     checkpoint = rf.latest_checkpoint(run_dir)
     has_model = rf.has_final_model(run_dir)
@@ -150,16 +149,25 @@ def run_summary(
         "tokens_per_step": cost.tokens_per_step(cfg, int(run.launcher.get("num_processes") or 1)),
         "has_model": has_model,
         "disk_bytes": disk_bytes(run_dir),
-        "links": {
-            "page": f"/runs/{run.id}",
-            "api": f"/api/runs/{run.id}",
-            "metrics": f"/api/runs/{run.id}/metrics",
-            "csv": f"/api/runs/{run.id}/metrics.csv",
-            "events": f"/api/runs/{run.id}/events",
-            "inspect": f"/?model=run:{run.id}" if (has_model or checkpoint) else None,
-            "compare": pair,
-            "study": study["page"] if study else None,
-        },
+        "links": run_links(
+            run, has_model or checkpoint is not None, exists or partial(_stored, runner), study
+        ),
+    }
+
+
+def run_links(
+    run: RunRecord, inspectable: bool, exists: Callable[[str], bool], study: dict[str, Any] | None
+) -> dict[str, str | None]:
+    """A run's pages and API calls: its JSON, metrics, events, Inspect, its pair and its study."""
+    return {
+        "page": f"/runs/{run.id}",
+        "api": f"/api/runs/{run.id}",
+        "metrics": f"/api/runs/{run.id}/metrics",
+        "csv": f"/api/runs/{run.id}/metrics.csv",
+        "events": f"/api/runs/{run.id}/events",
+        "inspect": f"/?model=run:{run.id}" if inspectable else None,
+        "compare": pair_link(run, exists),
+        "study": study["page"] if study else None,
     }
 
 

@@ -4,10 +4,13 @@
    checkpoint, a second model to compare with, or a longer text fills in the form and waits for
    a click: another page can navigate the browser here, and a model named in a link would
    otherwise be loaded (or downloaded) on its say-so. */
+import { runName } from "./names.js";
 import { DATA } from "./state.js";
 
 function modelName(spec) {
-  return spec ? `the checkpoint ${spec}` : `the server's model ${DATA.model.spec}`;
+  if (!spec) return `the server's model ${DATA.model.spec}`;
+  const name = runName(spec);
+  return name ? `the run ${name} (${spec})` : `the checkpoint ${spec}`;
 }
 
 /** {scoreNow, note}: whether the link's text is scored on opening, and what the page says. */

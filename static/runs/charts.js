@@ -141,7 +141,8 @@ function layoutFor(panel, traces, compare, opts, axisLabel) {
       hoverformat: opts.axis === "epoch" ? ".3~f" : ",~r",
     },
     yaxis: {
-      ...yTitle, type: log ? "log" : "linear", zeroline: false, range: dataRange(ys, log),
+      // automargin: long tick labels (0.00025) push the axis title out instead of under it.
+      ...yTitle, automargin: true, type: log ? "log" : "linear", zeroline: false, range: dataRange(ys, log),
       // ~g: 0.00025 reads as 0.00025 (not 250µ), 2.5 as 2.5.
       tickformat: "~g", hoverformat: ".4~g", exponentformat: "e",
     },
