@@ -31,10 +31,10 @@ def serve(
     """Run the dashboard (http://HOST:PORT); the model loads in the background."""
     import uvicorn
 
-    from app.home_lock import HomeLocked, hold_home
-    from app.main import HomeUnusable, check_home, create_app
+    # The home is checked before the app (and torch) is imported: on a full disk even importing
+    # torch fails (no usable temporary folder), and the user must read why, not a traceback.
+    from app.home_lock import HomeLocked, HomeUnusable, check_home, hold_home
     from app.runs.storage import StorageUnusable, check_database
-    from app.settings import Settings
     from entrodrop.paths import home_dir
 
     if not is_loopback(host) and not token:
@@ -46,6 +46,9 @@ def serve(
         check_database(home / "entrodrop.db")
     except (HomeUnusable, HomeLocked, StorageUnusable) as exc:
         _fail(str(exc))
+    from app.main import create_app
+    from app.settings import Settings
+
     settings = Settings(host=host, port=port, model=model, token=token, home=home)
     typer.echo(f"EntroDrop Studio on http://{host}:{port}  (home: {home}, model: {model})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -107,3 +107,21 @@ class HomeLockService:
         if self._held is not None:
             self._held.close()
             self._held = None
+
+
+class HomeUnusable(RuntimeError):
+    """The home folder cannot be created or written (read-only, not a folder, disk full)."""
+
+
+def check_home(home: Path) -> None:
+    """Create the home folder if needed and prove it writable, with a message for a person."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HomeUnusable(
+            f"the home folder {home} is not writable ({exc.strerror or exc}); "
+            "set ENTRODROP_HOME to a folder this user can write"
+        ) from exc

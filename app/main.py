@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import errors, health
-from app.home_lock import HomeLockService
+from app.home_lock import HomeLockService, check_home
 from app.inspect import routes as inspect_routes
 from app.leftovers import LeftoverCleaner
 from app.limits import BodyLimitMiddleware
@@ -44,24 +43,6 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-class HomeUnusable(RuntimeError):
-    """The home folder cannot be created or written (read-only, not a folder, disk full)."""
-
-
-def check_home(home: Path) -> None:
-    """Create the home folder if needed and prove it writable, with a message for a person."""
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        probe = home / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise HomeUnusable(
-            f"the home folder {home} is not writable ({exc.strerror or exc}); "
-            "set ENTRODROP_HOME to a folder this user can write"
-        ) from exc
-
-
 def build_services(app: FastAPI, settings: Settings) -> list[Any]:
     """Every service, kept on app.state for app.deps; returned in start order."""
     model_service = ModelService(settings)
@@ -84,12 +65,14 @@ def add_limits(app: FastAPI, settings: Settings) -> None:
     # uploads: their own cap plus the multipart framing. Larger ones are refused unread.
     text_cap = settings.max_score_tokens * inspect_routes.MAX_CHARS_PER_TOKEN * 4 + 64_000
     upload_cap = settings.max_upload_bytes + UPLOAD_FRAMING
-    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps={"/api/uploads": upload_cap})
+    caps = {"/api/uploads": upload_cap, "/api/text-file": upload_cap}
+    app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps=caps)
     if settings.token:
         app.add_middleware(TokenMiddleware, token=settings.token)
 
 
 VENDOR = "/static/vendor"
+FAVICON = "favicon.ico"  # under static/common/
 # The docs pages may load nothing from another host (static/vendor/README.md: the one edit to
 # ReDoc's bundle, its CDN logo); the policy holds it to that. Blob workers: ReDoc's search.
 DOCS_CSP = (
@@ -176,6 +159,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_js_path(), media_type="application/javascript")
+
+    # Browsers ask for /favicon.ico whatever the pages link; both get the same icon.
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "common" / FAVICON, media_type="image/x-icon")
 
     add_api_docs(app)
     add_limits(app, settings)

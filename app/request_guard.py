@@ -16,8 +16,9 @@ from app.settings import Settings
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
-# The one endpoint that takes multipart bodies (the dataset upload); every other write is JSON.
-MULTIPART_PATHS = frozenset({"/api/uploads"})
+# The endpoints that take multipart bodies (the dataset upload, Inspect's text file); every other
+# write is JSON.
+MULTIPART_PATHS = frozenset({"/api/uploads", "/api/text-file"})
 # Pages post no HTML forms (their scripts send JSON and FormData), so no urlencoded bodies.
 CSRF_COOKIE = "entrodrop_csrf_"  # + the port: two servers on one host keep their own cookie
 CSRF_HEADER = "x-csrf-token"

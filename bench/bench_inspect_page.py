@@ -1,5 +1,6 @@
 """Times the Inspect page in headless Chromium with the default model: a long text scored and
-rendered, then slider moves re-rendered; saves screenshots (docs/screenshots/inspect.png).
+rendered, then slider moves re-rendered; saves screenshots (docs/screenshots/inspect.png and
+inspect_rank.png).
 
     .venv/bin/python bench/bench_inspect_page.py [--tokens 5000] [--model default] [--moves 30]
 
@@ -98,6 +99,17 @@ def score_in_page(page: Any, text: str) -> dict[str, float]:
     }
 
 
+def rank_screenshot(page: Any, path: Path) -> None:
+    """The Python sample (the sample picker scores it) coloured by GLTR rank bucket."""
+    before = page.evaluate("window.EntroInspect.state.renderCount")
+    page.select_option("#sample", "python")
+    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=600_000)
+    page.select_option("#colour", "rank")
+    page.mouse.move(1, 1)  # no tooltip over the tokens
+    page.screenshot(path=str(path), full_page=False)
+    page.select_option("#colour", "entropy")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=5000)
@@ -108,6 +120,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--screenshot", type=Path, default=ROOT / "docs" / "screenshots" / "inspect.png"
+    )
+    parser.add_argument(
+        "--rank-screenshot",
+        type=Path,
+        default=ROOT / "docs" / "screenshots" / "inspect_rank.png",
+        help="the Python sample coloured by GLTR rank bucket (docs/inspect.md)",
     )
     args = parser.parse_args()
 
@@ -133,6 +151,7 @@ def main() -> None:
         page.hover(f'#panes .tok[data-i="{index}"]')
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.screenshot), full_page=True)
+        rank_screenshot(page, args.rank_screenshot)
 
         if args.tokens > 0:  # --tokens 0: only the screenshot
             tokenizer = app.state.model_service.server_model().tokenizer

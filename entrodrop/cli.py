@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from entrodrop.config import DataFormatChoice, RunConfig, TrainOn, Truncation
+from entrodrop.config import MAX_TOP_K, DataFormatChoice, RunConfig, TrainOn, Truncation
 from entrodrop.config_flags import deep_merge, flag_overrides, with_model_flags
-from entrodrop.scoring import MAX_TOP_K
 
 app = typer.Typer(
     help="EntroDrop Studio: per-token entropy, entropy-guided token dropout, fine-tuning.",

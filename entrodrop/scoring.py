@@ -35,7 +35,6 @@ DEFAULT_BATCH_TOKENS = 4096
 # 128-token chunks cost ~1.1x one pass and took 0.8-2 s each under heavy load (a few times less
 # idle); 64 cost ~1.8-2x; 256 and more leave a cancel waiting several seconds there.
 DEFAULT_CHUNK_TOKENS = 128
-MAX_TOP_K = 20  # alternatives per token at most: the CLI, the API and the page all use this
 
 
 def predicted_tokens(token_aligned: torch.Tensor) -> torch.Tensor:

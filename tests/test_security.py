@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,36 @@ def test_training_children_get_the_servers_text_budget(entrodrop_home: Path) -> 
     assert runner._child_env()[TEXT_BUDGET_ENV] == str(settings.text_budget) == "4000"
     settings = Settings(home=entrodrop_home, max_text_bytes=123)
     assert JobRunner(settings, Storage(settings.db_path))._child_env()[TEXT_BUDGET_ENV] == "123"
+
+
+def test_data_files_and_model_folders_follow_one_path_rule(
+    entrodrop_home: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Listed folders for a kind: only inside them; none listed: any path on a private server,
+    none on a shared one. The same for data files and model folders, and the form says which."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "notes.txt").write_text("first note\n\n\nsecond note\n")
+    body = {"dataset": str(corpus / "notes.txt"), "model": str(tiny_model_dir)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    cases = [
+        ({}, {}, 200, "any path"),  # private, no list
+        ({"token": TOKEN}, auth, 422, "off on this shared server"),
+        ({"allowed_data_dirs": [elsewhere], "allowed_model_dirs": [elsewhere]}, {}, 422, "only"),
+        ({"allowed_data_dirs": [corpus], "allowed_model_dirs": [tiny_model_dir]}, {}, 200, "only"),
+    ]
+    for extra, headers, status, words in cases:
+        settings = Settings(home=entrodrop_home, load_model_on_startup=False, **extra)
+        with TestClient(create_app(settings)) as client:
+            res = client.post("/api/runs/check", json=body, headers=headers)
+            assert res.status_code == status, (extra, res.text)
+            if status == 422:  # both refused, each at its field
+                assert {e["field"] for e in res.json()["errors"]} == {"dataset", "model"}, res.text
+            rules = client.get("/api/runs/form", headers=headers).json()["path_rules"]
+            for kind in ("data", "model"):
+                assert words in rules[kind]["text"], (extra, rules)
+                assert rules[kind]["by_path"] == (status == 200 or "only" in words)
+            page = html.unescape(client.get("/runs/new", headers=headers).text)
+            assert rules["data"]["text"] in page and rules["model"]["text"] in page

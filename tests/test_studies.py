@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from entrodrop.studies.config import Comparison, StudyConfig
 from entrodrop.studies.outcomes import run_outcomes
-from entrodrop.studies.reading import reading, tables, with_readings
+from entrodrop.studies.reading import reading, stat_text, tables, verdict_text, with_readings
 from entrodrop.studies.results import results_csv, study_results
 from entrodrop.studies.stats import mean_ci, paired_row, summary, t975
 
@@ -148,9 +148,14 @@ def test_run_outcomes_from_metric_rows() -> None:
     worse = run_outcomes(rows("eval/loss", {0: 3.0, 2: 3.2}))
     assert worse["best_heldout"] == 3.0
     assert worse["high_entropy_rebound"] is None and worse["final_general"] is None
-    assert run_outcomes([]) == dict.fromkeys(
-        ("final_heldout", "best_heldout", "high_entropy_rebound", "final_general")
-    )
+    # Still falling at the last evaluation: too short to rebound, so no rebound (not a 0).
+    falling = run_outcomes(rows("eval/loss_high_entropy", {0: 4.0, 2: 3.5, 4: 3.2}))
+    assert falling["high_entropy_rebound"] is None and falling["too_short_to_rebound"] == 1.0
+    assert out["too_short_to_rebound"] == 0.0 and worse["too_short_to_rebound"] == 0.0
+    assert run_outcomes([]) == {
+        **dict.fromkeys(("final_heldout", "best_heldout", "high_entropy_rebound", "final_general")),
+        "too_short_to_rebound": 0.0,
+    }
 
 
 # ---------------------------------------------------------------- statistics
@@ -222,7 +227,25 @@ def test_summary_and_paired_differences_by_hand() -> None:
     assert b["final_heldout_diff"]["ci95"] == pytest.approx(0.12422, abs=1e-5)
     assert b["excludes_zero"] and b["vs"] == "none" and b["vs_label"] == "none"
     assert c["final_heldout_diff"] == {"mean": pytest.approx(-1.0), "ci95": None, "n": 1}
-    assert not c["excludes_zero"]  # no interval, no claim
+    assert c["excludes_zero"] is None  # no interval, no claim either way
+
+
+def test_a_rebound_not_measured_says_why_and_no_interval_claims_nothing() -> None:
+    outcomes = outcomes_table({("none", 0): 3.0, ("none", 1): 3.2, ("random-input", 0): 2.0})
+    for key in outcomes:
+        outcomes[key]["high_entropy_rebound"] = None  # every run ended still improving
+        outcomes[key]["too_short_to_rebound"] = 1.0
+    result = study_results(study(), outcomes)
+    rebound = result["summary"][0]["high_entropy_rebound"]
+    assert rebound["mean"] is None and rebound["n"] == 0
+    assert rebound["why"].startswith("not measured in 2 of 2: fewer than 1 evaluation after")
+    assert stat_text(rebound) == f"- ({rebound['why']})"
+    assert "0.000 ± 0.000" not in tables(result)
+    assert "why" not in result["summary"][0]["final_general"]  # never logged: no reason to give
+    empty = paired_row({}, Comparison("random-input", "none", "none"))
+    assert empty["final_heldout_diff"]["n"] == 0 and empty["excludes_zero"] is None
+    assert verdict_text(empty["excludes_zero"]) == "n < 2: no interval"
+    assert verdict_text(True) == "yes" and verdict_text(False) == "no"
 
 
 def test_paired_uses_only_seeds_both_variants_have() -> None:

@@ -78,8 +78,11 @@ def test_study_of_two_variants_and_two_seeds(
     assert [r["variant"] for r in summary["summary"]] == ["none", "ed-loss"]
     for row in summary["summary"]:
         assert row["n"] == 2
-        for name in ("final_heldout", "best_heldout", "high_entropy_rebound", "final_general"):
+        for name in ("final_heldout", "best_heldout", "final_general"):
             assert finite(row[name]), (row["variant"], name, row[name])
+        # Three evaluations: a run still improving at the last has no rebound, and says why.
+        rebound = row["high_entropy_rebound"]
+        assert finite(rebound) or rebound["why"].startswith("not measured in"), rebound
         assert row["best_heldout"]["mean"] <= row["final_heldout"]["mean"]
     (paired,) = summary["paired"]
     assert (paired["variant"], paired["vs"], paired["vs_label"]) == ("ed-loss", "none", "none")

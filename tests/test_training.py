@@ -27,6 +27,7 @@ from entrodrop.training import (
     StatusCallback,
     apply_hidden_dropout,
 )
+from entrodrop.training.callbacks import stage_text
 from entrodrop.training.run import TrainingFailed, main, train
 from entrodrop.training.trainer import causal_lm_loss
 
@@ -486,6 +487,18 @@ def test_sigterm_during_the_reference_prepass_cancels_before_its_last_batch(
     assert "cancelled before training" in (run_dir / "log.txt").read_text()
 
 
+def test_the_online_source_names_no_reference_entropies() -> None:
+    """An `online` run's pre-pass scores only a training sample and the held-out data, for the
+    low/high-entropy split: its stages say that, not "reference entropies"."""
+    texts = [stage_text("reference", 0, 3, what) for what in ("training sample", "held-out")]
+    assert texts == [
+        "scoring with the starting model (a sample of the training data: the entropy median for "
+        "the low/high split) 0/3",
+        "scoring with the starting model (held-out data: the low/high-entropy split) 0/3",
+    ]
+    assert not any("reference" in t for t in texts)
+
+
 def test_status_names_each_stage_and_the_log_says_what_it_measures(
     tiny_model_dir: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -514,8 +527,13 @@ def test_status_names_each_stage_and_the_log_says_what_it_measures(
         "evaluating",
     ]
     texts = [w["stage_text"] for w in written if w["status"] == "running"]
-    assert "scoring reference entropies (training) 0/2" in texts
-    assert "scoring reference entropies (held-out) 0/1" in texts
+    assert (
+        "scoring with the starting model (training data: reference entropies for the drops) 0/2"
+        in texts
+    )
+    assert (
+        "scoring with the starting model (held-out data: the low/high-entropy split) 0/1" in texts
+    )
     assert "training step 2/4" in texts  # back to training after the step-2 evaluation
     during = [w for w in written if w.get("stage") == "evaluating" and w["status"] == "running"]
     assert {w.get("step") for w in during} >= {2}  # an evaluation says which step it follows

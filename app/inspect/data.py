@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -316,14 +317,14 @@ def draws(n: int, seed: int) -> list[float]:
     return values
 
 
-def _run_label(run: Path) -> str:
-    """'<id> (<method> on <model>)': the run's config says what it was; a missing or odd one
+def _run_label(run: Path, name: str) -> str:
+    """'<name> (<method> on <model>)': the run's config says what it was; a missing or odd one
     only costs the label."""
     try:
         config = json.loads((run / runfolder.CONFIG).read_text())
-        return f"{run.name} ({config.get('method', '?')} on {config.get('model', '?')})"
+        return f"{name} ({config.get('method', '?')} on {config.get('model', '?')})"
     except (OSError, ValueError, AttributeError):
-        return run.name
+        return name
 
 
 def _best_model(run: Path, label: str) -> dict[str, Any] | None:
@@ -342,11 +343,12 @@ def _best_model(run: Path, label: str) -> dict[str, Any] | None:
     }
 
 
-def run_models(run: Path) -> list[dict[str, Any]]:
+def run_models(run: Path, name: str | None = None) -> list[dict[str, Any]]:
     """What Inspect can load from one run: its final model (`run:<id>`), its best checkpoint
     (`run:<id>:best`), then each complete checkpoint from the last (`run:<id>:<step>`, the
-    weights as they were after that step)."""
-    label = _run_label(run)
+    weights as they were after that step). `name`: the run's name in the runs table."""
+    name = name or run.name
+    label = _run_label(run, name)
     found: list[dict[str, Any]] = []
     if runfolder.has_final_model(run):
         found.append(
@@ -361,8 +363,15 @@ def run_models(run: Path) -> list[dict[str, Any]]:
             {"spec": f"run:{run.name}:{step}", "label": f"{label}: step {step}"}
             | {"run_id": run.name, "which": "step", "step": step}
         )
-    # The picker groups a run's weights under its label and names each within the group.
-    return [{**m, "run_label": label, "option": _option(m)} for m in found]
+    # The picker groups a run's weights under its label and names each within the group; the
+    # page calls the weights by the run's name (and which, when not the final model).
+    return [_named(m, name, label) for m in found]
+
+
+def _named(model: dict[str, Any], name: str, label: str) -> dict[str, Any]:
+    option = _option(model)
+    shown = name if model["which"] == runfolder.FINAL_MODEL else f"{name} · {option}"
+    return {**model, "run_label": label, "option": option, "name": shown}
 
 
 def _option(model: dict[str, Any]) -> str:
@@ -370,18 +379,23 @@ def _option(model: dict[str, Any]) -> str:
     if model["which"] == runfolder.FINAL_MODEL:
         return "final model"
     if model["which"] == runfolder.BEST_MODEL:
-        return model["label"].rsplit(": ", 1)[-1]
+        return str(model["label"]).rsplit(": ", 1)[-1]
     return f"step {model['step']}"
 
 
-def list_checkpoints(runs_path: Path) -> list[dict[str, Any]]:
+def list_checkpoints(
+    runs_path: Path, names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Every run's final model, best checkpoint and complete checkpoints (run_models), newest
-    run first."""
+    run first. `names`: run id -> the name the runs table gives it (a study's runs are named
+    after it)."""
     if not runs_path.is_dir():
         return []
     found: list[tuple[float, list[dict[str, Any]]]] = []
     for run in runs_path.iterdir():
-        if not runfolder.is_run_id(run.name) or not (models := run_models(run)):
+        if not runfolder.is_run_id(run.name):
+            continue
+        if not (models := run_models(run, (names or {}).get(run.name))):
             continue
         newest = run / runfolder.MODEL
         if models[0]["which"] != runfolder.FINAL_MODEL:

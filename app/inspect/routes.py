@@ -1,18 +1,19 @@
 """The Inspect page (/) and its JSON twins: /api/inspect, /api/model, /api/score, /api/preview,
-/api/compare, /api/generate, /api/estimate, /api/draws, /api/checkpoints, /api/samples. Routes
+/api/compare, /api/generate, /api/estimate, /api/draws, /api/checkpoints, /api/samples, /api/text-file. Routes
 validate, call, render."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, File, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ModelServiceDep, SettingsDep, TemplatesDep
+from app.deps import ModelServiceDep, SettingsDep, StorageDep, TemplatesDep
 from app.errors import ErrorBody, FieldError, RequestInvalid, TooManyTokens
 from app.health import health
 from app.inspect import data, facts, generate, streaming
@@ -33,13 +34,15 @@ from app.inspect.schemas import (
     SamplePublic,
     ScoreOut,
     ScoreRequest,
+    TextFileOut,
 )
 from app.model_service import ModelService
+from app.runs.storage import Storage
+from app.runs.uploads import UPLOAD_FRAMING, too_large
 from app.score_job import ScoreJob
 from app.settings import Settings
-from entrodrop.config import EntroDropConfig
-from entrodrop.data import Conversation
-from entrodrop.scoring import MAX_TOP_K
+from entrodrop.config import MAX_TOP_K, EntroDropConfig
+from entrodrop.data import Conversation, read_text
 
 router = APIRouter(tags=["inspect"])
 
@@ -75,11 +78,16 @@ STREAMED_TOKENS: dict[int | str, dict[str, Any]] = {
 STREAM = Query(False, description="Stream progress events as NDJSON, then the result.")
 
 
-def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
+def run_names(storage: Storage) -> dict[str, str]:
+    """Run id -> name, for the runs that have one (the checkpoints are called by it)."""
+    return {r.id: r.name for r in storage.list_runs() if r.name}
+
+
+def page_data(settings: Settings, service: ModelService, storage: Storage) -> dict[str, Any]:
     """Everything the Inspect page starts from (GET / renders it, GET /api/inspect returns it)."""
     return {
         "model": health(service),
-        "checkpoints": data.list_checkpoints(settings.runs_path),
+        "checkpoints": data.list_checkpoints(settings.runs_path, run_names(storage)),
         "samples": samples(),
         "policy_defaults": EntroDropConfig().model_dump(),
         "choices": facts.policy_choices(),
@@ -133,18 +141,24 @@ async def _run(
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def inspect_page(
-    request: Request, settings: SettingsDep, service: ModelServiceDep, templates: TemplatesDep
+    request: Request,
+    settings: SettingsDep,
+    service: ModelServiceDep,
+    storage: StorageDep,
+    templates: TemplatesDep,
 ) -> Response:
-    page = page_data(settings, service)
+    page = page_data(settings, service, storage)
     return templates.TemplateResponse(
         request, "inspect/inspect.html", {"nav": "inspect", "data": page}
     )
 
 
 @router.get("/api/inspect", response_model=InspectPage)
-def api_inspect(settings: SettingsDep, service: ModelServiceDep) -> dict[str, Any]:
+def api_inspect(
+    settings: SettingsDep, service: ModelServiceDep, storage: StorageDep
+) -> dict[str, Any]:
     """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
-    return page_data(settings, service)
+    return page_data(settings, service, storage)
 
 
 @router.get("/api/model", response_model=ModelPublic)
@@ -155,10 +169,10 @@ def api_model(service: ModelServiceDep) -> dict[str, Any]:
 
 
 @router.get("/api/checkpoints", response_model=list[Checkpoint])
-def api_checkpoints(settings: SettingsDep) -> list[dict[str, Any]]:
+def api_checkpoints(settings: SettingsDep, storage: StorageDep) -> list[dict[str, Any]]:
     """Every run's final model (`run:<id>`), best checkpoint (`run:<id>:best`) and complete
-    checkpoints (`run:<id>:<step>`)."""
-    return data.list_checkpoints(settings.runs_path)
+    checkpoints (`run:<id>:<step>`), named as the runs table names the run."""
+    return data.list_checkpoints(settings.runs_path, run_names(storage))
 
 
 @router.get("/api/samples", response_model=list[SamplePublic])
@@ -200,7 +214,8 @@ async def api_score(
     service: ModelServiceDep,
     stream: bool = STREAM,
 ) -> Response:
-    """Per-token entropy, surprisal, probability, rank and top-k alternatives (DESIGN §6).
+    """Per-token entropy, surprisal, probability, rank and top-k alternatives: the token JSON
+    of `entrodrop score --json`.
 
     A conversation (`messages`, or a dataset's `example`) is rendered with the model's chat
     template; its tokens also say which are trained, their role and segment."""
@@ -311,3 +326,23 @@ def api_draws(
     if n > settings.max_score_tokens:
         raise TooManyTokens(f"n = {n} is over the limit of {settings.max_score_tokens} tokens")
     return {"seed": seed, "n": n, "u": data.draws(n, seed)}
+
+
+@router.post(
+    "/api/text-file", response_model=TextFileOut, responses={413: ERRORS[413], 422: ERRORS[422]}
+)
+async def api_text_file(
+    settings: SettingsDep,
+    file: UploadFile = File(...),
+    content_length: Annotated[int, Header()] = 0,
+) -> dict[str, Any]:
+    """A text file's text for the Inspect page: empty, binary or not UTF-8 files get a 422 saying
+    so, in the words a dataset upload gets. Nothing is stored."""
+    if content_length > settings.max_upload_bytes + UPLOAD_FRAMING:
+        raise too_large(settings)
+    raw = await file.read(settings.max_upload_bytes + 1)
+    if len(raw) > settings.max_upload_bytes:
+        raise too_large(settings)
+    name = Path(file.filename or "text.txt").name
+    text = await run_in_threadpool(read_text, raw, name)
+    return {"name": name, "text": text, "n_chars": len(text)}

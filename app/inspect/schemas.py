@@ -8,10 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.health import HealthPublic
-from entrodrop.config import DataFormatChoice, EntroDropConfig, TrainOn
+from entrodrop.config import MAX_TOP_K, DataFormatChoice, EntroDropConfig, TrainOn
 from entrodrop.data import DataError
 from entrodrop.data.formats import check_order
-from entrodrop.scoring import MAX_TOP_K
 
 MAX_MESSAGES = 200  # turns in one conversation sent to Inspect
 
@@ -276,7 +275,7 @@ class ScoreSummary(BaseModel):
 
 
 class ScoreOut(BaseModel):
-    """The token JSON of DESIGN.md section 6, plus the spec it was scored with."""
+    """The token JSON (as `entrodrop score --json` prints it), plus the spec it was scored with."""
 
     model: str
     spec: str
@@ -361,6 +360,7 @@ class Checkpoint(BaseModel):
 
     spec: str = Field(description="run:<id> (the final model), run:<id>:best or run:<id>:<step>")
     label: str
+    name: str = Field(description="what the page calls these weights: the run's name, and which")
     run_id: str
     which: Literal["final", "best", "step"] = Field(
         description="the final model, the best checkpoint, or the checkpoint of a step"
@@ -411,6 +411,14 @@ class EstimateOut(BaseModel):
         description="Measured here by the last scoring; null before."
     )
     eta_s: float | None
+
+
+class TextFileOut(BaseModel):
+    """A text file's text, read as the server reads a dataset upload."""
+
+    name: str = Field(description="The file's name as sent.")
+    text: str
+    n_chars: int
 
 
 class LimitsPublic(BaseModel):

@@ -13,32 +13,52 @@ from entrodrop.runfolder import ACTIVE, STATUSES
 
 # The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
 PANELS: list[dict[str, Any]] = [
-    {"id": "train", "title": "Training loss", "names": [m.TRAIN_LOSS], "log": True},
+    {
+        "id": "train",
+        "title": "Training loss",
+        "names": [m.TRAIN_LOSS],
+        "log": True,
+        "y_label": "loss (nats)",
+    },
     {
         "id": "eval",
         "title": "Held-out loss: overall, low- and high-entropy tokens",
         "names": [m.EVAL_LOSS, m.EVAL_LOSS_LOW, m.EVAL_LOSS_HIGH],
         "log": True,
+        "y_label": "loss (nats)",
     },
     {
         "id": "general",
         "title": "General-text loss (forgetting)",
         "names": [m.GENERAL_LOSS],
         "log": True,
+        "y_label": "loss (nats)",
     },
     {
         "id": "drop",
         "title": "Drop rate: scheduled r(s) and realised fraction of trained tokens",
         "names": [m.RATE_SCHEDULED, m.FRACTION_REALISED],
         "log": False,
+        "y_label": "fraction",
+        # Why the realised fraction sits well under r(s): the two have different denominators.
+        "note": "r(s) is the chance that a candidate (a token under the cut \u03c4) is dropped; the "
+        "realised fraction counts the dropped tokens among all trained tokens, so it sits near "
+        "(share of candidates) \u00d7 r(s): about q \u00d7 r(s) with the quantile cut.",
     },
     {
         "id": "entropy",
         "title": "Mean entropy of dropped vs kept tokens (nats)",
         "names": [m.ENTROPY_DROPPED, m.ENTROPY_KEPT],
         "log": False,
+        "y_label": "entropy (nats)",
     },
-    {"id": "lr", "title": "Learning rate", "names": [m.LEARNING_RATE], "log": False},
+    {
+        "id": "lr",
+        "title": "Learning rate",
+        "names": [m.LEARNING_RATE],
+        "log": False,
+        "y_label": "learning rate",
+    },
 ]
 METRIC_LABELS: dict[str, str] = {name: m.label(name) for p in PANELS for name in p["names"]}
 COMPARE_METRICS = m.COMPARED
@@ -61,6 +81,8 @@ DROP_PANELS = ("drop", "entropy")
 # the status itself, and for a running run asked to stop, "running (stopping)".
 STATUS_WORDS: dict[str, str] = {status: status for status in STATUSES}
 STOPPING_WORD = "stopping"
+# The runs list's "Started" for a run that never started (cancelled while queued).
+NOT_STARTED = "not started"
 
 
 def run_facts() -> dict[str, Any]:
@@ -69,6 +91,7 @@ def run_facts() -> dict[str, Any]:
         "statuses": list(STATUSES),
         "status_words": STATUS_WORDS,
         "stopping_word": STOPPING_WORD,
+        "not_started": NOT_STARTED,
         "active": list(ACTIVE),
         "resumable": list(RESUMABLE),
         "methods": list(METHODS),

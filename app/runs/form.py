@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.model_paths import path_rule, rule_text
 from app.runs import cost
 from app.runs.facts import run_facts
 from app.runs.storage import Storage
@@ -89,7 +90,12 @@ def new_run_form(
     preset = PRESETS[FORM_PRESET]
     run_fields = {f["name"]: f for f in form_fields(RunConfig, defaults=preset)}
     finished = [
-        {"id": r.id, "method": r.config.get("method"), "model": r.config.get("model")}
+        {
+            "id": r.id,
+            "name": r.name,
+            "method": r.config.get("method"),
+            "model": r.config.get("model"),
+        }
         for r in storage.list_runs(statuses=["succeeded"])
     ]
     defaults = RunConfig.model_validate(preset).model_dump(mode="json")
@@ -112,11 +118,20 @@ def new_run_form(
         "no_adapter": NO_ADAPTER,
         "finished_runs": list(reversed(finished)),
         "allowed_data_dirs": [str(p) for p in settings.allowed_data_dirs],
+        "path_rules": path_rules(settings),
         "max_upload_bytes": settings.max_upload_bytes,
         "upload_suffixes": list(USER_SUFFIXES),
         "facts": run_facts(),
         "disk": cost.home_disk(settings.home),
         "estimate_url": "/api/runs/check",
+    }
+
+
+def path_rules(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Whether model folders and data files may be named by path here, and the rule in words."""
+    return {
+        kind: {"by_path": path_rule(settings, kind).by_path, "text": rule_text(settings, kind)}
+        for kind in ("model", "data")
     }
 
 

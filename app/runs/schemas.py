@@ -65,11 +65,25 @@ class RunLinks(_Open):
     events: str
     tokens: str
     inspect: str | None
-    compare: str | None
+    compare: str | None = Field(
+        description="the compare page of its matched pair, while both runs of it exist"
+    )
+    study: str | None = Field(None, description="the page of the study it belongs to")
     inspect_best: str | None = Field(None, description="Inspect with the run's best checkpoint")
     export: str | None = Field(
         None, description="the model as a zip (add ?checkpoint=best|final|STEP, &merge=true)"
     )
+
+
+class RunStudy(_Open):
+    """The study a run belongs to."""
+
+    id: str
+    name: str
+    variant: str | None
+    seed: int | None
+    run_name: str = Field(description="the name the study gives the run: study · variant · seed")
+    page: str
 
 
 class RunPublic(_Open):
@@ -109,6 +123,7 @@ class RunPublic(_Open):
     final_eval_loss: float | None
     error: str | None
     group_id: str | None
+    study: RunStudy | None = Field(None, description="the study that queued it, if any")
     launcher: dict[str, Any]
     attempts: int
     cancel_requested: bool
@@ -145,6 +160,7 @@ class RunFacts(_Open):
     statuses: list[str]
     status_words: dict[str, str] = Field(description="what each status's badge says")
     stopping_word: str = Field(description="added to a running run's badge once asked to stop")
+    not_started: str = Field(description="the runs list's Started for a run that never started")
     active: list[str]
     resumable: list[str]
     methods: list[str]
@@ -343,6 +359,9 @@ class RunForm(_Open):
     no_adapter: str
     finished_runs: list[dict[str, Any]]
     allowed_data_dirs: list[str]
+    path_rules: dict[str, dict[str, Any]] = Field(
+        description="per kind (model, data): by_path (allowed at all) and the rule in words"
+    )
     max_upload_bytes: int
     upload_suffixes: list[str]
     facts: RunFacts

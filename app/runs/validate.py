@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from app import capacity
 from app.errors import AppError, FieldError, RequestInvalid
 from app.hub import check_hub_spec, is_hub_id
-from app.model_paths import check_model_folder
+from app.model_paths import check_data_path, check_model_folder, expand
 from app.runs.data_check import data_errors
 from app.runs.storage import Storage
 from app.settings import Settings
@@ -19,9 +19,7 @@ from entrodrop.adapters import adapter_problem
 from entrodrop.config import PRESETS, RunConfig, with_preset
 from entrodrop.data import (
     USER_SUFFIXES,
-    DataError,
     check_name_lengths,
-    check_path_allowed,
     is_builtin,
     uploads_dir,
 )
@@ -104,7 +102,7 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
         run_checkpoint(settings.runs_path / run_id, which)  # a ValueError if it was not kept
         return spec
     check_name_lengths(spec)  # a DataError (a ValueError): 422, not an OSError's 500
-    path = Path(spec).expanduser()
+    path = expand(spec)
     if path.is_absolute() or spec.startswith((".", "~")) or path.exists():
         path = check_model_folder(path, settings)  # the allowed-folder rule before any look
         if not path.is_dir():
@@ -120,23 +118,14 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
 
 
 def check_dataset(spec: str, settings: Settings) -> str:
-    """A built-in dataset, or a file inside an allowed folder or the uploads folder (absolute)."""
+    """A built-in dataset, or a file by path under the path rule (app.model_paths), absolute."""
     spec = spec.strip()
     if is_builtin(spec):
         return spec
     check_name_lengths(spec)
     if ".." in Path(spec).parts:
         raise ValueError("a dataset path may not contain '..'")
-    allowed = [*settings.allowed_data_dirs, uploads_dir(settings.home)]
-    try:
-        path = check_path_allowed(spec, allowed)
-    except DataError as exc:
-        if not settings.allowed_data_dirs:
-            raise ValueError(
-                "use a built-in dataset or upload a file: naming files by path is disabled here "
-                "(the server's ENTRODROP_ALLOWED_DATA_DIRS is empty)"
-            ) from exc
-        raise ValueError(str(exc)) from exc
+    path = check_data_path(spec, settings, also=uploads_dir(settings.home))
     if path.suffix.lower() not in USER_SUFFIXES:
         raise ValueError(f"unsupported file type; use one of {', '.join(USER_SUFFIXES)}")
     if not path.is_file():

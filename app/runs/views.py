@@ -8,7 +8,8 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
 from app.runs.runner import RESUMABLE, JobRunner
 from app.runs.storage import RunRecord
+from app.studies.store import StudyStore
 from entrodrop import runfolder as rf
 from entrodrop.config import (
     DEFAULT_BASELINE_STRENGTH,
@@ -75,8 +77,8 @@ def _eta(run: RunRecord, now: float) -> float | None:
 
 def _live(run: RunRecord, run_dir: Any) -> dict[str, Any]:
     # The training process's own words for what it is doing (status.json's stage_text, e.g.
-    # "scoring reference entropies (training) 3/12"), whether it is still starting (no ETA
-    # yet) and the current stage's own remaining time, while it runs.
+    # "scoring with the starting model (held-out data: the low/high-entropy split) 3/12"),
+    # whether it is still starting (no ETA yet) and the current stage's own remaining time.
     if run.status != "running":
         return {"stage": None, "starting": False, "stage_eta_s": None}
     st = rf.read_status(run_dir) or {}
@@ -107,9 +109,37 @@ def best_record(run: RunRecord, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
-    """A run as the runs list shows it (and GET /api/runs returns it)."""
+def studies_of(runner: JobRunner) -> dict[str, dict[str, Any]]:
+    """Run id -> the study it belongs to (app.studies.store.StudyStore.memberships)."""
+    return StudyStore(runner.settings).memberships()
+
+
+def _stored(runner: JobRunner, run_id: str) -> bool:
+    return runner.storage.get_run(run_id) is not None
+
+
+def pair_link(run: RunRecord, exists: Callable[[str], bool]) -> str | None:
+    """The compare page of a run's matched pair while both runs exist: after one is deleted the
+    other stands alone (no chip, no link to a run that is gone)."""
+    ids = run.group_id.split(",") if run.group_id else []
+    if len(ids) < 2 or not all(i == run.id or exists(i) for i in ids):
+        return None
+    return f"/compare?runs={run.group_id}"
+
+
+def run_summary(
+    runner: JobRunner,
+    run: RunRecord,
+    studies: dict[str, dict[str, Any]] | None = None,
+    exists: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    """A run as the runs list shows it (and GET /api/runs returns it).
+
+    `studies` (studies_of) and `exists` (is a run id in the runs table) are looked up here
+    unless the caller has them for many runs at once.
+    """
     now = time.time()
+    study = (studies if studies is not None else studies_of(runner)).get(run.id)
     run_dir = runner.run_dir(run.id)
     checkpoint = rf.latest_checkpoint(run_dir)
     has_model = rf.has_final_model(run_dir)
@@ -143,6 +173,7 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "final_eval_loss": run.final_eval_loss,
         "error": run.error,
         "group_id": run.group_id,
+        "study": study,
         "launcher": run.launcher,
         "attempts": run.attempts,
         "cancel_requested": run.cancel_requested,
@@ -158,26 +189,47 @@ def run_summary(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
         "has_model": has_model,
         "disk_bytes": disk_bytes(run_dir),
         **best,
-        "links": {
-            "page": f"/runs/{run.id}",
-            "api": f"/api/runs/{run.id}",
-            "metrics": f"/api/runs/{run.id}/metrics",
-            "csv": f"/api/runs/{run.id}/metrics.csv",
-            "events": f"/api/runs/{run.id}/events",
-            "tokens": f"/api/runs/{run.id}/tokens",
-            "inspect": f"/?model=run:{run.id}" if (has_model or checkpoint) else None,
-            "inspect_best": f"/?model=run:{run.id}:best" if best["best_checkpoint"] else None,
-            "export": f"/api/runs/{run.id}/export.zip"
-            if (has_model or checkpoint) and run.status not in rf.ACTIVE
-            else None,
-            "compare": f"/compare?runs={run.group_id}" if run.group_id else None,
-        },
+        "links": run_links(
+            run,
+            has_model or checkpoint is not None,
+            exists or partial(_stored, runner),
+            study,
+            best["best_checkpoint"] is not None,
+        ),
+    }
+
+
+def run_links(
+    run: RunRecord,
+    inspectable: bool,
+    exists: Callable[[str], bool],
+    study: dict[str, Any] | None,
+    has_best: bool = False,
+) -> dict[str, str | None]:
+    """A run's pages and API calls: its JSON, metrics, events, tokens, Inspect (final and
+    best), the export, its pair and its study."""
+    exportable = inspectable and run.status not in rf.ACTIVE
+    return {
+        "page": f"/runs/{run.id}",
+        "api": f"/api/runs/{run.id}",
+        "metrics": f"/api/runs/{run.id}/metrics",
+        "csv": f"/api/runs/{run.id}/metrics.csv",
+        "events": f"/api/runs/{run.id}/events",
+        "tokens": f"/api/runs/{run.id}/tokens",
+        "inspect": f"/?model=run:{run.id}" if inspectable else None,
+        "inspect_best": f"/?model=run:{run.id}:best" if has_best else None,
+        "export": f"/api/runs/{run.id}/export.zip" if exportable else None,
+        "compare": pair_link(run, exists),
+        "study": study["page"] if study else None,
     }
 
 
 def runs_list(runner: JobRunner) -> dict[str, Any]:
-    """GET /api/runs and /runs: every run, newest first."""
-    runs = [run_summary(runner, r) for r in runner.storage.list_runs()]
+    """GET /api/runs and /runs: every run, newest first, each with its study (if any)."""
+    records = runner.storage.list_runs()
+    ids = {r.id for r in records}
+    studies = studies_of(runner)
+    runs = [run_summary(runner, r, studies, ids.__contains__) for r in records]
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -276,8 +328,9 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         row |= best_record(r, runner.run_dir(r.id))
         row["final"] = {name: last.get(name) for name in COMPARE_METRICS}
         table.append(row)
+    studies = studies_of(runner)
     return {
-        "runs": [run_summary(runner, r) for r in runs],
+        "runs": [run_summary(runner, r, studies) for r in runs],
         "differences": differences,
         "table": table,
         "metric_names": list(COMPARE_METRICS),

@@ -11,7 +11,7 @@ from app.runs import cost
 from app.runs.runner import JobRunner
 from app.runs.validate import parse_request
 from app.settings import Settings
-from app.studies.store import StudyStore
+from app.studies.store import StudyStore, run_name
 from entrodrop.config import RunConfig
 from entrodrop.studies.config import StudyConfig
 
@@ -96,8 +96,9 @@ def create_study(body: Any, runner: JobRunner, store: StudyStore) -> dict[str, A
     study = parse_study(body, runner.settings)
     planned = checked_configs(study, runner)  # every check passes before anything is queued
     cost.check_disk(estimate_study(study, planned, runner.settings)["estimate"])  # 507
-    runs = [
-        {"id": runner.submit(config).id, "variant": variant, "seed": seed}
-        for variant, seed, config in planned
-    ]
+    runs = []
+    for variant, seed, config in planned:
+        run_id = runner.submit(config).id
+        runner.storage.update_run(run_id, name=run_name(study.name, variant, seed))
+        runs.append({"id": run_id, "variant": variant, "seed": seed})
     return store.create(study, runs)

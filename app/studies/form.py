@@ -99,4 +99,9 @@ def new_study_form(settings: Settings, storage: Storage) -> dict[str, Any]:
         "disk": run_form["disk"],
         "parallel": settings.max_concurrent_runs,
         "estimate_url": "/api/studies/check",
+        # New run's model and data pickers: finished runs, uploads, paths under the path rule.
+        "finished_runs": run_form["finished_runs"],
+        "path_rules": run_form["path_rules"],
+        "max_upload_bytes": run_form["max_upload_bytes"],
+        "upload_suffixes": run_form["upload_suffixes"],
     }

@@ -24,6 +24,9 @@ class Stat(_Open):
     mean: float | None
     ci95: float | None
     n: int
+    why: str | None = Field(
+        None, description="why some finished runs have no value (e.g. too short to rebound)"
+    )
 
 
 class StudyLinks(_Open):
@@ -107,7 +110,9 @@ class PairedRow(_Open):
     vs_label: str
     seeds: list[int]
     final_heldout_diff: Stat
-    excludes_zero: bool
+    excludes_zero: bool | None = Field(
+        description="the 95% interval lies on one side of zero; null without an interval (n < 2)"
+    )
     reading: str
 
 
@@ -174,3 +179,11 @@ class StudyForm(_Open):
     disk: HomeDisk
     parallel: int = Field(description="runs at once (ENTRODROP_MAX_CONCURRENT_RUNS)")
     estimate_url: str = Field(description="POST a study config here for its time and disk")
+    finished_runs: list[dict[str, Any]] = Field(
+        description="runs whose model a study can start from"
+    )
+    path_rules: dict[str, dict[str, Any]] = Field(
+        description="per kind (model, data): by_path (allowed at all) and the rule in words"
+    )
+    max_upload_bytes: int
+    upload_suffixes: list[str]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import AppError
+from app.runs.facts import MAX_NAME_CHARS
 from app.settings import Settings
 from entrodrop.machine import machine_facts
 from entrodrop.paths import home_dir
@@ -23,6 +24,14 @@ from entrodrop.studies.config import StudyConfig
 from entrodrop.studies.folder import RUN_PENDING, StudyFolder, new_study_id, studies_dir
 
 MANAGED_BY = "server"
+
+
+def run_name(study: str, variant: object, seed: object) -> str:
+    """A study run's name in the runs list and on its page: the study, its variant, its seed."""
+    tail = f" · {variant} · seed {seed}"
+    room = MAX_NAME_CHARS - len(tail)
+    head = study if len(study) <= room else study[: max(0, room - 1)] + "…"
+    return (head + tail)[:MAX_NAME_CHARS]
 
 
 class StudyNotFound(AppError):
@@ -66,6 +75,22 @@ class StudyStore:
         return sorted(
             records, key=lambda r: (r.get("created_at", 0), r.get("id", "")), reverse=True
         )
+
+    def memberships(self) -> dict[str, dict[str, Any]]:
+        """Run id -> the study it belongs to: {"id", "name", "variant", "seed", "page"}."""
+        out: dict[str, dict[str, Any]] = {}
+        for record in self.records():
+            for run in record.get("runs", []):
+                name = str(record.get("name") or record["id"])
+                out[str(run["id"])] = {
+                    "id": record["id"],
+                    "name": name,
+                    "variant": run.get("variant"),
+                    "seed": run.get("seed"),
+                    "run_name": run_name(name, run.get("variant"), run.get("seed")),
+                    "page": f"/studies/{record['id']}",
+                }
+        return out
 
     def create(self, study: StudyConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Write a new study's record: runs are [{"id", "variant", "seed"}] already queued."""

@@ -70,9 +70,11 @@ from entrodrop.data.formats import (
 from entrodrop.data.parquet import PARQUET_BATCH_ROWS
 from entrodrop.data.paths import check_name_lengths, check_path_allowed, uploads_dir
 from entrodrop.data.python_qa import PYTHON_QA, python_qa_examples
+from entrodrop.data.readers import read_text
 from entrodrop.data.rows import TokenRows
 
 __all__ = [
+    "read_text",
     "BUILTIN_DATASETS",
     "FORMATS",
     "FORMAT_HELP",

@@ -40,6 +40,15 @@ def decode(raw: bytes, name: str, where: str = "") -> str:
         raise DataError(f"{name} is not UTF-8 text ({where}byte {exc.start})") from exc
 
 
+def read_text(raw: bytes, name: str) -> str:
+    """The text of a plain-text file's bytes, whole; a DataError names what is wrong (empty,
+    binary, not UTF-8 and where) in the words a dataset upload gets."""
+    text = decode(raw, name) if raw.strip() else ""
+    if not text.strip():
+        raise DataError(f"{name} is empty")
+    return text
+
+
 def split_documents(text: str) -> list[str]:
     """Documents separated by two or more blank lines; a file without them is one document."""
     # Windows line ends count too (a CRLF file would otherwise be one document).

@@ -16,6 +16,19 @@ OUTCOMES: dict[str, str] = {
     "final_general": "final general-text loss",
 }
 HELDOUT, HIGH_ENTROPY, GENERAL = EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS
+# A rebound is a rise after the lowest high-entropy loss: it needs evaluations after that lowest
+# one. A run with fewer ended while the loss still fell (or was too short to tell): its rebound
+# is not measured (None), rather than a 0 that reads as "no rebound".
+MIN_EVALS_AFTER_BEST = 1
+# Outcomes a finished run may lack for a reason the tables give: the flag its outcomes carry
+# (1.0 when it applies) and the words.
+NOT_MEASURED = {
+    "high_entropy_rebound": (
+        "too_short_to_rebound",
+        f"fewer than {MIN_EVALS_AFTER_BEST} evaluation after the lowest high-entropy loss: the "
+        "run ended before it could rebound",
+    ),
+}
 
 Outcomes = dict[str, float | None]
 
@@ -27,17 +40,31 @@ def series(rows: Iterable[Mapping[str, Any]], name: str) -> list[float]:
     return [v for _, v in picked]
 
 
+def rebound(values: list[float]) -> float | None:
+    """The last value minus the lowest, once MIN_EVALS_AFTER_BEST evaluations follow the lowest."""
+    if not values:
+        return None
+    best = values.index(min(values))
+    if len(values) - 1 - best < MIN_EVALS_AFTER_BEST:
+        return None
+    return values[-1] - values[best]
+
+
 def run_outcomes(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
     """final_heldout (last eval/loss), best_heldout (min eval/loss, step 0 included),
-    high_entropy_rebound (last minus min of eval/loss_high_entropy), final_general (last
-    general/loss); None where the run logged no such metric."""
+    high_entropy_rebound (last minus min of eval/loss_high_entropy, see `rebound`), final_general
+    (last general/loss); None where the run logged no such metric, or (the rebound) was too short
+    to measure it, which its flag (NOT_MEASURED) says."""
     rows = list(rows)
     heldout, high, general = (series(rows, n) for n in (HELDOUT, HIGH_ENTROPY, GENERAL))
+    high_rebound = rebound(high)
+    flag = NOT_MEASURED["high_entropy_rebound"][0]
     return {
         "final_heldout": heldout[-1] if heldout else None,
         "best_heldout": min(heldout) if heldout else None,
-        "high_entropy_rebound": high[-1] - min(high) if high else None,
+        "high_entropy_rebound": high_rebound,
         "final_general": general[-1] if general else None,
+        flag: 1.0 if high and high_rebound is None else 0.0,
     }
 
 

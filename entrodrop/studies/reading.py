@@ -9,6 +9,7 @@ from entrodrop.studies.config import EARLY_STOP
 from entrodrop.studies.outcomes import OUTCOMES
 
 MINUS = "\u2212"  # a real minus sign reads better than a hyphen in prose
+NO_INTERVAL = "n < 2: no interval"  # what a table says where a mean has no 95% interval
 
 
 def _decimals(*values: float | None) -> int:
@@ -25,13 +26,20 @@ def _num(value: float, decimals: int, signed: bool = False) -> str:
 
 
 def stat_text(stat: Mapping[str, Any], signed: bool = False) -> str:
-    """'3.142 ± 0.021', '3.142 (n < 2: no interval)', or '-' without a value."""
+    """'3.142 ± 0.021', '3.142 (n < 2: no interval)', or '-' without a value; with why some
+    runs have none ("not measured in 2 of 3: ...") after it."""
     mean, ci = stat.get("mean"), stat.get("ci95")
+    why = f" ({stat['why']})" if stat.get("why") else ""
     if mean is None:
-        return "-"
+        return "-" + why
     if ci is None:
-        return f"{_num(mean, 3, signed)} (n < 2: no interval)"
-    return f"{_num(mean, 3, signed)} ± {ci:.3f}"
+        return f"{_num(mean, 3, signed)} ({NO_INTERVAL})" + why
+    return f"{_num(mean, 3, signed)} ± {ci:.3f}" + why
+
+
+def verdict_text(excludes: bool | None) -> str:
+    """The "CI excludes 0" cell: yes, no, or no interval to tell (n < 2)."""
+    return NO_INTERVAL if excludes is None else "yes" if excludes else "no"
 
 
 def reading(row: Mapping[str, Any]) -> str:
@@ -108,7 +116,7 @@ def tables(result: Mapping[str, Any]) -> str:
                 r["variant"],
                 r["vs_label"],
                 stat_text(r["final_heldout_diff"], signed=True),
-                "yes" if r["excludes_zero"] else "no",
+                verdict_text(r["excludes_zero"]),
             ]
             for r in result["paired"]
         ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from entrodrop.studies.config import Comparison
-from entrodrop.studies.outcomes import OUTCOMES, Outcomes
+from entrodrop.studies.outcomes import NOT_MEASURED, OUTCOMES, Outcomes
 
 # t_{0.975, df} for df = 1..30 (two-sided 95%); scipy is not a dependency for 30 numbers.
 T975 = (
@@ -42,10 +42,13 @@ def mean_ci(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": t975(n - 1) * sd / math.sqrt(n), "n": n}
 
 
-def excludes_zero(stat: Mapping[str, Any]) -> bool:
-    """True when the 95% interval lies entirely on one side of zero (never without an interval)."""
+def excludes_zero(stat: Mapping[str, Any]) -> bool | None:
+    """Whether the 95% interval lies entirely on one side of zero; None without an interval
+    (n < 2): no claim either way."""
     mean, ci = stat.get("mean"), stat.get("ci95")
-    return mean is not None and ci is not None and abs(mean) > ci
+    if mean is None or ci is None:
+        return None
+    return abs(mean) > ci
 
 
 def _values(outcomes: Mapping[RunKey, Outcomes], label: str, name: str) -> list[float]:
@@ -68,6 +71,11 @@ def variant_rows(
         }
         for name in OUTCOMES:
             row[name] = mean_ci(_values(outcomes, label, name))
+            if name in NOT_MEASURED:  # say why some runs have none, rather than a mean of fewer
+                flag, why = NOT_MEASURED[name]
+                short = sum(1 for (v, _), o in outcomes.items() if v == label and o.get(flag))
+                if short:
+                    row[name]["why"] = f"not measured in {short} of {row['n']}: {why}"
         rows.append(row)
     return rows
 

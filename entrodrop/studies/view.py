@@ -17,6 +17,7 @@ from entrodrop.studies.config import StudyConfig
 from entrodrop.studies.curves import study_curves
 from entrodrop.studies.folder import StudyFolder
 from entrodrop.studies.outcomes import GENERAL, HELDOUT, HIGH_ENTROPY, OUTCOMES
+from entrodrop.studies.reading import NO_INTERVAL
 from entrodrop.studies.results import study_outcomes, study_results
 from entrodrop.studies.stats import RunKey
 from entrodrop.studies.status import MISSING, STUDY_ACTIVE, STUDY_STATUSES, study_status
@@ -50,7 +51,7 @@ def study_facts() -> dict[str, Any]:
         # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.
         "outcomes": [{"name": name, "label": text} for name, text in OUTCOMES.items()],
         "metric_labels": {name: label(name) for name in CURVE_NAMES},
-        "no_interval": "n < 2: no interval",
+        "no_interval": NO_INTERVAL,
     }
 
 

@@ -118,13 +118,25 @@ class MetricsCallback(TrainerCallback):
 
 
 # The stages of a run as status.json names them (`stage`), with the words a person reads
-# (`stage_text`, e.g. "scoring reference entropies (training) 3/12"). The one place they live.
+# (`stage_text`, e.g. "scoring with the starting model (held-out data: the low/high-entropy
+# split) 3/12"). The one place they live. The pre-pass's `what` says what it scores and why:
+# REFERENCE_WHAT below.
 STAGES = {
     "loading": "loading model",
-    "reference": "scoring reference entropies",
+    "reference": "scoring with the starting model",
     "training": "training step",
     "evaluating": "evaluating",
     "benchmarks": "benchmarks",
+}
+
+
+# What the pre-pass scores with the starting model, and what for (the `what` of its stage): the
+# reference entropies the drops use (entropy source `reference`), or only the split of the
+# held-out loss into low- and high-entropy tokens (every run; the `online` source needs no more).
+REFERENCE_WHAT = {
+    "training": "training data: reference entropies for the drops",
+    "training sample": "a sample of the training data: the entropy median for the low/high split",
+    "held-out": "held-out data: the low/high-entropy split",
 }
 
 
@@ -132,6 +144,7 @@ def stage_text(
     stage: str, done: int | None = None, total: int | None = None, what: str = ""
 ) -> str:
     """A stage in a person's words, with its count when it has one."""
+    what = REFERENCE_WHAT.get(what, what) if stage == "reference" else what
     words = STAGES[stage] + (f" ({what})" if what else "")
     return f"{words} {done}/{total}" if total else words
 

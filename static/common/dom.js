@@ -40,3 +40,12 @@ export function link(href, text, code = true) {
   } else a.textContent = text;
   return a;
 }
+
+// Each body cell's data-label: its column's header (a phone shows it beside the value, see
+// style.css .cards-on-phone).
+export function labelCells(table) {
+  const names = Array.from(table.tHead ? table.tHead.rows[0].cells : [], (th) => th.textContent.trim());
+  for (const tr of table.tBodies[0].rows) {
+    Array.from(tr.cells).forEach((td, i) => { if (names[i]) td.dataset.label = names[i]; });
+  }
+}

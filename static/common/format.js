@@ -20,10 +20,13 @@ export function fmtSize(n) {
   return `${(n / 1e9).toFixed(1)} GB`;
 }
 
+// Seconds since the epoch in the reader's own time zone and format.
+export const fmtTime = (t) => new Date(t * 1000).toLocaleString();
+
 // Every [data-time] element (seconds since the epoch) in the reader's own time zone and format.
 export function localTimes() {
   for (const el of $$("[data-time]")) {
     const t = Number(el.dataset.time);
-    if (t) el.textContent = new Date(t * 1000).toLocaleString();
+    if (t) el.textContent = fmtTime(t);
   }
 }

@@ -20,11 +20,60 @@ function cutShapes(result, axis) {
   return shapes;
 }
 
+// The legend sits at the foot of the figure, under the x-axis title: Plotly grows the bottom
+// margin to fit it however many rows it wraps to, so it covers neither the titles nor the plot.
 function layout(title, xTitle, yTitle, showLegend, shapes) {
-  return { title: { text: title, font: FONT }, font: FONT, height: 280, barmode: "overlay",
-    margin: { l: 50, r: 10, t: 40, b: 40 }, showlegend: showLegend, shapes: shapes,
-    xaxis: { title: { text: xTitle } }, yaxis: { title: { text: yTitle } },
-    legend: { orientation: "h", y: -0.25 } };
+  return { title: { text: title, font: FONT }, font: FONT, height: 280 + (showLegend ? 40 : 0),
+    barmode: "overlay", margin: { l: 50, r: 10, t: 40, b: 40 }, showlegend: showLegend, shapes: shapes,
+    // automargin: long tick labels (5.9445) push the axis titles out instead of under them.
+    xaxis: { title: { text: xTitle, standoff: 6 }, automargin: true },
+    yaxis: { title: { text: yTitle, standoff: 6 }, automargin: true },
+    legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom" } };
+}
+
+// Past this many tokens the raw entropies are noise to the eye: a rolling mean carries the curve.
+const SMOOTH_FROM = 100;
+
+/** The window of the rolling mean for n tokens: about 1/40 of the text, at least 5 tokens. */
+export function rollingWindow(n) {
+  return Math.max(5, Math.round(n / 40));
+}
+
+/** Centred rolling mean over `w` values, skipping nulls (the first token has no entropy). */
+export function rollingMean(ys, w) {
+  const half = Math.floor(w / 2);
+  let sum = 0, count = 0, lo = 0, hi = -1;
+  return ys.map((_, i) => {
+    while (hi < Math.min(ys.length - 1, i + half)) {
+      hi += 1;
+      if (ys[hi] !== null) { sum += ys[hi]; count += 1; }
+    }
+    while (lo < i - half) {
+      if (ys[lo] !== null) { sum -= ys[lo]; count -= 1; }
+      lo += 1;
+    }
+    return count ? sum / count : null;
+  });
+}
+
+function alpha(hex, a) {
+  const v = parseInt(hex.slice(1), 16);
+  return `rgba(${(v >> 16) & 255},${(v >> 8) & 255},${v & 255},${a})`;
+}
+
+// One series per position: the raw values as a line (faint under a rolling mean on long texts).
+function positionTraces(ys, name, colour, showLegend) {
+  const x = ys.map((_, i) => i);
+  if (ys.length <= SMOOTH_FROM) {
+    return [{ type: "scattergl", mode: "lines", x, y: ys, name, line: { color: colour, width: 1 } }];
+  }
+  const w = rollingWindow(ys.length);
+  return [
+    { type: "scattergl", mode: "lines", x, y: ys, name: `${name}: each token`, showlegend: showLegend,
+      line: { color: alpha(colour, 0.22), width: 1 }, meta: { raw: true } },
+    { type: "scattergl", mode: "lines", x, y: rollingMean(ys, w), name: `${name}: mean of ${w} tokens`,
+      showlegend: showLegend, line: { color: colour, width: 2 }, meta: { window: w } },
+  ];
 }
 
 /** Draw both result charts from scratch (after a score or a change of view). */
@@ -41,18 +90,17 @@ export function drawCharts(result, showDelta) {
   }));
   Plotly.newPlot("hist-chart", hist, layout("Token entropies (dashed: the cut τ)", "entropy (nats)",
     "tokens", compare, cutShapes(result, "x")), CONFIG);
-  const x = result.panes[0].entropies.map((_, i) => i);
+  const long = result.panes[0].entropies.length > SMOOTH_FROM;
   if (showDelta) {
-    const trace = { type: "scattergl", mode: "lines", x: x, y: result.delta, name: "B − A",
-      line: { color: "#6a3d9a", width: 1 } };
-    Plotly.newPlot("pos-chart", [trace], layout("Entropy difference B − A per position",
-      "token position", "Δ entropy (nats)", false, []), CONFIG);
+    const traces = positionTraces(result.delta, "B − A", "#6a3d9a", long);
+    Plotly.newPlot("pos-chart", traces, layout("Entropy difference B − A per position",
+      "token position", "Δ entropy (nats)", long, []), CONFIG);
     return;
   }
-  const lines = result.panes.map((pane, k) => ({ type: "scattergl", mode: "lines", name: pane.label,
-    x: pane.entropies.map((_, i) => i), y: pane.entropies, line: { color: PANE_COLOURS[k], width: 1 } }));
+  const lines = result.panes.flatMap((pane, k) => positionTraces(pane.entropies, pane.label, PANE_COLOURS[k],
+    compare || long));
   Plotly.newPlot("pos-chart", lines, layout("Entropy per position (dashed: τ)", "token position",
-    "entropy (nats)", compare, cutShapes(result, "y")), CONFIG);
+    "entropy (nats)", compare || long, cutShapes(result, "y")), CONFIG);
 }
 
 /** Move the cut lines after a policy change (cheap: a relayout of shapes only). */

@@ -6,8 +6,9 @@ export const VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "
   "#44bf70", "#7ad151", "#bddf26", "#fde725"];
 export const DIVERGING = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
   "#d6604d", "#b2182b"];
-// GLTR's bucket colours: top-10 green, top-100 yellow, top-1000 red, beyond purple.
-const GLTR = ["#6fdc8c", "#f5e663", "#ff8a80", "#c9a0ff"];
+// GLTR's rank buckets: top-10 green, top-100 yellow, top-1000 orange (GLTR's red would read as
+// the red frame of a dropped token), beyond purple.
+const GLTR = ["#6fdc8c", "#f5e663", "#ffb347", "#c9a0ff"];
 const TINT = 0.45; // share of white mixed into token backgrounds
 
 function hexToRgb(hex) {

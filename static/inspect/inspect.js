@@ -5,9 +5,10 @@ import { onModelStatus } from "../common/model_status.js";
 import { drawSchedule } from "./charts.js";
 import { installColourClasses } from "./colours.js";
 import { initControls, readPolicy } from "./controls.js";
+import { linkRequest } from "./link.js";
 import { exportCsv, exportJson } from "./export.js";
 import { applyPolicy, renderResult, setColour, shownPanes } from "./render.js";
-import { attachDraws } from "./requests.js";
+import { attachDraws, detailOf, fetchJSON } from "./requests.js";
 import { cancelScore, estimate, score } from "./scoring.js";
 import { copyLink } from "./share.js";
 import { $, DATA, setStatus, state } from "./state.js";
@@ -17,33 +18,24 @@ import { decodeState } from "./url.js";
 // Read by the tests and the benchmark (bench/bench_inspect_page.py).
 window.EntroInspect = { state, applyPolicy: () => applyPolicy(), currentPolicy: () => readPolicy() };
 
-// A file's text into the text box; a file that is not UTF-8, or holds NUL bytes, is refused.
-function loadFile(file) {
+// A file's text into the text box, read by the server (POST /api/text-file): an empty, binary or
+// non-UTF-8 file is refused in the server's own words, the same a dataset upload gets.
+async function loadFile(file) {
   const limit = DATA.limits.max_upload_bytes;
   if (file.size > limit) {
     setStatus(`${file.name} is ${file.size} bytes; the limit is ${limit} bytes.`, "error");
     return;
   }
-  const reader = new FileReader();
-  reader.onload = () => {
-    const bytes = new Uint8Array(reader.result);
-    let text;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    } catch (err) {
-      text = null;
-    }
-    if (text === null || text.includes("\u0000")) {
-      setStatus(`${file.name} is not a UTF-8 text file (binary data?); nothing was loaded.`, "error");
-      return;
-    }
-    $("text").value = text;
-    $("sample").value = "";
-    setStatus(`Loaded ${file.name}; press Score.`, "ok");
-    estimate();
-  };
-  reader.onerror = () => setStatus(`Could not read ${file.name}.`, "error");
-  reader.readAsArrayBuffer(file);
+  const fd = new FormData();
+  fd.append("file", file);
+  setStatus(`Reading ${file.name}…`, "busy");
+  const res = await fetchJSON("/api/text-file", { method: "POST", body: fd }).catch(() => null);
+  if (!res) { setStatus(`Could not read ${file.name}: the server did not answer.`, "error"); return; }
+  if (!res.ok) { setStatus(`${detailOf(res)}; nothing was loaded.`, "error"); return; }
+  $("text").value = res.body.text;
+  $("sample").value = "";
+  setStatus(`Loaded ${res.body.name} (${res.body.n_chars.toLocaleString()} characters); press Score.`, "ok");
+  estimate();
 }
 
 function initText() {
@@ -58,10 +50,12 @@ function initText() {
     const file = $("file").files[0];
     if (file) loadFile(file);
   });
+  // The reader asked for it: what a link asked for is done (or replaced), so its note goes.
+  const scoreAsked = () => { $("link-note").hidden = true; score(); };
   $("text").addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) score();
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) scoreAsked();
   });
-  $("score-btn").addEventListener("click", score);
+  $("score-btn").addEventListener("click", scoreAsked);
   $("cancel-btn").addEventListener("click", cancelScore);
   let estimateTimer = null;
   $("text").addEventListener("input", () => {
@@ -135,6 +129,19 @@ function initPolicy() {
   watchSeed();
 }
 
+// The docked policy panel of a phone opens and closes; its chart takes its width once shown.
+function initPolicyToggle() {
+  const toggle = $("policy-toggle");
+  toggle.addEventListener("click", () => {
+    const open = !$("policy").classList.contains("open");
+    $("policy").classList.toggle("open", open);
+    document.querySelector(".inspect").classList.toggle("policy-open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.textContent = open ? "Hide" : "Show";
+    if (open && window.Plotly && $("schedule-chart").data) Plotly.Plots.resize("schedule-chart");
+  });
+}
+
 function initView() {
   for (const radio of document.querySelectorAll('input[name="view"]')) {
     radio.addEventListener("change", () => {
@@ -149,7 +156,7 @@ function initView() {
   $("export-json").addEventListener("click", () => state.result && exportJson(state.result, readPolicy()));
 }
 
-// Opening a link: controls from the URL, then score when it carries a text.
+// Opening a link: controls from the URL; its text is scored at once only where link.js allows.
 function applyUrl() {
   const v = decodeState(location.search);
   if (v.model) preselectModel("model", "model-folder", v.model);
@@ -171,9 +178,13 @@ function applyUrl() {
   if (v.progress !== null) $("progress").value = v.progress;
   setColour(v.colour || "entropy", v.scale === "fixed");
   applyPolicy();
+  const link = linkRequest(v);
+  $("link-note").textContent = link.note;
+  $("link-note").hidden = !link.note;
   if (v.text !== null) {
     $("text").value = v.text;
-    score();
+    if (link.scoreNow) score();
+    else estimate();
   }
 }
 
@@ -197,6 +208,7 @@ initControls();
 initText();
 initModelPickers();
 initPolicy();
+initPolicyToggle();
 initView();
 initTokenEvents($("panes"), $("tip"), () => ({ result: state.result, shown: state.result ? shownPanes() : [] }));
 drawSchedule(readPolicy());

@@ -1,6 +1,7 @@
 /* Scoring a text: the request (one model, or two to compare), its progress and cancel, the
    result turned into panes; and the token count and time estimate before scoring. */
 import { modelSpec, readPolicy } from "./controls.js";
+import { modelLabel } from "./names.js";
 import { renderResult } from "./render.js";
 import { attachDraws, detailOf, fetchJSON } from "./requests.js";
 import { saveUrl } from "./share.js";
@@ -14,10 +15,10 @@ function makePane(score, label) {
 
 function toResult(body, compare) {
   if (!compare) {
-    return { mode: "single", panes: [makePane(body, body.model)], sameTokens: false, note: null,
+    return { mode: "single", panes: [makePane(body, modelLabel(body))], sameTokens: false, note: null,
       delta: null, deltaSummary: null };
   }
-  return { mode: "compare", panes: [makePane(body.a, `A: ${body.a.model}`), makePane(body.b, `B: ${body.b.model}`)],
+  return { mode: "compare", panes: [makePane(body.a, `A: ${modelLabel(body.a)}`), makePane(body.b, `B: ${modelLabel(body.b)}`)],
     sameTokens: body.same_tokens, note: body.note, delta: body.delta, deltaSummary: body.delta_summary };
 }
 

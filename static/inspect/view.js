@@ -37,8 +37,11 @@ export function renderPane(pane, index, opts) {
   const box = el("div", "pane");
   box.dataset.pane = String(index);
   const head = el("div", "pane-head");
-  head.appendChild(el("strong", "", opts.delta ? "Entropy difference B − A (marks: A's policy)" : pane.label));
-  head.appendChild(el("span", "hint", `${pane.score.n_tokens} tokens · ${pane.score.spec}`));
+  const title = opts.delta ? "Entropy difference B − A (marks: A's policy)" : pane.label;
+  const hint = `${pane.score.n_tokens} tokens · ${pane.score.spec}`;
+  head.title = `${title} · ${hint}`; // the head is one line, cut short on a narrow pane
+  head.appendChild(el("strong", "", title));
+  head.appendChild(el("span", "hint", hint));
   box.appendChild(head);
   const tokens = el("div", "tokens");
   tokens.setAttribute("role", "group");

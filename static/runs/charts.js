@@ -1,5 +1,7 @@
 // The runs pages' curves: one Plotly chart per panel, labels, panels and x-axes from the page's facts.
 // Each run's rows carry their attempt: the current attempt is drawn, earlier ones only on request.
+// Smoothing never touches a deterministic series (the facts' deterministic_metrics: a formula of
+// the step, such as r(s)); exports hold the raw values, with the smoothed ones beside them.
 
 import { $, $$ } from "../common/dom.js";
 
@@ -92,7 +94,9 @@ function chartOptions() {
   };
 }
 
-function tracesFor(panel, runs, compare, labels, opts) {
+function tracesFor(panel, runs, compare, facts, opts) {
+  const labels = facts.metric_labels;
+  const deterministic = new Set(facts.deterministic_metrics || []);
   const traces = [];
   runs.forEach((run, ri) => panel.names.forEach((name, ni) => {
     const attempts = opts.earlier ? run.series.attempts().filter((a) => a <= run.attempt) : [run.attempt];
@@ -106,7 +110,7 @@ function tracesFor(panel, runs, compare, labels, opts) {
       const color = !current ? EARLIER : compare ? COLORS[ri % COLORS.length] : COLORS[ni % COLORS.length];
       let label = compare ? `${run.label} · ${labels[name] || name}` : labels[name] || name;
       if (!current) label = `attempt ${attempt} · ${label}`;
-      const smooth = opts.smoothing > 0 && xs.length > 2;
+      const smooth = opts.smoothing > 0 && xs.length > 2 && !deterministic.has(name);
       if (smooth && !compare && current) {
         traces.push({ x: xs, y: ys, mode: "lines", line: { color, width: 1 }, opacity: 0.3,
           showlegend: false, hoverinfo: "skip", meta: { raw: true } });
@@ -115,7 +119,7 @@ function tracesFor(panel, runs, compare, labels, opts) {
         x: xs, y: smooth ? ema(ys, opts.smoothing) : ys, name: label,
         mode: xs.length < 40 ? "lines+markers" : "lines",
         line: { color, width: current ? 2 : 1.5, dash: !current ? "dot" : compare ? DASHES[ni % DASHES.length] : "solid" },
-        marker: { size: 5 }, meta: { attempt, run: run.id, metric: name },
+        marker: { size: 5 }, meta: { attempt, run: run.id, metric: name, values: ys, smoothed: smooth },
       });
     }
   }));
@@ -123,6 +127,7 @@ function tracesFor(panel, runs, compare, labels, opts) {
 }
 
 function layoutFor(panel, traces, compare, opts, axisLabel) {
+  const yTitle = panel.y_label ? { title: { text: panel.y_label, standoff: 4 } } : {};
   const log = opts.log && panel.log;
   const xs = traces.flatMap((t) => t.x);
   const ys = traces.flatMap((t) => t.y);
@@ -136,7 +141,8 @@ function layoutFor(panel, traces, compare, opts, axisLabel) {
       hoverformat: opts.axis === "epoch" ? ".3~f" : ",~r",
     },
     yaxis: {
-      type: log ? "log" : "linear", zeroline: false, range: dataRange(ys, log),
+      // automargin: long tick labels (0.00025) push the axis title out instead of under it.
+      ...yTitle, automargin: true, type: log ? "log" : "linear", zeroline: false, range: dataRange(ys, log),
       // ~g: 0.00025 reads as 0.00025 (not 250µ), 2.5 as 2.5.
       tickformat: "~g", hoverformat: ".4~g", exponentformat: "e",
     },
@@ -149,15 +155,15 @@ function layoutFor(panel, traces, compare, opts, axisLabel) {
 }
 
 // runs: [{id, label, series, attempt, tokensPerStep}]; one colour per metric (single run) or per run
-// (compare). labels: the metric labels of the page's facts; axes: the facts' x-axes.
-export function drawPanels(panels, runs, compare, labels, axes) {
+// (compare). facts: the page's facts (metric labels, x-axes, deterministic metrics).
+export function drawPanels(panels, runs, compare, facts) {
   if (typeof Plotly === "undefined") return;
   const opts = chartOptions();
-  const axisLabel = ((axes || []).find((a) => a.id === opts.axis) || { label: opts.axis }).label;
+  const axisLabel = ((facts.x_axes || []).find((a) => a.id === opts.axis) || { label: opts.axis }).label;
   for (const panel of panels) {
     const el = document.getElementById(`chart-${panel.id}`);
     if (!el) continue;
-    const traces = tracesFor(panel, runs, compare, labels, opts);
+    const traces = tracesFor(panel, runs, compare, facts, opts);
     if (!traces.length) {
       if (el.data) { Plotly.purge(el); el.innerHTML = '<p class="muted chart-empty">No points yet.</p>'; }
       el.dataset.points = "0";
@@ -168,6 +174,7 @@ export function drawPanels(panels, runs, compare, labels, axes) {
     Plotly.react(el, traces, layoutFor(panel, traces, compare, opts, axisLabel), { displaylogo: false, responsive: true });
     el.dataset.points = String(traces.reduce((n, t) => n + (t.showlegend === false ? 0 : t.x.length), 0));
     el.dataset.axis = opts.axis;
+    el.dataset.smoothing = String(opts.smoothing);
     el.dataset.attempts = Array.from(new Set(traces.map((t) => t.meta && t.meta.attempt))).filter(Boolean).join(",");
     syncHover(el);
   }
@@ -197,14 +204,31 @@ function csvCell(v) {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-// The chart's drawn points (after smoothing, on its x-axis) as CSV: series,x,y.
+// The chart's values as CSV: series, x (on its axis), the raw value and, while the chart smooths,
+// the smoothed value in a column that says how (empty for a series never smoothed).
 export function chartCsv(el) {
-  const lines = [["series", el.dataset.axis || "x", "value"].join(",")];
+  const w = Number(el.dataset.smoothing || 0);
+  const head = ["series", el.dataset.axis || "x", "value"];
+  if (w > 0) head.push(`smoothed_ema_${w}`);
+  const lines = [head.join(",")];
   for (const t of el.data || []) {
     if (t.meta && t.meta.raw) continue;
-    t.x.forEach((x, i) => lines.push([csvCell(t.name), csvCell(x), csvCell(t.y[i])].join(",")));
+    const raw = (t.meta && t.meta.values) || t.y;
+    t.x.forEach((x, i) => {
+      const row = [csvCell(t.name), csvCell(x), csvCell(raw[i])];
+      if (w > 0) row.push(t.meta && t.meta.smoothed ? csvCell(t.y[i]) : "");
+      lines.push(row.join(","));
+    });
   }
   return lines.join("\n") + "\n";
+}
+
+// The chart as a PNG that stands alone: its title above it, its axes' titles (already drawn).
+export function chartFigure(el, title) {
+  const layout = { ...el.layout,
+    title: { text: title, x: 0.01, xanchor: "left", y: 0.98, yref: "container", yanchor: "top" } };
+  layout.margin = { ...(el.layout.margin || {}), t: (el.layout.margin ? el.layout.margin.t : 10) + 40 };
+  return { data: el.data, layout };
 }
 
 function download(name, text) {
@@ -222,12 +246,13 @@ export function chartControls(redraw, prefix) {
     const el = $(id);
     if (el) el.addEventListener("change", redraw);
   }
-  // Per-chart exports: Plotly renders the PNG; the CSV holds the points as drawn.
+  // Per-chart exports: Plotly renders the PNG (with the card's title); the CSV holds the values.
   for (const card of $$(".chart-card")) {
     const el = $(".chart", card);
     const name = `${prefix}-${card.dataset.panel}`;
+    const title = $("h3", card).textContent.trim();
     const png = $(".export-png", card);
-    if (png) png.addEventListener("click", () => el.data && Plotly.downloadImage(el, { format: "png", filename: name, width: 1000, height: 500 }));
+    if (png) png.addEventListener("click", () => el.data && Plotly.downloadImage(chartFigure(el, title), { format: "png", filename: name, width: 1000, height: 500 }));
     const csv = $(".export-csv", card);
     if (csv) csv.addEventListener("click", () => el.data && download(`${name}.csv`, chartCsv(el)));
   }

@@ -25,7 +25,7 @@ function initCompare(data) {
       for (const td of $$(".final-metric", tr)) td.textContent = fmtLoss(d.table[i].final[td.dataset.name]);
     });
   }
-  const redraw = throttled(() => drawPanels(data.panels, runs, true, data.facts.metric_labels, data.facts.x_axes));
+  const redraw = throttled(() => drawPanels(data.panels, runs, true, data.facts));
   chartControls(redraw, "compare");
   load(data);
   redraw();

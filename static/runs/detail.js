@@ -13,7 +13,7 @@ const CONFIRM = {
   delete: "Delete this run, its metrics and its folder (checkpoints and model included)? This cannot be undone.",
 };
 
-// The stage the training process names (loading model, scoring reference entropies k/n,
+// The stage the training process names (loading model, scoring with the starting model k/n,
 // training step k/n, evaluating) replaces the bare step count while the run is running.
 function renderStage(r) {
   if (r.status === "running" && r.stage) $("#run-progress .steps").textContent = r.stage;
@@ -30,7 +30,7 @@ class RunPage {
     this.live = $("#live-state");
     const run = () => ({ id: data.id, label: data.id, series: this.series,
       attempt: Math.max(1, this.current.attempts), tokensPerStep: data.tokens_per_step });
-    this.redraw = throttled(() => drawPanels(data.panels, [run()], false, data.facts.metric_labels, data.facts.x_axes));
+    this.redraw = throttled(() => drawPanels(data.panels, [run()], false, data.facts));
   }
 
   // A new run record (from the events or an action's answer): every fact on the page follows it.

@@ -3,10 +3,10 @@
 import { api } from "../common/api.js";
 import { $, $$, pageData } from "../common/dom.js";
 import { fieldValue, setPath } from "../common/form.js";
+import { initPickers, pickedDataset, pickedModel, pickerErrors, uploadPending } from "../common/pickers.js";
 import { renderPreview } from "./preview.js";
 
 const form = $("#run-form");
-let uploaded = null; // the answer of POST /api/uploads for the chosen file
 let checkSeq = 0; // the latest check sent; older answers are ignored
 let checksShown = 0; // checks whose answer the form shows (form[data-checks]: tests wait on it)
 
@@ -20,10 +20,8 @@ function body(data) {
     if (value !== undefined) setPath(b, el.dataset.field, value);
   }
   if (b.adapter && b.adapter.kind === data.no_adapter) delete b.adapter; // full weights
-  const mk = radio("model_kind");
-  b.model = mk === "folder" ? $("#model-folder").value.trim() : mk === "run" ? $("#model-run").value : "default";
-  const dk = radio("dataset_kind");
-  b.dataset = dk === "upload" ? (uploaded ? uploaded.dataset : "") : dk === "path" ? $("#dataset-path").value.trim() : "python-reference";
+  b.model = pickedModel();
+  b.dataset = pickedDataset();
   if (radio("launcher_kind") === "accelerate") {
     b.launcher = { kind: "accelerate", num_processes: Number($("#launcher-n").value) };
   } else b.launcher = { kind: "single", num_processes: 1 };
@@ -49,14 +47,6 @@ function showErrors(errors, detail) {
     if (wrap) wrap.classList.add("invalid");
   }
   if (detail && !(errors || []).length) $('[data-error-for="body"]', form).textContent = detail;
-}
-
-// What the form knows is missing before asking the server.
-function localErrors(b) {
-  if (radio("dataset_kind") === "upload" && !uploaded) return [{ loc: ["dataset"], msg: "choose a file to upload first" }];
-  if (radio("model_kind") === "folder" && !b.model) return [{ loc: ["model"], msg: "type the checkpoint folder's path" }];
-  if (radio("dataset_kind") === "path" && !b.dataset) return [{ loc: ["dataset"], msg: "type the file's path" }];
-  return [];
 }
 
 // The chosen method's help and parameters; the launch button names the pair it launches.
@@ -93,10 +83,11 @@ function checked() {
 // Validate the form with the server; true when the config is valid.
 async function check(data) {
   syncVisibility(data);
+  const seq = ++checkSeq; // an answer to an earlier check no longer counts
+  if (uploadPending()) return false; // the upload's answer checks again
   const b = body(data);
-  const local = localErrors(b);
+  const local = pickerErrors();
   if (local.length) { showErrors(local); checked(); return false; }
-  const seq = ++checkSeq;
   const res = await api("POST", "/api/runs/check", b);
   if (seq !== checkSeq) return res.ok; // a newer check is on its way
   if (res.ok) { showErrors([]); showCheck(res.data); }
@@ -105,25 +96,10 @@ async function check(data) {
   return res.ok;
 }
 
-async function upload(e, data) {
-  const file = e.target.files[0];
-  if (!file) return;
-  $('input[name="dataset_kind"][value="upload"]').checked = true;
-  const status = $("#upload-status");
-  status.textContent = `uploading ${file.name}…`;
-  const fd = new FormData();
-  fd.append("file", file);
-  const res = await api("POST", "/api/uploads", fd);
-  uploaded = res.ok ? res.data : null;
-  status.textContent = res.ok ? `${res.data.name}: ${res.data.n_texts} texts, ${res.data.n_chars} characters` : "";
-  if (!res.ok) showErrors([{ loc: ["dataset"], msg: res.data.detail }]);
-  else check(data);
-}
-
 async function launch(e, data) {
   e.preventDefault();
   const b = body(data);
-  const local = localErrors(b);
+  const local = pickerErrors();
   if (local.length) { showErrors(local); return; }
   const button = $("#launch");
   button.disabled = true;
@@ -138,7 +114,7 @@ async function launch(e, data) {
 // The first batch scored and dropped at s = 0, 0.5, 1; waits while the model loads (503).
 async function preview(data) {
   const b = body(data);
-  const local = localErrors(b);
+  const local = pickerErrors();
   if (local.length) { showErrors(local); return; }
   const status = $("#preview-status");
   status.textContent = "scoring the first batch… (the first time loads the model)";
@@ -155,13 +131,9 @@ async function preview(data) {
   renderPreview(res.data);
 }
 
-// Typing in a choice's own input picks that choice.
-function initChoiceFocus() {
-  const picks = [["#dataset-path", "dataset_kind", "path"], ["#model-folder", "model_kind", "folder"],
-    ["#model-run", "model_kind", "run"], ["#launcher-n", "launcher_kind", "accelerate"]];
-  for (const [input, name, value] of picks) {
-    $(input).addEventListener("focus", () => { $(`input[name="${name}"][value="${value}"]`).checked = true; });
-  }
+// Typing the process count picks the accelerate launcher.
+function initLauncherFocus() {
+  $("#launcher-n").addEventListener("focus", () => { $('input[name="launcher_kind"][value="accelerate"]').checked = true; });
 }
 
 function initNewRun(data) {
@@ -170,13 +142,13 @@ function initNewRun(data) {
   form.addEventListener("input", later);
   form.addEventListener("change", later);
   form.addEventListener("submit", (e) => launch(e, data));
-  $("#dataset-file").addEventListener("change", (e) => upload(e, data));
   $("#preview-button").addEventListener("click", () => preview(data));
   $("#copy-config").addEventListener("click", (e) => {
     e.preventDefault();
     navigator.clipboard && navigator.clipboard.writeText($("#config-json").textContent);
   });
-  initChoiceFocus();
+  initPickers(() => check(data));
+  initLauncherFocus();
   syncVisibility(data);
   check(data);
 }

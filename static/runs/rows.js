@@ -2,7 +2,7 @@
 // (the progress markup comes from templates/runs/_macros.html).
 
 import { showBadge } from "../common/badges.js";
-import { fmtDuration, fmtLoss } from "../common/format.js";
+import { fmtDuration, fmtLoss, fmtTime } from "../common/format.js";
 
 export function renderProgress(el, r, eta) {
   const pct = Math.round(r.progress * 1000) / 10;
@@ -24,4 +24,12 @@ export function renderRow(tr, r, facts) {
   if (best) best.textContent = fmtLoss(r.best_eval_loss);
   const fin = tr.querySelector(".final");
   if (fin) fin.textContent = fmtLoss(r.final_eval_loss);
+  const started = tr.querySelector(".started");
+  if (started) renderStarted(started, r, facts);
+}
+
+// When the run started (its first launch), not when it was queued; a queued run says so.
+export function renderStarted(el, r, facts) {
+  el.dataset.time = r.started_at ? String(r.started_at) : "";
+  el.textContent = r.started_at ? fmtTime(r.started_at) : r.status === "queued" ? facts.status_words.queued : facts.not_started;
 }

@@ -3,7 +3,7 @@
 
 import { api } from "../common/api.js";
 import { statusBadge } from "../common/badges.js";
-import { $, cell, link, pageData } from "../common/dom.js";
+import { $, cell, labelCells, link, pageData } from "../common/dom.js";
 import { COLORS, stepAxis } from "../runs/charts.js";
 import { fmtNum, fmtStat } from "./stats.js";
 
@@ -31,6 +31,7 @@ function renderSummary(d) {
     return tr;
   });
   table.tBodies[0].replaceChildren(...rows);
+  labelCells(table);
 }
 
 function renderPaired(d) {
@@ -44,11 +45,14 @@ function renderPaired(d) {
     cell(tr, `${p.vs_label} (${p.vs})`);
     cell(tr, String(p.final_heldout_diff.n), "num");
     cell(tr, fmtStat(p.final_heldout_diff, d.facts, true), "num diff");
-    const verdict = cell(tr, p.excludes_zero ? "yes: beyond seed noise" : "no", "verdict");
-    verdict.classList.toggle("beyond", p.excludes_zero);
+    // No interval (n < 2): no verdict either way, never a "no".
+    const said = p.excludes_zero === null ? d.facts.no_interval : p.excludes_zero ? "yes: beyond seed noise" : "no";
+    const verdict = cell(tr, said, "verdict");
+    verdict.classList.toggle("beyond", p.excludes_zero === true);
     return tr;
   });
   table.tBodies[0].replaceChildren(...rows);
+  labelCells(table);
   $("#paired-empty").hidden = d.paired.length > 0;
   $("#readings").replaceChildren(...d.readings.map((text) => {
     const li = document.createElement("li");
@@ -70,6 +74,7 @@ function renderRuns(d) {
     return tr;
   });
   $("#study-runs").tBodies[0].replaceChildren(...rows);
+  labelCells($("#study-runs"));
 }
 
 function renderHead(d) {

@@ -4,13 +4,14 @@
 import { api } from "../common/api.js";
 import { $, $$, pageData } from "../common/dom.js";
 import { fieldValue, setPath } from "../common/form.js";
+import { initPickers, pickedDataset, pickedModel, pickerErrors, uploadPending } from "../common/pickers.js";
 
 function parseSeeds(text) {
   return text.split(/[\s,]+/).filter(Boolean).map(Number);
 }
 
 function collect(data) {
-  const base = { model: $("#f-model").value.trim(), dataset: $("#f-dataset").value.trim() };
+  const base = { model: pickedModel(), dataset: pickedDataset() };
   for (const el of $$("[data-field]", $(".study-main"))) {
     const name = el.dataset.field;
     if (["name", "model", "dataset"].includes(name)) continue;
@@ -59,8 +60,14 @@ function init(data) {
   $$("[data-preset]").forEach((b) => b.addEventListener("click", () => usePreset(data, Number(b.dataset.preset))));
   $("#study-form").addEventListener("input", () => showCount(data));
   usePreset(data, 0);
+  // The pickers' own problems (a refused upload in the server's words, a missing path) at once.
+  const pickersChanged = () => showErrors({ data: { errors: pickerErrors(), detail: "" } });
+  initPickers(pickersChanged);
   $("#study-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (uploadPending()) { $("#form-status").textContent = "waiting for the upload…"; return; }
+    const local = pickerErrors();
+    if (local.length) { showErrors({ data: { errors: local, detail: "" } }); return; }
     $("#launch").disabled = true;
     $("#form-status").textContent = "Queuing…";
     const res = await api("POST", "/api/studies", collect(data));

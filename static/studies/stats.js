@@ -8,11 +8,13 @@ export function fmtNum(x, digits = 3) {
   return s;
 }
 
-// "3.142 ± 0.021", or "3.142 (n < 2: no interval)", or "—" without a value.
+// "3.142 ± 0.021", or "3.142 (n < 2: no interval)", or "—" without a value; the server's word on
+// why some runs have none (stat.why: e.g. too short to rebound) follows.
 export function fmtStat(stat, facts, signed = false) {
-  if (!stat || stat.mean === null || stat.mean === undefined) return "—";
+  const why = stat && stat.why ? ` (${stat.why})` : "";
+  if (!stat || stat.mean === null || stat.mean === undefined) return "—" + why;
   let mean = fmtNum(stat.mean);
   if (signed && stat.mean > 0 && Number(Math.abs(stat.mean).toFixed(3)) !== 0) mean = "+" + mean;
-  if (stat.ci95 === null || stat.ci95 === undefined) return `${mean} (${facts.no_interval})`;
-  return `${mean} ± ${stat.ci95.toFixed(3)}`;
+  if (stat.ci95 === null || stat.ci95 === undefined) return `${mean} (${facts.no_interval})${why}`;
+  return `${mean} ± ${stat.ci95.toFixed(3)}${why}`;
 }

@@ -21,6 +21,7 @@ from waiting import PATIENCE_S, wait_sync, wait_until
 import entrodrop
 from app.main import create_app
 from app.model_service import ModelService, QueueFull
+from app.runs.storage import RunRecord
 from app.settings import Settings
 from entrodrop import EntroDropConfig, select_drops
 from entrodrop.config import DropMode, Schedule, Selection
@@ -189,6 +190,7 @@ def test_score_runs_for_a_finished_run(
         {
             "spec": "run:abc",
             "label": "abc: final",
+            "name": "abc",
             "run_id": "abc",
             "which": "final",
             "step": None,
@@ -198,6 +200,21 @@ def test_score_runs_for_a_finished_run(
     ]
     body = score(client, model="run:abc")
     assert body["model"] == "run:abc" and body["spec"] == "run:abc"
+    # A run the runs table has named is called by its name (a study names its runs).
+    now = time.time()
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    storage.create_run(
+        RunRecord(
+            id="abc", created_at=now, queued_at=now, updated_at=now, status="succeeded",
+            config={}, launcher={}, name="lr sweep 1",
+        )
+    )  # fmt: skip
+    (listed,) = client.get("/api/checkpoints").json()
+    assert (listed["name"], listed["run_label"], listed["label"]) == (
+        "lr sweep 1",
+        "lr sweep 1",
+        "lr sweep 1: final",
+    )
 
 
 @pytest.mark.parametrize(
@@ -439,3 +456,29 @@ def test_default_model_finds_predictable_tokens(default_loaded: Any, entrodrop_h
     assert [t["index"] for t in preview["tokens"] if t["dropped"]] == library_drops(
         entropies, {}, 1.0
     )
+
+
+def test_text_file_reads_a_file_as_the_upload_does_and_stores_nothing(
+    tiny_model_dir: Path, entrodrop_home: Path
+) -> None:
+    with make_client(entrodrop_home, tiny_model_dir, max_upload_bytes=100) as client:
+        ok = client.post("/api/text-file", files={"file": ("a/b/notes.txt", b"x = 1\n")})
+        assert ok.status_code == 200 and ok.json() == {
+            "name": "notes.txt",
+            "text": "x = 1\n",
+            "n_chars": 6,
+        }
+        for name, content, status, words in [
+            ("empty.txt", b"  \n", 422, "empty.txt is empty"),
+            ("latin1.txt", "caf\u00e9".encode("latin-1"), 422, "is not UTF-8 text (byte 3)"),
+            ("x.bin", b"\x00\x01", 422, "looks like a binary file"),
+            ("big.txt", b"x" * 101, 413, "100 bytes"),
+        ]:
+            res = client.post("/api/text-file", files={"file": (name, content)})
+            assert res.status_code == status and words in res.json()["detail"], res.text
+            if status == 422 and name.endswith(".txt"):  # the words a dataset upload gets
+                upload = client.post("/api/uploads", files={"file": (name, content)})
+                assert upload.json()["detail"] == res.json()["detail"]
+        sent_as_json = client.post("/api/text-file", json={"text": "x"})
+        assert sent_as_json.status_code == 415  # a file, as multipart, only
+        assert not list((entrodrop_home / "uploads").glob("notes*"))

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from browser_utils import browser_page, live_server, screenshot
+from browser_utils import ARTIFACTS, browser_page, live_server, screenshot
 from PIL import Image
 from waiting import PATIENCE_MS, PATIENCE_S, wait_sync
 
@@ -193,10 +194,38 @@ def test_bad_seed_and_text_messages(page: Any) -> None:
     page.fill("#text", "   \n ")
     page.click("#score-btn")
     wait_status(page, "only whitespace")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("empty.txt", b"", "empty.txt is empty"),
+        ("latin1.txt", "caf\u00e9 cr\u00e8me\n".encode("latin-1"), "is not UTF-8 text (byte 3)"),
+        ("x.bin", b"\x00\xff\xfe", "looks like a binary file"),
+    ],
+)
+def test_a_file_that_is_not_text_is_refused_in_the_servers_words(
+    page: Any, server: str, name: str, content: bytes, words: str
+) -> None:
+    """Inspect's upload says what is wrong, in the words the server gives a dataset upload."""
+    answer = httpx.post(f"{server}/api/text-file", files={"file": (name, content)}, timeout=60)
+    assert answer.status_code == 422 and words in answer.json()["detail"]
+    page.fill("#text", "kept")
     page.set_input_files(
-        "#file", files=[{"name": "x.bin", "mimeType": "text/plain", "buffer": b"\x00\xff\xfe"}]
+        "#file", files=[{"name": name, "mimeType": "text/plain", "buffer": content}]
     )
-    wait_status(page, "not a UTF-8 text file")
+    wait_status(page, answer.json()["detail"])
+    assert page.get_attribute("#score-status", "data-kind") == "error"
+    assert "nothing was loaded" in page.inner_text("#score-status")
+    assert page.input_value("#text") == "kept"
+
+
+def test_a_text_file_is_loaded_through_the_server(page: Any) -> None:
+    page.set_input_files(
+        "#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x = 1\n"}]
+    )
+    wait_status(page, "Loaded notes.txt (6 characters)")
+    assert page.input_value("#text") == "x = 1\n"
 
 
 def test_dropped_marks_cover_no_character(page: Any) -> None:
@@ -248,3 +277,37 @@ def test_layout_fits_the_screen(page: Any, width: int) -> None:
         controls = page.locator(".inspect-controls").bounding_box()
         assert box is not None and controls is not None and box["y"] > controls["y"]
     screenshot(page, f"inspect_{width}")
+
+
+def test_on_a_phone_the_tokens_stay_in_view_while_a_slider_moves(page: Any) -> None:
+    """At 390 px the policy panel is docked at the foot of the screen (shown on request), so the
+    tokens it re-marks stay in view above it."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    score_text(page, TEXT * 3)
+    assert not page.locator("#quantile").is_visible()  # docked and folded: one line
+    page.click("#policy-toggle")
+    assert page.get_attribute("#policy-toggle", "aria-expanded") == "true"
+    page.locator("#panes .tokens").scroll_into_view_if_needed()
+    slider = page.locator("#quantile")
+    slider.scroll_into_view_if_needed()  # inside the docked panel: the page does not move
+    marks = page.evaluate("document.querySelectorAll('#panes .tok.cand, #panes .tok.drop').length")
+    set_slider = "(v) => { const s = document.getElementById('quantile'); s.value = v;"
+    page.evaluate(set_slider + " s.dispatchEvent(new Event('input', {bubbles: true})); }", "0.9")
+    page.wait_for_function(
+        f"document.querySelectorAll('#panes .tok.cand, #panes .tok.drop').length > {marks}"
+    )
+    panel = page.locator("#policy").bounding_box()
+    box = page.locator("#panes .tokens").bounding_box()
+    assert panel is not None and box is not None
+    assert slider.is_visible() and panel["y"] + panel["height"] <= 844 + 0.5
+    # Some of the tokens are on screen above the panel, and it is they that the point hits.
+    visible_top = max(box["y"], 0)
+    assert visible_top + 20 < panel["y"], (box, panel)
+    # What the reader sees: the screen, not the whole page (the panel is fixed to the screen).
+    page.screenshot(path=str(ARTIFACTS / "inspect_phone_policy.png"))
+    hit = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).closest('.tokens') !== null",
+        [box["x"] + 30, visible_top + 12],
+    )
+    assert hit, (box, panel)
+    screenshot(page, "inspect_phone_policy")

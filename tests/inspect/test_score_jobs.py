@@ -22,7 +22,7 @@ from waiting import PATIENCE_S
 from app.main import create_app
 from app.score_job import ScoreJob
 from app.settings import Settings
-from entrodrop.scoring import MAX_TOP_K
+from entrodrop.config import MAX_TOP_K
 
 LONG = TEXT * 40  # well over one 512-token window of the tiny model
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 run_dir = Path(sys.argv[sys.argv.index("--run-dir") + 1])
 config = json.loads((run_dir / "config.json").read_text())
-seed_modes = {101: "slow", 102: "crash", 103: "ckpt", 104: "starting"}
+seed_modes = {101: "slow", 102: "crash", 103: "ckpt", 104: "starting", 105: "drops"}
 mode = config["model"][5:] if config["model"].startswith("fake:") else seed_modes.get(
     config.get("seed"), "ok")
 stop = {"flag": False}
@@ -56,6 +56,18 @@ if mode == "ok":
     (run_dir / "summary.json").write_text(json.dumps(
         {"status": "succeeded", "step_time_s": 0.25, "total_steps": 3}))
     status("succeeded", step=3, total_steps=3, progress=1.0)
+elif mode == "drops":
+    # A noisy training loss beside a deterministic schedule r(s) (a formula of the step): what
+    # smoothing may touch and what it may not.
+    import math
+    for step in range(1, 9):
+        metric(step, value=5.0 - step / 10 + (0.3 if step % 2 else -0.3))
+        rate = 0.5 / (1 + math.exp(-10 * (step / 8 - 0.5)))
+        metric(step, "drop/rate_scheduled", rate)
+        metric(step, "drop/fraction_realised", rate / 2)
+        status("running", step=step, total_steps=8, progress=step / 8, eta_s=1.0)
+    (run_dir / "summary.json").write_text(json.dumps({"status": "succeeded", "total_steps": 8}))
+    status("succeeded", step=8, total_steps=8, progress=1.0)
 elif mode == "crash":
     metric(1)
     metric(2)
@@ -125,7 +137,7 @@ elif mode == "ckpt":
 """
 
 
-SEED_MODES = {"slow": 101, "crash": 102, "ckpt": 103, "starting": 104}
+SEED_MODES = {"slow": 101, "crash": 102, "ckpt": 103, "starting": 104, "drops": 105}
 
 
 def write_fake_child(folder: Path) -> Path:

@@ -427,3 +427,20 @@ def test_openapi_documents_the_runs_api(make_client: ClientFactory) -> None:
         assert "$ref" not in json.dumps(schema)
         for path in ("/api/runs/{run_id}/events", "/api/runs/{run_id}/metrics.csv", "/api/compare"):
             assert path in spec["paths"]
+
+
+def test_favicon_and_help_a_pip_user_can_follow(make_client: ClientFactory) -> None:
+    """The icon is served (no 404 in the log); no help text points to the repository's files."""
+    with make_client() as client:
+        icon = client.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+        assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+        assert '<link rel="icon" href="/favicon.ico"' in client.get("/runs").text
+        texts = [
+            client.get("/api/runs/form").text,
+            client.get("/api/studies/form").text,
+            client.get("/openapi.json").text,
+        ]
+        for text in texts:
+            for repo_only in ("bench/", "DESIGN", "\\u00a7", "§"):
+                assert repo_only not in text, repo_only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -368,4 +370,71 @@ def test_each_chart_exports_its_points_as_csv_and_png(entrodrop_home: Path, tmp_
         assert png.suggested_filename == f"{run_id}-train.png"
         data = Path(png.path()).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, len(data)
+        assert not errors, errors
+
+
+def test_compare_exports_raw_and_smoothed_and_never_smooths_the_schedule(
+    entrodrop_home: Path, tmp_path: Path
+) -> None:
+    """The chart CSV holds the raw values and, while smoothing is on, the smoothed ones in a named
+    column; r(s) (deterministic) is never smoothed; the PNG carries the title and axis titles."""
+    app = _fake_app(entrodrop_home, tmp_path)
+    with live_server(app) as url, browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        ids = [_launch(url, SEED_MODES["drops"], method=m) for m in ("entrodrop", "random")]
+        for run_id in ids:
+            wait_sync(lambda r=run_id: _run(url, r)["status"] == "succeeded", PATIENCE_S, "runs")
+        page.goto(f"{url}/compare?runs={','.join(ids)}")
+        page.wait_for_function("document.querySelector('#chart-drop').dataset.points === '32'")
+        page.fill("#smoothing", "0.55")  # fires `input`, as dragging does
+        page.wait_for_function(
+            "document.querySelector('#chart-train').dataset.smoothing === '0.55'"
+        )
+
+        def exported(panel: str) -> list[dict[str, str]]:
+            with page.expect_download() as got:
+                page.locator(f'.chart-card[data-panel="{panel}"] .export-csv').click()
+            return list(csv.DictReader(io.StringIO(Path(got.value.path()).read_text())))
+
+        raw = {
+            (r["step"], r["name"]): r["value"]
+            for r in httpx.get(f"{url}/api/runs/{ids[0]}/metrics", timeout=PATIENCE_S).json()
+        }
+        train = exported("train")
+        assert list(train[0]) == ["series", "step", "value", "smoothed_ema_0.55"]
+        mine = [
+            r
+            for r in train
+            if r["series"].startswith(
+                page.evaluate("document.querySelector('#chart-train').data[0].name")
+            )
+        ]
+        assert [float(r["value"]) for r in mine] == [raw[(s, "train/loss")] for s in range(1, 9)]
+        assert any(abs(float(r["smoothed_ema_0.55"]) - float(r["value"])) > 0.05 for r in mine)
+
+        drop = exported("drop")
+        schedule = [r for r in drop if METRIC_LABELS["drop/rate_scheduled"] in r["series"]]
+        assert len(schedule) == 16 and all(r["smoothed_ema_0.55"] == "" for r in schedule)
+        # As drawn: r(s) keeps its raw values, so its last value is the schedule's, not a mean.
+        drawn = page.evaluate(
+            "document.querySelector('#chart-drop').data"
+            ".filter((t) => t.meta && t.meta.metric === 'drop/rate_scheduled').map((t) => t.y)"
+        )
+        assert drawn[0] == [raw[(s, "drop/rate_scheduled")] for s in range(1, 9)]
+        assert "all trained tokens" in (page.text_content('.chart-card[data-panel="drop"]') or "")
+
+        # The PNG: Plotly renders the figure the button hands it; record that figure.
+        page.evaluate(
+            """() => { const real = Plotly.downloadImage;
+              Plotly.downloadImage = (fig, opts) => { window.exportedFigure = fig; return real(fig, opts); }; }"""
+        )
+        with page.expect_download() as got:
+            page.locator('.chart-card[data-panel="train"] .export-png').click()
+        assert Path(got.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        layout = page.evaluate("window.exportedFigure.layout")
+        assert layout["title"]["text"] == "Training loss"
+        assert layout["xaxis"]["title"]["text"] == "step"
+        assert layout["yaxis"]["title"]["text"] == "loss (nats)"
+        screenshot(page, "runs_compare_exports")
         assert not errors, errors

@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from runs_helpers import wait_sync
 from waiting import PATIENCE_S
 
-from app.main import HomeUnusable, create_app
+from app.home_lock import HomeUnusable
+from app.main import create_app
 from app.settings import Settings
 from entrodrop import runfolder as rf
 

@@ -162,6 +162,10 @@ def test_a_study_survives_a_restart_and_delete_with_runs(make_client: ClientFact
         created = client.post("/api/studies", json=body).json()
         study = wait_study(client, created["id"], 60)
         assert study["status"] == "succeeded"
+        for run in created["runs"]:  # named after the study, and linked to it, in /runs
+            got = client.get(f"/api/runs/{run['id']}").json()
+            assert got["name"] == f"restart · {run['variant']} · seed {run['seed']}"
+            assert got["study"]["id"] == created["id"] and got["links"]["study"] == created["url"]
     with make_client() as client:  # a new server on the same home
         (listed,) = client.get("/api/studies").json()["studies"]
         assert (listed["id"], listed["status"], listed["n_runs"]) == (created["id"], "succeeded", 4)

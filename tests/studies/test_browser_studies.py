@@ -32,7 +32,8 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{url}/studies/new")
         page.fill("#f-name", "tiny none vs random")
-        page.fill("#f-model", str(tiny_model_dir))
+        page.check('input[name="model_kind"][value="folder"]')
+        page.fill("#model-folder", str(tiny_model_dir))
         for name, value in (("max_steps", "2"), ("seq_len", "32"), ("batch_size", "2")):
             page.fill(f'[data-field="{name}"]', value)
         page.fill('[data-field="eval_every"]', "1")
@@ -107,6 +108,18 @@ def test_studies_pages_fit_a_phone(entrodrop_home: Path, tmp_path: Path) -> None
         page.goto(f"{url}/studies/{study_id}")
         page.locator('#study-status .badge[data-status="succeeded"]').wait_for()
         page.locator("#summary-table tbody tr").nth(len(variants) - 1).wait_for()
+        # Each paired row is a card: the difference whole on one line, "CI excludes 0" named.
+        row = page.locator("#paired-table tbody tr").first
+        diff, verdict = row.locator("td.diff"), row.locator("td.verdict")
+        assert "±" in (diff.text_content() or "")
+        for cell in (diff, verdict):
+            box = cell.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+            assert cell.evaluate("(c) => c.scrollWidth <= c.clientWidth")  # nothing cut off
+        assert verdict.get_attribute("data-label") == "CI excludes 0"
+        assert verdict.evaluate("(c) => getComputedStyle(c, '::before').content") == (
+            '"CI excludes 0"'
+        )
         check_narrow(page, "study_detail_narrow")
         assert not errors, errors
 
