@@ -153,9 +153,9 @@ def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[st
         "config": record["config"],
         "machine": record.get("machine"),
         "runs": runs,
-        **study_results_data(runner, record, runs),
+        **(result := study_results_data(runner, record, runs)),
         "panels": CURVE_PANELS,
-        "facts": study_facts(),
+        "facts": study_facts(result),
     }
 
 

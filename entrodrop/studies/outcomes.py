@@ -6,7 +6,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from entrodrop.config import RunConfig
-from entrodrop.metrics import EVAL_LOSS, EVAL_LOSS_HIGH, GENERAL_LOSS, best_evaluation
+from entrodrop.metrics import (
+    EVAL_LOSS,
+    EVAL_LOSS_HIGH,
+    GENERAL_LOSS,
+    best_evaluation,
+    headline,
+    parse_benchmark,
+)
 
 # The outcome names a study summarises, in table order, with the plain words the tables use.
 OUTCOMES: dict[str, str] = {
@@ -31,6 +38,42 @@ NOT_MEASURED = {
 }
 
 Outcomes = dict[str, float | None]
+# A benchmark's outcome: the headline metric of a task (entrodrop.metrics.BENCH_HEADLINE) of the
+# weights the run delivers, named bench:<task>:<metric>.
+BENCH_OUTCOME = "bench:"
+
+
+def bench_outcome(task: str, metric: str) -> str:
+    return f"{BENCH_OUTCOME}{task}:{metric}"
+
+
+def outcome_label(name: str) -> str:
+    """The words a table uses for an outcome: a fixed one's, or '<task> <metric>'."""
+    if name.startswith(BENCH_OUTCOME):
+        task, _, metric = name[len(BENCH_OUTCOME) :].rpartition(":")
+        return f"{task} {metric}"
+    return OUTCOMES.get(name, name)
+
+
+def outcome_names(outcomes: Iterable[Mapping[str, float | None]]) -> list[str]:
+    """The fixed outcomes, then every benchmark outcome any run has, sorted (table order)."""
+    bench = {k for o in outcomes for k in o if k.startswith(BENCH_OUTCOME)}
+    return [*OUTCOMES, *sorted(bench)]
+
+
+def benchmark_outcomes(rows: list[Mapping[str, Any]]) -> Outcomes:
+    """Each benchmark task's headline metric, the value at the last step it was logged at."""
+    tasks: dict[str, dict[str, float]] = {}
+    for row in sorted(rows, key=lambda r: int(r["step"])):  # stable: the last write wins
+        found = parse_benchmark(str(row.get("name", "")))
+        if found is not None and isinstance(row.get("value"), int | float):
+            tasks.setdefault(found[0], {})[found[1]] = float(row["value"])
+    out: Outcomes = {}
+    for task, values in tasks.items():
+        metric = headline(values)
+        if metric is not None:
+            out[bench_outcome(task, metric)] = values[metric]
+    return out
 
 
 def series(rows: Iterable[Mapping[str, Any]], name: str) -> list[float]:
@@ -65,6 +108,7 @@ def run_outcomes(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
         "high_entropy_rebound": high_rebound,
         "final_general": general[-1] if general else None,
         flag: 1.0 if high and high_rebound is None else 0.0,
+        **benchmark_outcomes(rows),
     }
 
 

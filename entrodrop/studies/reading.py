@@ -102,27 +102,35 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def outcome_list(result: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The result's outcomes in table order (a result from before benchmarks: the fixed ones)."""
+    return result.get("outcomes") or [{"name": n, "label": t} for n, t in OUTCOMES.items()]
+
+
 def tables(result: Mapping[str, Any]) -> str:
     """Markdown tables: mean ± 95% CI per variant, then the paired differences and readings."""
-    header = ["variant", "n", *OUTCOMES.values()]
+    outcomes = outcome_list(result)
+    header = ["variant", "n", *(o["label"] for o in outcomes)]
     rows = [
-        [r["variant"], str(r["n"]), *(stat_text(r[name]) for name in OUTCOMES)]
+        [r["variant"], str(r["n"]), *(stat_text(r[o["name"]]) for o in outcomes if o["name"] in r)]
         for r in result["summary"]
     ]
     parts = [_markdown(header, rows)]
     if result["paired"]:
+        bench = [o for o in outcomes if f"{o['name']}_diff" in result["paired"][0]]
         paired = [
             [
                 r["variant"],
                 r["vs_label"],
                 stat_text(r["final_heldout_diff"], signed=True),
                 verdict_text(r["excludes_zero"]),
+                *(stat_text(r[f"{o['name']}_diff"], signed=True) for o in bench),
             ]
             for r in result["paired"]
         ]
-        parts.append(
-            _markdown(["variant", "vs", "final held-out difference", "CI excludes 0"], paired)
-        )
+        columns = ["variant", "vs", "final held-out difference", "CI excludes 0"]
+        columns += [f"{o['label']} difference" for o in bench]
+        parts.append(_markdown(columns, paired))
         parts.append("\n".join(f"- {reading(r)}" for r in result["paired"]))
     if result.get("verdict"):
         parts.append(f"**{result['verdict']}**")

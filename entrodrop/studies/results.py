@@ -10,8 +10,8 @@ from typing import Any
 
 from entrodrop.runfolder import RunFolder
 from entrodrop.studies.config import StudyConfig
-from entrodrop.studies.outcomes import OUTCOMES, Outcomes, judged_outcomes, run_outcomes
-from entrodrop.studies.reading import with_readings
+from entrodrop.studies.outcomes import Outcomes, judged_outcomes, run_outcomes
+from entrodrop.studies.reading import outcome_list, with_readings
 from entrodrop.studies.stats import RunKey, summary
 
 CSV_COLUMNS = ("table", "variant", "vs", "n", "metric", "mean", "ci95", "excludes_zero")
@@ -60,8 +60,9 @@ def results_csv(result: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
+    names = [o["name"] for o in outcome_list(result)]
     for row in result["summary"]:
-        for name in OUTCOMES:
+        for name in (n for n in names if n in row):
             stat = row[name]
             writer.writerow(
                 {"table": "summary", "variant": row["variant"], "vs": "", "metric": name}
@@ -69,10 +70,17 @@ def results_csv(result: dict[str, Any]) -> str:
                 | {"excludes_zero": ""}
             )
     for row in result["paired"]:
-        stat = row["final_heldout_diff"]
-        writer.writerow(
-            {"table": "paired", "variant": row["variant"], "vs": row["vs_label"]}
-            | {"metric": "final_heldout_diff", "n": stat["n"], "mean": stat["mean"]}
-            | {"ci95": stat["ci95"], "excludes_zero": row["excludes_zero"]}
-        )
+        diffs = ["final_heldout_diff", *(f"{n}_diff" for n in names if f"{n}_diff" in row)]
+        for metric in diffs:
+            stat = row[metric]
+            excludes = (
+                row["excludes_zero"]
+                if metric == "final_heldout_diff"
+                else stat.get("excludes_zero")
+            )
+            writer.writerow(
+                {"table": "paired", "variant": row["variant"], "vs": row["vs_label"]}
+                | {"metric": metric, "n": stat["n"], "mean": stat["mean"]}
+                | {"ci95": stat["ci95"], "excludes_zero": excludes}
+            )
     return buffer.getvalue()

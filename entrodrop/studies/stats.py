@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from entrodrop.studies.config import Comparison
-from entrodrop.studies.outcomes import NOT_MEASURED, OUTCOMES, Outcomes
+from entrodrop.studies.outcomes import (
+    BENCH_OUTCOME,
+    NOT_MEASURED,
+    Outcomes,
+    outcome_label,
+    outcome_names,
+)
 
 # t_{0.975, df} for df = 1..30 (two-sided 95%); scipy is not a dependency for 30 numbers.
 T975 = (
@@ -69,7 +75,7 @@ def variant_rows(
             "variant": label,
             "n": sum(1 for (variant, _) in outcomes if variant == label),
         }
-        for name in OUTCOMES:
+        for name in outcome_names(outcomes.values()):
             row[name] = mean_ci(_values(outcomes, label, name))
             if name in NOT_MEASURED:  # say why some runs have none, rather than a mean of fewer
                 flag, why = NOT_MEASURED[name]
@@ -99,13 +105,27 @@ def paired_row(
     }
 
 
+def paired_rows(outcomes: Mapping[RunKey, Outcomes], comparison: Comparison) -> dict[str, Any]:
+    """The final held-out difference (whose interval the readings judge), and each
+    benchmark's difference beside it (`bench:<task>:<metric>_diff`)."""
+    row = paired_row(outcomes, comparison)
+    for name in outcome_names(outcomes.values()):
+        if name.startswith(BENCH_OUTCOME):
+            bench = paired_row(outcomes, comparison, name)
+            row[f"{name}_diff"] = bench[f"{name}_diff"] | {"excludes_zero": bench["excludes_zero"]}
+    return row
+
+
 def summary(
     outcomes: Mapping[RunKey, Outcomes],
     labels: Sequence[str],
     comparisons: Sequence[Comparison],
-) -> dict[str, list[dict[str, Any]]]:
-    """{"summary": per-variant rows, "paired": final held-out differences vs none / random}."""
+) -> dict[str, Any]:
+    """{"summary": per-variant rows, "paired": final held-out differences vs none / random /
+    early_stop (and each benchmark's), "outcomes": every outcome's name and label in order}."""
+    names = outcome_names(outcomes.values())
     return {
         "summary": variant_rows(outcomes, labels),
-        "paired": [paired_row(outcomes, c) for c in comparisons],
+        "paired": [paired_rows(outcomes, c) for c in comparisons],
+        "outcomes": [{"name": n, "label": outcome_label(n)} for n in names],
     }

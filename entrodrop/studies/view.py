@@ -40,8 +40,10 @@ CURVE_NAMES = tuple(p["name"] for p in CURVE_PANELS)
 ROW_NAMES = tuple(dict.fromkeys((*CURVE_NAMES, *SELECTABLE)))
 
 
-def study_facts() -> dict[str, Any]:
-    """What the studies pages show, sent in their data so neither Jinja nor JS retypes it."""
+def study_facts(result: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the studies pages show, sent in their data so neither Jinja nor JS retypes it; with
+    a study's `result`, its outcomes (the fixed ones and its benchmarks') in table order."""
+    fixed = [{"name": name, "label": text} for name, text in OUTCOMES.items()]
     return {
         "statuses": list(STUDY_STATUSES),
         # The badges' words: a study's statuses, and its runs' (a deleted run is "missing").
@@ -49,7 +51,7 @@ def study_facts() -> dict[str, Any]:
         "active": list(STUDY_ACTIVE),
         "run_active": list(ACTIVE),
         # A list, not a mapping: the page's JSON (Jinja's tojson) sorts mapping keys.
-        "outcomes": [{"name": name, "label": text} for name, text in OUTCOMES.items()],
+        "outcomes": (result or {}).get("outcomes") or fixed,
         "metric_labels": {name: label(name) for name in CURVE_NAMES},
         "no_interval": NO_INTERVAL,
     }
@@ -135,7 +137,7 @@ def folder_study_view(folder: StudyFolder) -> dict[str, Any]:
         "config": record["config"],
         "machine": record.get("machine"),
         "runs": runs,
-        **study_results_view(study, runs, folder_rows(runs_dir, runs)),
+        **(result := study_results_view(study, runs, folder_rows(runs_dir, runs))),
         "panels": CURVE_PANELS,
-        "facts": study_facts(),
+        "facts": study_facts(result),
     }
