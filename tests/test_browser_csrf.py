@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_utils import browser_page, live_server
-from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+from runs_helpers import FAKE_TRAINER, SEED_MODES, wait_sync
 from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
@@ -92,7 +92,7 @@ def test_another_origin_cannot_create_upload_or_cancel(
     entrodrop_home: Path, tmp_path: Path
 ) -> None:
     app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.entry = (str(write_fake_child(tmp_path)),)
+    app.state.jobs.entry = (str(FAKE_TRAINER),)
     app.state.jobs.poll_interval = 0.2
     recorder = Recorder(app)
     uploads = entrodrop_home / "uploads"

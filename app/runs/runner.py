@@ -331,6 +331,12 @@ class JobRunner:
             self._launch(run)
             slots -= 1
 
+    def child_env(self) -> dict[str, str]:
+        """A training process's environment: this server's home and its dataset cap."""
+        return launch.child_env(
+            self.settings.home, {TEXT_BUDGET_ENV: str(self.settings.text_budget)}
+        )
+
     def _launch(self, run: RunRecord) -> None:
         run_dir = self.run_dir(run.id)
         checkpoint = rf.latest_checkpoint(run_dir) if run.resume else None
@@ -347,12 +353,14 @@ class JobRunner:
             error=None,
             cancel_requested=False,
         )
-        env = launch.child_env(
-            self.settings.home, {TEXT_BUDGET_ENV: str(self.settings.text_budget)}
-        )  # the child's dataset cap
         try:
             process = launch.start(
-                run_dir, Launcher(**run.launcher), checkpoint is not None, env, attempt, self.entry
+                run_dir,
+                Launcher(**run.launcher),
+                checkpoint is not None,
+                self.child_env(),
+                attempt,
+                self.entry,
             )
         except OSError as exc:
             self.storage.update_run(

@@ -312,6 +312,6 @@ def test_training_children_get_the_servers_text_budget(entrodrop_home: Path) -> 
 
     settings = Settings(home=entrodrop_home, max_upload_bytes=1000)
     runner = JobRunner(settings, Storage(settings.db_path))
-    assert runner._child_env()[TEXT_BUDGET_ENV] == str(settings.text_budget) == "4000"
+    assert runner.child_env()[TEXT_BUDGET_ENV] == str(settings.text_budget) == "4000"
     settings = Settings(home=entrodrop_home, max_text_bytes=123)
-    assert JobRunner(settings, Storage(settings.db_path))._child_env()[TEXT_BUDGET_ENV] == "123"
+    assert JobRunner(settings, Storage(settings.db_path)).child_env()[TEXT_BUDGET_ENV] == "123"
