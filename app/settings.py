@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = Field(None, description="Access token; required when host is not loopback.")
+    session_lifetime_s: float = Field(
+        12 * 3600.0,
+        gt=0,
+        description="How long a browser's login (session cookie) lasts on a shared server.",
+    )
     load_model_on_startup: bool = True
     max_score_tokens: int = Field(20_000, ge=1, description="Cap on tokens per scored text.")
     max_upload_bytes: int = Field(5_000_000, ge=1, description="Cap on an uploaded file's size.")

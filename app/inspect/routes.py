@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import ModelServiceDep, SettingsDep, TemplatesDep
 from app.errors import ErrorBody, TooManyTokens
+from app.headers import page_policy
 from app.health import health
 from app.inspect import data, streaming
 from app.inspect.samples import samples
@@ -25,6 +26,7 @@ from app.inspect.schemas import (
     EstimateOut,
     EstimateRequest,
     InspectPage,
+    LimitsPublic,
     ModelPublic,
     PreviewOut,
     PreviewRequest,
@@ -63,22 +65,22 @@ STREAMED: dict[int | str, dict[str, Any]] = {
 STREAM = Query(False, description="Stream progress events as NDJSON, then the result.")
 
 
-def page_data(settings: Settings, service: ModelService) -> dict[str, Any]:
+def page_data(settings: Settings, service: ModelService) -> InspectPage:
     """Everything the Inspect page starts from (GET / renders it, GET /api/inspect returns it)."""
-    return {
-        "model": health(service),
-        "checkpoints": data.list_checkpoints(settings.runs_path),
-        "samples": samples(),
-        "policy_defaults": EntroDropConfig().model_dump(),
-        "limits": {
-            "max_score_tokens": settings.max_score_tokens,
-            "max_upload_bytes": settings.max_upload_bytes,
-            "max_top_k": MAX_TOP_K,
-            "url_text_chars": data.URL_TEXT_CHARS,
-        },
-        "colour_modes": data.COLOUR_MODES,
-        "rank_buckets": data.RANK_BUCKETS,
-    }
+    return InspectPage(
+        model=health(service),
+        checkpoints=data.list_checkpoints(settings.runs_path),
+        samples=samples(),
+        policy_defaults=EntroDropConfig(),
+        limits=LimitsPublic(
+            max_score_tokens=settings.max_score_tokens,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_top_k=MAX_TOP_K,
+            url_text_chars=data.URL_TEXT_CHARS,
+        ),
+        colour_modes=data.COLOUR_MODES,
+        rank_buckets=data.RANK_BUCKETS,
+    )
 
 
 def _check_length(text: str, settings: Settings) -> None:
@@ -120,33 +122,36 @@ async def _run(
 def inspect_page(
     request: Request, settings: SettingsDep, service: ModelServiceDep, templates: TemplatesDep
 ) -> Response:
-    page = page_data(settings, service)
-    return templates.TemplateResponse(request, "inspect.html", {"nav": "inspect", "data": page})
+    page = page_data(settings, service).model_dump(mode="json")  # what /api/inspect answers
+    response = templates.TemplateResponse(request, "inspect.html", {"nav": "inspect", "data": page})
+    # Its per-position chart draws long texts with WebGL, whose library compiles with Function().
+    response.headers["Content-Security-Policy"] = page_policy(unsafe_eval=True)
+    return response
 
 
 @router.get("/api/inspect", response_model=InspectPage)
-def api_inspect(settings: SettingsDep, service: ModelServiceDep) -> dict[str, Any]:
+def api_inspect(settings: SettingsDep, service: ModelServiceDep) -> InspectPage:
     """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
     return page_data(settings, service)
 
 
 @router.get("/api/model", response_model=ModelPublic)
-def api_model(service: ModelServiceDep) -> dict[str, Any]:
+def api_model(service: ModelServiceDep) -> ModelPublic:
     """The server's model: its state and, once loaded, its description."""
     loaded = service.server_model()
-    return {**service.status(), "info": loaded.describe() if loaded else None}
+    return ModelPublic(**service.status(), info=loaded.describe() if loaded else None)
 
 
 @router.get("/api/checkpoints", response_model=list[Checkpoint])
-def api_checkpoints(settings: SettingsDep) -> list[dict[str, str]]:
+def api_checkpoints(settings: SettingsDep) -> list[Checkpoint]:
     """Finished runs whose model can be inspected, as `run:<id>` specs."""
-    return data.list_checkpoints(settings.runs_path)
+    return [Checkpoint(**c) for c in data.list_checkpoints(settings.runs_path)]
 
 
 @router.get("/api/samples", response_model=list[SamplePublic])
-def api_samples() -> list[dict[str, str]]:
+def api_samples() -> list[SamplePublic]:
     """The sample texts of the Inspect page."""
-    return samples()
+    return [SamplePublic(**sample) for sample in samples()]
 
 
 @router.post("/api/score", response_model=ScoreOut, responses={**ERRORS, **STREAMED})
@@ -182,12 +187,12 @@ async def api_compare(
 @router.post("/api/estimate", response_model=EstimateOut, responses=ERRORS)
 async def api_estimate(
     body: EstimateRequest, settings: SettingsDep, service: ModelServiceDep
-) -> dict[str, Any]:
+) -> EstimateOut:
     """Token count and expected scoring time here, from the last measured speed of the model."""
     _check_length(body.text, settings)
     spec = service.resolve(body.model)
     # Tokenizing is quick and needs no worker: it never waits behind a long scoring job.
-    return await run_in_threadpool(data.estimate, service, spec, body.text)
+    return EstimateOut(**await run_in_threadpool(data.estimate, service, spec, body.text))
 
 
 @router.post("/api/preview", response_model=PreviewOut, responses={**ERRORS, **STREAMED})
@@ -223,8 +228,8 @@ def api_draws(
     settings: SettingsDep,
     n: int = Query(ge=1, description="Number of tokens."),
     seed: int = Query(0, ge=0, le=2**63 - 1, description="The policy's seed."),
-) -> dict[str, Any]:
+) -> DrawsOut:
     """The uniform draws `select_drops` compares with r(s), so a page can redo the drops."""
     if n > settings.max_score_tokens:
         raise TooManyTokens(f"n = {n} is over the limit of {settings.max_score_tokens} tokens")
-    return {"seed": seed, "n": n, "u": data.draws(n, seed)}
+    return DrawsOut(seed=seed, n=n, u=data.draws(n, seed))

@@ -107,16 +107,21 @@ class PreviewRequest(_Request):
         return self
 
 
-# ---------------------------------------------------------------- responses (documentation)
+# ---------------------------------------------------------------- responses
 
 
-class TopAlternative(BaseModel):
+class _Public(BaseModel):
+    # The answer is exactly the documented model: a key it does not name is a bug.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TopAlternative(_Public):
     id: int
     text: str
     prob: float | None
 
 
-class TokenOut(BaseModel):
+class TokenOut(_Public):
     index: int
     id: int
     text: str
@@ -127,13 +132,13 @@ class TokenOut(BaseModel):
     top: list[TopAlternative]
 
 
-class ScoreSummary(BaseModel):
+class ScoreSummary(_Public):
     mean_entropy: float | None
     mean_surprisal: float | None
     perplexity: float | None
 
 
-class ScoreOut(BaseModel):
+class ScoreOut(_Public):
     """The token JSON of DESIGN.md section 6, plus the spec it was scored with."""
 
     model: str
@@ -144,7 +149,7 @@ class ScoreOut(BaseModel):
     elapsed_s: float
 
 
-class PreviewToken(BaseModel):
+class PreviewToken(_Public):
     index: int
     id: int | None = None
     text: str | None = None
@@ -153,7 +158,7 @@ class PreviewToken(BaseModel):
     dropped: bool
 
 
-class PreviewOut(BaseModel):
+class PreviewOut(_Public):
     model: str | None
     n_tokens: int
     progress: float
@@ -166,7 +171,7 @@ class PreviewOut(BaseModel):
     tokens: list[PreviewToken]
 
 
-class CompareOut(BaseModel):
+class CompareOut(_Public):
     a: ScoreOut
     b: ScoreOut
     same_tokens: bool
@@ -175,23 +180,23 @@ class CompareOut(BaseModel):
     delta_summary: dict[str, float | None] | None
 
 
-class DrawsOut(BaseModel):
+class DrawsOut(_Public):
     seed: int
     n: int
     u: list[float] = Field(description="torch.rand((1, n)) from a CPU generator seeded `seed`.")
 
 
-class Checkpoint(BaseModel):
+class Checkpoint(_Public):
     spec: str
     label: str
 
 
-class QueuePublic(BaseModel):
+class QueuePublic(_Public):
     pending: int
     limit: int
 
 
-class ModelPublic(BaseModel):
+class ModelPublic(_Public):
     """The server's model: its state and, once loaded, its description."""
 
     spec: str
@@ -204,7 +209,7 @@ class ModelPublic(BaseModel):
     info: dict[str, Any] | None
 
 
-class SamplePublic(BaseModel):
+class SamplePublic(_Public):
     id: str
     title: str
     text: str
@@ -219,7 +224,7 @@ class EstimateRequest(_Request):
     check_text = field_validator("text")(_not_empty)
 
 
-class EstimateOut(BaseModel):
+class EstimateOut(_Public):
     spec: str
     n_tokens: int | None = Field(description="Null until the model is in memory.")
     limit: int = Field(description="Tokens per text at most.")
@@ -229,21 +234,21 @@ class EstimateOut(BaseModel):
     eta_s: float | None
 
 
-class LimitsPublic(BaseModel):
+class LimitsPublic(_Public):
     max_score_tokens: int
     max_upload_bytes: int
     max_top_k: int
     url_text_chars: int = Field(description="Longest text a shareable link carries.")
 
 
-class ColourMode(BaseModel):
+class ColourMode(_Public):
     id: str
     label: str
     unit: str
     fixed_max: float | None = Field(description="Top of the fixed scale (null: categorical/0..1).")
 
 
-class InspectPage(BaseModel):
+class InspectPage(_Public):
     """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
 
     model: HealthPublic

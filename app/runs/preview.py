@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from app.model_service import ModelService
+from app.runs.schemas import PreviewPoint, RunPreview
 from entrodrop.config import DROPPING_METHODS, RunConfig
 from entrodrop.data import build_blocks, load_dataset
 from entrodrop.models import LoadedModel
@@ -38,12 +38,12 @@ class PreviewService:
     def __init__(self, model_service: Callable[[], ModelService]) -> None:
         self._model_service = model_service
 
-    async def preview(self, config: RunConfig) -> dict[str, Any]:
+    async def preview(self, config: RunConfig) -> RunPreview:
         """Never in the event loop: loading and scoring take the service's worker thread."""
         service = self._model_service()
         return await service.run(self.compute, service.get, config)
 
-    def compute(self, get_model: Callable[[str], LoadedModel], config: RunConfig) -> dict[str, Any]:
+    def compute(self, get_model: Callable[[str], LoadedModel], config: RunConfig) -> RunPreview:
         """Score the first rows of the training data and apply the policy at three progress points.
 
         Raises ModelLoadError or DataError (messages for a person).
@@ -66,7 +66,7 @@ class PreviewService:
     @staticmethod
     def _result(
         config: RunConfig, loaded: LoadedModel, ids: list[list[int]], entropies: torch.Tensor
-    ) -> dict[str, Any]:
+    ) -> RunPreview:
         ed = config.entrodrop
         method = config.method
         tau = entropy_threshold(entropies, ed)
@@ -101,22 +101,22 @@ class PreviewService:
             rows_out.append(tokens)
         drops_apply = method in DROPPING_METHODS
         n_valid = int(torch.isfinite(entropies).sum())
-        return {
-            "model": loaded.name,
-            "method": method,
-            "drops_apply": drops_apply,
-            "tau": tau if math.isfinite(tau) else None,
-            "n_tokens": n_valid + len(ids),
-            "points": [
-                {
-                    "progress": s,
-                    "rate": drop_rate(s, ed) if drops_apply else 0.0,
-                    "n_dropped": int(m.sum()),
-                }
+        return RunPreview(
+            model=loaded.name,
+            method=method,
+            drops_apply=drops_apply,
+            tau=tau if math.isfinite(tau) else None,
+            n_tokens=n_valid + len(ids),
+            points=[
+                PreviewPoint(
+                    progress=s,
+                    rate=drop_rate(s, ed) if drops_apply else 0.0,
+                    n_dropped=int(m.sum()),
+                )
                 for s, m in zip(PROGRESS_POINTS, masks, strict=True)
             ],
-            "rows": rows_out,
-            "note": "These are the first blocks of the training data, scored by the starting "
+            rows=rows_out,
+            note="These are the first blocks of the training data, scored by the starting "
             "model; the Trainer shuffles blocks, so its first batch holds others of the same kind. "
             "Here tau is taken over these rows; training takes it over all training tokens.",
-        }
+        )

@@ -7,15 +7,15 @@ domain exceptions that carry their status (app.errors).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from app.deps import PreviewDep, RunnerDep, SettingsDep, StorageDep, TemplatesDep
 from app.errors import ErrorBody, FieldError, RequestInvalid, RunNotFound
-from app.runs import cost, events, views
+from app.runs import events, views
 from app.runs.form import new_run_form
 from app.runs.schemas import (
     MetricRow,
@@ -32,10 +32,9 @@ from app.runs.schemas import (
     UploadPublic,
 )
 from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
-from app.runs.validate import RunRequest, check_queue_room, parse_request
+from app.runs.validate import RunRequest, check_queue_room, check_request
 from entrodrop import runfolder as rf
 from entrodrop.data import DataError
-from entrodrop.launch import headless_commands
 from entrodrop.models import ModelLoadError
 
 router = APIRouter()
@@ -45,31 +44,6 @@ MAX_ROW_ID = events.MAX_ROW_ID
 
 def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in codes}
-
-
-def _inline_schema(model: type[RunCreate]) -> dict[str, Any]:
-    # OpenAPI resolves $ref against components, not a schema's own $defs: inline them.
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    return resolve(schema)  # type: ignore[no-any-return]
-
-
-BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _inline_schema(RunCreate)}},
-    }
-}
 
 
 def checked_id(run_id: str) -> str:
@@ -82,15 +56,10 @@ def checked_id(run_id: str) -> str:
 RunId = Annotated[str, Depends(checked_id)]
 
 
-async def run_request(request: Request, settings: SettingsDep, storage: StorageDep) -> RunRequest:
-    """The JSON body of a new-run request, validated (RequestInvalid lists every problem)."""
-    try:
-        body = json.loads(await request.body() or b"null")
-    except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
-        problem = FieldError((), "the body must be a JSON object (a run config)")
-        raise RequestInvalid([problem]) from exc
+async def run_request(body: RunCreate, settings: SettingsDep, storage: StorageDep) -> RunRequest:
+    """A new-run body (FastAPI validated its shape) through the domain checks (app.runs.validate)."""
     # In a thread: a hub id's reachability probe may take a second or two.
-    return await asyncio.to_thread(parse_request, body, settings, storage)
+    return await asyncio.to_thread(check_request, body, settings, storage)
 
 
 RunRequestDep = Annotated[RunRequest, Depends(run_request)]
@@ -110,6 +79,9 @@ def parse_ids(runs: str) -> list[str]:
 def _page(
     request: Request, templates: TemplatesDep, name: str, nav: str, data: Any, status: int = 200
 ) -> Response:
+    # The page gets exactly what its JSON twin answers: the response model as JSON data.
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     context = {"nav": nav, "data": data}
     return templates.TemplateResponse(request, name, context, status_code=status)
 
@@ -164,7 +136,7 @@ def compare_page(
 @api.get("/runs/form", response_model=RunForm, summary="What the new-run form offers")
 def api_form(
     settings: SettingsDep, storage: StorageDep, like: str | None = None, model: str | None = None
-) -> dict[str, Any]:
+) -> RunForm:
     return new_run_form(settings, storage, like=like, model=model)
 
 
@@ -173,22 +145,9 @@ def api_form(
     response_model=RunCheck,
     responses=_error_doc(422),
     summary="Validate a run config; the config JSON and CLI that reproduce it",
-    openapi_extra=BODY_DOC,
 )
-async def api_check(req: RunRequestDep, settings: SettingsDep) -> dict[str, Any]:
-    configs = [c.model_dump(mode="json") for c in req.configs()]
-    processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
-    # The whole request's cost: a matched baseline twin runs as long again.
-    estimate = cost.estimate(settings.home, req.config, processes)
-    estimate["runs"] = len(configs)
-    return {
-        "configs": configs,
-        "config_json": json.dumps(configs[0], indent=2),
-        "launcher": req.launcher.model_dump(),
-        "commands": headless_commands(req.launcher),
-        "estimate": estimate,
-        "estimate_text": cost.describe(estimate),
-    }
+async def api_check(req: RunRequestDep, settings: SettingsDep) -> RunCheck:
+    return views.run_check(req, settings)
 
 
 @api.post(
@@ -196,9 +155,8 @@ async def api_check(req: RunRequestDep, settings: SettingsDep) -> dict[str, Any]
     response_model=RunPreview,
     responses=_error_doc(422, 503),
     summary="The first training batch and the tokens dropped at s = 0, 0.5 and 1",
-    openapi_extra=BODY_DOC,
 )
-async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
+async def api_preview(req: RunRequestDep, preview: PreviewDep) -> RunPreview:
     try:
         return await preview.preview(req.config)
     except ModelLoadError as exc:  # located at the form's field, like any other field error
@@ -218,7 +176,7 @@ async def api_upload(
     settings: SettingsDep,
     file: UploadFile = File(...),
     content_length: Annotated[int, Header()] = 0,
-) -> Any:
+) -> UploadPublic:
     if content_length > settings.max_upload_bytes + UPLOAD_FRAMING:
         raise too_large(settings)
     raw = await file.read(settings.max_upload_bytes + 1)
@@ -231,9 +189,8 @@ async def api_upload(
     response_model=RunCreated,
     responses=_error_doc(422, 429),
     summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
-    openapi_extra=BODY_DOC,
 )
-async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> dict[str, Any]:
+async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> RunCreated:
     check_queue_room(storage, runner.settings, len(req.configs()))  # 429 beyond max_queued_runs
     ids = [runner.submit(config, req.launcher).id for config in req.configs()]
     group = ",".join(ids) if len(ids) > 1 else None
@@ -242,14 +199,14 @@ async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep)
         for run_id in ids:
             storage.update_run(run_id, group_id=group)
     url = f"/compare?runs={group}" if group else f"/runs/{ids[0]}"
-    return {"id": ids[0], "ids": ids, "url": url}
+    return RunCreated(id=ids[0], ids=ids, url=url)
 
 
 # ------------------------------------------------------------ API: reading and controlling
 
 
 @api.get("/runs", response_model=RunsPublic, summary="All runs, newest first")
-def api_runs(runner: RunnerDep) -> dict[str, Any]:
+def api_runs(runner: RunnerDep) -> RunsPublic:
     return views.runs_list(runner)
 
 
@@ -259,7 +216,7 @@ def api_runs(runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404),
     summary="One run: status, progress, config",
 )
-def api_run(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_run(run_id: RunId, runner: RunnerDep) -> RunDetail:
     return views.run_detail(runner, run_id)
 
 
@@ -277,11 +234,8 @@ def api_metrics(
     attempt: str = Query(
         "current", pattern=r"^(current|all|[1-9][0-9]{0,5})$", description="current, all or N"
     ),
-) -> list[dict[str, Any]]:
-    run = runner.get(run_id)
-    wanted = {"current": max(1, run.attempts), "all": None}.get(attempt)
-    number = int(attempt) if attempt.isdigit() else wanted
-    return runner.storage.metrics(run_id, after_id=after, names=name, attempt=number)
+) -> list[MetricRow]:
+    return views.metric_rows(runner, run_id, after, name, attempt)
 
 
 @api.get(
@@ -305,7 +259,7 @@ def api_metrics_csv(run_id: RunId, runner: RunnerDep) -> Response:
     responses=_error_doc(404, 409),
     summary="Stop a queued or running run",
 )
-def api_cancel(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_cancel(run_id: RunId, runner: RunnerDep) -> RunDetail:
     runner.cancel(run_id)
     return views.run_detail(runner, run_id)
 
@@ -316,7 +270,7 @@ def api_cancel(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404, 409),
     summary="Continue from the latest complete checkpoint (409 when there is none: restart)",
 )
-def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_resume(run_id: RunId, runner: RunnerDep) -> RunDetail:
     runner.resume(run_id)
     return views.run_detail(runner, run_id)
 
@@ -327,7 +281,7 @@ def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404, 409),
     summary="Start a stopped run again from step 0 (only when it has no checkpoint)",
 )
-def api_restart(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_restart(run_id: RunId, runner: RunnerDep) -> RunDetail:
     runner.resume(run_id, restart=True)
     return views.run_detail(runner, run_id)
 
@@ -338,7 +292,7 @@ def api_restart(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404, 422),
     summary="Rename a run, or set its notes or tags",
 )
-def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> dict[str, Any]:
+def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> RunDetail:
     changes = body.model_dump(exclude_none=True)
     if "tags" in changes:
         changes["tags"] = list(dict.fromkeys(changes["tags"]))  # no repeats, order kept
@@ -351,9 +305,9 @@ def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> dict[str, Any
     responses=_error_doc(404, 409),
     summary="Delete a stopped run: its row, metrics and folder (409 while queued or running)",
 )
-def api_delete(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_delete(run_id: RunId, runner: RunnerDep) -> RunDeleted:
     runner.delete(run_id)
-    return {"id": run_id, "deleted": True}
+    return RunDeleted(id=run_id, deleted=True)
 
 
 @api.get(
@@ -385,5 +339,5 @@ async def api_events(
 )
 def api_compare(
     runner: RunnerDep, runs: str = Query(..., description="Run ids, comma-separated")
-) -> dict[str, Any]:
+) -> RunCompare:
     return views.compare(runner, parse_ids(runs))

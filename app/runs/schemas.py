@@ -1,14 +1,22 @@
-"""Request and response models of the runs API: they validate the body's shape and document /docs.
+"""Request and response models of the runs API: FastAPI validates the bodies with them, the views
+build the responses as them, and /docs shows them.
 
-Response models name every field the pages rely on and allow more (`extra="allow"`), so a model
-never silently drops a key the data functions in app.runs.views return.
+Response models forbid keys they do not name (`extra="forbid"`): a view that adds a key must add
+it here, so the documented model is the answer.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.runs.facts import (
     MAX_NAME_CHARS,
@@ -17,23 +25,48 @@ from app.runs.facts import (
     MAX_TAGS,
     TAG_PATTERN,
 )
-from entrodrop.config import PRESETS, RunConfig
+from entrodrop.config import PRESETS, RunConfig, with_preset
 from entrodrop.launch import Launcher
+from entrodrop.runfolder import Status
+
+# The baselines a run may be matched with (a twin that differs only by its method).
+CompareMethod = Literal["none", "random"]
+COMPARE_METHODS: tuple[CompareMethod, ...] = get_args(CompareMethod)
 
 
 class RunCreate(RunConfig):
-    """Body of POST /api/runs: a run config plus how to launch it and an optional baseline twin.
-
-    Missing fields take RunConfig's defaults, or the named preset's values where one is given.
-    """
+    """Body of POST /api/runs (and /check, /preview): a run config plus how to launch it and an
+    optional baseline twin. Missing fields take RunConfig's defaults, or the named preset's
+    values where one is given (the body's own values win over the preset's)."""
 
     preset: str | None = Field(
         None,
         description=f"Start from a named preset ({', '.join(PRESETS)}); the body's fields win.",
         json_schema_extra={"enum": [*PRESETS, None]},
     )
-    launcher: Launcher | None = None
-    compare_with: Literal["none", "random"] | None = None
+    launcher: Launcher | None = Field(None, description="How to start it; default one process.")
+    compare_with: CompareMethod | None = Field(
+        None, description="Also queue a twin with this method: same seed, data and schedule."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_under_the_body(cls, data: Any) -> Any:
+        # The preset fills what the body leaves out; an unknown one is reported at its field.
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            return with_preset(data, data["preset"])
+        return data
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"must be one of {', '.join(PRESETS)}")
+        return value
+
+    def run_config(self) -> RunConfig:
+        """The run's own config: the body without its launch and matching keys."""
+        return RunConfig.model_validate(self.model_dump(include=set(RunConfig.model_fields)))
 
 
 Tag = Annotated[
@@ -53,11 +86,12 @@ class RunPatch(BaseModel):
     )
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Public(BaseModel):
+    # The view builds this model itself: a key it does not name is a bug, not an extension.
+    model_config = ConfigDict(extra="forbid")
 
 
-class RunLinks(_Open):
+class RunLinks(_Public):
     page: str
     api: str
     metrics: str
@@ -67,14 +101,14 @@ class RunLinks(_Open):
     compare: str | None
 
 
-class RunPublic(_Open):
+class RunPublic(_Public):
     """A run as the runs list shows it."""
 
     id: str
     name: str
     notes: str
     tags: list[str]
-    status: str = Field(description="queued, running, succeeded, failed, cancelled, interrupted")
+    status: Status = Field(description="queued, running, succeeded, failed, cancelled, interrupted")
     progress: float = Field(ge=0.0, le=1.0)
     step: int
     total_steps: int | None
@@ -109,23 +143,59 @@ class RunPublic(_Open):
     links: RunLinks
 
 
-class RunFacts(_Open):
+class MetricFact(_Public):
+    """One metric of the vocabulary (entrodrop.metrics): how a person reads it."""
+
+    name: str
+    label: str
+    unit: str
+    log: bool
+    lower_is_better: bool | None
+
+
+class Panel(_Public):
+    """One chart of the run and compare pages: the metrics it draws."""
+
+    id: str
+    title: str
+    names: list[str]
+    log: bool
+
+
+class XAxis(_Public):
+    id: str
+    label: str
+
+
+class PatchLimits(_Public):
+    """What PATCH /api/runs/{id} takes (the page's inputs carry the same bounds)."""
+
+    name: int
+    notes: int
+    tags: int
+    tag: int
+    tag_pattern: str
+
+
+class RunFacts(_Public):
     """The facts the runs pages show (statuses, metric labels, panels, dropping methods)."""
 
-    statuses: list[str]
-    active: list[str]
-    resumable: list[str]
+    statuses: list[Status]
+    active: list[Status]
+    resumable: list[Status]
     methods: list[str]
     dropping_methods: list[str]
     metric_labels: dict[str, str]
-    panels: list[dict[str, Any]]
+    metrics: dict[str, MetricFact]
+    deterministic_metrics: list[str]
+    panels: list[Panel]
     drop_panels: list[str]
     compare_metrics: list[str]
-    x_axes: list[dict[str, str]]
-    limits: dict[str, Any]
+    x_axes: list[XAxis]
+    limits: PatchLimits
 
 
-class RunsPublic(_Open):
+class RunsPublic(_Public):
     """Every run, newest first, and how many are in each status."""
 
     runs: list[RunPublic]
@@ -146,12 +216,12 @@ class RunDetail(RunPublic):
     log_tail: list[str]
     output_tail: list[str]
     last_values: dict[str, float | None]
-    panels: list[dict[str, Any]]
+    panels: list[Panel]
     summary_file: dict[str, Any] | None
     facts: RunFacts
 
 
-class MetricRow(_Open):
+class MetricRow(_Public):
     """One metric value: the row id is the cursor of `after` and of the event stream."""
 
     id: int
@@ -163,20 +233,36 @@ class MetricRow(_Open):
     attempt: int = Field(description="the launch that logged it (a resume or restart adds one)")
 
 
-class RunCompare(_Open):
+class CompareRow(_Public):
+    """One run's line of the compare table: best held-out loss and final values."""
+
+    id: str
+    method_label: str
+    best_eval_loss: float | None
+    final: dict[str, float | None]
+
+
+class Difference(_Public):
+    """A setting that differs between the compared runs, with each run's value."""
+
+    key: str
+    values: list[Any]
+
+
+class RunCompare(_Public):
     """Runs side by side: config differences, final values, all metric rows."""
 
     runs: list[RunPublic]
-    differences: list[dict[str, Any]]
-    table: list[dict[str, Any]]
+    differences: list[Difference]
+    table: list[CompareRow]
     metric_names: list[str]
     metric_labels: dict[str, str]
     metrics: dict[str, list[MetricRow]]
-    panels: list[dict[str, Any]]
+    panels: list[Panel]
     facts: RunFacts
 
 
-class RunCreated(_Open):
+class RunCreated(_Public):
     """The queued run (and its baseline twin): ids and the page to watch them on."""
 
     id: str
@@ -184,14 +270,14 @@ class RunCreated(_Open):
     url: str
 
 
-class RunDeleted(_Open):
+class RunDeleted(_Public):
     """A deleted run: its row, metrics and folder are gone."""
 
     id: str
     deleted: bool
 
 
-class RunCheck(_Open):
+class RunCheck(_Public):
     """A validated request: configs, their JSON and the commands that reproduce them headless."""
 
     configs: list[dict[str, Any]]
@@ -202,7 +288,7 @@ class RunCheck(_Open):
     estimate_text: str
 
 
-class UploadPublic(_Open):
+class UploadPublic(_Public):
     """A saved upload: the dataset value to use in a run config."""
 
     dataset: str
@@ -212,34 +298,69 @@ class UploadPublic(_Open):
     n_chars: int
 
 
-class RunForm(_Open):
+class FormField(_Public):
+    """One input of a form, built from the pydantic field it sets (label, help, bounds)."""
+
+    name: str
+    label: str
+    kind: Literal["select", "int", "float", "bool", "text"]
+    default: Any
+    nullable: bool
+    help: str
+    options: list[Any]
+    min: float | None
+    max: float | None
+
+
+class MethodChoice(_Public):
+    name: str
+    help: str
+
+
+class FinishedRun(_Public):
+    """A finished run whose model a new run can start from (`run:<id>`)."""
+
+    id: str
+    method: str | None
+    model: str | None
+
+
+class RunForm(_Public):
     """What the new-run form offers: defaults (the `quick` preset), fields, methods, folders."""
 
     values: dict[str, Any]
     defaults: dict[str, Any]
     preset: str | None
-    methods: list[dict[str, str]]
+    methods: list[MethodChoice]
     baseline_strength_defaults: dict[str, float]
-    compare_methods: list[str]
-    training_fields: list[dict[str, Any]]
-    advanced_fields: list[dict[str, Any]]
-    entrodrop_fields: list[dict[str, Any]]
-    adapter_fields: list[dict[str, Any]]
+    compare_methods: list[CompareMethod]
+    training_fields: list[FormField]
+    advanced_fields: list[FormField]
+    entrodrop_fields: list[FormField]
+    adapter_fields: list[FormField]
     no_adapter: str
-    finished_runs: list[dict[str, Any]]
+    finished_runs: list[FinishedRun]
     allowed_data_dirs: list[str]
     max_upload_bytes: int
     upload_suffixes: list[str]
     facts: RunFacts
 
 
-class PreviewPoint(_Open):
+class PreviewPoint(_Public):
     progress: float
     rate: float
     n_dropped: int
 
 
-class RunPreview(_Open):
+class PreviewCell(_Public):
+    """One token of the preview: its text, entropy and whether it is dropped at each point."""
+
+    text: str
+    entropy: float | None
+    dropped: list[bool]
+
+
+class RunPreview(_Public):
     """The first training blocks and the tokens dropped at s = 0, 0.5 and 1."""
 
     model: str
@@ -248,5 +369,5 @@ class RunPreview(_Open):
     tau: float | None
     n_tokens: int
     points: list[PreviewPoint]
-    rows: list[list[dict[str, Any]]]
+    rows: list[list[PreviewCell]]
     note: str

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
 from app.errors import AppError, PayloadTooLarge
+from app.runs.schemas import UploadPublic
 from app.settings import Settings
 from entrodrop.data import parse_text_file, uploads_dir
 
@@ -52,7 +52,7 @@ def check_room(folder: Path, new_bytes: int, settings: Settings) -> None:
         )
 
 
-def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]:
+def save_upload(raw: bytes, filename: str, settings: Settings) -> UploadPublic:
     """Check an uploaded dataset file and keep it under <home>/uploads (content-addressed name).
 
     Raises PayloadTooLarge (413: the file, or the folder's total), TooManyUploads (429) or the
@@ -77,10 +77,10 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> dict[str, Any]
         except OSError:
             tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
             raise
-    return {
-        "dataset": str(path),
-        "name": name,
-        "bytes": len(raw),
-        "n_texts": len(texts),
-        "n_chars": sum(len(t) for t in texts),
-    }
+    return UploadPublic(
+        dataset=str(path),
+        name=name,
+        bytes=len(raw),
+        n_texts=len(texts),
+        n_chars=sum(len(t) for t in texts),
+    )

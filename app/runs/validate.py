@@ -1,21 +1,20 @@
-"""Validate new-run requests (API body or form) into RunConfig + launcher, with per-field errors."""
+"""The checks of a new run that pydantic cannot express (paths, hub ids, this machine's capacity,
+launcher and adapter), after FastAPI has validated the body (RunCreate): per-field errors."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
 
 from app import capacity
 from app.errors import AppError, FieldError, RequestInvalid
 from app.hub import check_hub_spec, is_hub_id
 from app.model_paths import check_model_folder
+from app.runs.schemas import RunCreate
 from app.runs.storage import Storage
 from app.settings import Settings
 from entrodrop.adapters import adapter_problem
-from entrodrop.config import PRESETS, RunConfig, with_preset
+from entrodrop.config import RunConfig
 from entrodrop.data import (
     USER_SUFFIXES,
     DataError,
@@ -27,10 +26,6 @@ from entrodrop.data import (
 from entrodrop.launch import Launcher, launcher_problem
 from entrodrop.models import check_local_checkpoint
 from entrodrop.runfolder import ADAPTER_CONFIG, is_run_id
-
-# Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
-EXTRA_KEYS = ("launcher", "compare_with", "preset")
-COMPARE_METHODS = ("none", "random")
 
 
 class RunQueueFull(AppError):
@@ -66,18 +61,6 @@ class RunRequest:
         if self.compare_with is None:
             return [self.config]
         return [self.config, self.config.model_copy(update={"method": self.compare_with})]
-
-
-def _errors_from(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldError]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = prefix + tuple(err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        # The model-level check about thresholds belongs beside the threshold field.
-        if loc == ("entrodrop",) and "threshold" in msg:
-            loc = ("entrodrop", "threshold")
-        out.append(FieldError(loc, msg))
-    return out
 
 
 def check_model(spec: str, storage: Storage, settings: Settings) -> str:
@@ -185,55 +168,53 @@ def machine_errors(config: RunConfig, launcher: Launcher, settings: Settings) ->
     return errors
 
 
-def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest:
-    """Validate a POST /api/runs body; all errors at once, each located at its field."""
-    if not isinstance(body, dict):
-        raise RequestInvalid([FieldError((), "expected a JSON object (a run config)")])
-    rest = {k: v for k, v in body.items() if k not in EXTRA_KEYS}
-    errors: list[FieldError] = []
-    preset = body.get("preset")
-    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-        errors.append(FieldError(("preset",), f"must be one of {', '.join(PRESETS)}"))
-    elif preset is not None:
-        rest = with_preset(rest, preset)  # the body's own values win over the preset's
-    launcher = Launcher()
-    if body.get("launcher") is not None:
-        try:
-            launcher = Launcher.model_validate(body["launcher"])
-        except ValidationError as exc:
-            errors += _errors_from(exc, ("launcher",))
-        if (problem := launcher_problem(launcher)) is not None:
-            errors.append(FieldError(("launcher", "fsdp"), problem))
-    compare_with = body.get("compare_with") or None
-    if compare_with is not None and compare_with not in COMPARE_METHODS:
-        errors.append(FieldError(("compare_with",), f"must be one of {', '.join(COMPARE_METHODS)}"))
-    config: RunConfig | None = None
-    try:
-        config = RunConfig.model_validate(rest)
-    except ValidationError as exc:
-        errors += _errors_from(exc)
-    # The model and data are checked even when other fields are wrong: every error at once.
+def _checked_paths(
+    config: RunConfig, settings: Settings, storage: Storage
+) -> tuple[dict[str, str], list[FieldError]]:
+    """The model and every dataset checked where they are (each error at its field)."""
     checked: dict[str, str] = {}
-    for name, default, check in (
-        ("model", "default", lambda v: check_model(v, storage, settings)),
-        ("dataset", "python-reference", lambda v: check_dataset(v, settings)),
-        ("heldout_dataset", None, lambda v: check_dataset(v, settings)),
-        ("general_dataset", None, lambda v: check_dataset(v, settings)),
+    errors: list[FieldError] = []
+    for name, check in (
+        ("model", lambda v: check_model(v, storage, settings)),
+        ("dataset", lambda v: check_dataset(v, settings)),
+        ("heldout_dataset", lambda v: check_dataset(v, settings)),
+        ("general_dataset", lambda v: check_dataset(v, settings)),
     ):
-        value = rest.get(name, default)
-        if not isinstance(value, str) or not value.strip():
-            continue  # unset (optional files), or RunConfig's own validation reported it
+        value = getattr(config, name)
+        if value is None:
+            continue  # an optional file left out
         try:
             checked[name] = check(value)
         except ValueError as exc:
             errors.append(FieldError((name,), str(exc)))
-    if config is not None and (problem := adapter_problem(config.adapter)) is not None:
+    return checked, errors
+
+
+def check_run(
+    config: RunConfig,
+    settings: Settings,
+    storage: Storage,
+    launcher: Launcher | None = None,
+    compare_with: str | None = None,
+) -> RunRequest:
+    """The checks pydantic cannot express: paths and hub ids where they are, this machine's
+    capacity, what its launcher and adapter need. RequestInvalid lists every problem at once."""
+    launcher = launcher or Launcher()
+    checked, errors = _checked_paths(config, settings, storage)
+    if (problem := launcher_problem(launcher)) is not None:
+        errors.append(FieldError(("launcher", "fsdp"), problem))
+    if (problem := adapter_problem(config.adapter)) is not None:
         errors.append(FieldError(("adapter", "kind"), problem))  # QLoRA where it cannot run
-    if config is not None and config.method == compare_with:
+    if config.method == compare_with:
         errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
-    if config is not None and not errors:
+    if not errors:
         config = config.model_copy(update=checked)
         errors += machine_errors(config, launcher, settings)
-    if errors or config is None:
+    if errors:
         raise RequestInvalid(errors)
     return RunRequest(config, launcher, compare_with)
+
+
+def check_request(body: RunCreate, settings: Settings, storage: Storage) -> RunRequest:
+    """A POST /api/runs body FastAPI has validated, through the domain checks (check_run)."""
+    return check_run(body.run_config(), settings, storage, body.launcher, body.compare_with)

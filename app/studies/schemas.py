@@ -1,8 +1,5 @@
-"""Response models of the studies API: they document /docs and name every field the pages use.
-
-Like the runs API's, they allow more keys (`extra="allow"`) so a model never silently drops one
-that app.studies.views returns.
-"""
+"""Response models of the studies API: the views build them, /docs shows them. Like the runs
+API's, they forbid keys they do not name, so the documented model is the answer."""
 
 from __future__ import annotations
 
@@ -10,14 +7,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from entrodrop.studies.status import STUDY_STATUSES
+from app.runs.schemas import FormField
+from entrodrop.runfolder import Status
+from entrodrop.studies.status import STUDY_STATUSES, Missing, StudyStatus
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Public(BaseModel):
+    # The view builds this model itself: a key it does not name is a bug, not an extension.
+    model_config = ConfigDict(extra="forbid")
 
 
-class Stat(_Open):
+class Stat(_Public):
     """Mean over seeds with the half-width of its 95% interval (None when n < 2)."""
 
     mean: float | None
@@ -25,29 +25,34 @@ class Stat(_Open):
     n: int
 
 
-class StudyLinks(_Open):
+class StudyLinks(_Public):
     page: str
     api: str
     csv: str
     cancel: str
 
 
-class StudyFacts(_Open):
-    statuses: list[str]
-    active: list[str]
-    run_active: list[str]
-    outcomes: list[dict[str, str]]
+class OutcomeFact(_Public):
+    name: str
+    label: str
+
+
+class StudyFacts(_Public):
+    statuses: list[StudyStatus]
+    active: list[StudyStatus]
+    run_active: list[Status]
+    outcomes: list[OutcomeFact]
     metric_labels: dict[str, str]
     no_interval: str
 
 
-class StudyRunPublic(_Open):
+class StudyRunPublic(_Public):
     """One run of a study: its variant, seed and live status."""
 
     id: str
     variant: str
     seed: int
-    status: str
+    status: Status | Missing = Field(description="the run's status; missing: its row is gone")
     error: str | None
     step: int
     total_steps: int | None
@@ -56,12 +61,12 @@ class StudyRunPublic(_Open):
     page: str | None
 
 
-class StudyPublic(_Open):
+class StudyPublic(_Public):
     """A study as the list shows it."""
 
     id: str
     name: str
-    status: str = Field(
+    status: StudyStatus = Field(
         description=", ".join(STUDY_STATUSES) + " (entrodrop.studies.status says what each means)"
     )
     resume: str | None = Field(
@@ -76,12 +81,12 @@ class StudyPublic(_Open):
     links: StudyLinks
 
 
-class StudiesPublic(_Open):
+class StudiesPublic(_Public):
     studies: list[StudyPublic]
     facts: StudyFacts
 
 
-class SummaryRow(_Open):
+class SummaryRow(_Public):
     """Per variant: n and each outcome's mean ± 95% CI over seeds."""
 
     variant: str
@@ -92,7 +97,7 @@ class SummaryRow(_Open):
     final_general: Stat
 
 
-class PairedRow(_Open):
+class PairedRow(_Public):
     """Per-seed differences of final held-out loss against `none` or the matching `random`."""
 
     variant: str
@@ -104,6 +109,23 @@ class PairedRow(_Open):
     reading: str
 
 
+class Curve(_Public):
+    """One metric of one variant over its seeds: the mean and its 95% band per step."""
+
+    step: list[int]
+    epoch: list[float]
+    mean: list[float]
+    lo: list[float]
+    hi: list[float]
+    n: list[int]
+
+
+class CurvePanel(_Public):
+    id: str
+    title: str
+    name: str
+
+
 class StudyDetail(StudyPublic):
     """One study: its runs, summary, paired differences, readings and curves per variant."""
 
@@ -112,12 +134,12 @@ class StudyDetail(StudyPublic):
     summary: list[SummaryRow]
     paired: list[PairedRow]
     readings: list[str]
-    curves: dict[str, dict[str, dict[str, list[Any]]]]
-    panels: list[dict[str, Any]]
+    curves: dict[str, dict[str, Curve]] = Field(description="variant -> metric -> curve")
+    panels: list[CurvePanel]
     facts: StudyFacts
 
 
-class StudyCreated(_Open):
+class StudyCreated(_Public):
     """The new study's id, its queued runs and its page."""
 
     id: str
@@ -125,20 +147,41 @@ class StudyCreated(_Open):
     url: str
 
 
-class StudyDeleted(_Open):
+class StudyDeleted(_Public):
     """The deleted study's id and the runs deleted with it (none unless ?runs=true)."""
 
     id: str
     deleted_runs: list[str]
 
 
-class StudyForm(_Open):
+class VariantChoice(_Public):
+    """One item of the variants checklist: the label a study gives it, and its spec."""
+
+    label: str
+    spec: str | dict[str, Any]
+    help: str
+
+
+class VariantPreset(_Public):
+    name: str
+    labels: list[str]
+
+
+class StudyForm(_Public):
     """What the new-study form offers."""
 
     defaults: dict[str, Any]
-    base_fields: list[dict[str, Any]]
-    entrodrop_fields: list[dict[str, Any]]
-    variants: list[dict[str, Any]]
-    presets: list[dict[str, Any]]
+    values: dict[str, Any]
+    base_fields: list[FormField]
+    entrodrop_fields: list[FormField]
+    shared_fields: list[str]
+    variants: list[VariantChoice]
+    presets: list[VariantPreset]
+    default_preset: str
     seeds: list[int]
+    max_seeds: int
+    max_variants: int
     max_runs: int
+    keep_checkpoints: bool
+    keep_checkpoints_help: str | None
+    allowed_data_dirs: list[str]

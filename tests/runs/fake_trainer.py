@@ -75,7 +75,11 @@ def crash(fake: Fake) -> None:
 
 
 def nospace(fake: Fake) -> None:
+    """Dies of a full disk when the test says so (it creates `die` in the run folder)."""
     fake.metric(1)
+    fake.ready()
+    while not (fake.folder.path / "die").exists():
+        time.sleep(0.05)
     raise OSError(28, "No space left on device")  # what a full disk does to a real trainer
 
 

@@ -400,9 +400,17 @@ def test_preview_of_the_first_batch(make_client: ClientFactory, tiny_model_dir: 
 def test_openapi_documents_the_runs_api(make_client: ClientFactory) -> None:
     with make_client() as client:
         spec = client.get("/openapi.json").json()
-        post = spec["paths"]["/api/runs"]["post"]
-        schema = post["requestBody"]["content"]["application/json"]["schema"]
-        assert {"model", "entrodrop", "launcher", "compare_with"} <= set(schema["properties"])
-        assert "$ref" not in json.dumps(schema)
+        bodies = {
+            url: spec["paths"][url]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            for url in ("/api/runs", "/api/runs/check", "/api/runs/preview")
+        }
+        assert set(map(json.dumps, bodies.values())) == {
+            json.dumps({"$ref": "#/components/schemas/RunCreate"})
+        }  # one body model, the one FastAPI validates
+        schema = spec["components"]["schemas"]["RunCreate"]
+        assert {"model", "entrodrop", "launcher", "compare_with", "preset"} <= set(
+            schema["properties"]
+        )
+        assert schema["additionalProperties"] is False
         for path in ("/api/runs/{run_id}/events", "/api/runs/{run_id}/metrics.csv", "/api/compare"):
             assert path in spec["paths"]

@@ -45,7 +45,7 @@ def test_pages_show_a_login_form_and_accept_the_query_token(entrodrop_home: Path
         # the token is answered with a cookie and a redirect to the same URL without it
         (hop,) = r.history
         assert hop.status_code == 303 and hop.headers["location"] == "/runs?x=1"
-        assert "entrodrop_token" in hop.headers.get("set-cookie", "")
+        assert "entrodrop_session_" in hop.headers.get("set-cookie", "")  # a session, not the token
         assert str(r.url).endswith("/runs?x=1")
         # the cookie now opens other pages and the API
         assert client.get("/api/runs").status_code == 200
