@@ -27,6 +27,7 @@ from app.runs.facts import (
 )
 from entrodrop.config import PRESETS, RunConfig, with_preset
 from entrodrop.launch import Launcher
+from entrodrop.names import NOTES_ALLOWED, check_printable
 from entrodrop.runfolder import Status
 
 # The baselines a run may be matched with (a twin that differs only by its method).
@@ -84,6 +85,16 @@ class RunPatch(BaseModel):
     tags: list[Tag] | None = Field(
         None, max_length=MAX_TAGS, description="labels: letters, digits and _ . : + -"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_printable(value)
+
+    @field_validator("notes")
+    @classmethod
+    def _printable_notes(cls, value: str | None) -> str | None:
+        return None if value is None else check_printable(value, NOTES_ALLOWED)
 
 
 class _Public(BaseModel):

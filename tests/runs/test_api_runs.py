@@ -296,6 +296,42 @@ def test_rename_tag_and_delete(make_client: ClientFactory, entrodrop_home: Path)
         assert client.get("/api/runs").json()["runs"] == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "evil\x00name"),
+        ("name", "\x1b[31mred"),
+        ("name", "abc\u202etxt.exe"),  # right-to-left override: shows as "abcexe.txt"
+        ("name", "two\nlines"),
+        ("name", "zero\u200bwidth"),
+        ("notes", "bell\x07"),
+        ("notes", "isolate \u2066x\u2069"),
+    ],
+)
+def test_names_and_notes_refuse_control_characters(
+    make_client: ClientFactory, field: str, value: str
+) -> None:
+    with make_client() as client:
+        run_id = client.post("/api/runs", json={}).json()["id"]
+        wait_finished(client, run_id)
+        res = client.patch(f"/api/runs/{run_id}", json={field: value})
+        assert res.status_code == 422, res.text
+        assert "control character" in res.json()["detail"] and res.json()["errors"][0]["loc"] == [
+            field
+        ]
+        assert client.get(f"/api/runs/{run_id}").json()[field] == ""
+        fine = "line one\n\tline two, café 中文" if field == "notes" else "café 中文 v2"
+        assert client.patch(f"/api/runs/{run_id}", json={field: fine}).json()[field] == fine
+
+
+def test_study_names_refuse_control_characters(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        body = {"name": "s\u202eevil", "variants": ["none"], "seeds": [0]}
+        res = client.post("/api/studies", json=body)
+        assert res.status_code == 422 and "control character" in res.json()["detail"]
+        assert client.get("/api/runs").json()["runs"] == []
+
+
 def test_cost_estimate_from_a_measured_step_time(make_client: ClientFactory) -> None:
     with make_client() as client:
         body = {"max_steps": 4000, "batch_size": 2, "grad_accum": 2, "seq_len": 64}
