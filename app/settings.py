@@ -72,7 +72,12 @@ class Settings(BaseSettings):
     max_seq_len: int | None = Field(
         None, ge=1, description="Cap on seq_len. Empty: the model's context length."
     )
-    max_queued_runs: int = Field(20, ge=1, description="Runs waiting at most; more get 429.")
+    max_queued_runs: int = Field(
+        100,
+        ge=1,
+        description="Runs waiting at most, single runs and studies' runs together; a request "
+        "that would pass it gets 429 (a study of 13 variants x 3 seeds queues 39).",
+    )
     max_uploads: int = Field(200, ge=1, description="Files kept in <home>/uploads at most.")
     max_upload_total_bytes: int = Field(
         1_000_000_000, ge=1, description="Bytes kept in <home>/uploads at most."

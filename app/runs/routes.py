@@ -32,7 +32,7 @@ from app.runs.schemas import (
     UploadPublic,
 )
 from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
-from app.runs.validate import RunRequest, check_queue_room, check_request
+from app.runs.validate import RunRequest, check_request, queue_room
 from entrodrop import runfolder as rf
 from entrodrop.data import DataError
 from entrodrop.models import ModelLoadError
@@ -191,8 +191,8 @@ async def api_upload(
     summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
 )
 async def api_create(req: RunRequestDep, runner: RunnerDep, storage: StorageDep) -> RunCreated:
-    check_queue_room(storage, runner.settings, len(req.configs()))  # 429 beyond max_queued_runs
-    ids = [runner.submit(config, req.launcher).id for config in req.configs()]
+    with queue_room(storage, runner.settings, len(req.configs())):  # 429 past max_queued_runs
+        ids = [runner.submit(config, req.launcher).id for config in req.configs()]
     group = ",".join(ids) if len(ids) > 1 else None
     if group:
         # A matched pair: the group id is the compare page's query, so each run links to it.

@@ -3,6 +3,9 @@ launcher and adapter), after FastAPI has validated the body (RunCreate): per-fie
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,17 +38,35 @@ class RunQueueFull(AppError):
 
 
 QUEUE_RETRY_AFTER_S = 60
+# Checking the room and queueing are one step: two requests must not both fit into the last room.
+_QUEUE_LOCK = threading.Lock()
 
 
-def check_queue_room(storage: Storage, settings: Settings, new_runs: int) -> None:
-    """Raise RunQueueFull (429) when `new_runs` more queued runs would pass the cap."""
+def check_queue_room(
+    storage: Storage, settings: Settings, new_runs: int, what: str = "this request"
+) -> None:
+    """Raise RunQueueFull (429) when `new_runs` more queued runs would pass the one bound on
+    what waits (ENTRODROP_MAX_QUEUED_RUNS), counted over runs and studies' runs together."""
     waiting = len(storage.list_runs(statuses=["queued"]))
-    if waiting + new_runs > settings.max_queued_runs:
+    cap = settings.max_queued_runs
+    room = max(0, cap - waiting)
+    if new_runs > room:
         raise RunQueueFull(
-            f"{waiting} runs are already queued (at most {settings.max_queued_runs} may wait); "
-            "cancel some or wait for them to start",
+            f"{waiting} runs are already queued (at most {cap} may wait, "
+            f"ENTRODROP_MAX_QUEUED_RUNS): room for {room}, and {what} would queue {new_runs} "
+            "runs; cancel some or wait for them to start",
             retry_after=QUEUE_RETRY_AFTER_S,
         )
+
+
+@contextmanager
+def queue_room(
+    storage: Storage, settings: Settings, new_runs: int, what: str = "this request"
+) -> Iterator[None]:
+    """Check the queue's room and queue the runs inside the block, with no other request between."""
+    with _QUEUE_LOCK:
+        check_queue_room(storage, settings, new_runs, what)
+        yield
 
 
 @dataclass

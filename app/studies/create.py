@@ -7,7 +7,7 @@ from typing import Any
 
 from app.errors import FieldError, RequestInvalid
 from app.runs.runner import JobRunner
-from app.runs.validate import check_run
+from app.runs.validate import check_run, queue_room
 from app.settings import Settings
 from app.studies.store import StudyStore
 from entrodrop.config import RunConfig
@@ -55,10 +55,12 @@ def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, in
 
 def create_study(study: StudyConfig, runner: JobRunner, store: StudyStore) -> dict[str, Any]:
     """Check, queue every run (seed by seed, variants in order) and record the study."""
-    check_size(study, runner.settings)
+    count = check_size(study, runner.settings)
     planned = checked_configs(study, runner)  # every check passes before anything is queued
-    runs = [
-        {"id": runner.submit(config).id, "variant": variant, "seed": seed}
-        for variant, seed, config in planned
-    ]
-    return store.create(study, runs)
+    # The study's runs wait in the one queue: they share its bound with single runs (429).
+    with queue_room(runner.storage, runner.settings, count, "this study"):
+        runs = [
+            {"id": runner.submit(config).id, "variant": variant, "seed": seed}
+            for variant, seed, config in planned
+        ]
+        return store.create(study, runs)
