@@ -13,8 +13,9 @@ import contextlib
 import logging
 import shutil
 import signal
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,17 @@ from entrodrop.launch import (
 log = logging.getLogger(__name__)
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
+KILLED_WAIT_S = 10.0  # how long a stopping server waits to record SIGKILLed children
+
+
+@contextlib.contextmanager
+def _retried_next_tick(run_id: str, doing: str) -> Iterator[None]:
+    """Bookkeeping of one run that may fail on a full disk (SQLite or a file): logged, left for
+    the next tick to do again, and never in the way of the other runs."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("run %s: %s failed (%s); trying again on the next poll", run_id, doing, exc)
 
 
 @dataclass
@@ -113,9 +125,11 @@ class JobRunner:
             await asyncio.sleep(0.1)
         for child in self._children.values():
             signal_tree(child.process.pid, signal.SIGKILL)
-        while self._children:
+        deadline = time.monotonic() + KILLED_WAIT_S
+        while self._children and time.monotonic() < deadline:
             self._reap()
             await asyncio.sleep(0.05)
+        # Anything left could not be recorded (a full disk): the next start's recovery does it.
         self.storage.close()
 
     def run_dir(self, run_id: str) -> Path:
@@ -247,17 +261,19 @@ class JobRunner:
         """One poll: ingest, mirror status, reap exits, enforce kill deadlines, launch from the queue."""
         now = time.monotonic()
         for run_id, child in list(self._children.items()):
-            self.storage.ingest_metrics(run_id, child.run_dir / rf.METRICS)
-            self._mirror_status(run_id, child)
-            child.process.enforce(now)
+            child.process.enforce(now)  # a kill deadline holds whatever the disk does
+            with _retried_next_tick(run_id, "reading its progress"):
+                self.storage.ingest_metrics(run_id, child.run_dir / rf.METRICS)
+                self._mirror_status(run_id, child)
         self._reap()
         for run_id, orphan in list(self._orphans.items()):
             if process_alive(orphan.pid, orphan.run_dir):
                 if now >= orphan.kill_at:
                     signal_tree(orphan.pid, signal.SIGKILL)
                 continue
-            self._drain(run_id, orphan.run_dir)
-            del self._orphans[run_id]
+            with _retried_next_tick(run_id, "recording its end"):
+                self._drain(run_id, orphan.run_dir)
+                del self._orphans[run_id]
         self._launch_queued()
 
     def _mirror_status(self, run_id: str, child: _Child) -> None:
@@ -287,15 +303,19 @@ class JobRunner:
             pass
 
     def _reap(self) -> None:
+        """Record the end of every child that has exited. A child leaves the table only once its
+        end is written: a write that fails (a full disk) is tried again on the next tick, and
+        meanwhile the run stays visibly running, not cancellable into nothing."""
         for run_id, child in list(self._children.items()):
             code = child.process.poll()
             if code is None:
                 continue
-            del self._children[run_id]
-            self._drain(run_id, child.run_dir)
-            child.status_mtime = 0.0
-            self._mirror_status(run_id, child)
-            self._finish(run_id, child, code)
+            with _retried_next_tick(run_id, "recording its end"):
+                self._drain(run_id, child.run_dir)
+                child.status_mtime = 0.0
+                self._mirror_status(run_id, child)
+                self._finish(run_id, child, code)
+                del self._children[run_id]
 
     def _finish(self, run_id: str, child: _Child, code: int) -> None:
         run = self.get(run_id)
@@ -314,10 +334,12 @@ class JobRunner:
         }
         if status == "succeeded":
             changes["progress"] = 1.0
-            processes = int(run.launcher.get("num_processes") or 1)
-            cost.remember(self.settings.home, child.run_dir, run.config, processes)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
+        if status == "succeeded":
+            processes = int(run.launcher.get("num_processes") or 1)
+            with contextlib.suppress(OSError):  # the next estimate is a nicety, the status is not
+                cost.remember(self.settings.home, child.run_dir, run.config, processes)
 
     def _launch_queued(self) -> None:
         slots = self.settings.max_concurrent_runs - len(self._children) - len(self._orphans)
