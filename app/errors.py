@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from entrodrop.data import DataError, DataTooLarge
 from entrodrop.models import ModelLoadError
+from entrodrop.paths import PathError
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ LIBRARY_STATUS: dict[type[Exception], int] = {
     DataTooLarge: 413,
     ModelLoadError: 422,
     DataError: 422,
+    PathError: 422,
 }
 
 

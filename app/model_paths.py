@@ -6,6 +6,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from entrodrop.models import ModelLoadError
+from entrodrop.paths import PathError, resolve_user_path
 
 
 def check_model_folder(path: Path, settings: Settings) -> Path:
@@ -14,8 +15,11 @@ def check_model_folder(path: Path, settings: Settings) -> Path:
     A private server (no access token) loads any folder, as the CLI does; a shared one only
     folders inside ENTRODROP_ALLOWED_MODEL_DIRS (symlinks resolved, so none lead out).
     """
-    full = path.expanduser().resolve()
-    allowed = [Path(d).expanduser().resolve() for d in settings.allowed_model_dirs]
+    try:
+        full = resolve_user_path(path)
+        allowed = [resolve_user_path(d) for d in settings.allowed_model_dirs]
+    except PathError as exc:
+        raise ModelLoadError(str(exc)) from exc
     if not allowed:
         if settings.token:
             raise ModelLoadError(

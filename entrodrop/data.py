@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 
 import torch
 
+from entrodrop.paths import PathError, expand_user, resolve_user_path
+
 PYTHON_REFERENCE = "python-reference"
 GENERAL_TEXT = "general-text"
 BUILTIN_DATASETS = (PYTHON_REFERENCE, GENERAL_TEXT)
@@ -273,7 +275,7 @@ def read_user_file(path: str | Path, max_text_bytes: int | None = None) -> list[
     The file is streamed (parquet by batches, jsonl by lines) against `max_text_bytes`
     (None: ENTRODROP_MAX_TEXT_BYTES, else no cap).
     """
-    p = Path(path).expanduser()
+    p = expand_user(path)
     if not p.is_file():
         raise DataError(f"no such file: {path}")
     try:
@@ -307,12 +309,13 @@ def check_path_allowed(path: str | Path, allowed_dirs: Sequence[str | Path]) -> 
     if not allowed_dirs:
         raise DataError("naming files by path is disabled on this server (no allowed folders)")
     raw = str(path)
-    if "\x00" in raw:
-        raise DataError("invalid path")
-    candidate = Path(raw).expanduser()
-    for base in allowed_dirs:
-        root = Path(base).expanduser().resolve()
-        full = (root / candidate).resolve() if not candidate.is_absolute() else candidate.resolve()
+    try:
+        candidate = expand_user(raw)
+        roots = [resolve_user_path(base) for base in allowed_dirs]
+        fulls = [resolve_user_path(root / candidate) for root in roots]  # absolute: candidate
+    except PathError as exc:
+        raise DataError(str(exc)) from exc
+    for root, full in zip(roots, fulls, strict=True):
         if full == root or root in full.parents:
             return full
     raise DataError(f"{raw} is outside the allowed data folders")

@@ -20,7 +20,7 @@ import torch
 
 from entrodrop import runfolder
 from entrodrop.adapters import adapter_base_name, is_adapter_folder, merge_adapter
-from entrodrop.paths import model_cache_dir, runs_dir
+from entrodrop.paths import PathError, expand_user, model_cache_dir, runs_dir
 from entrodrop.precision import Precision, PrecisionError, choose_precision
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,10 @@ def resolve_spec(spec: str, runs_path: Path | None = None) -> tuple[str, bool]:
         return str(ensure_default_checkpoint()), True
     if spec.startswith("run:"):
         return str(run_checkpoint_dir(spec[4:], runs_path)), True
-    path = Path(spec).expanduser()
+    try:
+        path = expand_user(spec)
+    except PathError as exc:
+        raise ModelLoadError(str(exc)) from exc
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"{spec} is a file: give the checkpoint's folder")

@@ -28,6 +28,7 @@ from entrodrop.data import (
 )
 from entrodrop.launch import Launcher, launcher_problem
 from entrodrop.models import check_local_checkpoint
+from entrodrop.paths import expand_user
 from entrodrop.runfolder import ADAPTER_CONFIG, is_run_id
 
 
@@ -100,7 +101,7 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
             )
         return spec
     check_name_lengths(spec)  # a DataError (a ValueError): 422, not an OSError's 500
-    path = Path(spec).expanduser()
+    path = expand_user(spec)  # a PathError (a ValueError) for ~nosuchuser
     if path.is_absolute() or spec.startswith((".", "~")) or path.exists():
         path = check_model_folder(path, settings)  # the allowed-folder rule before any look
         if not path.is_dir():
@@ -206,8 +207,10 @@ def _checked_paths(
             continue  # an optional file left out
         try:
             checked[name] = check(value)
-        except ValueError as exc:
+        except ValueError as exc:  # DataError, ModelLoadError, PathError: said for a person
             errors.append(FieldError((name,), str(exc)))
+        except OSError as exc:  # a look-up the system refused (permissions, a name too long)
+            errors.append(FieldError((name,), f"cannot use {value!r}: {exc.strerror or exc}"))
     return checked, errors
 
 
