@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 import torch
 
 from app.model_service import ModelService
 from app.runs.schemas import PreviewPoint, RunPreview
 from entrodrop.config import DROPPING_METHODS, RunConfig
-from entrodrop.data import build_blocks, load_dataset
+from entrodrop.data import (
+    PYTHON_REFERENCE,
+    DatasetTexts,
+    build_blocks,
+    is_builtin,
+    load_dataset,
+)
 from entrodrop.models import LoadedModel
 from entrodrop.policy import drop_rate, entropy_threshold, select_drops, select_random_drops
+from entrodrop.sandbox import limits_for, run_isolated
 from entrodrop.scoring import score_ids
 
 PROGRESS_POINTS = (0.0, 0.5, 1.0)
@@ -51,7 +60,7 @@ class PreviewService:
         loaded = get_model(config.model)
         rows = min(config.batch_size, MAX_ROWS)
         length = min(config.seq_len, MAX_TOKENS)
-        data = load_dataset(config.dataset, heldout=config.heldout_dataset)
+        data = self._dataset(config)
         # ~8 characters per token leaves a wide margin for a one-block-per-row batch.
         texts = _first_texts(data.train, rows * length * 8)
         cap = rows * length
@@ -62,6 +71,18 @@ class PreviewService:
         arrays = score_ids(loaded, ids, top_k=0)
         entropies = torch.stack([a.entropy for a in arrays])  # (B, T), NaN at t = 0
         return self._result(config, loaded, ids, entropies)
+
+    def _dataset(self, config: RunConfig) -> DatasetTexts:
+        """The run's data; a user's file is read in a memory-limited child (it may lie about
+        its size) within the server's decoded-text budget."""
+        specs = (config.dataset, config.heldout_dataset or PYTHON_REFERENCE)
+        if all(is_builtin(spec) for spec in specs):
+            return load_dataset(config.dataset, heldout=config.heldout_dataset)
+        budget = self._model_service().settings.text_budget
+        read = partial(
+            load_dataset, config.dataset, max_text_bytes=budget, heldout=config.heldout_dataset
+        )
+        return run_isolated(read, name=Path(config.dataset).name, limits=limits_for(budget))
 
     @staticmethod
     def _result(

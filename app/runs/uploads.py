@@ -9,7 +9,8 @@ from pathlib import Path
 from app.errors import AppError, PayloadTooLarge
 from app.runs.schemas import UploadPublic
 from app.settings import Settings
-from entrodrop.data import parse_text_file, uploads_dir
+from entrodrop.data import uploads_dir
+from entrodrop.sandbox import check_upload
 
 # Multipart framing around an uploaded file, on top of its own cap (app.limits caps the body).
 UPLOAD_FRAMING = 64_000
@@ -61,8 +62,9 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> UploadPublic:
     if len(raw) > settings.max_upload_bytes:
         raise too_large(settings)
     name = Path(filename or "upload.txt").name
-    # DataError: wrong type, empty, not UTF-8, bad JSONL; DataTooLarge (413): over the text budget
-    texts = parse_text_file(raw, name, settings.text_budget)
+    # Parsed in a memory-limited child (a file may lie about its size). DataError: wrong type,
+    # empty, not UTF-8, bad JSONL; DataTooLarge (413): over the text budget or the memory.
+    summary = check_upload(raw, name, settings.text_budget)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "upload"
     digest = hashlib.sha256(raw).hexdigest()[:12]
     folder = uploads_dir(settings.home)
@@ -81,6 +83,6 @@ def save_upload(raw: bytes, filename: str, settings: Settings) -> UploadPublic:
         dataset=str(path),
         name=name,
         bytes=len(raw),
-        n_texts=len(texts),
-        n_chars=sum(len(t) for t in texts),
+        n_texts=summary.n_texts,
+        n_chars=summary.n_chars,
     )
