@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -88,9 +89,26 @@ def browser_page() -> Iterator[Any]:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # Waits are for events; their timeouts only catch a hang (Playwright's own is 30 s).
             page.set_default_timeout(PATIENCE_MS)
+            page.wait_for_function = _as_functions(page.wait_for_function)
             yield page
         finally:
             browser.close()
+
+
+FUNCTION = re.compile(r"^\s*(async\s+)?(function\b|\([^()]*\)\s*=>|[A-Za-z_$][\w$]*\s*=>)")
+
+
+def _as_functions(wait_for_function: Any) -> Any:
+    """page.wait_for_function that takes expressions as functions: Playwright polls a string
+    expression with eval(), which the pages' Content-Security-Policy (script-src 'self') forbids;
+    a function it compiles through the debugger, which no policy blocks."""
+
+    def wait(expression: str, *args: Any, **kwargs: Any) -> Any:
+        if not FUNCTION.match(expression):
+            expression = f"() => ({expression.strip()})"
+        return wait_for_function(expression, *args, **kwargs)
+
+    return wait
 
 
 def screenshot(page: Any, name: str) -> Path:
