@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from entrodrop.data import DataError, DataTooLarge
 from entrodrop.generation import GenerationError
 from entrodrop.models import ModelLoadError
+from entrodrop.paths import PathError
 from entrodrop.tokens import NoTokenRecord, TokenRecordError
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,23 @@ class FieldError:
         return {"loc": list(self.loc), "field": self.field, "msg": self.msg}
 
 
+def field_errors(errors: Sequence[Any], prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    """Pydantic's error list (a ValidationError's, or FastAPI's for a request) as FieldErrors:
+    the one converter. FastAPI's `body` location is dropped (the form names fields, not bodies)."""
+    out = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        if loc[:1] == ("body",):
+            loc = loc[1:]
+        loc = prefix + loc
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        # The model-level check about thresholds belongs beside the threshold field.
+        if loc[-1:] == ("entrodrop",) and "threshold" in msg:
+            loc = (*loc, "threshold")
+        out.append(FieldError(loc, msg))
+    return out
+
+
 class RequestInvalid(AppError):
     """A request with per-field errors; `detail` is one readable line for people and clients."""
 
@@ -141,6 +160,7 @@ LIBRARY_STATUS: dict[type[Exception], int] = {
     NoTokenRecord: 404,  # a run without a token record (yet)
     TokenRecordError: 422,  # a step not recorded, runs that follow different tokens
     GenerationError: 422,
+    PathError: 422,
 }
 
 
@@ -153,8 +173,10 @@ def readable_errors(errors: Sequence[Any]) -> str:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx", {}).get("error", "")
             parts.append(f"the request body is not valid JSON ({ctx or msg})")
+        elif err.get("type") in ("model_attributes_type", "dict_type") and not loc:
+            parts.append(f"expected a JSON object, not {type(err.get('input')).__name__}")
         elif err.get("type") == "missing":
-            parts.append(f"'{'.'.join(loc)}' is required")
+            parts.append(f"'{'.'.join(loc)}' is required" if loc else "a JSON body is required")
         elif err.get("type") == "extra_forbidden":
             parts.append(f"unknown field '{'.'.join(loc)}'")
         elif err.get("type") == "value_error" and loc and loc[-1] in msg:
@@ -177,11 +199,41 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def send_error(
+    scope: Any,
+    receive: Any,
+    send: Any,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer a request from a pure ASGI middleware with the house error body (the same
+    renderer as every route's errors)."""
+    await error_response(status, detail, headers=headers)(scope, receive, send)
+
+
+DISK_FULL = "the disk is full"
+
+
 def _os_error(exc: OSError) -> JSONResponse:
     # A full or vanished disk after start-up: say so plainly instead of a bare 500.
-    full = exc.errno == errno.ENOSPC
-    detail = f"the server could not write its files: {exc.strerror or exc}"
-    return error_response(507 if full else 500, detail)
+    if exc.errno == errno.ENOSPC:
+        detail = f"the server could not write its files: {DISK_FULL} ({exc.strerror or exc})"
+        return error_response(507, detail)
+    return error_response(500, f"the server could not write its files: {exc.strerror or exc}")
+
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"): a write that found no room."""
+    full = getattr(sqlite3, "SQLITE_FULL", 13)
+    return getattr(exc, "sqlite_errorcode", None) == full or "disk is full" in str(exc)
+
+
+def _database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+    if is_disk_full(exc):
+        return error_response(507, f"the server could not write its database: {DISK_FULL}")
+    log.exception("database error on %s", request.url.path, exc_info=exc)
+    return error_response(500, "internal server error")
 
 
 async def handle_error(request: Request, exc: Exception) -> JSONResponse:
@@ -189,13 +241,8 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, AppError):
         return error_response(exc.status_code, exc.detail, exc.errors, exc.headers())
     if isinstance(exc, RequestValidationError):
-        errors = exc.errors()
-        # `detail` is a sentence; `errors` keeps pydantic's list (made JSON-safe) for tools.
-        safe = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-            for e in errors
-        ]
-        return error_response(422, readable_errors(errors), safe)
+        invalid = RequestInvalid(field_errors(exc.errors()), readable_errors(exc.errors()))
+        return error_response(422, invalid.detail, invalid.errors)
     if isinstance(exc, StarletteHTTPException):
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, str(exc.detail), headers=headers)
@@ -204,6 +251,8 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
             return error_response(status, str(exc))
     if isinstance(exc, OSError):
         return _os_error(exc)
+    if isinstance(exc, sqlite3.Error):
+        return _database_error(request, exc)
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return error_response(500, "internal server error")
 
@@ -216,6 +265,7 @@ def install(app: FastAPI) -> None:
         StarletteHTTPException,
         *LIBRARY_STATUS,
         OSError,
+        sqlite3.Error,
         Exception,
     )
     for kind in kinds:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.deps import ModelServiceDep
 from app.model_service import ModelService
@@ -16,6 +14,8 @@ router = APIRouter(tags=["health"])
 class HealthPublic(BaseModel):
     """Server status; `model_loaded` turns true once the background load has finished."""
 
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     status: str
     model_loaded: bool
     model: str | None
@@ -24,20 +24,20 @@ class HealthPublic(BaseModel):
     error: str | None
 
 
-def health(service: ModelService) -> dict[str, Any]:
+def health(service: ModelService) -> HealthPublic:
     """The data of GET /api/health (and the page's model badge)."""
     status = service.status()
-    return {
-        "status": "ok",
-        "model_loaded": status["model_loaded"],
-        "model": status["model"],
-        "spec": status["spec"],
-        "state": status["state"],
-        "error": status["error"],
-    }
+    return HealthPublic(
+        status="ok",
+        model_loaded=status["model_loaded"],
+        model=status["model"],
+        spec=status["spec"],
+        state=status["state"],
+        error=status["error"],
+    )
 
 
 @router.get("/api/health", response_model=HealthPublic)
-async def api_health(service: ModelServiceDep) -> dict[str, Any]:
+async def api_health(service: ModelServiceDep) -> HealthPublic:
     """Server status; `model_loaded` turns true once the background load has finished."""
     return health(service)

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.security import is_loopback
 from app.settings import Settings
 from entrodrop.models import ModelLoadError, check_local_checkpoint
 from entrodrop.network import hub_reachable as _hub_answers
+from entrodrop.network import is_loopback
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PROBE_TTL_S = 60.0  # one probe a minute, whatever the number of requests

@@ -1,9 +1,10 @@
-"""Request body caps: a 413 with a JSON `detail` before an oversized body is read or spooled."""
+"""Request body caps: a 413 (the house error body) before an oversized body is read or spooled."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from app.errors import send_error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -35,7 +36,7 @@ class BodyLimitMiddleware:
         cap = self.caps.get(scope.get("path", ""), self.default_cap)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
-            await self._refuse(send, cap)
+            await _refuse(scope, receive, send, cap)
             return
         state = {"received": 0, "refused": False, "started": False}
 
@@ -48,7 +49,7 @@ class BodyLimitMiddleware:
                 if state["received"] > cap:
                     state["refused"] = True
                     if not state["started"]:
-                        await self._refuse(send, cap)
+                        await _refuse(scope, receive, send, cap)
                     return {"type": "http.disconnect"}
             return message
 
@@ -65,19 +66,8 @@ class BodyLimitMiddleware:
             if not state["refused"]:
                 raise  # a real error; one caused by the cut-off body is already answered
 
-    @staticmethod
-    async def _refuse(send: Any, cap: int) -> None:
-        detail = f"the request body is larger than the {cap} bytes this endpoint accepts"
-        body = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _refuse(scope: Scope, receive: Any, send: Any, cap: int) -> None:
+    detail = f"the request body is larger than the {cap} bytes this endpoint accepts"
+    # The connection closes: the rest of the body is never read.
+    await send_error(scope, receive, send, 413, detail, headers={"Connection": "close"})

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import errors, health
+from app.headers import SecurityHeaders
 from app.home_lock import HomeLockService, check_home
 from app.inspect import routes as inspect_routes
 from app.leftovers import LeftoverCleaner
@@ -26,6 +27,8 @@ from app.runs.runner import JobRunner
 from app.runs.storage import Storage, check_database
 from app.runs.uploads import UPLOAD_FRAMING
 from app.security import TokenMiddleware, redact_access_log
+from app.sessions import Sessions
+from app.sessions import router as sessions_router
 from app.settings import Settings
 from app.studies import routes as studies_routes
 from app.studies.store import StudyStore
@@ -68,7 +71,8 @@ def add_limits(app: FastAPI, settings: Settings) -> None:
     caps = {"/api/uploads": upload_cap, "/api/text-file": upload_cap}
     app.add_middleware(BodyLimitMiddleware, default_cap=text_cap, caps=caps)
     if settings.token:
-        app.add_middleware(TokenMiddleware, token=settings.token)
+        app.state.sessions = Sessions(settings.session_lifetime_s)
+        app.add_middleware(TokenMiddleware, token=settings.token, sessions=app.state.sessions)
 
 
 VENDOR = "/static/vendor"
@@ -167,11 +171,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     add_api_docs(app)
     add_limits(app, settings)
-    app.add_middleware(RequestGuard, settings=settings)  # outermost: Host and Origin first
+    app.add_middleware(RequestGuard, settings=settings)  # Host and Origin first
+    app.add_middleware(SecurityHeaders)  # outermost: every answer, refusals and login included
     redact_access_log()
     for router in (health.router, inspect_routes.router, runs_routes.router, runs_routes.api):
         app.include_router(router)
     app.include_router(studies_routes.router)
     app.include_router(studies_routes.api)
     app.include_router(tokens_routes.api)
+    app.include_router(sessions_router)
     return app

@@ -17,6 +17,7 @@ from app.hub import is_shared
 from app.settings import Settings
 from entrodrop.data import DataError
 from entrodrop.models import ModelLoadError
+from entrodrop.paths import PathError, expand_user, resolve_user_path
 
 PathKind = Literal["model", "data"]
 VARIABLE = {"model": "ENTRODROP_ALLOWED_MODEL_DIRS", "data": "ENTRODROP_ALLOWED_DATA_DIRS"}
@@ -42,17 +43,14 @@ class PathRule:
 
 
 def expand(path: str | Path) -> Path:
-    """`~` expanded; a `~user` that does not exist is a ValueError (a 422), not a RuntimeError."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: no such user's home folder") from exc
+    """`~` expanded; an unknown `~user` or a NUL byte is a PathError (a ValueError: 422)."""
+    return expand_user(path)
 
 
 def path_rule(settings: Settings, kind: PathKind) -> PathRule:
     """The rule in force for `kind` on this server."""
     listed = settings.allowed_model_dirs if kind == "model" else settings.allowed_data_dirs
-    roots = tuple(expand(d).resolve() for d in listed)
+    roots = tuple(resolve_user_path(d) for d in listed)
     return PathRule(kind, anywhere=not roots and not is_shared(settings), roots=roots)
 
 
@@ -80,8 +78,8 @@ def check_model_folder(path: Path, settings: Settings) -> Path:
             f"(set {VARIABLE['model']}); use 'default' or a run"
         )
     try:
-        full = expand(path).resolve()
-    except ValueError as exc:
+        full = resolve_user_path(path)
+    except PathError as exc:
         raise ModelLoadError(str(exc)) from exc
     if rule.allows(full):
         return full
@@ -97,15 +95,18 @@ def check_data_path(spec: str, settings: Settings, also: Path) -> Path:
     rule = path_rule(settings, "data")
     if "\x00" in spec:
         raise DataError("invalid path")
-    candidate = expand(spec)
-    roots = [*rule.roots, expand(also).resolve()]
-    inside = [
-        full
-        for root in roots
-        if (full := (root / candidate).resolve()) == root or root in full.parents
-    ]  # an absolute candidate ignores the root: it is inside one or none
-    if rule.anywhere:
-        inside.append(candidate.resolve())
+    try:
+        candidate = expand(spec)
+        roots = [*rule.roots, resolve_user_path(also)]
+        inside = [
+            full
+            for root in roots
+            if (full := resolve_user_path(root / candidate)) == root or root in full.parents
+        ]  # an absolute candidate ignores the root: it is inside one or none
+        if rule.anywhere:
+            inside.append(resolve_user_path(candidate))
+    except PathError as exc:
+        raise DataError(str(exc)) from exc
     found = next((full for full in inside if full.exists()), None)
     if found is not None:
         return found

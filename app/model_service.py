@@ -21,6 +21,7 @@ from app.model_paths import check_model_folder
 from app.score_job import ScoreJob
 from app.settings import Settings
 from entrodrop.models import LoadedModel, ModelLoadError
+from entrodrop.paths import expand_user
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class ModelService:
     def _load(self, spec: str) -> LoadedModel:
         try:
             # The server's own model was chosen by whoever started it; others are requests.
-            local = Path(spec).expanduser()  # the allowed-folder rule before any look at it
+            local = expand_user(spec)  # the allowed-folder rule before any look at it
             if spec != self.spec and (local.is_absolute() or spec[:1] in ".~" or local.exists()):
                 spec = str(check_model_folder(Path(spec), self.settings))
             elif spec != self.spec and is_hub_id(spec):

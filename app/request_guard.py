@@ -4,13 +4,14 @@ JSON-only bodies and a double-submit CSRF token, checked before any route sees t
 from __future__ import annotations
 
 import ipaddress
-import json
 import secrets
 import socket
+from collections.abc import Mapping
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.errors import send_error
 from app.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -91,13 +92,13 @@ class RequestGuard:
         headers = _headers(scope)
         problem = self._host_problem(headers.get("host"))
         if problem:
-            await _refuse(scope, send, 400, problem)
+            await _refuse(scope, receive, send, 400, problem)
             return
         method = scope.get("method", "GET")
         if scope["type"] == "websocket" or method in UNSAFE_METHODS:
             checked = self._origin_problem(scope, headers) or self._body_problem(scope, headers)
             if checked:
-                await _refuse(scope, send, *checked)
+                await _refuse(scope, receive, send, *checked)
                 return
         if scope["type"] == "http" and method in ("GET", "HEAD"):
             name = _cookie_name(scope, headers)
@@ -174,10 +175,15 @@ def _from_browser(headers: dict[str, str]) -> bool:
     return "origin" in headers or any(k.startswith("sec-fetch-") for k in headers)
 
 
-def _cookie_name(scope: Scope, headers: dict[str, str]) -> str:
+def origin_port(scope: Mapping[str, Any], headers: dict[str, str]) -> int:
+    """The port the browser reached this server on (its Host's, else the scheme's default)."""
     _, port = split_host(headers.get("host", ""))
     scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme"))
-    return f"{CSRF_COOKIE}{port or DEFAULT_PORTS.get(str(scheme), 80)}"
+    return port if port and port > 0 else DEFAULT_PORTS.get(str(scheme), 80)
+
+
+def _cookie_name(scope: Scope, headers: dict[str, str]) -> str:
+    return f"{CSRF_COOKIE}{origin_port(scope, headers)}"
 
 
 def _csrf_cookie(headers: dict[str, str], name: str) -> str | None:
@@ -211,19 +217,8 @@ def _setting_csrf_cookie(send: Any, name: str) -> Any:
     return wrapped
 
 
-async def _refuse(scope: Scope, send: Any, status: int, detail: str) -> None:
+async def _refuse(scope: Scope, receive: Any, send: Any, status: int, detail: str) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4000 + status})
         return
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(scope, receive, send, status, detail)

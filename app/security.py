@@ -1,23 +1,28 @@
 """Access token check for every page and API call when the server is shared (ENTRODROP_TOKEN):
-the token leaves the URL by a redirect and never reaches the access log; wrong ones are throttled."""
+a browser logs in once and holds a session (app.sessions), the token leaves the URL by a
+redirect and never reaches the access log; wrong ones are throttled."""
 
 from __future__ import annotations
 
 import html
-import ipaddress
-import json
 import logging
 import re
 import secrets
 import time
 from collections import deque
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlencode
+from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlencode
 
-COOKIE = "entrodrop_token"
+from fastapi.responses import HTMLResponse
+
+from app.errors import send_error
+from app.sessions import Sessions, cookie_name
+
 # Open without a token: the health probe (Docker HEALTHCHECK) and static assets of the login page.
 OPEN_PREFIXES = ("/api/health", "/static/", "/favicon.ico")
+TOKEN_PARAM = "token"  # ?token=... logs a browser in (and leaves the URL by a redirect)
 
 # Wrong tokens a client may present per window before it is told to wait (429, Retry-After).
 MAX_FAILURES = 10
@@ -27,36 +32,34 @@ MAX_TRACKED_CLIENTS = 10_000  # a flood of addresses cannot grow the table witho
 Scope = dict[str, Any]
 
 
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (the only ones served without a token)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+@dataclass
+class Presented:
+    """What a request carries: a token (header or query) and/or a session cookie."""
+
+    token: str | None = None
+    from_query: bool = False
+    session: str | None = None
 
 
-def _presented_token(scope: Scope) -> tuple[str | None, bool]:
-    """(token from header, query or cookie; whether it came from the query string)."""
+def _presented(scope: Scope) -> Presented:
     headers = {
         k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
     }
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        return auth[7:].strip(), False
+        return Presented(auth[7:].strip())
     if "x-entrodrop-token" in headers:
-        return headers["x-entrodrop-token"].strip(), False
+        return Presented(headers["x-entrodrop-token"].strip())
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    if query.get("token"):
-        return query["token"][0], True
-    cookie = SimpleCookie()
+    if query.get(TOKEN_PARAM):
+        return Presented(query[TOKEN_PARAM][0], from_query=True)
+    cookie: SimpleCookie = SimpleCookie()
     try:
         cookie.load(headers.get("cookie", ""))
-    except Exception:  # a malformed Cookie header is simply no token
-        return None, False
-    morsel = cookie.get(COOKIE)
-    return (morsel.value if morsel else None), False
+    except Exception:  # a malformed Cookie header is simply no session
+        return Presented()
+    morsel = cookie.get(cookie_name(scope))
+    return Presented(session=morsel.value if morsel else None)
 
 
 LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -71,11 +74,13 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 
 class TokenMiddleware:
-    """Pure ASGI middleware (streams such as SSE pass through untouched)."""
+    """Pure ASGI middleware (streams such as SSE pass through untouched): the token (header or
+    query) or a live session (cookie) opens everything but OPEN_PREFIXES."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str, sessions: Sessions) -> None:
         self.app = app
         self.token = token
+        self.sessions = sessions
         self.throttle = Throttle()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -86,43 +91,50 @@ class TokenMiddleware:
         if path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
-        presented, from_query = _presented_token(scope)
+        presented = _presented(scope)
+        if presented.session is not None and self.sessions.valid(presented.session):
+            await self.app(scope, receive, send)
+            return
+        # A stale or unknown session is no credential (an old cookie after a restart): the
+        # login page, without counting it as a guess.
         client = (scope.get("client") or ("?", 0))[0]
-        if presented is not None:
+        if presented.token is not None:
             wait = self.throttle.wait_s(client)
             if wait and scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 4429})
                 return
             if wait:
-                await _send_json(send, 429, "too many wrong access tokens; wait", wait)
+                detail = f"too many wrong access tokens; wait {wait} s"
+                await send_error(scope, receive, send, 429, detail, {"Retry-After": str(wait)})
                 return
-        ok = presented is not None and secrets.compare_digest(
-            presented.encode("utf-8", "surrogateescape"), self.token.encode()
+        ok = presented.token is not None and secrets.compare_digest(
+            presented.token.encode("utf-8", "surrogateescape"), self.token.encode()
         )
         if not ok:
-            if presented is not None:
+            if presented.token is not None:
                 self.throttle.failed(client)
-            await self._refuse(scope, send, path, wrong=presented is not None)
+            await self._refuse(scope, receive, send, path, wrong=presented.token is not None)
             return
-        if from_query and scope.get("method") in ("GET", "HEAD"):
-            # Keep the token out of the address bar, history and later logs: cookie + redirect.
-            await self._redirect_without_token(scope, send)
+        if presented.from_query and scope.get("method") in ("GET", "HEAD"):
+            # Keep the token out of the address bar, history and later logs: a session + redirect.
+            await self._redirect_with_session(scope, send)
             return
         await self.app(scope, receive, send)
 
-    async def _redirect_without_token(self, scope: Scope, send: Any) -> None:
+    async def _redirect_with_session(self, scope: Scope, send: Any) -> None:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        rest = urlencode([(k, v) for k, v in query if k != "token"])
+        rest = urlencode([(k, v) for k, v in query if k != TOKEN_PARAM])
         location = (
             scope.get("root_path", "") + scope.get("path", "/") + (f"?{rest}" if rest else "")
         )
+        cookie = self.sessions.set_cookie(cookie_name(scope), self.sessions.create())
         await send(
             {
                 "type": "http.response.start",
                 "status": 303,
                 "headers": [
                     (b"location", location.encode("latin-1", "replace")),
-                    (b"set-cookie", self._cookie().encode()),
+                    (b"set-cookie", cookie.encode()),
                     (b"cache-control", b"no-store"),
                     (b"content-length", b"0"),
                 ],
@@ -130,10 +142,7 @@ class TokenMiddleware:
         )
         await send({"type": "http.response.body", "body": b""})
 
-    def _cookie(self) -> str:
-        return f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-
-    async def _refuse(self, scope: Scope, send: Any, path: str, wrong: bool) -> None:
+    async def _refuse(self, scope: Scope, receive: Any, send: Any, path: str, wrong: bool) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401})
             return
@@ -141,20 +150,12 @@ class TokenMiddleware:
             "wrong access token" if wrong else "this server needs an access token (ENTRODROP_TOKEN)"
         )
         if path.startswith("/api") or path in ("/openapi.json",):
-            body = json.dumps({"detail": detail}).encode()
-            ctype = b"application/json"
-        else:
-            error = f'<p class="error">{html.escape(detail)}</p>' if wrong else ""
-            body = LOGIN_PAGE.format(path=html.escape(path, quote=True), error=error).encode()
-            ctype = b"text/html; charset=utf-8"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [(b"content-type", ctype), (b"www-authenticate", b"Bearer")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            await send_error(scope, receive, send, 401, detail, {"WWW-Authenticate": "Bearer"})
+            return
+        error = f'<p class="error">{html.escape(detail)}</p>' if wrong else ""
+        page = LOGIN_PAGE.format(path=html.escape(path, quote=True), error=error)
+        headers = {"WWW-Authenticate": "Bearer"}
+        await HTMLResponse(page, status_code=401, headers=headers)(scope, receive, send)
 
 
 class Throttle:
@@ -192,18 +193,21 @@ class Throttle:
         self._failures[client] = times
 
 
-async def _send_json(send: Any, status: int, detail: str, retry_after: int | None = None) -> None:
-    body = json.dumps({"detail": f"{detail} {retry_after} s" if retry_after else detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if retry_after:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 # ---------------------------------------------------------------- access log
 
-_TOKEN_IN_URL = re.compile(r"(?i)([?&]token=)[^&\s\"]*")
+_QUERY_PAIR = re.compile(r"([?&])([^=&\s\"#]*)=([^&\s\"#]*)")
+
+
+def redact_query(text: str) -> str:
+    """`text` (a URL, a log line) with the value of every `token` query parameter replaced,
+    matched by its decoded name as the server reads it: `?%74oken=` and `?TOKEN=` too."""
+
+    def pair(match: re.Match[str]) -> str:
+        sep, name, value = match.groups()
+        secret = unquote_plus(name).lower() == TOKEN_PARAM
+        return f"{sep}{name}={'[redacted]' if secret else value}"
+
+    return _QUERY_PAIR.sub(pair, text)
 
 
 class RedactTokens(logging.Filter):
@@ -211,12 +215,9 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
-            record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+            record.msg = redact_query(record.msg)
         return True
 
 

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = Field(None, description="Access token; required when host is not loopback.")
+    session_lifetime_s: float = Field(
+        12 * 3600.0,
+        gt=0,
+        description="How long a browser's login (session cookie) lasts on a shared server.",
+    )
     load_model_on_startup: bool = True
     max_score_tokens: int = Field(20_000, ge=1, description="Cap on tokens per scored text.")
     max_upload_bytes: int = Field(5_000_000, ge=1, description="Cap on an uploaded file's size.")
@@ -77,7 +82,12 @@ class Settings(BaseSettings):
     max_seq_len: int | None = Field(
         None, ge=1, description="Cap on seq_len. Empty: the model's context length."
     )
-    max_queued_runs: int = Field(20, ge=1, description="Runs waiting at most; more get 429.")
+    max_queued_runs: int = Field(
+        100,
+        ge=1,
+        description="Runs waiting at most, single runs and studies' runs together; a request "
+        "that would pass it gets 429 (the reproduction study, 16 variants x 3 seeds, queues 48).",
+    )
     max_uploads: int = Field(200, ge=1, description="Files kept in <home>/uploads at most.")
     max_upload_total_bytes: int = Field(
         1_000_000_000, ge=1, description="Bytes kept in <home>/uploads at most."

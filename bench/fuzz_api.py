@@ -94,6 +94,8 @@ def offline_client(home: Path, model_dir: Path, **overrides: Any) -> Iterator[Te
         mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
         # The `default` spec (the runs API's default model) loads the tiny model too.
         mp.setattr(entrodrop.models, "ensure_default_checkpoint", lambda: model_dir)
+        # TestClient's Host is "testserver": the server answers to it only when told to.
+        overrides = {"allowed_hosts": ["testserver"], **overrides}
         settings = Settings(home=home, model=str(model_dir), cancel_grace_s=1.0, **overrides)
         app = create_app(settings)
         app.state.jobs.entry = NOOP_CHILD

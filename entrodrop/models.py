@@ -21,7 +21,7 @@ import torch
 
 from entrodrop import runfolder
 from entrodrop.adapters import adapter_base_name, is_adapter_folder, merge_adapter
-from entrodrop.paths import model_cache_dir, runs_dir
+from entrodrop.paths import PathError, expand_user, model_cache_dir, runs_dir
 from entrodrop.precision import Precision, PrecisionError, choose_precision
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,10 @@ def resolve_spec(spec: str, runs_path: Path | None = None) -> tuple[str, bool]:
                 f"{exc} (use run:<id>, run:<id>:best or run:<id>:<step>)"
             ) from None
         return str(run_checkpoint_dir(run_id, runs_path, which)), True
-    path = Path(spec).expanduser()
+    try:
+        path = expand_user(spec)
+    except PathError as exc:
+        raise ModelLoadError(str(exc)) from exc
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"{spec} is a file: give the checkpoint's folder")

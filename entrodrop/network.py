@@ -5,6 +5,7 @@ The dashboard (app/hub.py) and `entrodrop eval` ask here before anything would d
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import threading
@@ -53,3 +54,13 @@ def go_offline() -> None:
     `datasets` or `huggingface_hub` are imported: they read the switches once."""
     for name in OFFLINE_VARS:
         os.environ[name] = "1"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (a server bound there is private)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -40,3 +40,32 @@ def dev_model_cache() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "entrodrop" / f"models-transformers-{transformers.__version__}"
+
+
+class PathError(ValueError):
+    """A path a user named that cannot even be looked up: an unknown ~user, a NUL byte, a loop of
+    symlinks. A message for a person, never the RuntimeError pathlib raises for some of them."""
+
+
+def expand_user(spec: str | Path) -> Path:
+    """`spec` with `~` or `~user` expanded (PathError for an unknown user or a NUL byte)."""
+    text = str(spec)
+    if "\x00" in text:
+        raise PathError("a path may not contain a NUL byte")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:  # pathlib's answer to ~nosuchuser (or a user without a home)
+        user = text[1:].split("/", 1)[0] or os.environ.get("USER", "")
+        raise PathError(f"{text}: there is no home folder of a user {user!r} here") from exc
+
+
+def resolve_user_path(spec: str | Path) -> Path:
+    """`spec` expanded and made absolute with symlinks followed (PathError for a symlink loop or a
+    path the system refuses to look up)."""
+    path = expand_user(spec)
+    try:
+        return path.resolve()
+    except RuntimeError as exc:  # pathlib's answer to a symlink loop
+        raise PathError(f"{spec}: a loop of symbolic links") from exc
+    except OSError as exc:
+        raise PathError(f"{spec}: {exc.strerror or exc}") from exc

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ def browser_page() -> Iterator[Any]:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # Waits are for events; their timeouts only catch a hang (Playwright's own is 30 s).
             page.set_default_timeout(PATIENCE_MS)
+            page.wait_for_function = _as_functions(page.wait_for_function)
             yield page
         finally:
             browser.close()
@@ -107,6 +110,22 @@ def images_settled(page: Any, token: str = "images-settled") -> None:
     before asserting that no handler ran."""
     with page.expect_console_message(lambda m: m.text == token):
         page.evaluate(_LAST_IMAGE, token)
+
+
+FUNCTION = re.compile(r"^\s*(async\s+)?(function\b|\([^()]*\)\s*=>|[A-Za-z_$][\w$]*\s*=>)")
+
+
+def _as_functions(wait_for_function: Any) -> Any:
+    """page.wait_for_function that takes expressions as functions: Playwright polls a string
+    expression with eval(), which the pages' Content-Security-Policy (script-src 'self') forbids;
+    a function it compiles through the debugger, which no policy blocks."""
+
+    def wait(expression: str, *args: Any, **kwargs: Any) -> Any:
+        if not FUNCTION.match(expression):
+            expression = f"() => ({expression.strip()})"
+        return wait_for_function(expression, *args, **kwargs)
+
+    return wait
 
 
 def screenshot(page: Any, name: str) -> Path:
@@ -144,3 +163,29 @@ def buttons_outside_cards(page: Any) -> list[str]:
                 .map((b) => `${b.id || b.textContent.trim()}`)"""
         )
     )
+
+
+@contextmanager
+def attacker_site(html: str) -> Iterator[str]:
+    """Another origin on this machine (a different port) serving one page: the attacker's."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

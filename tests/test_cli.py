@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.security import is_loopback
 from entrodrop.cli import app
+from entrodrop.network import is_loopback
 
 runner = CliRunner()
 

@@ -25,7 +25,8 @@ from app.settings import Settings
 from entrodrop import runfolder
 from entrodrop.config import DataFormatChoice, EntroDropConfig, TrainOn
 from entrodrop.data import Conversation, Example, all_examples, render_conversation
-from entrodrop.models import check_local_checkpoint, resolve_spec
+from entrodrop.models import ModelLoadError, check_local_checkpoint, resolve_spec
+from entrodrop.paths import PathError, expand_user
 from entrodrop.policy import candidate_mask, drop_rate, entropy_threshold, in_scope, select_drops
 from entrodrop.scoring import entropy_tensor, score_conversation
 
@@ -178,12 +179,15 @@ def check_spec(service: ModelService, spec: str) -> None:
     """Cheap checks of a model spec (no weights read), so a bad one fails before any queueing."""
     if spec in (service.spec, "default") or spec in service.status()["cached"]:
         return
-    local = Path(spec).expanduser()
-    if local.is_absolute() or spec[:1] in ".~" or local.exists():
-        spec = str(check_model_folder(local, service.settings))
-    where, is_local = resolve_spec(spec, service.settings.runs_path)
-    if is_local:
-        check_local_checkpoint(Path(where))
+    try:
+        local = expand_user(spec)
+        if local.is_absolute() or spec[:1] in ".~" or local.exists():
+            spec = str(check_model_folder(local, service.settings))
+        where, is_local = resolve_spec(spec, service.settings.runs_path)
+        if is_local:
+            check_local_checkpoint(Path(where))
+    except (PathError, OSError) as exc:  # every string a user sends gets an answer, not a 500
+        raise ModelLoadError(f"cannot use the model {spec!r}: {exc}") from exc
 
 
 def estimate(service: ModelService, spec: str, text: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import ModelServiceDep, SettingsDep, StorageDep, TemplatesDep
 from app.errors import ErrorBody, FieldError, RequestInvalid, TooManyTokens
+from app.headers import page_policy
 from app.health import health
 from app.inspect import data, facts, generate, streaming
 from app.inspect.samples import samples
@@ -28,6 +29,7 @@ from app.inspect.schemas import (
     GenerateOut,
     GenerateRequest,
     InspectPage,
+    LimitsPublic,
     ModelPublic,
     PreviewOut,
     PreviewRequest,
@@ -83,25 +85,25 @@ def run_names(storage: Storage) -> dict[str, str]:
     return {r.id: r.name for r in storage.list_runs() if r.name}
 
 
-def page_data(settings: Settings, service: ModelService, storage: Storage) -> dict[str, Any]:
+def page_data(settings: Settings, service: ModelService, storage: Storage) -> InspectPage:
     """Everything the Inspect page starts from (GET / renders it, GET /api/inspect returns it)."""
-    return {
-        "model": health(service),
-        "checkpoints": data.list_checkpoints(settings.runs_path, run_names(storage)),
-        "samples": samples(),
-        "policy_defaults": EntroDropConfig().model_dump(),
-        "choices": facts.policy_choices(),
-        "limits": {
-            "max_score_tokens": settings.max_score_tokens,
-            "max_new_tokens": settings.max_new_tokens,
-            "max_upload_bytes": settings.max_upload_bytes,
-            "max_top_k": MAX_TOP_K,
-            "url_text_chars": data.URL_TEXT_CHARS,
-        },
-        "generate_defaults": generate.defaults(),
-        "colour_modes": data.COLOUR_MODES,
-        "rank_buckets": data.RANK_BUCKETS,
-    }
+    return InspectPage(
+        model=health(service),
+        checkpoints=data.list_checkpoints(settings.runs_path, run_names(storage)),
+        samples=samples(),
+        policy_defaults=EntroDropConfig(),
+        choices=facts.policy_choices(),
+        limits=LimitsPublic(
+            max_score_tokens=settings.max_score_tokens,
+            max_new_tokens=settings.max_new_tokens,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_top_k=MAX_TOP_K,
+            url_text_chars=data.URL_TEXT_CHARS,
+        ),
+        generate_defaults=generate.defaults(),
+        colour_modes=data.COLOUR_MODES,
+        rank_buckets=data.RANK_BUCKETS,
+    )
 
 
 def _check_length(text: str, settings: Settings) -> None:
@@ -147,38 +149,41 @@ def inspect_page(
     storage: StorageDep,
     templates: TemplatesDep,
 ) -> Response:
-    page = page_data(settings, service, storage)
-    return templates.TemplateResponse(
+    page = page_data(settings, service, storage).model_dump(mode="json")  # /api/inspect's answer
+    response = templates.TemplateResponse(
         request, "inspect/inspect.html", {"nav": "inspect", "data": page}
     )
+    # Its per-position chart draws long texts with WebGL, whose library compiles with Function().
+    response.headers["Content-Security-Policy"] = page_policy(unsafe_eval=True)
+    return response
 
 
 @router.get("/api/inspect", response_model=InspectPage)
 def api_inspect(
     settings: SettingsDep, service: ModelServiceDep, storage: StorageDep
-) -> dict[str, Any]:
+) -> InspectPage:
     """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
     return page_data(settings, service, storage)
 
 
 @router.get("/api/model", response_model=ModelPublic)
-def api_model(service: ModelServiceDep) -> dict[str, Any]:
+def api_model(service: ModelServiceDep) -> ModelPublic:
     """The server's model: its state and, once loaded, its description."""
     loaded = service.server_model()
-    return {**service.status(), "info": loaded.describe() if loaded else None}
+    return ModelPublic(**service.status(), info=loaded.describe() if loaded else None)
 
 
 @router.get("/api/checkpoints", response_model=list[Checkpoint])
-def api_checkpoints(settings: SettingsDep, storage: StorageDep) -> list[dict[str, Any]]:
+def api_checkpoints(settings: SettingsDep, storage: StorageDep) -> list[Checkpoint]:
     """Every run's final model (`run:<id>`), best checkpoint (`run:<id>:best`) and complete
     checkpoints (`run:<id>:<step>`), named as the runs table names the run."""
-    return data.list_checkpoints(settings.runs_path, run_names(storage))
+    return [Checkpoint(**c) for c in data.list_checkpoints(settings.runs_path, run_names(storage))]
 
 
 @router.get("/api/samples", response_model=list[SamplePublic])
-def api_samples() -> list[dict[str, str]]:
+def api_samples() -> list[SamplePublic]:
     """The sample texts of the Inspect page."""
-    return samples()
+    return [SamplePublic(**sample) for sample in samples()]
 
 
 async def _source(
@@ -273,12 +278,12 @@ async def api_generate(
 @router.post("/api/estimate", response_model=EstimateOut, responses=ERRORS)
 async def api_estimate(
     body: EstimateRequest, settings: SettingsDep, service: ModelServiceDep
-) -> dict[str, Any]:
+) -> EstimateOut:
     """Token count and expected scoring time here, from the last measured speed of the model."""
     _check_length(body.text, settings)
     spec = service.resolve(body.model)
     # Tokenizing is quick and needs no worker: it never waits behind a long scoring job.
-    return await run_in_threadpool(data.estimate, service, spec, body.text)
+    return EstimateOut(**await run_in_threadpool(data.estimate, service, spec, body.text))
 
 
 @router.post("/api/preview", response_model=PreviewOut, responses={**ERRORS, **STREAMED})
@@ -321,11 +326,11 @@ def api_draws(
     settings: SettingsDep,
     n: int = Query(ge=1, description="Number of tokens."),
     seed: int = Query(0, ge=0, le=2**63 - 1, description="The policy's seed."),
-) -> dict[str, Any]:
+) -> DrawsOut:
     """The uniform draws `select_drops` compares with r(s), so a page can redo the drops."""
     if n > settings.max_score_tokens:
         raise TooManyTokens(f"n = {n} is over the limit of {settings.max_score_tokens} tokens")
-    return {"seed": seed, "n": n, "u": data.draws(n, seed)}
+    return DrawsOut(seed=seed, n=n, u=data.draws(n, seed))
 
 
 @router.post(
@@ -335,7 +340,7 @@ async def api_text_file(
     settings: SettingsDep,
     file: UploadFile = File(...),
     content_length: Annotated[int, Header()] = 0,
-) -> dict[str, Any]:
+) -> TextFileOut:
     """A text file's text for the Inspect page: empty, binary or not UTF-8 files get a 422 saying
     so, in the words a dataset upload gets. Nothing is stored."""
     if content_length > settings.max_upload_bytes + UPLOAD_FRAMING:
@@ -345,4 +350,4 @@ async def api_text_file(
         raise too_large(settings)
     name = Path(file.filename or "text.txt").name
     text = await run_in_threadpool(read_text, raw, name)
-    return {"name": name, "text": text, "n_chars": len(text)}
+    return TextFileOut(name=name, text=text, n_chars=len(text))

@@ -216,20 +216,25 @@ class GenerateRequest(_Request):
     check_prompt = field_validator("prompt")(_not_empty)
 
 
-# ---------------------------------------------------------------- responses (documentation)
+# ---------------------------------------------------------------- responses
 
 
 ELAPSED = "Seconds of scoring (the forward passes), without the queue wait or a model load."
 WAITED = "Seconds the request waited in the queue behind others before the worker took it."
 
 
-class TopAlternative(BaseModel):
+class _Public(BaseModel):
+    # The answer is exactly the documented model: a key it does not name is a bug.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TopAlternative(_Public):
     id: int
     text: str
     prob: float | None
 
 
-class TokenOut(BaseModel):
+class TokenOut(_Public):
     index: int
     id: int
     text: str
@@ -247,7 +252,7 @@ class TokenOut(BaseModel):
     )
 
 
-class ConversationOut(BaseModel):
+class ConversationOut(_Public):
     """The conversation that was rendered, and which example it is when it came from a file."""
 
     messages: list[dict[str, str]]
@@ -268,13 +273,13 @@ class GeneratedTokenOut(TokenOut):
     )
 
 
-class ScoreSummary(BaseModel):
+class ScoreSummary(_Public):
     mean_entropy: float | None
     mean_surprisal: float | None
     perplexity: float | None
 
 
-class ScoreOut(BaseModel):
+class ScoreOut(_Public):
     """The token JSON (as `entrodrop score --json` prints it), plus the spec it was scored with."""
 
     model: str
@@ -289,7 +294,7 @@ class ScoreOut(BaseModel):
     )
 
 
-class GenerateOut(BaseModel):
+class GenerateOut(_Public):
     """A generation: the tokens with their entropies, the text, and why it stopped."""
 
     model: str
@@ -309,7 +314,7 @@ class GenerateOut(BaseModel):
     waited_s: float | None = Field(description=WAITED)
 
 
-class PreviewToken(BaseModel):
+class PreviewToken(_Public):
     index: int
     id: int | None = None
     text: str | None = None
@@ -321,7 +326,7 @@ class PreviewToken(BaseModel):
     dropped: bool
 
 
-class PreviewOut(BaseModel):
+class PreviewOut(_Public):
     model: str | None
     n_tokens: int
     progress: float
@@ -338,7 +343,7 @@ class PreviewOut(BaseModel):
     waited_s: float | None = Field(None, description=WAITED)
 
 
-class CompareOut(BaseModel):
+class CompareOut(_Public):
     a: ScoreOut
     b: ScoreOut
     same_tokens: bool
@@ -349,13 +354,13 @@ class CompareOut(BaseModel):
     waited_s: float | None = Field(description=WAITED)
 
 
-class DrawsOut(BaseModel):
+class DrawsOut(_Public):
     seed: int
     n: int
     u: list[float] = Field(description="torch.rand((1, n)) from a CPU generator seeded `seed`.")
 
 
-class Checkpoint(BaseModel):
+class Checkpoint(_Public):
     """A model of a run Inspect can load: its final model, best checkpoint or a checkpoint."""
 
     spec: str = Field(description="run:<id> (the final model), run:<id>:best or run:<id>:<step>")
@@ -370,12 +375,12 @@ class Checkpoint(BaseModel):
     step: int | None = Field(description="the checkpoint's step; null for the final model")
 
 
-class QueuePublic(BaseModel):
+class QueuePublic(_Public):
     pending: int
     limit: int
 
 
-class ModelPublic(BaseModel):
+class ModelPublic(_Public):
     """The server's model: its state and, once loaded, its description."""
 
     spec: str
@@ -388,7 +393,7 @@ class ModelPublic(BaseModel):
     info: dict[str, Any] | None
 
 
-class SamplePublic(BaseModel):
+class SamplePublic(_Public):
     id: str
     title: str
     text: str
@@ -403,7 +408,7 @@ class EstimateRequest(_Request):
     check_text = field_validator("text")(_not_empty)
 
 
-class EstimateOut(BaseModel):
+class EstimateOut(_Public):
     spec: str
     n_tokens: int | None = Field(description="Null until the model is in memory.")
     limit: int = Field(description="Tokens per text at most.")
@@ -413,7 +418,7 @@ class EstimateOut(BaseModel):
     eta_s: float | None
 
 
-class TextFileOut(BaseModel):
+class TextFileOut(_Public):
     """A text file's text, read as the server reads a dataset upload."""
 
     name: str = Field(description="The file's name as sent.")
@@ -421,7 +426,7 @@ class TextFileOut(BaseModel):
     n_chars: int
 
 
-class LimitsPublic(BaseModel):
+class LimitsPublic(_Public):
     max_score_tokens: int
     max_new_tokens: int = Field(description="Tokens one generation may ask for at most.")
     max_upload_bytes: int
@@ -429,14 +434,14 @@ class LimitsPublic(BaseModel):
     url_text_chars: int = Field(description="Longest text a shareable link carries.")
 
 
-class ColourMode(BaseModel):
+class ColourMode(_Public):
     id: str
     label: str
     unit: str
     fixed_max: float | None = Field(description="Top of the fixed scale (null: categorical/0..1).")
 
 
-class PolicyChoice(BaseModel):
+class PolicyChoice(_Public):
     """A policy field the page offers as a list (app.inspect.facts): its options, label and help."""
 
     name: str
@@ -445,7 +450,7 @@ class PolicyChoice(BaseModel):
     options: list[str]
 
 
-class InspectPage(BaseModel):
+class InspectPage(_Public):
     """The Inspect page's starting data: model state, checkpoints, samples, defaults, limits."""
 
     model: HealthPublic

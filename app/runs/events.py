@@ -64,7 +64,7 @@ def snapshot(runner: JobRunner, run_id: str, after: int) -> dict[str, Any] | Non
     if run is None:
         return None
     run_dir = runner.run_dir(run_id)
-    status = views.run_summary(runner, run)
+    status = views.run_summary(runner, run).model_dump(mode="json")
     log_lines = rf.tail_lines(run_dir / rf.LOG, 60)
     output = rf.tail_lines(run_dir / rf.OUTPUT, 40) if run.status == "failed" else []
     # ETA and elapsed time change every tick: only a real change is worth an event.

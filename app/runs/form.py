@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from app.model_paths import path_rule, rule_text
 from app.runs import cost
 from app.runs.facts import run_facts
+from app.runs.schemas import COMPARE_METHODS, RunForm
 from app.runs.storage import Storage
-from app.runs.validate import COMPARE_METHODS
 from app.settings import Settings
 from entrodrop.config import (
     DEFAULT_BASELINE_STRENGTH,
@@ -82,7 +82,7 @@ def form_fields(
 
 def new_run_form(
     settings: Settings, storage: Storage, like: str | None = None, model: str | None = None
-) -> dict[str, Any]:
+) -> RunForm:
     """Everything the new-run form needs: defaults, choices, finished runs, allowed folders.
 
     `like` starts from an existing run's config ("new run like this"); `model` presets the model.
@@ -104,27 +104,27 @@ def new_run_form(
         defaults = base.config
     if model:
         defaults = {**defaults, "model": model}
-    return {
-        "values": {**flat_values(defaults), **adapter_values(defaults.get("adapter"))},
-        "defaults": defaults,
-        "preset": FORM_PRESET if base is None else None,
-        "methods": [{"name": m, "help": METHOD_HELP.get(m, "")} for m in METHODS],
-        "baseline_strength_defaults": DEFAULT_BASELINE_STRENGTH,
-        "compare_methods": list(COMPARE_METHODS),
-        "training_fields": [run_fields[n] for n in TRAINING_FIELDS],
-        "advanced_fields": [run_fields[n] for n in ADVANCED_FIELDS],
-        "entrodrop_fields": form_fields(EntroDropConfig, prefix="entrodrop."),
-        "adapter_fields": adapter_fields(),
-        "no_adapter": NO_ADAPTER,
-        "finished_runs": list(reversed(finished)),
-        "allowed_data_dirs": [str(p) for p in settings.allowed_data_dirs],
-        "path_rules": path_rules(settings),
-        "max_upload_bytes": settings.max_upload_bytes,
-        "upload_suffixes": list(USER_SUFFIXES),
-        "facts": run_facts(),
-        "disk": cost.home_disk(settings.home),
-        "estimate_url": "/api/runs/check",
-    }
+    return RunForm(
+        values={**flat_values(defaults), **adapter_values(defaults.get("adapter"))},
+        defaults=defaults,
+        preset=FORM_PRESET if base is None else None,
+        methods=[{"name": m, "help": METHOD_HELP.get(m, "")} for m in METHODS],
+        baseline_strength_defaults=DEFAULT_BASELINE_STRENGTH,
+        compare_methods=list(COMPARE_METHODS),
+        training_fields=[run_fields[n] for n in TRAINING_FIELDS],
+        advanced_fields=[run_fields[n] for n in ADVANCED_FIELDS],
+        entrodrop_fields=form_fields(EntroDropConfig, prefix="entrodrop."),
+        adapter_fields=adapter_fields(),
+        no_adapter=NO_ADAPTER,
+        finished_runs=list(reversed(finished)),
+        allowed_data_dirs=[str(p) for p in settings.allowed_data_dirs],
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_suffixes=list(USER_SUFFIXES),
+        path_rules=path_rules(settings),
+        facts=run_facts(),
+        disk=cost.home_disk(settings.home),
+        estimate_url="/api/runs/check",
+    )
 
 
 def path_rules(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -7,19 +7,21 @@ domain exceptions that carry their status (app.errors).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from app.deps import PreviewDep, RunnerDep, SettingsDep, StorageDep, TemplatesDep
 from app.errors import ErrorBody, FieldError, RequestInvalid, RunNotFound
 from app.runs import cost, events, views
+from app.runs.data_check import read_data
 from app.runs.form import new_run_form
 from app.runs.schemas import (
     DataReport,
+    EvaluateRequest,
     MetricRow,
     RunCheck,
     RunCompare,
@@ -34,12 +36,11 @@ from app.runs.schemas import (
     UploadPublic,
 )
 from app.runs.uploads import UPLOAD_FRAMING, save_upload, too_large
-from app.runs.validate import RunRequest, check_queue_room, parse_request
+from app.runs.validate import RunRequest, check_evaluation, check_request, queue_room
 from entrodrop import runfolder as rf
 from entrodrop.config import DataFormatChoice
 from entrodrop.data import DataError
 from entrodrop.data.check import run_data_report
-from entrodrop.launch import headless_commands
 from entrodrop.models import ModelLoadError
 
 router = APIRouter()
@@ -49,31 +50,6 @@ MAX_ROW_ID = events.MAX_ROW_ID
 
 def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in codes}
-
-
-def _inline_schema(model: type[RunCreate]) -> dict[str, Any]:
-    # OpenAPI resolves $ref against components, not a schema's own $defs: inline them.
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    return resolve(schema)  # type: ignore[no-any-return]
-
-
-BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _inline_schema(RunCreate)}},
-    }
-}
 
 
 def checked_id(run_id: str) -> str:
@@ -86,15 +62,10 @@ def checked_id(run_id: str) -> str:
 RunId = Annotated[str, Depends(checked_id)]
 
 
-async def run_request(request: Request, settings: SettingsDep, storage: StorageDep) -> RunRequest:
-    """The JSON body of a new-run request, validated (RequestInvalid lists every problem)."""
-    try:
-        body = json.loads(await request.body() or b"null")
-    except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
-        problem = FieldError((), "the body must be a JSON object (a run config)")
-        raise RequestInvalid([problem]) from exc
+async def run_request(body: RunCreate, settings: SettingsDep, storage: StorageDep) -> RunRequest:
+    """A new-run body (FastAPI validated its shape) through the domain checks (app.runs.validate)."""
     # In a thread: a hub id's reachability probe may take a second or two.
-    return await asyncio.to_thread(parse_request, body, settings, storage)
+    return await asyncio.to_thread(check_request, body, settings, storage)
 
 
 RunRequestDep = Annotated[RunRequest, Depends(run_request)]
@@ -114,6 +85,9 @@ def parse_ids(runs: str) -> list[str]:
 def _page(
     request: Request, templates: TemplatesDep, name: str, nav: str, data: Any, status: int = 200
 ) -> Response:
+    # The page gets exactly what its JSON twin answers: the response model as JSON data.
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     context = {"nav": nav, "data": data}
     return templates.TemplateResponse(request, name, context, status_code=status)
 
@@ -168,7 +142,7 @@ def compare_page(
 @api.get("/runs/form", response_model=RunForm, summary="What the new-run form offers")
 def api_form(
     settings: SettingsDep, storage: StorageDep, like: str | None = None, model: str | None = None
-) -> dict[str, Any]:
+) -> RunForm:
     return new_run_form(settings, storage, like=like, model=model)
 
 
@@ -177,23 +151,9 @@ def api_form(
     response_model=RunCheck,
     responses=_error_doc(422),
     summary="Validate a run config; the config JSON and CLI that reproduce it",
-    openapi_extra=BODY_DOC,
 )
-async def api_check(req: RunRequestDep, settings: SettingsDep) -> dict[str, Any]:
-    configs = req.configs()
-    processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
-    # The whole request's cost: a matched baseline twin runs as long again.
-    found = await asyncio.to_thread(cost.for_configs, settings, configs, processes)
-    return {
-        "configs": [c.model_dump(mode="json") for c in configs],
-        "config_json": json.dumps(configs[0].model_dump(mode="json"), indent=2),
-        "launcher": req.launcher.model_dump(),
-        "commands": headless_commands(req.launcher),
-        "estimate": {**found["runs"][0], "runs": len(configs)},
-        "estimate_text": cost.describe(found["runs"][0]),
-        "total": found["total"],
-        "total_text": cost.describe_total(found["total"]),
-    }
+async def api_check(req: RunRequestDep, settings: SettingsDep) -> RunCheck:
+    return await asyncio.to_thread(views.run_check, req, settings)
 
 
 @api.post(
@@ -201,9 +161,8 @@ async def api_check(req: RunRequestDep, settings: SettingsDep) -> dict[str, Any]
     response_model=RunPreview,
     responses=_error_doc(422, 503),
     summary="The first training batch and the tokens dropped at s = 0, 0.5 and 1",
-    openapi_extra=BODY_DOC,
 )
-async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
+async def api_preview(req: RunRequestDep, preview: PreviewDep) -> RunPreview:
     try:
         return await preview.preview(req.config)
     except ModelLoadError as exc:  # located at the form's field, like any other field error
@@ -217,13 +176,13 @@ async def api_preview(req: RunRequestDep, preview: PreviewDep) -> Any:
     response_model=DataReport,
     responses=_error_doc(422),
     summary="What the run's dataset gives its model: format, examples, tokens, trained tokens",
-    openapi_extra=BODY_DOC,
 )
 async def api_data(req: RunRequestDep, settings: SettingsDep) -> Any:
-    config = req.config
+    config, budget = req.config, settings.text_budget
     try:
+        examples = await asyncio.to_thread(read_data, config.dataset, config.data_format, budget)
         return await asyncio.to_thread(
-            run_data_report, config, settings.runs_path, settings.text_budget
+            run_data_report, config, settings.runs_path, budget, examples
         )
     except ModelLoadError as exc:
         raise RequestInvalid([FieldError(("model",), str(exc))]) from exc
@@ -241,7 +200,7 @@ async def api_upload(
     file: UploadFile = File(...),
     data_format: Annotated[DataFormatChoice, Form()] = "auto",
     content_length: Annotated[int, Header()] = 0,
-) -> Any:
+) -> UploadPublic:
     if content_length > settings.max_upload_bytes + UPLOAD_FRAMING:
         raise too_large(settings)
     raw = await file.read(settings.max_upload_bytes + 1)
@@ -255,30 +214,29 @@ async def api_upload(
     response_model=RunCreated,
     responses=_error_doc(422, 429, 507),
     summary="Queue a run (and optionally its matched baseline); missing fields take defaults",
-    openapi_extra=BODY_DOC,
 )
 async def api_create(
     req: RunRequestDep, runner: RunnerDep, storage: StorageDep, settings: SettingsDep
-) -> dict[str, Any]:
-    check_queue_room(storage, runner.settings, len(req.configs()))  # 429 beyond max_queued_runs
+) -> RunCreated:
     processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
     found = await asyncio.to_thread(cost.for_configs, settings, req.configs(), processes)
     cost.check_disk(found["total"])  # 507 when it cannot fit at all
-    ids = [runner.submit(config, req.launcher).id for config in req.configs()]
+    with queue_room(storage, runner.settings, len(req.configs())):  # 429 past max_queued_runs
+        ids = [runner.submit(config, req.launcher).id for config in req.configs()]
     group = ",".join(ids) if len(ids) > 1 else None
     if group:
         # A matched pair: the group id is the compare page's query, so each run links to it.
         for run_id in ids:
             storage.update_run(run_id, group_id=group)
     url = f"/compare?runs={group}" if group else f"/runs/{ids[0]}"
-    return {"id": ids[0], "ids": ids, "url": url}
+    return RunCreated(id=ids[0], ids=ids, url=url)
 
 
 # ------------------------------------------------------------ API: reading and controlling
 
 
 @api.get("/runs", response_model=RunsPublic, summary="All runs, newest first")
-def api_runs(runner: RunnerDep) -> dict[str, Any]:
+def api_runs(runner: RunnerDep) -> RunsPublic:
     return views.runs_list(runner)
 
 
@@ -288,7 +246,7 @@ def api_runs(runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404),
     summary="One run: status, progress, config",
 )
-def api_run(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_run(run_id: RunId, runner: RunnerDep) -> RunDetail:
     return views.run_detail(runner, run_id)
 
 
@@ -306,11 +264,8 @@ def api_metrics(
     attempt: str = Query(
         "current", pattern=r"^(current|all|[1-9][0-9]{0,5})$", description="current, all or N"
     ),
-) -> list[dict[str, Any]]:
-    run = runner.get(run_id)
-    wanted = {"current": max(1, run.attempts), "all": None}.get(attempt)
-    number = int(attempt) if attempt.isdigit() else wanted
-    return runner.storage.metrics(run_id, after_id=after, names=name, attempt=number)
+) -> list[MetricRow]:
+    return views.metric_rows(runner, run_id, after, name, attempt)
 
 
 @api.get(
@@ -360,8 +315,24 @@ def api_export_zip(
     responses=_error_doc(404, 409),
     summary="Stop a queued or running run",
 )
-def api_cancel(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_cancel(run_id: RunId, runner: RunnerDep) -> RunDetail:
     runner.cancel(run_id)
+    return views.run_detail(runner, run_id)
+
+
+@api.post(
+    "/runs/{run_id}/evaluate",
+    response_model=RunDetail,
+    responses=_error_doc(404, 409, 422, 429),
+    summary="Benchmark a finished run (its final model and best checkpoint) through the queue",
+)
+async def api_evaluate(
+    run_id: RunId, body: EvaluateRequest, runner: RunnerDep, settings: SettingsDep
+) -> RunDetail:
+    # Known task names are checked against lm-eval's index (a few seconds, once): in a thread.
+    request = await asyncio.to_thread(check_evaluation, body, settings)
+    with queue_room(runner.storage, runner.settings, 1):  # 429 past max_queued_runs
+        runner.evaluate(run_id, request)
     return views.run_detail(runner, run_id)
 
 
@@ -371,7 +342,7 @@ def api_cancel(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404, 409),
     summary="Continue from the latest complete checkpoint (409 when there is none: restart)",
 )
-def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_resume(run_id: RunId, runner: RunnerDep) -> RunDetail:
     runner.resume(run_id)
     return views.run_detail(runner, run_id)
 
@@ -382,7 +353,7 @@ def api_resume(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404, 409),
     summary="Start a stopped run again from step 0 (only when it has no checkpoint)",
 )
-def api_restart(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_restart(run_id: RunId, runner: RunnerDep) -> RunDetail:
     runner.resume(run_id, restart=True)
     return views.run_detail(runner, run_id)
 
@@ -393,7 +364,7 @@ def api_restart(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
     responses=_error_doc(404, 422),
     summary="Rename a run, or set its notes or tags",
 )
-def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> dict[str, Any]:
+def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> RunDetail:
     changes = body.model_dump(exclude_none=True)
     if "tags" in changes:
         changes["tags"] = list(dict.fromkeys(changes["tags"]))  # no repeats, order kept
@@ -406,9 +377,9 @@ def api_patch(run_id: RunId, body: RunPatch, runner: RunnerDep) -> dict[str, Any
     responses=_error_doc(404, 409),
     summary="Delete a stopped run: its row, metrics and folder (409 while queued or running)",
 )
-def api_delete(run_id: RunId, runner: RunnerDep) -> dict[str, Any]:
+def api_delete(run_id: RunId, runner: RunnerDep) -> RunDeleted:
     runner.delete(run_id)
-    return {"id": run_id, "deleted": True}
+    return RunDeleted(id=run_id, deleted=True)
 
 
 @api.get(
@@ -440,5 +411,5 @@ async def api_events(
 )
 def api_compare(
     runner: RunnerDep, runs: str = Query(..., description="Run ids, comma-separated")
-) -> dict[str, Any]:
+) -> RunCompare:
     return views.compare(runner, parse_ids(runs))

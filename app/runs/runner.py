@@ -13,10 +13,12 @@ import contextlib
 import logging
 import shutil
 import signal
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.errors import RunConflict, RunNotFound
 from app.runs import timings
@@ -38,6 +40,17 @@ from entrodrop.launch import (
 log = logging.getLogger(__name__)
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
+KILLED_WAIT_S = 10.0  # how long a stopping server waits to record SIGKILLed children
+
+
+@contextlib.contextmanager
+def _retried_next_tick(run_id: str, doing: str) -> Iterator[None]:
+    """Bookkeeping of one run that may fail on a full disk (SQLite or a file): logged, left for
+    the next tick to do again, and never in the way of the other runs."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("run %s: %s failed (%s); trying again on the next poll", run_id, doing, exc)
 
 
 @dataclass
@@ -47,6 +60,7 @@ class _Child:
     process: RunProcess
     shutdown: bool = False  # stopped because the server stops: the run becomes `interrupted`
     status_mtime: float = 0.0
+    evaluating: bool = False  # benchmarking a finished run (it stays `succeeded` whatever ends)
 
     @property
     def run_dir(self) -> Path:
@@ -113,9 +127,11 @@ class JobRunner:
             await asyncio.sleep(0.1)
         for child in self._children.values():
             signal_tree(child.process.pid, signal.SIGKILL)
-        while self._children:
+        deadline = time.monotonic() + KILLED_WAIT_S
+        while self._children and time.monotonic() < deadline:
             self._reap()
             await asyncio.sleep(0.05)
+        # Anything left could not be recorded (a full disk): the next start's recovery does it.
         self.storage.close()
 
     def run_dir(self, run_id: str) -> Path:
@@ -155,10 +171,30 @@ class JobRunner:
             raise RunNotFound(run_id)
         return run
 
+    def evaluate(self, run_id: str, request: dict[str, Any]) -> RunRecord:
+        """Queue a benchmark of a finished run (its final model, and its best checkpoint): it
+        waits in the one queue as `queued`, runs as `running` (stage "benchmarks") and ends
+        `succeeded` again, its training untouched, whatever happens to the benchmark."""
+        run = self.get(run_id)
+        if run.status != "succeeded":
+            raise RunConflict(f"run {run_id} is {run.status}: only a finished run is evaluated")
+        run_dir = self.run_dir(run_id)
+        if rf.run_model_dir(run_dir) is None:
+            raise RunConflict(f"run {run_id} kept no model to evaluate (metrics only)")
+        rf.write_json_atomic(run_dir / rf.EVALUATE, request)  # what the child will score
+        self.storage.update_run(
+            run_id, status="queued", queued_at=time.time(), finished_at=None, error=None
+        )
+        self._poke()
+        return self.get(run_id)
+
     def cancel(self, run_id: str) -> RunRecord:
         """Queued: cancelled at once. Running: STOP file + SIGTERM, SIGKILL after the grace."""
         run = self.get(run_id)
-        if run.status == "queued":
+        if run.status == "queued" and (self.run_dir(run_id) / rf.EVALUATE).is_file():
+            (self.run_dir(run_id) / rf.EVALUATE).unlink(missing_ok=True)  # its training stands
+            self.storage.update_run(run_id, status="succeeded", finished_at=time.time())
+        elif run.status == "queued":
             self.storage.update_run(run_id, status="cancelled", finished_at=time.time())
         elif run.status == "running":
             self.storage.update_run(run_id, cancel_requested=True)
@@ -247,17 +283,19 @@ class JobRunner:
         """One poll: ingest, mirror status, reap exits, enforce kill deadlines, launch from the queue."""
         now = time.monotonic()
         for run_id, child in list(self._children.items()):
-            self.storage.ingest_metrics(run_id, child.run_dir / rf.METRICS)
-            self._mirror_status(run_id, child)
-            child.process.enforce(now)
+            child.process.enforce(now)  # a kill deadline holds whatever the disk does
+            with _retried_next_tick(run_id, "reading its progress"):
+                self.storage.ingest_metrics(run_id, child.run_dir / rf.METRICS)
+                self._mirror_status(run_id, child)
         self._reap()
         for run_id, orphan in list(self._orphans.items()):
             if process_alive(orphan.pid, orphan.run_dir):
                 if now >= orphan.kill_at:
                     signal_tree(orphan.pid, signal.SIGKILL)
                 continue
-            self._drain(run_id, orphan.run_dir)
-            del self._orphans[run_id]
+            with _retried_next_tick(run_id, "recording its end"):
+                self._drain(run_id, orphan.run_dir)
+                del self._orphans[run_id]
         self._launch_queued()
 
     def _mirror_status(self, run_id: str, child: _Child) -> None:
@@ -289,17 +327,24 @@ class JobRunner:
             pass
 
     def _reap(self) -> None:
+        """Record the end of every child that has exited. A child leaves the table only once its
+        end is written: a write that fails (a full disk) is tried again on the next tick, and
+        meanwhile the run stays visibly running, not cancellable into nothing."""
         for run_id, child in list(self._children.items()):
             code = child.process.poll()
             if code is None:
                 continue
-            del self._children[run_id]
-            self._drain(run_id, child.run_dir)
-            child.status_mtime = 0.0
-            self._mirror_status(run_id, child)
-            self._finish(run_id, child, code)
+            with _retried_next_tick(run_id, "recording its end"):
+                self._drain(run_id, child.run_dir)
+                child.status_mtime = 0.0
+                self._mirror_status(run_id, child)
+                self._finish(run_id, child, code)
+                del self._children[run_id]
 
     def _finish(self, run_id: str, child: _Child, code: int) -> None:
+        if child.evaluating:
+            self._finish_evaluation(run_id, child, code)
+            return
         run = self.get(run_id)
         status, error = launch.outcome(child.run_dir, child.process, code)
         if child.shutdown:
@@ -316,11 +361,13 @@ class JobRunner:
         }
         if status == "succeeded":
             changes["progress"] = 1.0
-            processes = int(run.launcher.get("num_processes") or 1)
-            wall = time.time() - run.started_at if run.started_at else None  # launch to exit
-            timings.remember(self.settings.home, child.run_dir, run.config, processes, wall)
         self.storage.update_run(run_id, **changes)
         log.info("run %s %s (exit code %s)", run_id, status, code)
+        if status == "succeeded":
+            processes = int(run.launcher.get("num_processes") or 1)
+            wall = time.time() - run.started_at if run.started_at else None  # launch to exit
+            with contextlib.suppress(OSError):  # the next estimate is a nicety, the status is not
+                timings.remember(self.settings.home, child.run_dir, run.config, processes, wall)
 
     def _launch_queued(self) -> None:
         slots = self.settings.max_concurrent_runs - len(self._children) - len(self._orphans)
@@ -334,13 +381,40 @@ class JobRunner:
             self._launch(run)
             slots -= 1
 
+    def child_env(self) -> dict[str, str]:
+        """A training process's environment: this server's home and its dataset cap."""
+        return launch.child_env(
+            self.settings.home, {TEXT_BUDGET_ENV: str(self.settings.text_budget)}
+        )
+
+    def _finish_evaluation(self, run_id: str, child: _Child, code: int) -> None:
+        """An evaluation's end: the run is `succeeded` again; a failure is its error line."""
+        st = rf.read_status(child.run_dir, since=child.launched_at) or {}
+        error = st.get("error") if isinstance(st.get("error"), str) else None
+        if child.shutdown:
+            error = "the server stopped during its evaluation; evaluate it again"
+        elif code != 0 and error is None:
+            error = f"evaluation failed: {launch.failure_message(child.run_dir, st, code)}"
+        (child.run_dir / rf.EVALUATE).unlink(missing_ok=True)
+        self.storage.update_run(
+            run_id, status="succeeded", exit_code=code, finished_at=time.time(), error=error
+        )
+        self.storage.update_run(run_id, progress=1.0, eta_s=None, cancel_requested=False)
+        log.info("run %s evaluated (exit code %s)", run_id, code)
+
     def _launch(self, run: RunRecord) -> None:
         run_dir = self.run_dir(run.id)
-        checkpoint = rf.latest_checkpoint(run_dir) if run.resume else None
+        evaluating = (run_dir / rf.EVALUATE).is_file()  # a finished run's benchmark (evaluate())
+        checkpoint = rf.latest_checkpoint(run_dir) if run.resume and not evaluating else None
         # The child continues from this checkpoint (the same one: the same discovery); the new
-        # attempt's rows start as the old attempt's up to it. Without one it starts afresh.
+        # attempt's rows start as the old attempt's up to it. Without one it starts afresh. An
+        # evaluation adds its rows to the run's last attempt.
         carry = rf.checkpoint_step(checkpoint) if checkpoint is not None else None
-        attempt = self.storage.start_attempt(run.id, run_dir / rf.METRICS, carry)
+        attempt = (
+            run.attempts
+            if evaluating
+            else self.storage.start_attempt(run.id, run_dir / rf.METRICS, carry)
+        )
         self.storage.update_run(
             run.id,
             status="running",
@@ -350,12 +424,15 @@ class JobRunner:
             error=None,
             cancel_requested=False,
         )
-        env = launch.child_env(
-            self.settings.home, {TEXT_BUDGET_ENV: str(self.settings.text_budget)}
-        )  # the child's dataset cap
         try:
             process = launch.start(
-                run_dir, Launcher(**run.launcher), checkpoint is not None, env, attempt, self.entry
+                run_dir,
+                Launcher() if evaluating else Launcher(**run.launcher),
+                checkpoint is not None,
+                self.child_env(),
+                attempt,
+                self.entry,
+                evaluate=evaluating,
             )
         except OSError as exc:
             self.storage.update_run(
@@ -365,7 +442,7 @@ class JobRunner:
                 finished_at=time.time(),
             )
             return
-        self._children[run.id] = _Child(process)
+        self._children[run.id] = _Child(process, evaluating=evaluating)
         self.storage.update_run(run.id, pid=process.pid, started_at=process.launched_at)
         log.info("run %s started: pid %s", run.id, process.pid)
 
@@ -379,7 +456,11 @@ class JobRunner:
             pid = run.pid if process_alive(run.pid, run_dir) else find_orphan(run_dir)
             st = rf.read_status(run_dir, since=run.started_at or 0.0) or {}
             changes: dict[str, object] = {"finished_at": time.time(), "eta_s": None}
-            if pid is None and st.get("status") in rf.FINAL:
+            if (run_dir / rf.EVALUATE).is_file():  # an evaluation: the training stands
+                (run_dir / rf.EVALUATE).unlink(missing_ok=True)
+                changes |= {"status": "succeeded", "progress": 1.0}
+                changes["error"] = "the server stopped during its evaluation; evaluate it again"
+            elif pid is None and st.get("status") in rf.FINAL:
                 # It ended while no server watched: its own final status is the truth.
                 changes["status"] = st["status"]
                 changes["error"] = st.get("error") if st["status"] == "failed" else None

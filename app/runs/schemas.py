@@ -1,14 +1,22 @@
-"""Request and response models of the runs API: they validate the body's shape and document /docs.
+"""Request and response models of the runs API: FastAPI validates the bodies with them, the views
+build the responses as them, and /docs shows them.
 
-Response models name every field the pages rely on and allow more (`extra="allow"`), so a model
-never silently drops a key the data functions in app.runs.views return.
+Response models forbid keys they do not name (`extra="forbid"`): a view that adds a key must add
+it here, so the documented model is the answer.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.runs.facts import (
     MAX_NAME_CHARS,
@@ -17,28 +25,78 @@ from app.runs.facts import (
     MAX_TAGS,
     TAG_PATTERN,
 )
-from entrodrop.config import PRESETS, RunConfig
+from entrodrop.config import PRESETS, RunConfig, with_preset
+from entrodrop.eval.tasks import OFFLINE
 from entrodrop.launch import Launcher
+from entrodrop.names import NOTES_ALLOWED, check_printable
+from entrodrop.runfolder import Status
+
+# The baselines a run may be matched with (a twin that differs only by its method).
+CompareMethod = Literal["none", "random"]
+COMPARE_METHODS: tuple[CompareMethod, ...] = get_args(CompareMethod)
 
 
 class RunCreate(RunConfig):
-    """Body of POST /api/runs: a run config plus how to launch it and an optional baseline twin.
-
-    Missing fields take RunConfig's defaults, or the named preset's values where one is given.
-    """
+    """Body of POST /api/runs (and /check, /preview): a run config plus how to launch it and an
+    optional baseline twin. Missing fields take RunConfig's defaults, or the named preset's
+    values where one is given (the body's own values win over the preset's)."""
 
     preset: str | None = Field(
         None,
         description=f"Start from a named preset ({', '.join(PRESETS)}); the body's fields win.",
         json_schema_extra={"enum": [*PRESETS, None]},
     )
-    launcher: Launcher | None = None
-    compare_with: Literal["none", "random"] | None = None
+    launcher: Launcher | None = Field(None, description="How to start it; default one process.")
+    compare_with: CompareMethod | None = Field(
+        None, description="Also queue a twin with this method: same seed, data and schedule."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_under_the_body(cls, data: Any) -> Any:
+        # The preset fills what the body leaves out; an unknown one is reported at its field.
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            return with_preset(data, data["preset"])
+        return data
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"must be one of {', '.join(PRESETS)}")
+        return value
+
+    def run_config(self) -> RunConfig:
+        """The run's own config: the body without its launch and matching keys."""
+        return RunConfig.model_validate(self.model_dump(include=set(RunConfig.model_fields)))
 
 
 Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN)
 ]
+
+
+class EvaluateRequest(BaseModel):
+    """Body of POST /api/runs/{id}/evaluate: lm-eval tasks scored on the run's final model and
+    best checkpoint (docs/evaluation.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[str] = Field(
+        default_factory=lambda: [OFFLINE],
+        min_length=1,
+        max_length=20,
+        description="'offline' (the bundled tasks) or lm-eval task names (those need network)",
+    )
+    limit: int | None = Field(None, ge=1, le=1_000_000, description="examples per task")
+    allow_code_execution: bool = Field(
+        False, description="let tasks run the code the model writes (loopback servers only)"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return RunConfig.model_validate({"eval_tasks": v}).eval_tasks  # one rule for names
 
 
 class RunPatch(BaseModel):
@@ -52,12 +110,23 @@ class RunPatch(BaseModel):
         None, max_length=MAX_TAGS, description="labels: letters, digits and _ . : + -"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_printable(value)
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    @field_validator("notes")
+    @classmethod
+    def _printable_notes(cls, value: str | None) -> str | None:
+        return None if value is None else check_printable(value, NOTES_ALLOWED)
 
 
-class RunLinks(_Open):
+class _Public(BaseModel):
+    # The view builds this model itself: a key it does not name is a bug, not an extension.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunLinks(_Public):
     page: str
     api: str
     metrics: str
@@ -75,7 +144,7 @@ class RunLinks(_Open):
     )
 
 
-class RunStudy(_Open):
+class RunStudy(_Public):
     """The study a run belongs to."""
 
     id: str
@@ -86,14 +155,14 @@ class RunStudy(_Open):
     page: str
 
 
-class RunPublic(_Open):
+class RunPublic(_Public):
     """A run as the runs list shows it."""
 
     id: str
     name: str
     notes: str
     tags: list[str]
-    status: str = Field(description="queued, running, succeeded, failed, cancelled, interrupted")
+    status: Status = Field(description="queued, running, succeeded, failed, cancelled, interrupted")
     progress: float = Field(ge=0.0, le=1.0)
     step: int
     total_steps: int | None
@@ -154,26 +223,64 @@ class RunPublic(_Open):
     links: RunLinks
 
 
-class RunFacts(_Open):
+class MetricFact(_Public):
+    """One metric of the vocabulary (entrodrop.metrics): how a person reads it."""
+
+    name: str
+    label: str
+    unit: str
+    log: bool
+    lower_is_better: bool | None
+
+
+class Panel(_Public):
+    """One chart of the run and compare pages: the metrics it draws."""
+
+    id: str
+    title: str
+    names: list[str]
+    log: bool
+    y_label: str = Field(description="the y axis's title")
+    note: str | None = Field(None, description="a sentence under the chart saying how to read it")
+
+
+class XAxis(_Public):
+    id: str
+    label: str
+
+
+class PatchLimits(_Public):
+    """What PATCH /api/runs/{id} takes (the page's inputs carry the same bounds)."""
+
+    name: int
+    notes: int
+    tags: int
+    tag: int
+    tag_pattern: str
+
+
+class RunFacts(_Public):
     """The facts the runs pages show (statuses, metric labels, panels, dropping methods)."""
 
-    statuses: list[str]
+    statuses: list[Status]
     status_words: dict[str, str] = Field(description="what each status's badge says")
     stopping_word: str = Field(description="added to a running run's badge once asked to stop")
     not_started: str = Field(description="the runs list's Started for a run that never started")
-    active: list[str]
-    resumable: list[str]
+    active: list[Status]
+    resumable: list[Status]
     methods: list[str]
     dropping_methods: list[str]
     metric_labels: dict[str, str]
-    panels: list[dict[str, Any]]
+    metrics: dict[str, MetricFact]
+    deterministic_metrics: list[str]
+    panels: list[Panel]
     drop_panels: list[str]
     compare_metrics: list[str]
-    x_axes: list[dict[str, str]]
-    limits: dict[str, Any]
+    x_axes: list[XAxis]
+    limits: PatchLimits
 
 
-class HomeDisk(_Open):
+class HomeDisk(_Public):
     """The disk under the home folder: what runs use, what is free."""
 
     home: str
@@ -181,7 +288,7 @@ class HomeDisk(_Open):
     free_bytes: int
 
 
-class RunsPublic(_Open):
+class RunsPublic(_Public):
     """Every run, newest first, and how many are in each status."""
 
     runs: list[RunPublic]
@@ -203,12 +310,22 @@ class RunDetail(RunPublic):
     log_tail: list[str]
     output_tail: list[str]
     last_values: dict[str, float | None]
-    panels: list[dict[str, Any]]
+    panels: list[Panel]
     summary_file: dict[str, Any] | None
+    export: ExportInfo = Field(description="the export's folder and the CLI line that does it")
     facts: RunFacts
 
 
-class MetricRow(_Open):
+class ExportInfo(_Public):
+    """Where the run page's download puts the exported folder, and the same export by CLI."""
+
+    folder: str
+    command: str
+    checkpoints: list[str]
+    merge: bool = Field(description="a LoRA run can also export merged weights")
+
+
+class MetricRow(_Public):
     """One metric value: the row id is the cursor of `after` and of the event stream."""
 
     id: int
@@ -220,20 +337,47 @@ class MetricRow(_Open):
     attempt: int = Field(description="the launch that logged it (a resume or restart adds one)")
 
 
-class RunCompare(_Open):
+class CompareRow(_Public):
+    """One run's line of the compare table: best held-out loss and final values."""
+
+    id: str
+    method_label: str
+    best_eval_loss: float | None
+    best_metric: str
+    best_step: int | None
+    best_metrics: dict[str, float] | None
+    best_checkpoint: str | None
+    stopped_early: bool
+    stop_reason: str | None
+    eta_at_most: bool
+    final: dict[str, float | None]
+    benchmarks: dict[str, float] = Field(
+        default_factory=dict,
+        description="each benchmark task's headline metric (its last value), by 'task: metric'",
+    )
+
+
+class Difference(_Public):
+    """A setting that differs between the compared runs, with each run's value."""
+
+    key: str
+    values: list[Any]
+
+
+class RunCompare(_Public):
     """Runs side by side: config differences, final values, all metric rows."""
 
     runs: list[RunPublic]
-    differences: list[dict[str, Any]]
-    table: list[dict[str, Any]]
+    differences: list[Difference]
+    table: list[CompareRow]
     metric_names: list[str]
     metric_labels: dict[str, str]
     metrics: dict[str, list[MetricRow]]
-    panels: list[dict[str, Any]]
+    panels: list[Panel]
     facts: RunFacts
 
 
-class RunCreated(_Open):
+class RunCreated(_Public):
     """The queued run (and its baseline twin): ids and the page to watch them on."""
 
     id: str
@@ -241,14 +385,14 @@ class RunCreated(_Open):
     url: str
 
 
-class RunDeleted(_Open):
+class RunDeleted(_Public):
     """A deleted run: its row, metrics and folder are gone."""
 
     id: str
     deleted: bool
 
 
-class EstimatePart(_Open):
+class EstimatePart(_Public):
     """One part of a run's time."""
 
     key: Literal["startup", "reference", "evaluations", "steps", "checkpoints", "save"]
@@ -260,7 +404,7 @@ class EstimatePart(_Open):
     )
 
 
-class DiskUse(_Open):
+class DiskUse(_Public):
     """The disk a run (or a whole request) takes, against the free space under the home."""
 
     peak_bytes: int = Field(description="the most its folders hold at once")
@@ -276,7 +420,7 @@ class DiskUse(_Open):
     model_bytes: int | None = Field(None, description="the final model/ (one run)")
 
 
-class RunEstimate(_Open):
+class RunEstimate(_Public):
     """What one run will take here: steps, time part by part, disk."""
 
     steps: int | None
@@ -289,10 +433,13 @@ class RunEstimate(_Open):
     warn: bool
     warn_above_s: float
     disk: DiskUse | None
+    at_most: bool = Field(
+        False, description="early stopping is on: the steps and the time are upper bounds"
+    )
     runs: int = Field(1, description="runs this request queues (a matched baseline: 2)")
 
 
-class RequestEstimate(_Open):
+class RequestEstimate(_Public):
     """What a whole request (a run and its baseline, a study) will take here."""
 
     runs: int
@@ -304,7 +451,7 @@ class RequestEstimate(_Open):
     disk: DiskUse | None
 
 
-class RunCheck(_Open):
+class RunCheck(_Public):
     """A validated request: configs, their JSON and the commands that reproduce them headless."""
 
     configs: list[dict[str, Any]]
@@ -317,7 +464,7 @@ class RunCheck(_Open):
     total_text: str
 
 
-class DataReport(_Open):
+class DataReport(_Public):
     """What a run's dataset gives its model: the object of `entrodrop data --json` and of a
     run's summary.json "data"."""
 
@@ -331,7 +478,7 @@ class DataReport(_Open):
     train_on: str
 
 
-class UploadPublic(_Open):
+class UploadPublic(_Public):
     """A saved upload: the dataset value to use in a run config, and what it holds."""
 
     dataset: str
@@ -343,21 +490,49 @@ class UploadPublic(_Open):
     n_chars: int
 
 
-class RunForm(_Open):
+class FormField(_Public):
+    """One input of a form, built from the pydantic field it sets (label, help, bounds)."""
+
+    name: str
+    label: str
+    kind: Literal["select", "int", "float", "bool", "text"]
+    default: Any
+    nullable: bool
+    help: str
+    options: list[Any]
+    min: float | None
+    max: float | None
+
+
+class MethodChoice(_Public):
+    name: str
+    help: str
+
+
+class FinishedRun(_Public):
+    """A finished run whose model a new run can start from (`run:<id>`)."""
+
+    id: str
+    name: str = Field("", description="its name in the runs table (empty without one)")
+    method: str | None
+    model: str | None
+
+
+class RunForm(_Public):
     """What the new-run form offers: defaults (the `quick` preset), fields, methods, folders."""
 
     values: dict[str, Any]
     defaults: dict[str, Any]
     preset: str | None
-    methods: list[dict[str, str]]
+    methods: list[MethodChoice]
     baseline_strength_defaults: dict[str, float]
-    compare_methods: list[str]
-    training_fields: list[dict[str, Any]]
-    advanced_fields: list[dict[str, Any]]
-    entrodrop_fields: list[dict[str, Any]]
-    adapter_fields: list[dict[str, Any]]
+    compare_methods: list[CompareMethod]
+    training_fields: list[FormField]
+    advanced_fields: list[FormField]
+    entrodrop_fields: list[FormField]
+    adapter_fields: list[FormField]
     no_adapter: str
-    finished_runs: list[dict[str, Any]]
+    finished_runs: list[FinishedRun]
     allowed_data_dirs: list[str]
     path_rules: dict[str, dict[str, Any]] = Field(
         description="per kind (model, data): by_path (allowed at all) and the rule in words"
@@ -369,13 +544,13 @@ class RunForm(_Open):
     estimate_url: str = Field(description="POST a run config here for its time and disk")
 
 
-class PreviewPoint(_Open):
+class PreviewPoint(_Public):
     progress: float
     rate: float
     n_dropped: int
 
 
-class PreviewRowToken(_Open):
+class PreviewRowToken(_Public):
     """One token of a preview row: the three layers the page draws."""
 
     index: int
@@ -388,12 +563,12 @@ class PreviewRowToken(_Open):
     dropped: list[bool] = Field(description="Dropped at s = 0, 0.5 and 1.")
 
 
-class PreviewExample(_Open):
+class PreviewExample(_Public):
     source: int | None = Field(description="The example's index in the training split.")
     truncated: bool = Field(description="Longer than the rows shown (or than seq_len).")
 
 
-class RunPreview(_Open):
+class RunPreview(_Public):
     """The first training rows and the tokens dropped at s = 0, 0.5 and 1, over trained tokens."""
 
     model: str

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
 from app.errors import AppError, PayloadTooLarge
+from app.runs.schemas import UploadPublic
 from app.settings import Settings
 from entrodrop.config import DataFormatChoice
-from entrodrop.data import describe_upload, parse_data_file, uploads_dir
+from entrodrop.data import uploads_dir
+from entrodrop.sandbox import check_upload
 
 # Multipart framing around an uploaded file, on top of its own cap (app.limits caps the body).
 UPLOAD_FRAMING = 64_000
@@ -55,7 +56,7 @@ def check_room(folder: Path, new_bytes: int, settings: Settings) -> None:
 
 def save_upload(
     raw: bytes, filename: str, settings: Settings, data_format: DataFormatChoice = "auto"
-) -> dict[str, Any]:
+) -> UploadPublic:
     """Check an uploaded dataset file and keep it under <home>/uploads (content-addressed name).
 
     Raises PayloadTooLarge (413: the file, or the folder's total), TooManyUploads (429) or the
@@ -64,9 +65,10 @@ def save_upload(
     if len(raw) > settings.max_upload_bytes:
         raise too_large(settings)
     name = Path(filename or "upload.txt").name
-    # DataError (422): wrong type, empty, not UTF-8, bad JSON, an unusable record or column,
-    # mixed formats, a conversation out of order; DataTooLarge (413): over the text budget
-    data = parse_data_file(raw, name, settings.text_budget, data_format)
+    # Parsed in a memory-limited child (a file may lie about its size). DataError (422): wrong
+    # type, empty, not UTF-8, bad JSON, an unusable record or column, mixed formats, a
+    # conversation out of order; DataTooLarge (413): over the text budget or the memory.
+    summary = check_upload(raw, name, settings.text_budget, data_format)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60] or "upload"
     digest = hashlib.sha256(raw).hexdigest()[:12]
     folder = uploads_dir(settings.home)
@@ -81,4 +83,12 @@ def save_upload(
         except OSError:
             tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
             raise
-    return {"dataset": str(path), "name": name, "bytes": len(raw), **describe_upload(data)}
+    return UploadPublic(
+        dataset=str(path),
+        name=name,
+        bytes=len(raw),
+        format=summary.format,
+        n_examples=summary.n_examples,
+        n_texts=summary.n_examples,
+        n_chars=summary.n_chars,
+    )

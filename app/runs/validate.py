@@ -1,30 +1,35 @@
-"""Validate new-run requests (API body or form) into RunConfig + launcher, with per-field errors."""
+"""The checks of a new run that pydantic cannot express (paths, hub ids, this machine's capacity,
+launcher and adapter), after FastAPI has validated the body (RunCreate): per-field errors."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from app import capacity
 from app.errors import AppError, FieldError, RequestInvalid
-from app.hub import check_hub_spec, is_hub_id
-from app.model_paths import check_data_path, check_model_folder, expand
+from app.hub import check_hub_spec, is_hub_id, is_shared
+from app.model_paths import check_data_path, check_model_folder
 from app.runs.data_check import data_errors
+from app.runs.schemas import EvaluateRequest, RunCreate
 from app.runs.storage import Storage
 from app.settings import Settings
 from entrodrop.adapters import adapter_problem
-from entrodrop.config import PRESETS, RunConfig, with_preset
+from entrodrop.config import RunConfig
 from entrodrop.data import (
     USER_SUFFIXES,
     check_name_lengths,
     is_builtin,
     uploads_dir,
 )
+from entrodrop.eval.tasks import TaskError, check_run_tasks
 from entrodrop.launch import Launcher, launcher_problem
 from entrodrop.models import check_local_checkpoint
+from entrodrop.paths import expand_user
 from entrodrop.runfolder import (
     ADAPTER_CONFIG,
     RUN_SPEC_PREFIX,
@@ -32,10 +37,6 @@ from entrodrop.runfolder import (
     run_checkpoint,
 )
 from entrodrop.trackers import TrackerMissing, check_tracker
-
-# Keys of a POST /api/runs body that are not RunConfig fields: stripped before validation.
-EXTRA_KEYS = ("launcher", "compare_with", "preset")
-COMPARE_METHODS = ("none", "random")
 
 
 class RunQueueFull(AppError):
@@ -45,17 +46,35 @@ class RunQueueFull(AppError):
 
 
 QUEUE_RETRY_AFTER_S = 60
+# Checking the room and queueing are one step: two requests must not both fit into the last room.
+_QUEUE_LOCK = threading.Lock()
 
 
-def check_queue_room(storage: Storage, settings: Settings, new_runs: int) -> None:
-    """Raise RunQueueFull (429) when `new_runs` more queued runs would pass the cap."""
+def check_queue_room(
+    storage: Storage, settings: Settings, new_runs: int, what: str = "this request"
+) -> None:
+    """Raise RunQueueFull (429) when `new_runs` more queued runs would pass the one bound on
+    what waits (ENTRODROP_MAX_QUEUED_RUNS), counted over runs and studies' runs together."""
     waiting = len(storage.list_runs(statuses=["queued"]))
-    if waiting + new_runs > settings.max_queued_runs:
+    cap = settings.max_queued_runs
+    room = max(0, cap - waiting)
+    if new_runs > room:
         raise RunQueueFull(
-            f"{waiting} runs are already queued (at most {settings.max_queued_runs} may wait); "
-            "cancel some or wait for them to start",
+            f"{waiting} runs are already queued (at most {cap} may wait, "
+            f"ENTRODROP_MAX_QUEUED_RUNS): room for {room}, and {what} would queue {new_runs} "
+            "runs; cancel some or wait for them to start",
             retry_after=QUEUE_RETRY_AFTER_S,
         )
+
+
+@contextmanager
+def queue_room(
+    storage: Storage, settings: Settings, new_runs: int, what: str = "this request"
+) -> Iterator[None]:
+    """Check the queue's room and queue the runs inside the block, with no other request between."""
+    with _QUEUE_LOCK:
+        check_queue_room(storage, settings, new_runs, what)
+        yield
 
 
 @dataclass
@@ -71,18 +90,6 @@ class RunRequest:
         if self.compare_with is None:
             return [self.config]
         return [self.config, self.config.model_copy(update={"method": self.compare_with})]
-
-
-def _errors_from(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldError]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = prefix + tuple(err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        # The model-level check about thresholds belongs beside the threshold field.
-        if loc == ("entrodrop",) and "threshold" in msg:
-            loc = ("entrodrop", "threshold")
-        out.append(FieldError(loc, msg))
-    return out
 
 
 def check_model(spec: str, storage: Storage, settings: Settings) -> str:
@@ -102,7 +109,7 @@ def check_model(spec: str, storage: Storage, settings: Settings) -> str:
         run_checkpoint(settings.runs_path / run_id, which)  # a ValueError if it was not kept
         return spec
     check_name_lengths(spec)  # a DataError (a ValueError): 422, not an OSError's 500
-    path = expand(spec)
+    path = expand_user(spec)  # a PathError (a ValueError) for ~nosuchuser
     if path.is_absolute() or spec.startswith((".", "~")) or path.exists():
         path = check_model_folder(path, settings)  # the allowed-folder rule before any look
         if not path.is_dir():
@@ -191,59 +198,83 @@ def tracker_problem(name: str) -> str | None:
     return None
 
 
-def parse_request(body: Any, settings: Settings, storage: Storage) -> RunRequest:
-    """Validate a POST /api/runs body; all errors at once, each located at its field."""
-    if not isinstance(body, dict):
-        raise RequestInvalid([FieldError((), "expected a JSON object (a run config)")])
-    rest = {k: v for k, v in body.items() if k not in EXTRA_KEYS}
-    errors: list[FieldError] = []
-    preset = body.get("preset")
-    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-        errors.append(FieldError(("preset",), f"must be one of {', '.join(PRESETS)}"))
-    elif preset is not None:
-        rest = with_preset(rest, preset)  # the body's own values win over the preset's
-    launcher = Launcher()
-    if body.get("launcher") is not None:
-        try:
-            launcher = Launcher.model_validate(body["launcher"])
-        except ValidationError as exc:
-            errors += _errors_from(exc, ("launcher",))
-        if (problem := launcher_problem(launcher)) is not None:
-            errors.append(FieldError(("launcher", "fsdp"), problem))
-    compare_with = body.get("compare_with") or None
-    if compare_with is not None and compare_with not in COMPARE_METHODS:
-        errors.append(FieldError(("compare_with",), f"must be one of {', '.join(COMPARE_METHODS)}"))
-    config: RunConfig | None = None
-    try:
-        config = RunConfig.model_validate(rest)
-    except ValidationError as exc:
-        errors += _errors_from(exc)
-    # The model and data are checked even when other fields are wrong: every error at once.
+def _checked_paths(
+    config: RunConfig, settings: Settings, storage: Storage
+) -> tuple[dict[str, str], list[FieldError]]:
+    """The model and every dataset checked where they are (each error at its field)."""
     checked: dict[str, str] = {}
-    for name, default, check in (
-        ("model", "default", lambda v: check_model(v, storage, settings)),
-        ("dataset", "python-reference", lambda v: check_dataset(v, settings)),
-        ("heldout_dataset", None, lambda v: check_dataset(v, settings)),
-        ("general_dataset", None, lambda v: check_dataset(v, settings)),
+    errors: list[FieldError] = []
+    for name, check in (
+        ("model", lambda v: check_model(v, storage, settings)),
+        ("dataset", lambda v: check_dataset(v, settings)),
+        ("heldout_dataset", lambda v: check_dataset(v, settings)),
+        ("general_dataset", lambda v: check_dataset(v, settings)),
     ):
-        value = rest.get(name, default)
-        if not isinstance(value, str) or not value.strip():
-            continue  # unset (optional files), or RunConfig's own validation reported it
+        value = getattr(config, name)
+        if value is None:
+            continue  # an optional file left out
         try:
             checked[name] = check(value)
-        except ValueError as exc:
+        except ValueError as exc:  # DataError, ModelLoadError, PathError: said for a person
             errors.append(FieldError((name,), str(exc)))
-    if config is not None and (problem := adapter_problem(config.adapter)) is not None:
+        except OSError as exc:  # a look-up the system refused (permissions, a name too long)
+            errors.append(FieldError((name,), f"cannot use {value!r}: {exc.strerror or exc}"))
+    return checked, errors
+
+
+def check_run(
+    config: RunConfig,
+    settings: Settings,
+    storage: Storage,
+    launcher: Launcher | None = None,
+    compare_with: str | None = None,
+) -> RunRequest:
+    """The checks pydantic cannot express: paths and hub ids where they are, this machine's
+    capacity, what its launcher and adapter need. RequestInvalid lists every problem at once."""
+    launcher = launcher or Launcher()
+    checked, errors = _checked_paths(config, settings, storage)
+    if (problem := launcher_problem(launcher)) is not None:
+        errors.append(FieldError(("launcher", "fsdp"), problem))
+    if (problem := adapter_problem(config.adapter)) is not None:
         errors.append(FieldError(("adapter", "kind"), problem))  # QLoRA where it cannot run
-    if config is not None and (problem := tracker_problem(config.report_to)) is not None:
+    if (problem := tracker_problem(config.report_to)) is not None:
         errors.append(FieldError(("report_to",), problem))  # its package is not installed here
-    if config is not None and config.method == compare_with:
+    tasks, code = config.eval_tasks, config.eval_allow_code_execution
+    if tasks and (problem := benchmark_problem(tasks, code, settings)) is not None:
+        errors.append(FieldError(("eval_tasks",), problem))
+    if config.method == compare_with:
         errors.append(FieldError(("compare_with",), "the baseline must differ from the method"))
-    if config is not None and not errors:
+    if not errors:
         config = config.model_copy(update=checked)
         errors += machine_errors(config, launcher, settings)
-    if config is not None and not errors:
+    if not errors:
         errors += data_errors(config, settings)  # reads the files: only once all else is right
-    if errors or config is None:
+    if errors:
         raise RequestInvalid(errors)
     return RunRequest(config, launcher, compare_with)
+
+
+def check_request(body: RunCreate, settings: Settings, storage: Storage) -> RunRequest:
+    """A POST /api/runs body FastAPI has validated, through the domain checks (check_run)."""
+    return check_run(body.run_config(), settings, storage, body.launcher, body.compare_with)
+
+
+def benchmark_problem(
+    tasks: list[str], allow_code_execution: bool, settings: Settings
+) -> str | None:
+    """Why these benchmark tasks cannot run from this server, or None: unknown names (with near
+    matches), code execution on a shared server or without the flag."""
+    if allow_code_execution and is_shared(settings):
+        return "benchmarks that run the model's code are refused on a shared server"
+    try:
+        check_run_tasks(tasks, allow_code_execution)
+    except TaskError as exc:
+        return str(exc)
+    return None
+
+
+def check_evaluation(body: EvaluateRequest, settings: Settings) -> dict[str, Any]:
+    """POST /api/runs/{id}/evaluate's body, checked: the request the run folder will hold."""
+    if (problem := benchmark_problem(body.tasks, body.allow_code_execution, settings)) is not None:
+        raise RequestInvalid([FieldError(("tasks",), problem)])
+    return body.model_dump()

@@ -18,8 +18,19 @@ from app.runs import cost, timings
 from app.runs.facts import COMPARE_METRICS, METRIC_LABELS, PANELS, run_facts
 from app.runs.form import flat_values
 from app.runs.runner import RESUMABLE, JobRunner
+from app.runs.schemas import (
+    MetricRow,
+    RunCheck,
+    RunCompare,
+    RunDetail,
+    RunPublic,
+    RunsPublic,
+)
 from app.runs.storage import RunRecord
+from app.runs.validate import RunRequest
+from app.settings import Settings
 from app.studies.store import StudyStore
+from entrodrop import metrics as m
 from entrodrop import runfolder as rf
 from entrodrop.config import (
     DEFAULT_BASELINE_STRENGTH,
@@ -132,12 +143,21 @@ def run_summary(
     run: RunRecord,
     studies: dict[str, dict[str, Any]] | None = None,
     exists: Callable[[str], bool] | None = None,
-) -> dict[str, Any]:
+) -> RunPublic:
     """A run as the runs list shows it (and GET /api/runs returns it).
 
     `studies` (studies_of) and `exists` (is a run id in the runs table) are looked up here
     unless the caller has them for many runs at once.
     """
+    return RunPublic(**_summary_fields(runner, run, studies, exists))
+
+
+def _summary_fields(
+    runner: JobRunner,
+    run: RunRecord,
+    studies: dict[str, dict[str, Any]] | None = None,
+    exists: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
     now = time.time()
     study = (studies if studies is not None else studies_of(runner)).get(run.id)
     run_dir = runner.run_dir(run.id)
@@ -224,7 +244,7 @@ def run_links(
     }
 
 
-def runs_list(runner: JobRunner) -> dict[str, Any]:
+def runs_list(runner: JobRunner) -> RunsPublic:
     """GET /api/runs and /runs: every run, newest first, each with its study (if any)."""
     records = runner.storage.list_runs()
     ids = {r.id for r in records}
@@ -232,20 +252,20 @@ def runs_list(runner: JobRunner) -> dict[str, Any]:
     runs = [run_summary(runner, r, studies, ids.__contains__) for r in records]
     counts: dict[str, int] = {}
     for r in runs:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        counts[r.status] = counts.get(r.status, 0) + 1
     # What the list's filters offer, from the runs themselves.
-    tags = sorted({t for r in runs for t in r["tags"]})
-    return {
-        "runs": runs,
-        "counts": counts,
-        "disk": cost.home_disk(runner.settings.home, sum(r["disk_bytes"] for r in runs)),
-        "tags": tags,
-        "max_compare": MAX_COMPARE,
-        "facts": run_facts(),
-    }
+    tags = sorted({t for r in runs for t in r.tags})
+    return RunsPublic(
+        runs=runs,
+        counts=counts,
+        disk=cost.home_disk(runner.settings.home, sum(r.disk_bytes for r in runs)),
+        tags=tags,
+        max_compare=MAX_COMPARE,
+        facts=run_facts(),
+    )
 
 
-def patch_run(runner: JobRunner, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+def patch_run(runner: JobRunner, run_id: str, changes: dict[str, Any]) -> RunDetail:
     """PATCH /api/runs/{id}: a new name, notes or tags (validated by RunPatch); the run after."""
     runner.get(run_id)
     if changes:
@@ -265,28 +285,25 @@ def applied_config(config: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def run_detail(runner: JobRunner, run_id: str) -> dict[str, Any]:
+def run_detail(runner: JobRunner, run_id: str) -> RunDetail:
     """GET /api/runs/{id} and /runs/{id}: the summary plus config, commands and log tails."""
     run = runner.get(run_id)
     run_dir = runner.run_dir(run_id)
-    data = run_summary(runner, run)
-    data.update(
-        {
-            "config": run.config,
-            "config_json": json.dumps(applied_config(run.config), indent=2),
-            "commands": headless_commands(Launcher(**run.launcher)),
-            "effective_batch": effective_batch_of(run.config, run.launcher),
-            "run_dir": str(run_dir),
-            "log_tail": rf.tail_lines(run_dir / rf.LOG, 60),
-            "output_tail": rf.tail_lines(run_dir / rf.OUTPUT, 40),
-            "last_values": runner.storage.last_values(run_id),
-            "panels": PANELS,
-            "summary_file": rf.read_json(run_dir / rf.SUMMARY),
-            "export": export_info(runner, run),
-            "facts": run_facts(),
-        }
+    return RunDetail(
+        **_summary_fields(runner, run),
+        config=run.config,
+        config_json=json.dumps(applied_config(run.config), indent=2),
+        commands=headless_commands(Launcher(**run.launcher)),
+        effective_batch=effective_batch_of(run.config, run.launcher),
+        run_dir=str(run_dir),
+        log_tail=rf.tail_lines(run_dir / rf.LOG, 60),
+        output_tail=rf.tail_lines(run_dir / rf.OUTPUT, 40),
+        last_values=runner.storage.last_values(run_id),
+        panels=PANELS,
+        summary_file=rf.read_json(run_dir / rf.SUMMARY),
+        export=export_info(runner, run),
+        facts=run_facts(),
     )
-    return data
 
 
 def effective_batch_of(config: dict[str, Any], launcher: dict[str, Any]) -> str | None:
@@ -310,7 +327,42 @@ def metrics_csv(runner: JobRunner, run_id: str) -> str:
     return buf.getvalue()
 
 
-def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
+def run_check(req: RunRequest, settings: Settings) -> RunCheck:
+    """POST /api/runs/check: the configs, their JSON, the commands and the expected cost."""
+    configs = req.configs()
+    processes = req.launcher.num_processes if req.launcher.kind == "accelerate" else 1
+    # The whole request's cost: a matched baseline twin runs as long again.
+    found = cost.for_configs(settings, configs, processes)
+    dumped = [c.model_dump(mode="json") for c in configs]
+    return RunCheck(
+        configs=dumped,
+        config_json=json.dumps(dumped[0], indent=2),
+        launcher=req.launcher,
+        commands=headless_commands(req.launcher),
+        estimate={**found["runs"][0], "runs": len(configs)},
+        estimate_text=cost.describe(found["runs"][0]),
+        total=found["total"],
+        total_text=cost.describe_total(found["total"]),
+    )
+
+
+def metric_rows(
+    runner: JobRunner,
+    run_id: str,
+    after: int = 0,
+    names: list[str] | None = None,
+    attempt: str = "current",
+) -> list[MetricRow]:
+    """GET /api/runs/{id}/metrics: rows after a cursor, of some names, of one attempt or all."""
+    run = runner.get(run_id)
+    number = (
+        None if attempt == "all" else int(attempt) if attempt.isdigit() else max(1, run.attempts)
+    )
+    rows = runner.storage.metrics(run_id, after_id=after, names=names, attempt=number)
+    return [MetricRow(**row) for row in rows]
+
+
+def compare(runner: JobRunner, run_ids: list[str]) -> RunCompare:
     """GET /api/compare and /compare: runs side by side, config differences, best/final metrics."""
     runs = [runner.get(i) for i in run_ids]
     flat = [flat_values(r.config) | {"launcher": Launcher(**r.launcher).kind} for r in runs]
@@ -327,18 +379,32 @@ def compare(runner: JobRunner, run_ids: list[str]) -> dict[str, Any]:
         row["best_eval_loss"] = r.best_eval_loss
         row |= best_record(r, runner.run_dir(r.id))
         row["final"] = {name: last.get(name) for name in COMPARE_METRICS}
+        row["benchmarks"] = benchmark_columns(last)
         table.append(row)
     studies = studies_of(runner)
-    return {
-        "runs": [run_summary(runner, r, studies) for r in runs],
-        "differences": differences,
-        "table": table,
-        "metric_names": list(COMPARE_METRICS),
-        "metric_labels": METRIC_LABELS,
-        "metrics": {r.id: runner.storage.metrics(r.id, attempt=max(1, r.attempts)) for r in runs},
-        "panels": PANELS,
-        "facts": run_facts(),
-    }
+    return RunCompare(
+        runs=[run_summary(runner, r, studies) for r in runs],
+        differences=differences,
+        table=table,
+        metric_names=list(COMPARE_METRICS),
+        metric_labels=METRIC_LABELS,
+        metrics={r.id: runner.storage.metrics(r.id, attempt=max(1, r.attempts)) for r in runs},
+        panels=PANELS,
+        facts=run_facts(),
+    )
+
+
+def benchmark_columns(last: dict[str, float | None]) -> dict[str, float]:
+    """Each benchmark task's headline metric from a run's last values, by 'task: metric'."""
+    tasks: dict[str, dict[str, float]] = {}
+    for name, value in last.items():
+        if (found := m.parse_benchmark(name)) is not None and value is not None:
+            tasks.setdefault(found[0], {})[found[1]] = value
+    out = {}
+    for task, values in sorted(tasks.items()):
+        if (metric := m.headline(values)) is not None:
+            out[f"{task}: {metric}"] = values[metric]
+    return out
 
 
 def export_info(runner: JobRunner, run: RunRecord) -> dict[str, Any]:

@@ -1,36 +1,22 @@
-"""Validate a new-study request and queue every run of it through the one job runner."""
+"""Check a new study (FastAPI validated its body, a StudyConfig), say what it will cost, and
+queue every run of it through the one job runner."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from app.errors import FieldError, RequestInvalid, readable_errors
+from app.errors import FieldError, RequestInvalid
 from app.runs import cost
 from app.runs.runner import JobRunner
-from app.runs.validate import parse_request
+from app.runs.validate import check_run, queue_room
 from app.settings import Settings
 from app.studies.store import StudyStore, run_name
 from entrodrop.config import RunConfig
 from entrodrop.studies.config import StudyConfig
 
 
-def _field_errors(exc: ValidationError) -> list[FieldError]:
-    return [
-        FieldError(tuple(e["loc"]), str(e["msg"]).removeprefix("Value error, "))
-        for e in exc.errors(include_url=False)
-    ]
-
-
-def parse_study(body: Any, settings: Settings) -> StudyConfig:
-    """The body as a StudyConfig, within the server's cap on runs per study (422 otherwise)."""
-    if not isinstance(body, dict):
-        raise RequestInvalid([FieldError((), "expected a JSON object (a study config)")])
-    try:
-        study = StudyConfig.model_validate(body)
-    except ValidationError as exc:
-        raise RequestInvalid(_field_errors(exc), readable_errors(exc.errors())) from exc
+def check_size(study: StudyConfig, settings: Settings) -> int:
+    """The study's run count, within the server's cap on runs per study (422 otherwise)."""
     count = len(study.variants) * len(study.seeds)
     if count > settings.max_study_runs:
         problem = FieldError(
@@ -40,7 +26,7 @@ def parse_study(body: Any, settings: Settings) -> StudyConfig:
             "per study (ENTRODROP_MAX_STUDY_RUNS)",
         )
         raise RequestInvalid([problem])
-    return study
+    return count
 
 
 def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, int, RunConfig]]:
@@ -50,7 +36,7 @@ def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, in
     """
     settings, storage = runner.settings, runner.storage
     try:
-        parse_request(study.base.model_dump(mode="json"), settings, storage)
+        check_run(study.base, settings, storage)
     except RequestInvalid as exc:
         raise RequestInvalid(
             [FieldError(("base", *e.loc), e.msg) for e in exc.field_errors]
@@ -58,7 +44,7 @@ def checked_configs(study: StudyConfig, runner: JobRunner) -> list[tuple[str, in
     out = []
     for run in study.expand():
         try:
-            req = parse_request(run.config.model_dump(mode="json"), settings, storage)
+            req = check_run(run.config, settings, storage)
         except RequestInvalid as exc:
             where = ("variants", run.variant)
             raise RequestInvalid(
@@ -85,20 +71,22 @@ def estimate_study(
     }
 
 
-def check_study(body: Any, runner: JobRunner) -> dict[str, Any]:
-    """POST /api/studies/check: validate as a create would, and say what the study will cost."""
-    study = parse_study(body, runner.settings)
+def check_study(study: StudyConfig, runner: JobRunner) -> dict[str, Any]:
+    """POST /api/studies/check: check as a create would, and say what the study will cost."""
+    check_size(study, runner.settings)
     return estimate_study(study, checked_configs(study, runner), runner.settings)
 
 
-def create_study(body: Any, runner: JobRunner, store: StudyStore) -> dict[str, Any]:
-    """Validate, queue every run (seed by seed, variants in order) and record the study."""
-    study = parse_study(body, runner.settings)
+def create_study(study: StudyConfig, runner: JobRunner, store: StudyStore) -> dict[str, Any]:
+    """Check, queue every run (seed by seed, variants in order) and record the study."""
+    count = check_size(study, runner.settings)
     planned = checked_configs(study, runner)  # every check passes before anything is queued
     cost.check_disk(estimate_study(study, planned, runner.settings)["estimate"])  # 507
-    runs = []
-    for variant, seed, config in planned:
-        run_id = runner.submit(config).id
-        runner.storage.update_run(run_id, name=run_name(study.name, variant, seed))
-        runs.append({"id": run_id, "variant": variant, "seed": seed})
-    return store.create(study, runs)
+    # The study's runs wait in the one queue: they share its bound with single runs (429).
+    with queue_room(runner.storage, runner.settings, count, "this study"):
+        runs = []
+        for variant, seed, config in planned:
+            run_id = runner.submit(config).id
+            runner.storage.update_run(run_id, name=run_name(study.name, variant, seed))
+            runs.append({"id": run_id, "variant": variant, "seed": seed})
+        return store.create(study, runs)

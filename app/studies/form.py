@@ -8,6 +8,7 @@ from typing import Any, get_args
 from app.runs.form import new_run_form
 from app.runs.storage import Storage
 from app.settings import Settings
+from app.studies.schemas import StudyForm
 from entrodrop.config import DROPPING_METHODS, METHOD_HELP, METHODS, DropMode, EntropySource
 from entrodrop.studies.config import (
     MAX_SEEDS,
@@ -65,7 +66,7 @@ VARIANT_PRESETS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def new_study_form(settings: Settings, storage: Storage) -> dict[str, Any]:
+def new_study_form(settings: Settings, storage: Storage) -> StudyForm:
     """Everything the new-study form needs; the base fields are New run's, built the same way."""
     run_form = new_run_form(settings, storage)
     choices = variant_choices()
@@ -74,34 +75,32 @@ def new_study_form(settings: Settings, storage: Storage) -> dict[str, Any]:
         {"name": name, "labels": [label for label in labels if label in known]}
         for name, labels in VARIANT_PRESETS.items()
     ]
-    return {
-        "defaults": run_form["defaults"],
-        "values": run_form["values"],
-        "base_fields": [
+    return StudyForm(
+        defaults=run_form.defaults,
+        values=run_form.values,
+        base_fields=[
             f
-            for f in run_form["training_fields"] + run_form["advanced_fields"]
-            if f["name"] not in NOT_BASE_FIELDS
+            for f in run_form.training_fields + run_form.advanced_fields
+            if f.name not in NOT_BASE_FIELDS
         ],
-        "entrodrop_fields": [
-            f for f in run_form["entrodrop_fields"] if f["name"] != "entrodrop.seed"
-        ],
-        "shared_fields": sorted(SHARED_FIELDS),
-        "variants": choices,
-        "presets": presets,
-        "default_preset": presets[0]["name"],
-        "seeds": DEFAULT_SEEDS,
-        "max_seeds": MAX_SEEDS,
-        "max_variants": MAX_VARIANTS,
-        "max_runs": settings.max_study_runs,
-        "keep_checkpoints": StudyConfig.model_fields["keep_checkpoints"].default,
-        "keep_checkpoints_help": StudyConfig.model_fields["keep_checkpoints"].description,
-        "allowed_data_dirs": run_form["allowed_data_dirs"],
-        "disk": run_form["disk"],
-        "parallel": settings.max_concurrent_runs,
-        "estimate_url": "/api/studies/check",
+        entrodrop_fields=[f for f in run_form.entrodrop_fields if f.name != "entrodrop.seed"],
+        shared_fields=sorted(SHARED_FIELDS),
+        variants=choices,
+        presets=presets,
+        default_preset=presets[0]["name"],
+        seeds=DEFAULT_SEEDS,
+        max_seeds=MAX_SEEDS,
+        max_variants=MAX_VARIANTS,
+        max_runs=settings.max_study_runs,
+        keep_checkpoints=StudyConfig.model_fields["keep_checkpoints"].default,
+        keep_checkpoints_help=StudyConfig.model_fields["keep_checkpoints"].description,
+        allowed_data_dirs=run_form.allowed_data_dirs,
+        disk=run_form.disk,
+        parallel=settings.max_concurrent_runs,
+        estimate_url="/api/studies/check",
         # New run's model and data pickers: finished runs, uploads, paths under the path rule.
-        "finished_runs": run_form["finished_runs"],
-        "path_rules": run_form["path_rules"],
-        "max_upload_bytes": run_form["max_upload_bytes"],
-        "upload_suffixes": run_form["upload_suffixes"],
-    }
+        finished_runs=run_form.finished_runs,
+        path_rules=run_form.path_rules,
+        max_upload_bytes=run_form.max_upload_bytes,
+        upload_suffixes=run_form.upload_suffixes,
+    )

@@ -6,10 +6,11 @@ and its JSON twin come from the same function. Errors are domain exceptions (app
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
 
 from app.deps import RunnerDep, SettingsDep, StorageDep, StudiesDep, TemplatesDep
 from app.errors import ErrorBody
@@ -31,7 +32,6 @@ from entrodrop.studies.report import report_html
 
 router = APIRouter()
 api = APIRouter(prefix="/api", tags=["studies"])
-STUDY_BODY = StudyConfig.__doc__ or "a study config"  # the body; docs/studies.md has its fields
 
 
 def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -41,6 +41,9 @@ def _error_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
 def _page(
     request: Request, templates: TemplatesDep, name: str, data: Any, status: int = 200
 ) -> Response:
+    # The page gets exactly what its JSON twin answers: the response model as JSON data.
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     context = {"nav": "studies", "data": data}
     return templates.TemplateResponse(request, name, context, status_code=status)
 
@@ -77,7 +80,8 @@ def study_page(
 @router.get("/studies/{study_id}/report.html", response_class=HTMLResponse, include_in_schema=False)
 def study_report(study_id: str, runner: RunnerDep, store: StudiesDep) -> Response:
     """The study as one self-contained HTML file to share (its JSON twin: /api/studies/{id})."""
-    html = report_html(views.study_detail(runner, store, study_id))  # StudyNotFound: 404
+    detail = views.study_detail(runner, store, study_id)  # StudyNotFound: 404
+    html = report_html(detail.model_dump(mode="json"))
     headers = {"Content-Disposition": f'attachment; filename="study-{study_id}.html"'}
     return HTMLResponse(html, headers=headers)
 
@@ -86,7 +90,7 @@ def study_report(study_id: str, runner: RunnerDep, store: StudiesDep) -> Respons
 
 
 @api.get("/studies/form", response_model=StudyForm, summary="What the new-study form offers")
-def api_form(settings: SettingsDep, storage: StorageDep) -> dict[str, Any]:
+def api_form(settings: SettingsDep, storage: StorageDep) -> StudyForm:
     return new_study_form(settings, storage)
 
 
@@ -96,9 +100,7 @@ def api_form(settings: SettingsDep, storage: StorageDep) -> dict[str, Any]:
     responses=_error_doc(422),
     summary="Validate a study and estimate its whole time and disk here",
 )
-def api_check(
-    runner: RunnerDep, body: Annotated[Any, Body(description=STUDY_BODY)] = None
-) -> dict[str, Any]:
+def api_check(body: StudyConfig, runner: RunnerDep) -> dict[str, Any]:
     return check_study(body, runner)
 
 
@@ -106,21 +108,17 @@ def api_check(
     "/studies",
     status_code=201,
     response_model=StudyCreated,
-    responses=_error_doc(422, 507),
+    responses=_error_doc(422, 429, 507),
     summary="Queue every variant with every seed as one study",
 )
-def api_create(
-    runner: RunnerDep,
-    store: StudiesDep,
-    body: Annotated[Any, Body(description=STUDY_BODY)] = None,
-) -> dict[str, Any]:
+def api_create(body: StudyConfig, runner: RunnerDep, store: StudiesDep) -> StudyCreated:
     record = create_study(body, runner, store)
     detail = views.study_detail(runner, store, record["id"])
-    return {"id": record["id"], "runs": detail["runs"], "url": detail["links"]["page"]}
+    return StudyCreated(id=detail.id, runs=detail.runs, url=detail.links.page)
 
 
 @api.get("/studies", response_model=StudiesPublic, summary="All studies, newest first")
-def api_studies(runner: RunnerDep, store: StudiesDep) -> dict[str, Any]:
+def api_studies(runner: RunnerDep, store: StudiesDep) -> StudiesPublic:
     return views.studies_list(runner, store)
 
 
@@ -142,7 +140,7 @@ def api_study_csv(study_id: str, runner: RunnerDep, store: StudiesDep) -> Respon
     responses=_error_doc(404),
     summary="One study: runs, summary (mean ± 95% CI), paired differences, readings, curves",
 )
-def api_study(study_id: str, runner: RunnerDep, store: StudiesDep) -> dict[str, Any]:
+def api_study(study_id: str, runner: RunnerDep, store: StudiesDep) -> StudyDetail:
     return views.study_detail(runner, store, study_id)
 
 
@@ -152,7 +150,7 @@ def api_study(study_id: str, runner: RunnerDep, store: StudiesDep) -> dict[str, 
     responses=_error_doc(404, 409),
     summary="Cancel the study's queued and running runs",
 )
-def api_cancel(study_id: str, runner: RunnerDep, store: StudiesDep) -> dict[str, Any]:
+def api_cancel(study_id: str, runner: RunnerDep, store: StudiesDep) -> StudyDetail:
     cancel_study(runner, store, study_id)
     return views.study_detail(runner, store, study_id)
 
@@ -168,6 +166,6 @@ def api_delete(
     runner: RunnerDep,
     store: StudiesDep,
     runs: bool = Query(False, description="Also delete the study's runs and their folders"),
-) -> dict[str, Any]:
+) -> StudyDeleted:
     deleted = delete_study(runner, store, study_id, with_runs=runs)
-    return {"id": study_id, "deleted_runs": deleted}
+    return StudyDeleted(id=study_id, deleted_runs=deleted)

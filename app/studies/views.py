@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from app.runs.runner import JobRunner
+from app.studies.schemas import StudiesPublic, StudyDetail, StudyPublic
 from app.studies.store import MANAGED_BY, StudyStore
 from entrodrop.runfolder import SUMMARY, RunFolder, read_json, read_status
 from entrodrop.studies.config import StudyConfig
@@ -88,8 +89,14 @@ def _counts(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 def study_item(
     store: StudyStore, record: dict[str, Any], runs: list[dict[str, Any]], ended: bool
-) -> dict[str, Any]:
+) -> StudyPublic:
     """A study as the list shows it, given its runs (study_runs) and whether it has ended."""
+    return StudyPublic(**_item_fields(store, record, runs, ended))
+
+
+def _item_fields(
+    store: StudyStore, record: dict[str, Any], runs: list[dict[str, Any]], ended: bool
+) -> dict[str, Any]:
     config = record["config"]
     status = study_status((r["status"] for r in runs), ended=ended)
     return {
@@ -109,17 +116,16 @@ def study_item(
     }
 
 
-def _listed(runner: JobRunner, store: StudyStore, record: dict[str, Any]) -> dict[str, Any]:
+def _listed(runner: JobRunner, store: StudyStore, record: dict[str, Any]) -> StudyPublic:
     ended = cli_study_ended(store, record)
     return study_item(store, record, study_runs(runner, record, ended), ended)
 
 
-def studies_list(runner: JobRunner, store: StudyStore) -> dict[str, Any]:
+def studies_list(runner: JobRunner, store: StudyStore) -> StudiesPublic:
     """GET /api/studies and /studies: every study, newest first."""
-    return {
-        "studies": [_listed(runner, store, r) for r in store.records()],
-        "facts": study_facts(),
-    }
+    return StudiesPublic(
+        studies=[_listed(runner, store, r) for r in store.records()], facts=study_facts()
+    )
 
 
 def _rows(runner: JobRunner, record: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -143,20 +149,21 @@ def study_results_data(
     return study_results_view(study, runs, rows)
 
 
-def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> dict[str, Any]:
+def study_detail(runner: JobRunner, store: StudyStore, study_id: str) -> StudyDetail:
     """GET /api/studies/{id} and /studies/{id}: runs, summary, paired, readings, curves."""
     record = store.get(study_id)
     ended = cli_study_ended(store, record)
     runs = study_runs(runner, record, ended)
-    return {
-        **study_item(store, record, runs, ended),
-        "config": record["config"],
-        "machine": record.get("machine"),
-        "runs": runs,
-        **(result := study_results_data(runner, record, runs)),
-        "panels": CURVE_PANELS,
-        "facts": study_facts(result),
-    }
+    result = study_results_data(runner, record, runs)
+    return StudyDetail(
+        **_item_fields(store, record, runs, ended),
+        config=record["config"],
+        machine=record.get("machine"),
+        runs=runs,
+        **result,
+        panels=CURVE_PANELS,
+        facts=study_facts(result),
+    )
 
 
 def study_csv(runner: JobRunner, store: StudyStore, study_id: str) -> str:

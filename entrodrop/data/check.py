@@ -11,6 +11,7 @@ from entrodrop.config import RunConfig
 from entrodrop.data.datasets import ChatData, Dataset, all_examples, split_dataset
 from entrodrop.data.errors import DataError
 from entrodrop.data.examples import data_report, tokenize_conversations
+from entrodrop.data.files import UserData
 from entrodrop.data.formats import Conversation
 from entrodrop.models import load_tokenizer
 
@@ -69,12 +70,17 @@ def check_run_data(
 
 
 def run_data_report(
-    config: RunConfig, runs_dir: Path | None = None, max_text_bytes: int | None = None
+    config: RunConfig,
+    runs_dir: Path | None = None,
+    max_text_bytes: int | None = None,
+    examples: UserData | None = None,
 ) -> dict[str, Any]:
     """The `data` report of a run config's dataset with its model's tokenizer: the object
-    `entrodrop data --json` prints and the run's summary.json will hold."""
+    `entrodrop data --json` prints and the run's summary.json will hold (`examples`: the
+    dataset's, when the caller read them already)."""
     tokenizer, name = load_tokenizer(config.model, runs_dir)
-    examples = all_examples(config.dataset, None, max_text_bytes, config.data_format)
+    if examples is None:
+        examples = all_examples(config.dataset, None, max_text_bytes, config.data_format)
     return data_report(
         examples, tokenizer, config.seq_len, config.train_on, config.truncation, name
     )

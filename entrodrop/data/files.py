@@ -29,6 +29,7 @@ from entrodrop.data.formats import (
 )
 from entrodrop.data.parquet import parquet_columns, read_parquet
 from entrodrop.data.readers import Record, read_csv, read_json_array, read_jsonl, read_txt
+from entrodrop.paths import PathError, expand_user
 
 USER_SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".parquet")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -176,7 +177,10 @@ def read_data_file(
     path: str | Path, max_text_bytes: int | None = None, data_format: DataFormatChoice = "auto"
 ) -> UserData:
     """The examples of a data file on disk, streamed (see parse_data_file)."""
-    p = Path(path).expanduser()
+    try:
+        p = expand_user(path)
+    except PathError as exc:
+        raise DataError(str(exc)) from exc
     if not p.is_file():
         raise DataError(f"no such file: {path}")
     try:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from entrodrop.data.errors import DataError
+from entrodrop.paths import PathError, expand_user, resolve_user_path
 
 NAME_MAX = 255  # characters in one file or folder name (Linux, macOS, Windows alike)
 PATH_MAX = 4096
@@ -28,12 +29,13 @@ def check_path_allowed(path: str | Path, allowed_dirs: Sequence[str | Path]) -> 
     if not allowed_dirs:
         raise DataError("naming files by path is disabled on this server (no allowed folders)")
     raw = str(path)
-    if "\x00" in raw:
-        raise DataError("invalid path")
-    candidate = Path(raw).expanduser()
-    for base in allowed_dirs:
-        root = Path(base).expanduser().resolve()
-        full = (root / candidate).resolve() if not candidate.is_absolute() else candidate.resolve()
+    try:
+        candidate = expand_user(raw)
+        roots = [resolve_user_path(base) for base in allowed_dirs]
+        fulls = [resolve_user_path(root / candidate) for root in roots]  # absolute: candidate
+    except PathError as exc:
+        raise DataError(str(exc)) from exc
+    for root, full in zip(roots, fulls, strict=True):
         if full == root or root in full.parents:
             return full
     raise DataError(f"{raw} is outside the allowed data folders")

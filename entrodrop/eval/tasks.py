@@ -150,8 +150,9 @@ def check_code_execution(names: Sequence[str], allowed: bool) -> None:
     risky = [n for n in names if any(n == c or n.startswith(c + "_") for c in CODE_TASKS)]
     if risky and not allowed:
         raise TaskError(
-            f"{', '.join(risky)} execute(s) code the model writes: add --allow-code-execution "
-            "to run them (only on a machine where that is safe)"
+            f"{', '.join(risky)} execute(s) code the model writes: allow it to run them "
+            "(--allow-code-execution, or eval_allow_code_execution in a run config), only on a "
+            "machine where that is safe"
         )
 
 

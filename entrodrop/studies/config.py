@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from entrodrop.config import METHODS, RunConfig
+from entrodrop.names import check_printable
 
 MAX_VARIANTS = 40
 EARLY_STOP = "early_stop"  # the baseline to beat: plain fine-tuning, stopped at its best
@@ -95,6 +96,11 @@ class VariantSpec(BaseModel):
     method: str = "entrodrop"
     entrodrop: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("label")
+    @classmethod
+    def _printable_label(cls, v: str | None) -> str | None:
+        return None if v is None else check_printable(v)
+
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
@@ -156,6 +162,11 @@ class StudyConfig(BaseModel):
     keep_checkpoints: bool = Field(
         False, description="Keep each run's checkpoints and final model (off: metrics only)."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        return check_printable(v)
 
     @field_validator("seeds")
     @classmethod

@@ -117,7 +117,10 @@ def tables(result: Mapping[str, Any]) -> str:
     ]
     parts = [_markdown(header, rows)]
     if result["paired"]:
-        bench = [o for o in outcomes if f"{o['name']}_diff" in result["paired"][0]]
+        first = result["paired"][0]
+        bench = [
+            o for o in outcomes if o["name"].startswith("bench:") and f"{o['name']}_diff" in first
+        ]
         paired = [
             [
                 r["variant"],

@@ -10,7 +10,7 @@ from typing import Any
 
 from entrodrop.runfolder import RunFolder
 from entrodrop.studies.config import StudyConfig
-from entrodrop.studies.outcomes import Outcomes, judged_outcomes, run_outcomes
+from entrodrop.studies.outcomes import BENCH_OUTCOME, Outcomes, judged_outcomes, run_outcomes
 from entrodrop.studies.reading import outcome_list, with_readings
 from entrodrop.studies.stats import RunKey, summary
 
@@ -70,7 +70,8 @@ def results_csv(result: dict[str, Any]) -> str:
                 | {"excludes_zero": ""}
             )
     for row in result["paired"]:
-        diffs = ["final_heldout_diff", *(f"{n}_diff" for n in names if f"{n}_diff" in row)]
+        bench = [f"{n}_diff" for n in names if n.startswith(BENCH_OUTCOME) and f"{n}_diff" in row]
+        diffs = ["final_heldout_diff", *bench]
         for metric in diffs:
             stat = row[metric]
             excludes = (

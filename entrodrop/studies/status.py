@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal, get_args
 
 from entrodrop.runfolder import ACTIVE
 
@@ -11,14 +12,16 @@ from entrodrop.runfolder import ACTIVE
 # failed: finished, none succeeded and at least one failed; cancelled: the rest (cancelled,
 # interrupted or deleted runs, none succeeded); interrupted: a study `entrodrop study` ran whose
 # process ended (killed, machine stopped) with runs unfinished: `--resume` continues it.
-STUDY_STATUSES = (
+StudyStatus = Literal[
     "queued", "running", "succeeded", "partial", "failed", "cancelled", "interrupted"
-)  # fmt: skip
-STUDY_ACTIVE = ("queued", "running")
-MISSING = "missing"  # a run whose record is gone (deleted from the runs table)
+]  # fmt: skip
+STUDY_STATUSES: tuple[StudyStatus, ...] = get_args(StudyStatus)
+STUDY_ACTIVE: tuple[StudyStatus, ...] = ("queued", "running")
+Missing = Literal["missing"]
+MISSING: Missing = "missing"  # a run whose record is gone (deleted from the runs table)
 
 
-def study_status(run_statuses: Iterable[str], ended: bool = False) -> str:
+def study_status(run_statuses: Iterable[str], ended: bool = False) -> StudyStatus:
     """The study's status from its runs' statuses (see STUDY_STATUSES); `ended`: no process
     runs it any more (a CLI study whose process is gone), so unfinished runs wait for --resume."""
     statuses = list(run_statuses)

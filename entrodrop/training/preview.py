@@ -106,12 +106,16 @@ def _chat_rows(
     return PreviewRows(rows, tokens, info)
 
 
-def preview_rows(config: RunConfig, tokenizer: Any, model_name: str) -> PreviewRows:
-    """The first rows of the run's training split (at most MAX_ROWS, batch_size)."""
+def preview_rows(
+    config: RunConfig, tokenizer: Any, model_name: str, data: Any = None
+) -> PreviewRows:
+    """The first rows of the run's training split (at most MAX_ROWS, batch_size); `data`: the
+    run's dataset when the caller read it already (the server reads users' files in a child)."""
     n = min(config.batch_size, MAX_ROWS)
-    data = load_dataset(
-        config.dataset, heldout=config.heldout_dataset, data_format=config.data_format
-    )
+    if data is None:
+        data = load_dataset(
+            config.dataset, heldout=config.heldout_dataset, data_format=config.data_format
+        )
     if isinstance(data, ChatData):
         return _chat_rows(data, tokenizer, config, n, model_name)
     return _text_rows(data, tokenizer, config, n)
@@ -142,12 +146,13 @@ def preview_drops(
     return masks, tau
 
 
-def first_batch(loaded: LoadedModel, config: RunConfig) -> dict[str, Any]:
-    """Score the first rows of the training data and apply the policy at three progress points.
+def first_batch(loaded: LoadedModel, config: RunConfig, data: Any = None) -> dict[str, Any]:
+    """Score the first rows of the training data and apply the policy at three progress points
+    (`data`: the run's dataset, when read already).
 
     Raises ModelLoadError or DataError (messages for a person).
     """
-    shown = preview_rows(config, loaded.tokenizer, loaded.name)
+    shown = preview_rows(config, loaded.tokenizer, loaded.name, data)
     rows = shown.rows
     ids = [rows.ids[b, : int(rows.lengths[b])].tolist() for b in range(len(rows))]
     arrays = score_ids(loaded, ids, top_k=0)

@@ -296,6 +296,42 @@ def test_rename_tag_and_delete(make_client: ClientFactory, entrodrop_home: Path)
         assert client.get("/api/runs").json()["runs"] == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "evil\x00name"),
+        ("name", "\x1b[31mred"),
+        ("name", "abc\u202etxt.exe"),  # right-to-left override: shows as "abcexe.txt"
+        ("name", "two\nlines"),
+        ("name", "zero\u200bwidth"),
+        ("notes", "bell\x07"),
+        ("notes", "isolate \u2066x\u2069"),
+    ],
+)
+def test_names_and_notes_refuse_control_characters(
+    make_client: ClientFactory, field: str, value: str
+) -> None:
+    with make_client() as client:
+        run_id = client.post("/api/runs", json={}).json()["id"]
+        wait_finished(client, run_id)
+        res = client.patch(f"/api/runs/{run_id}", json={field: value})
+        assert res.status_code == 422, res.text
+        assert "control character" in res.json()["detail"] and res.json()["errors"][0]["loc"] == [
+            field
+        ]
+        assert client.get(f"/api/runs/{run_id}").json()[field] == ""
+        fine = "line one\n\tline two, café 中文" if field == "notes" else "café 中文 v2"
+        assert client.patch(f"/api/runs/{run_id}", json={field: fine}).json()[field] == fine
+
+
+def test_study_names_refuse_control_characters(make_client: ClientFactory) -> None:
+    with make_client() as client:
+        body = {"name": "s\u202eevil", "variants": ["none"], "seeds": [0]}
+        res = client.post("/api/studies", json=body)
+        assert res.status_code == 422 and "control character" in res.json()["detail"]
+        assert client.get("/api/runs").json()["runs"] == []
+
+
 def test_cost_estimate_from_a_measured_step_time(make_client: ClientFactory) -> None:
     with make_client() as client:
         body = {"max_steps": 4000, "batch_size": 2, "grad_accum": 2, "seq_len": 64}
@@ -421,10 +457,18 @@ def test_preview_of_the_first_batch(make_client: ClientFactory, tiny_model_dir: 
 def test_openapi_documents_the_runs_api(make_client: ClientFactory) -> None:
     with make_client() as client:
         spec = client.get("/openapi.json").json()
-        post = spec["paths"]["/api/runs"]["post"]
-        schema = post["requestBody"]["content"]["application/json"]["schema"]
-        assert {"model", "entrodrop", "launcher", "compare_with"} <= set(schema["properties"])
-        assert "$ref" not in json.dumps(schema)
+        bodies = {
+            url: spec["paths"][url]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            for url in ("/api/runs", "/api/runs/check", "/api/runs/preview")
+        }
+        assert set(map(json.dumps, bodies.values())) == {
+            json.dumps({"$ref": "#/components/schemas/RunCreate"})
+        }  # one body model, the one FastAPI validates
+        schema = spec["components"]["schemas"]["RunCreate"]
+        assert {"model", "entrodrop", "launcher", "compare_with", "preset"} <= set(
+            schema["properties"]
+        )
+        assert schema["additionalProperties"] is False
         for path in ("/api/runs/{run_id}/events", "/api/runs/{run_id}/metrics.csv", "/api/compare"):
             assert path in spec["paths"]
 

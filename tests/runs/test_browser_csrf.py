@@ -4,17 +4,13 @@ the dashboard's own upload, launch and cancel still work."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from browser_utils import browser_page, live_server
-from runs_helpers import SEED_MODES, wait_sync, write_fake_child
+from browser_utils import attacker_site, browser_page, live_server
+from runs_helpers import FAKE_TRAINER, SEED_MODES, wait_sync
 from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
@@ -42,32 +38,6 @@ ATTACK = """<!doctype html><html><body>
 </script></body></html>"""
 
 
-@contextmanager
-def attacker_site(html: str) -> Iterator[str]:
-    """Another origin on this machine (a different port) serving one page."""
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            body = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 class Recorder:
     """ASGI wrapper noting each write's answer: the test waits on the requests, not on time."""
 
@@ -92,7 +62,7 @@ def test_another_origin_cannot_create_upload_or_cancel(
     entrodrop_home: Path, tmp_path: Path
 ) -> None:
     app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.entry = (str(write_fake_child(tmp_path)),)
+    app.state.jobs.entry = (str(FAKE_TRAINER),)
     app.state.jobs.poll_interval = 0.2
     recorder = Recorder(app)
     uploads = entrodrop_home / "uploads"

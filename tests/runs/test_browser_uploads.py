@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_utils import browser_page, live_server, screenshot
-from runs_helpers import write_fake_child
+from runs_helpers import FAKE_TRAINER
 from waiting import PATIENCE_S
 
 from app.main import create_app
@@ -100,7 +100,7 @@ def test_new_study_has_new_runs_pickers(entrodrop_home: Path, tmp_path: Path) ->
     """Upload (with the server's refusal shown), built-in data, a model folder by path."""
     app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
     app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(write_fake_child(tmp_path)),)
+    app.state.jobs.entry = (str(FAKE_TRAINER),)
     with live_server(app) as url, browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from runs_helpers import PATIENCE_S, wait_until, write_fake_child
+from runs_helpers import FAKE_TRAINER, PATIENCE_S, wait_until
 
 from app.runs.runner import JobRunner
 from app.runs.storage import RunRecord, Storage
@@ -41,16 +41,16 @@ def run_with(runner: JobRunner, scenario: Callable[[JobRunner], Awaitable[None]]
     asyncio.run(main())
 
 
-def fake_runner_with(home: Path, folder: Path, grace_s: float) -> JobRunner:
+def fake_runner_with(home: Path, grace_s: float) -> JobRunner:
     settings = settings_for(home, cancel_grace_s=grace_s)
-    entry = (str(write_fake_child(folder)),)
+    entry = (str(FAKE_TRAINER),)
     return JobRunner(settings, Storage(settings.db_path), entry=entry, poll_interval=0.05)
 
 
 @pytest.fixture
-def fake_runner(entrodrop_home: Path, tmp_path: Path) -> JobRunner:
+def fake_runner(entrodrop_home: Path) -> JobRunner:
     """Children that stop cleanly get all the time they need, however busy the machine."""
-    return fake_runner_with(entrodrop_home, tmp_path, grace_s=PATIENCE_S)
+    return fake_runner_with(entrodrop_home, grace_s=PATIENCE_S)
 
 
 def tiny_config(tiny_model_dir: Path, **kw: object) -> RunConfig:
@@ -147,7 +147,7 @@ def test_a_hanging_child_is_killed_after_the_grace(entrodrop_home: Path, tmp_pat
         done = runner.get(run.id)
         assert done.status == "cancelled" and done.exit_code == -signal.SIGKILL
 
-    run_with(fake_runner_with(entrodrop_home, tmp_path, grace_s=1.0), scenario)
+    run_with(fake_runner_with(entrodrop_home, grace_s=1.0), scenario)
 
 
 def test_killing_the_child_loses_no_written_metric(fake_runner: JobRunner) -> None:
@@ -165,12 +165,29 @@ def test_killing_the_child_loses_no_written_metric(fake_runner: JobRunner) -> No
     run_with(fake_runner, scenario)
 
 
+def count_ticks(runner: JobRunner) -> list[int]:
+    """[polls so far]: the runner's poll loop counts each tick it completes into it."""
+    ticks = [0]
+    tick = runner.tick
+
+    def counted() -> None:
+        tick()
+        ticks[0] += 1
+
+    runner.tick = counted  # type: ignore[method-assign]
+    return ticks
+
+
 def test_fifo_queue_one_at_a_time(fake_runner: JobRunner) -> None:
+    ticks = count_ticks(fake_runner)
+
     async def scenario(runner: JobRunner) -> None:
         first = runner.submit(RunConfig(model="fake:slow"))
         second = runner.submit(RunConfig(model="fake:slow"))
         await wait_until(lambda: (runner.run_dir(first.id) / "ready").exists(), PATIENCE_S, "first")
-        await asyncio.sleep(0.3)
+        # The second run had its chances to start: the runner polled its queue three more times.
+        seen = ticks[0]
+        await wait_until(lambda: ticks[0] >= seen + 3, PATIENCE_S, "three polls")
         assert runner.get(first.id).status == "running"
         assert runner.get(second.id).status == "queued"  # max_concurrent_runs = 1
         runner.cancel(first.id)

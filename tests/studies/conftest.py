@@ -1,10 +1,3 @@
-"""The studies tests reuse the runs tests' fake training child and waiting helpers."""
+"""The studies tests reuse the runs tests' fake training child and client fixture."""
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runs"))
-
-from runs_helpers import make_client  # noqa: E402, F401  (the runs tests' client fixture)
+from runs_helpers import make_client  # noqa: F401  (tests/runs is on pytest's pythonpath)

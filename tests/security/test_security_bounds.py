@@ -4,6 +4,7 @@ and the uploads folder, and the start-up clean-up of what a full disk leaves beh
 from __future__ import annotations
 
 import errno
+import json
 import time
 from pathlib import Path
 
@@ -205,6 +206,39 @@ def test_queued_runs_are_capped(
         r = client.post("/api/runs", json=body)
         assert r.status_code == 429 and "2 runs are already queued" in r.json()["detail"]
         assert len(client.get("/api/runs").json()["runs"]) == 2
+
+
+def test_studies_and_runs_share_the_queue_bound(
+    entrodrop_home: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobRunner, "_launch_queued", lambda self: None)  # they stay queued
+    base = {"model": str(tiny_model_dir), "seq_len": 32, "max_steps": 2}
+    study = {"name": "s", "base": base, "variants": ["none", "random"], "seeds": [0, 1, 2]}
+    with _client(entrodrop_home, max_queued_runs=10) as client:
+        assert client.post("/api/studies", json=study).status_code == 201  # 6 runs wait
+        r = client.post("/api/studies", json=study)  # 6 more would make 12
+        assert r.status_code == 429 and r.headers["retry-after"], r.text
+        assert "6 runs" in r.json()["detail"] and "room for 4" in r.json()["detail"]
+        assert client.post("/api/studies", json={**study, "seeds": [0, 1]}).status_code == 201
+        r = client.post("/api/runs", json=base)  # the studies' runs count for runs too
+        assert r.status_code == 429 and "room for 0" in r.json()["detail"]
+        assert len(client.get("/api/runs").json()["runs"]) == 10
+        assert len(client.get("/api/studies").json()["studies"]) == 2
+
+
+def test_the_reproduction_fits_the_default_queue_bound(
+    entrodrop_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobRunner, "_launch_queued", lambda self: None)
+    repo = Path(__file__).resolve().parents[2]
+    body = (repo / "bench" / "studies" / "reproduction.json").read_text(encoding="utf-8")
+    with _client(entrodrop_home) as client:
+        r = client.post("/api/studies", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 201, r.text
+        config = json.loads(body)
+        expected = len(config["variants"]) * len(config["seeds"])
+        assert len(r.json()["runs"]) == expected  # every run waiting at once
+        assert client.post("/api/runs", json={}).status_code == 201  # and room to spare
 
 
 def test_uploads_folder_is_capped_in_files_and_bytes(entrodrop_home: Path) -> None:

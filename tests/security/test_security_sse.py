@@ -23,7 +23,7 @@ from app.runs.storage import RunRecord, Storage
 from entrodrop import runfolder as rf
 
 pytestmark = pytest.mark.timeout(600)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STREAMS = 200
 SAMPLES = 50
 

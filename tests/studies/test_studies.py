@@ -310,7 +310,7 @@ def test_results_tables_and_csv() -> None:
 def test_the_documented_example_and_bench_configs_are_valid() -> None:
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     doc = (repo / "docs" / "studies.md").read_text(encoding="utf-8")
     example = doc.split("```json", 1)[1].split("```", 1)[0]
     labels = [label for label, _ in StudyConfig.model_validate_json(example).variant_configs()]

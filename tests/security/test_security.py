@@ -46,7 +46,7 @@ def test_pages_show_a_login_form_and_accept_the_query_token(entrodrop_home: Path
         # the token is answered with a cookie and a redirect to the same URL without it
         (hop,) = r.history
         assert hop.status_code == 303 and hop.headers["location"] == "/runs?x=1"
-        assert "entrodrop_token" in hop.headers.get("set-cookie", "")
+        assert "entrodrop_session_" in hop.headers.get("set-cookie", "")  # a session, not the token
         assert str(r.url).endswith("/runs?x=1")
         # the cookie now opens other pages and the API
         assert client.get("/api/runs").status_code == 200
@@ -313,9 +313,9 @@ def test_training_children_get_the_servers_text_budget(entrodrop_home: Path) -> 
 
     settings = Settings(home=entrodrop_home, max_upload_bytes=1000)
     runner = JobRunner(settings, Storage(settings.db_path))
-    assert runner._child_env()[TEXT_BUDGET_ENV] == str(settings.text_budget) == "4000"
+    assert runner.child_env()[TEXT_BUDGET_ENV] == str(settings.text_budget) == "4000"
     settings = Settings(home=entrodrop_home, max_text_bytes=123)
-    assert JobRunner(settings, Storage(settings.db_path))._child_env()[TEXT_BUDGET_ENV] == "123"
+    assert JobRunner(settings, Storage(settings.db_path)).child_env()[TEXT_BUDGET_ENV] == "123"
 
 
 def test_data_files_and_model_folders_follow_one_path_rule(
