@@ -282,52 +282,57 @@ def _study_launcher(processes: int, fsdp: bool) -> Any:
     return launcher
 
 
+StudyFolderArg = Annotated[
+    Path | None,
+    typer.Argument(metavar="[STUDY_FOLDER]", help="With --report: the study folder to report on."),
+]
+StudyConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Study config JSON file.")
+]
+ResumeOpt = Annotated[
+    Path | None, typer.Option(help="Continue a study folder's unfinished runs instead.")
+]
+HomeOpt = Annotated[Path | None, typer.Option(help="Home folder (default: ENTRODROP_HOME).")]
+RunsDirOpt = Annotated[
+    Path | None, typer.Option(help="Where the run folders go (default: <home>/runs).")
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Runs trained at once, each in its own process with --threads threads "
+        "(2 one-thread lanes suit a 2-core CPU).",
+    ),
+]
+ProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, max=64, help="Processes per run: more than 1 trains under `accelerate launch`."
+    ),
+]
+FsdpOpt = Annotated[bool, typer.Option(help="Shard each run's model over its GPUs (FSDP).")]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the study as one self-contained HTML file: of STUDY_FOLDER alone, or "
+        "after running --config / --resume."
+    ),
+]
+
+
 @app.command()
 def study(
-    folder_arg: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="[STUDY_FOLDER]", help="With --report: the study folder to report on."
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Study config JSON file.")
-    ] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue a study folder's unfinished runs instead.")
-    ] = None,
-    home: Annotated[
-        Path | None, typer.Option(help="Home folder (default: ENTRODROP_HOME).")
-    ] = None,
-    runs_dir: Annotated[
-        Path | None, typer.Option(help="Where the run folders go (default: <home>/runs).")
-    ] = None,
+    folder_arg: StudyFolderArg = None,
+    config: StudyConfigOpt = None,
+    resume: ResumeOpt = None,
+    home: HomeOpt = None,
+    runs_dir: RunsDirOpt = None,
     threads: ThreadsOpt = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            max=64,
-            help="Runs trained at once, each in its own process with --threads threads "
-            "(2 one-thread lanes suit a 2-core CPU).",
-        ),
-    ] = 1,
-    processes: Annotated[
-        int,
-        typer.Option(
-            min=1, max=64, help="Processes per run: more than 1 trains under `accelerate launch`."
-        ),
-    ] = 1,
-    fsdp: Annotated[
-        bool, typer.Option(help="Shard each run's model over its GPUs (FSDP).")
-    ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write the study as one self-contained HTML file: of STUDY_FOLDER alone, or "
-            "after running --config / --resume."
-        ),
-    ] = None,
+    workers: WorkersOpt = 1,
+    processes: ProcessesOpt = 1,
+    fsdp: FsdpOpt = False,
+    report: ReportOpt = None,
 ) -> None:
     """Run a study (every variant with every seed) here, --workers runs at a time; print the table.
 

@@ -152,23 +152,11 @@ def run_summary(
     return RunPublic(**_summary_fields(runner, run, studies, exists))
 
 
-def _summary_fields(
-    runner: JobRunner,
-    run: RunRecord,
-    studies: dict[str, dict[str, Any]] | None = None,
-    exists: Callable[[str], bool] | None = None,
-) -> dict[str, Any]:
-    now = time.time()
-    study = (studies if studies is not None else studies_of(runner)).get(run.id)
-    run_dir = runner.run_dir(run.id)
-    checkpoint = rf.latest_checkpoint(run_dir)
-    has_model = rf.has_final_model(run_dir)
+def _bookkeeping(run: RunRecord, now: float) -> dict[str, Any]:
+    """The run's record as stored: who, when, what it trained, how it ended."""
     end = run.finished_at if run.finished_at else now
-    cfg = run.config
-    stopped = run.status in RESUMABLE and run.attempts > 0  # a run that never started: neither
     current = (end - run.started_at) if run.started_at else None
-    best = best_record(run, run_dir)
-    live = _live(run, run_dir)
+    cfg = run.config
     return {
         "id": run.id,
         "name": run.name,
@@ -178,8 +166,6 @@ def _summary_fields(
         "progress": round(min(1.0, max(0.0, run.progress)), 4),
         "step": run.step,
         "total_steps": run.total_steps,
-        **live,
-        "eta_s": None if live["starting"] else _eta(run, now),
         # Every attempt's wall time: a resume does not reset the clock.
         "elapsed_s": None if current is None else run.prior_elapsed_s + current,
         "created_at": run.created_at,
@@ -193,19 +179,40 @@ def _summary_fields(
         "final_eval_loss": run.final_eval_loss,
         "error": run.error,
         "group_id": run.group_id,
-        "study": study,
         "launcher": run.launcher,
         "attempts": run.attempts,
         "cancel_requested": run.cancel_requested,
         "can_cancel": run.status in rf.ACTIVE,
-        "can_resume": stopped and checkpoint is not None,
-        "can_restart": stopped and checkpoint is None,
         "can_delete": run.status not in rf.ACTIVE,
-        "checkpoint": checkpoint.name if checkpoint else None,
-        "checkpoint_step": rf.checkpoint_step(checkpoint) if checkpoint else None,
         "tokens_per_step": timings.tokens_per_step(
             cfg, int(run.launcher.get("num_processes") or 1)
         ),
+    }
+
+
+def _summary_fields(
+    runner: JobRunner,
+    run: RunRecord,
+    studies: dict[str, dict[str, Any]] | None = None,
+    exists: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    now = time.time()
+    study = (studies if studies is not None else studies_of(runner)).get(run.id)
+    run_dir = runner.run_dir(run.id)
+    checkpoint = rf.latest_checkpoint(run_dir)
+    has_model = rf.has_final_model(run_dir)
+    stopped = run.status in RESUMABLE and run.attempts > 0  # a run that never started: neither
+    best = best_record(run, run_dir)
+    live = _live(run, run_dir)
+    return {
+        **_bookkeeping(run, now),
+        **live,
+        "eta_s": None if live["starting"] else _eta(run, now),
+        "study": study,
+        "can_resume": stopped and checkpoint is not None,
+        "can_restart": stopped and checkpoint is None,
+        "checkpoint": checkpoint.name if checkpoint else None,
+        "checkpoint_step": rf.checkpoint_step(checkpoint) if checkpoint else None,
         "has_model": has_model,
         "disk_bytes": disk_bytes(run_dir),
         **best,
