@@ -2,9 +2,4 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runs"))
-
-from runs_helpers import make_client  # noqa: E402, F401  (the runs tests' client fixture)
+from runs_helpers import make_client  # noqa: F401  (the runs tests' client fixture; pyproject puts tests/runs on the path)
