@@ -104,7 +104,7 @@ function finished(pane, out) {
   pane.head.textContent = `${out.spec} · ${out.prompt_tokens} prompt tokens`;
   pane.label = pane.prefix + modelLabel(out);
   pane.box.querySelector("strong").textContent = pane.label;
-  const waited = out.waited_s ? ` (waited ${fmt(out.waited_s, 1)} s)` : "";
+  const waited = out.waited_s >= 0.05 ? ` (waited ${out.waited_s.toFixed(1)} s)` : ""; // as scoring says it
   paneStatus(pane, `${out.n_tokens} tokens in ${fmt(out.elapsed_s, 2)} s${waited}; ${STOPS[out.stop_reason]}. ` +
     `Mean entropy ${fmt(out.summary.mean_entropy)} nats, perplexity ${fmt(out.summary.perplexity, 2)}.`, "ok");
 }
