@@ -58,7 +58,10 @@ def main() -> int:
     model = dev_model_cache() / "smollm2-135m-instruct"
     home = Path(tempfile.mkdtemp(prefix="entrodrop-inspect-shot-"))
     OUT.mkdir(parents=True, exist_ok=True)
-    with live_server(create_app(Settings(home=home, model=str(model)))) as url, browser_page() as page:
+    with (
+        live_server(create_app(Settings(home=home, model=str(model)))) as url,
+        browser_page() as page,
+    ):
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('model-status').dataset.state === 'ready'")
         generate(page)

@@ -41,7 +41,9 @@ def fields(max_new_tokens: int) -> dict[str, dict[str, Any]]:
             "maximum": p.get("maximum"),
             "integer": p.get("type") == "integer",
         }
-    out["max_new_tokens"]["maximum"] = max_new_tokens
+    cap = out["max_new_tokens"]
+    cap["maximum"] = max_new_tokens
+    cap["default"] = min(cap["default"], max_new_tokens)  # a low cap: the page starts valid
     return out
 
 

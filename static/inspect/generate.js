@@ -90,8 +90,10 @@ function paneStatus(pane, message, kind) {
 }
 
 function onEvent(pane, event) {
-  if (event.event === "queued" && event.ahead > 0) paneStatus(pane, `Waiting: ${event.ahead} job(s) ahead…`);
-  else if (event.event === "started") paneStatus(pane, "Loading the model and reading the prompt…");
+  if (event.event === "queued" && event.ahead > 0) {
+    pane.queued = true; // its result then says the wait, however short
+    paneStatus(pane, `Waiting: ${event.ahead} job(s) ahead…`);
+  } else if (event.event === "started") paneStatus(pane, "Loading the model and reading the prompt…");
   else if (event.event === "progress") paneStatus(pane, `Reading the prompt: ${event.done} / ${event.total} tokens`);
   else if (event.event === "token") addToken(pane, event.token);
 }
@@ -104,7 +106,8 @@ function finished(pane, out) {
   pane.head.textContent = `${out.spec} · ${out.prompt_tokens} prompt tokens`;
   pane.label = pane.prefix + modelLabel(out);
   pane.box.querySelector("strong").textContent = pane.label;
-  const waited = out.waited_s >= 0.05 ? ` (waited ${out.waited_s.toFixed(1)} s)` : ""; // as scoring says it
+  const w = out.waited_s || 0; // said as scoring says it
+  const waited = pane.queued || w >= 0.05 ? ` (waited ${w.toFixed(w < 0.1 ? 2 : 1)} s)` : "";
   paneStatus(pane, `${out.n_tokens} tokens in ${fmt(out.elapsed_s, 2)} s${waited}; ${STOPS[out.stop_reason]}. ` +
     `Mean entropy ${fmt(out.summary.mean_entropy)} nats, perplexity ${fmt(out.summary.perplexity, 2)}.`, "ok");
 }

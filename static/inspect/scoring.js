@@ -55,6 +55,7 @@ function secs(s) {
 function showProgress(event) {
   const bar = $("score-progress");
   if (event.event === "queued" && event.ahead > 0) {
+    state.job.queued = true; // the result then says its wait, however short
     setStatus(`Waiting: ${event.ahead} scoring job${event.ahead > 1 ? "s" : ""} ahead…`, "busy");
   } else if (event.event === "started") {
     setStatus("Loading the model and tokenizing…", "busy");
@@ -108,6 +109,7 @@ export async function score() {
     else setStatus(`the server did not answer (${err})`, "error");
     return;
   }
+  const queued = state.job.queued;
   endJob();
   if (res.status === 503 && res.retryAfter) { // model loading or queue full: try again by itself
     setStatus(`${res.body.detail} (retrying in ${res.retryAfter} s)`, "busy");
@@ -118,11 +120,11 @@ export async function score() {
     setStatus(res.body.detail, "error");
     return;
   }
-  await showScored(res.body, url === "/api/compare", t0);
+  await showScored(res.body, url === "/api/compare", t0, queued);
 }
 
 // A scored text on screen, with its draws for the current seed; timings for the benchmark.
-async function showScored(body, compare, t0) {
+async function showScored(body, compare, t0, queued) {
   const t1 = performance.now();
   state.result = toResult(body, compare);
   try {
@@ -135,15 +137,16 @@ async function showScored(body, compare, t0) {
   const t2 = performance.now();
   state.timings = { ...state.timings, scoreMs: t1 - t0, renderMs: t2 - t1, totalMs: t2 - t0 };
   const n = state.result.panes[0].score.n_tokens;
-  setStatus(`Scored ${n} tokens ${serverTime(body)}; drawn in ${Math.round(t2 - t1)} ms.`, "ok");
+  setStatus(`Scored ${n} tokens ${serverTime(body, queued)}; drawn in ${Math.round(t2 - t1)} ms.`, "ok");
   showConversation(body.conversation);
   estimate();
   saveUrl();
 }
 
 // The server's own clock: the scoring time, and the queue wait apart when there was one.
-function serverTime(body) {
-  const waited = body.waited_s >= 0.05 ? ` (waited ${body.waited_s.toFixed(1)} s)` : "";
+function serverTime(body, queued) {
+  const w = body.waited_s || 0;
+  const waited = queued || w >= 0.05 ? ` (waited ${w.toFixed(w < 0.1 ? 2 : 1)} s)` : "";
   return `in ${body.elapsed_s.toFixed(2)} s${waited}`;
 }
 

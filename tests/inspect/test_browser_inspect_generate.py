@@ -5,6 +5,7 @@ server, and a conversation shows its prompt greyed and its answer coloured, re-m
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -107,6 +108,7 @@ def pane_tokens(page: Any, pane: int) -> list[dict[str, str]]:
 def test_generation_streams_coloured_tokens_with_the_servers_bounds(page: Any) -> None:
     pick_mode(page, "generate")
     assert page.get_attribute("#gen-max_new_tokens", "max") == str(MAX_NEW)
+    assert page.input_value("#gen-max_new_tokens") == str(MAX_NEW)  # the default, capped here
     assert not page.locator("#policy").is_visible() and not page.locator("#text").is_visible()
     page.fill("#gen-prompt", "def add(a, b):")
     page.fill("#gen-max_new_tokens", "20")
@@ -247,3 +249,29 @@ def test_an_instruction_file_pages_through_its_examples(page: Any, tmp_path: Pat
     assert any("untrained" in t["cls"] for t in spans(page))
     assert_fits(page)
     screenshot(page, "inspect_conversation_390")
+
+
+def test_a_score_behind_a_generation_says_its_wait_apart(page: Any, gate: TokenGate) -> None:
+    """Scoring progress and time: queued behind another job, the page says so, and the result
+    gives the scoring time and the wait apart (issue 26 item 2)."""
+    pick_mode(page, "generate")
+    page.fill("#gen-prompt", "Tell me a story")
+    n_jobs = len(gate.jobs)
+    gate.on = True
+    try:
+        page.click("#gen-btn")
+        wait_sync(lambda: len(gate.jobs) > n_jobs, what="the generation to hold the worker")
+        pick_mode(page, "conversation")
+        page.fill("#conv-text", json.dumps(CONVERSATION))
+        before = page.evaluate("window.EntroInspect.state.renderCount")
+        page.click("#score-btn")
+        page.wait_for_function(
+            "document.getElementById('score-status').textContent.includes('1 scoring job ahead')"
+        )
+    finally:
+        gate.on = False
+        gate.permits.release()  # the held token goes; the rest of the generation runs free
+    page.wait_for_function(f"window.EntroInspect.state.renderCount > {before}", timeout=PATIENCE_MS)
+    status = page.inner_text("#score-status")
+    assert re.search(r"Scored \d+ tokens in \d+\.\d\d s \(waited \d+\.\d+ s\)", status), status
+    page.wait_for_function("!window.EntroInspect.gen.running")
