@@ -163,7 +163,7 @@ export async function generate() {
   gen.runs += 1;
   const word = outcomes.includes("error") ? "error" : outcomes.includes("stopped") ? "" : "ok";
   setStatus(outcomes.includes("stopped") ? "Stopped: the server ends the generation at its next token." :
-    outcomes.includes("error") ? "The server refused it (see the column)." : "Done.", word);
+    outcomes.includes("error") ? "It failed: the column says why." : "Done.", word);
 }
 
 export function stopGeneration() {
