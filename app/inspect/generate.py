@@ -20,6 +20,33 @@ def defaults() -> dict[str, Any]:
     return {k: f.default for k, f in fields.items() if not f.is_required() and k != "model"}
 
 
+# The numeric fields the page offers as inputs; their bounds come from GenerateRequest's schema.
+INPUT_FIELDS = ("max_new_tokens", "temperature", "top_p", "seed")
+
+
+def fields(max_new_tokens: int) -> dict[str, dict[str, Any]]:
+    """Each input's label, help, default and bounds (JSON schema's), max_new_tokens capped at the
+    server's limit: the page draws its inputs from these and never retypes a bound."""
+    props = GenerateRequest.model_json_schema()["properties"]
+    out: dict[str, dict[str, Any]] = {}
+    for name in INPUT_FIELDS:
+        p = props[name]
+        out[name] = {
+            "name": name,
+            "label": p.get("title", name).lower().replace("_", " "),
+            "help": p.get("description", ""),
+            "default": p["default"],
+            "minimum": p.get("minimum", p.get("exclusiveMinimum")),
+            "exclusive_minimum": "exclusiveMinimum" in p,
+            "maximum": p.get("maximum"),
+            "integer": p.get("type") == "integer",
+        }
+    cap = out["max_new_tokens"]
+    cap["maximum"] = max_new_tokens
+    cap["default"] = min(cap["default"], max_new_tokens)  # a low cap: the page starts valid
+    return out
+
+
 def summary(tokens: list[dict[str, Any]]) -> dict[str, float | None]:
     """Mean entropy and surprisal of the generated tokens, and the perplexity."""
     ent = [t["entropy"] for t in tokens if t["entropy"] is not None]

@@ -44,7 +44,7 @@ from app.runs.uploads import UPLOAD_FRAMING, too_large
 from app.score_job import ScoreJob
 from app.settings import Settings
 from entrodrop.config import MAX_TOP_K, EntroDropConfig
-from entrodrop.data import Conversation, read_text
+from entrodrop.data import USER_SUFFIXES, Conversation, read_text
 
 router = APIRouter(tags=["inspect"])
 
@@ -101,6 +101,8 @@ def page_data(settings: Settings, service: ModelService, storage: Storage) -> In
             url_text_chars=data.URL_TEXT_CHARS,
         ),
         generate_defaults=generate.defaults(),
+        generate_fields=generate.fields(settings.max_new_tokens),
+        upload_suffixes=list(USER_SUFFIXES),
         colour_modes=data.COLOUR_MODES,
         rank_buckets=data.RANK_BUCKETS,
     )

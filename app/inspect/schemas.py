@@ -434,6 +434,19 @@ class LimitsPublic(_Public):
     url_text_chars: int = Field(description="Longest text a shareable link carries.")
 
 
+class GenerateField(_Public):
+    """A number the Generate panel asks for: its label, help, default and bounds."""
+
+    name: str
+    label: str
+    help: str
+    default: int | float
+    minimum: int | float | None
+    exclusive_minimum: bool = Field(description="The minimum itself is not allowed (top-p > 0).")
+    maximum: int | float | None
+    integer: bool
+
+
 class ColourMode(_Public):
     id: str
     label: str
@@ -464,5 +477,10 @@ class InspectPage(_Public):
     generate_defaults: dict[str, Any] = Field(
         description="POST /api/generate's defaults (temperature, top_p, seed, ...)."
     )
+    generate_fields: dict[str, GenerateField] = Field(
+        description="The Generate panel's inputs (max_new_tokens, temperature, top_p, seed) with "
+        "their bounds; max_new_tokens' maximum is this server's cap."
+    )
+    upload_suffixes: list[str] = Field(description="File types an instruction file may have.")
     colour_modes: list[ColourMode]
     rank_buckets: list[int] = Field(description="GLTR's rank buckets: top-10, top-100, top-1000.")

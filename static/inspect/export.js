@@ -19,6 +19,7 @@ export function tokenRows(result) {
     const row = { index: t.index, id: t.id, text: t.text, entropy: t.entropy, surprisal: t.surprisal,
       prob: t.prob, rank: t.rank, candidate: Boolean(a.sel.candidate[i]),
       dropped: Boolean(a.sel.dropped[i]), top: t.top };
+    if (a.conversation) Object.assign(row, { trained: t.trained, role: t.role, segment: t.segment });
     if (b) {
       row.entropy_b = b.entropies[i];
       row.delta = result.delta[i];

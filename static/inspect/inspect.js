@@ -6,7 +6,9 @@ import { drawSchedule } from "./charts.js";
 import { installColourClasses } from "./colours.js";
 import { initControls, readPolicy } from "./controls.js";
 import { linkRequest } from "./link.js";
+import { initConversation } from "./conversation.js";
 import { exportCsv, exportJson } from "./export.js";
+import { gen, initGenerate } from "./generate.js";
 import { applyPolicy, renderResult, setColour, shownPanes } from "./render.js";
 import { attachDraws, detailOf, fetchJSON } from "./requests.js";
 import { cancelScore, estimate, score } from "./scoring.js";
@@ -16,7 +18,7 @@ import { initTokenEvents } from "./tooltip.js";
 import { decodeState } from "./url.js";
 
 // Read by the tests and the benchmark (bench/bench_inspect_page.py).
-window.EntroInspect = { state, applyPolicy: () => applyPolicy(), currentPolicy: () => readPolicy() };
+window.EntroInspect = { state, gen, applyPolicy: () => applyPolicy(), currentPolicy: () => readPolicy() };
 
 // A file's text into the text box, read by the server (POST /api/text-file): an empty, binary or
 // non-UTF-8 file is refused in the server's own words, the same a dataset upload gets.
@@ -62,6 +64,16 @@ function initText() {
     clearTimeout(estimateTimer);
     estimateTimer = setTimeout(estimate, 300);
   });
+}
+
+// Text, Conversation or Generate: the page's CSS shows each mode's panels (data-mode).
+function initModes() {
+  for (const radio of document.querySelectorAll('input[name="mode"]')) {
+    radio.addEventListener("change", () => {
+      document.querySelector(".inspect").dataset.mode = radio.value;
+      setStatus("", "");
+    });
+  }
 }
 
 function initModelPickers() {
@@ -206,6 +218,9 @@ function watchModel() {
 installColourClasses();
 initControls();
 initText();
+initModes();
+initConversation(score);
+initGenerate();
 initModelPickers();
 initPolicy();
 initPolicyToggle();

@@ -78,7 +78,8 @@ export function applyPolicy() {
   if (state.dropMode !== p.config.drop_mode || state.legendFor !== state.scale) {
     state.legendFor = state.scale;
     state.dropMode = p.config.drop_mode;
-    renderLegend($("legend"), { scale: state.scale, delta: showDelta(), dropMode: p.config.drop_mode });
+    const untrained = result.panes.some((pane) => pane.conversation);
+    renderLegend($("legend"), { scale: state.scale, delta: showDelta(), dropMode: p.config.drop_mode, untrained });
   }
   renderSummary(p);
   state.timings.policyMs = performance.now() - t0;
@@ -101,7 +102,8 @@ function scheduleCharts(p) {
 // One row per pane: its numbers under the current policy.
 function summaryRow(pane) {
   const sel = pane.sel;
-  const scored = pane.entropies.length - 1; // every token but the first has a prediction
+  // Tokens with a prediction (all but the first) in the drop scope (a conversation's: trained).
+  const scored = pane.entropies.filter((e) => e !== null).length;
   const row = el("tr");
   const cells = [
     [pane.label, "th"], [String(pane.score.n_tokens)], [`${fmt(pane.score.summary.mean_entropy)} nats`],
@@ -126,7 +128,8 @@ function renderSummary(p) {
   }
   table.appendChild(head);
   for (const pane of result.panes) table.appendChild(summaryRow(pane));
-  let foot = "Percentages are of the tokens that have a prediction (all but the first). " +
+  const scope = result.panes[0].conversation ? " and carry loss (the answers: the drop scope)" : " (all but the first)";
+  let foot = `Percentages are of the tokens that have a prediction${scope}. ` +
     `Drop mode “${p.config.drop_mode}”, seed ${p.config.seed}, progress s = ${p.progress.toFixed(2)}.`;
   if (result.deltaSummary) {
     const ds = result.deltaSummary;

@@ -1,6 +1,7 @@
 /* Scoring a text: the request (one model, or two to compare), its progress and cancel, the
    result turned into panes; and the token count and time estimate before scoring. */
 import { modelSpec, readPolicy } from "./controls.js";
+import { conversationSource, showConversation } from "./conversation.js";
 import { modelLabel } from "./names.js";
 import { renderResult } from "./render.js";
 import { attachDraws, detailOf, fetchJSON } from "./requests.js";
@@ -8,9 +9,16 @@ import { saveUrl } from "./share.js";
 import { $, DATA, setStatus, state } from "./state.js";
 import { streamScore } from "./stream.js";
 
+// A conversation's tokens outside the drop scope (prompt and template, with the default scope
+// 'trained') get no entropy here, as policy.in_scope gives them NaN: never candidates, and not in τ.
+function scopedEntropies(score) {
+  const all = DATA.policy_defaults.drop_scope === "all";
+  return score.tokens.map((t) => (t.trained === false && !all ? null : t.entropy));
+}
+
 function makePane(score, label) {
-  return { score, label, entropies: score.tokens.map((t) => t.entropy), u: null, spans: null,
-    baseClass: null, marks: null, sel: null };
+  return { score, label, entropies: scopedEntropies(score), u: null, spans: null,
+    baseClass: null, marks: null, sel: null, conversation: score.conversation || null };
 }
 
 function toResult(body, compare) {
@@ -22,10 +30,18 @@ function toResult(body, compare) {
     sameTokens: body.same_tokens, note: body.note, delta: body.delta, deltaSummary: body.delta_summary };
 }
 
+export function inputMode() {
+  return document.querySelector(".inspect").dataset.mode;
+}
+
 function requestBody() {
   const text = $("text").value;
   const topK = Number($("top-k").value) || 0;
   const specA = modelSpec("model", "model-folder");
+  if (inputMode() === "conversation") { // one model: /api/compare takes texts only
+    const { problem, ...source } = conversationSource();
+    return { url: "/api/score", body: { ...source, model: specA, top_k: topK }, problem };
+  }
   if (!$("compare-on").checked) return { url: "/api/score", body: { text, model: specA, top_k: topK } };
   const specB = modelSpec("model-b", "model-b-folder") || DATA.model.spec;
   return { url: "/api/compare", body: { text, model_a: specA, model_b: specB, top_k: topK } };
@@ -39,6 +55,7 @@ function secs(s) {
 function showProgress(event) {
   const bar = $("score-progress");
   if (event.event === "queued" && event.ahead > 0) {
+    state.job.queued = true; // the result then says its wait, however short
     setStatus(`Waiting: ${event.ahead} scoring job${event.ahead > 1 ? "s" : ""} ahead…`, "busy");
   } else if (event.event === "started") {
     setStatus("Loading the model and tokenizing…", "busy");
@@ -73,13 +90,13 @@ export function cancelScore() {
 
 export async function score() {
   clearTimeout(state.retryTimer);
-  const problem = textProblem($("text").value);
-  if (problem) {
-    setStatus(problem, "error");
+  if (state.job) return;
+  const { url, body, problem } = requestBody();
+  const why = inputMode() === "conversation" ? problem : textProblem($("text").value);
+  if (why) {
+    setStatus(why, "error");
     return;
   }
-  if (state.job) return;
-  const { url, body } = requestBody();
   const controller = new AbortController();
   startJob(controller);
   const t0 = performance.now();
@@ -92,6 +109,7 @@ export async function score() {
     else setStatus(`the server did not answer (${err})`, "error");
     return;
   }
+  const queued = state.job.queued;
   endJob();
   if (res.status === 503 && res.retryAfter) { // model loading or queue full: try again by itself
     setStatus(`${res.body.detail} (retrying in ${res.retryAfter} s)`, "busy");
@@ -102,11 +120,11 @@ export async function score() {
     setStatus(res.body.detail, "error");
     return;
   }
-  await showScored(res.body, url === "/api/compare", t0);
+  await showScored(res.body, url === "/api/compare", t0, queued);
 }
 
 // A scored text on screen, with its draws for the current seed; timings for the benchmark.
-async function showScored(body, compare, t0) {
+async function showScored(body, compare, t0, queued) {
   const t1 = performance.now();
   state.result = toResult(body, compare);
   try {
@@ -119,9 +137,17 @@ async function showScored(body, compare, t0) {
   const t2 = performance.now();
   state.timings = { ...state.timings, scoreMs: t1 - t0, renderMs: t2 - t1, totalMs: t2 - t0 };
   const n = state.result.panes[0].score.n_tokens;
-  setStatus(`Scored ${n} tokens in ${((t1 - t0) / 1000).toFixed(2)} s; drawn in ${Math.round(t2 - t1)} ms.`, "ok");
+  setStatus(`Scored ${n} tokens ${serverTime(body, queued)}; drawn in ${Math.round(t2 - t1)} ms.`, "ok");
+  showConversation(body.conversation);
   estimate();
   saveUrl();
+}
+
+// The server's own clock: the scoring time, and the queue wait apart when there was one.
+function serverTime(body, queued) {
+  const w = body.waited_s || 0;
+  const waited = queued || w >= 0.05 ? ` (waited ${w.toFixed(w < 0.1 ? 2 : 1)} s)` : "";
+  return `in ${body.elapsed_s.toFixed(2)} s${waited}`;
 }
 
 // What the API would refuse, said before sending (the API says the same with a 422).

@@ -2,15 +2,23 @@
    the tokens of a pane. User text reaches the DOM through textContent only. */
 import { el, fmt, visible } from "./view.js";
 
+// What the token is to training: generated, not trained (a conversation's prompt), or its mark.
+function tokenStatus(pane, tok, i, mark) {
+  if (pane.generated) return `generated; drawn from ${fmt(tok.sampled_entropy)} nats after temperature and top-p`;
+  if (tok.entropy === null) return "first token: no prediction, never dropped";
+  if (tok.trained === false && pane.entropies[i] === null) {
+    return `${tok.role} ${tok.segment === "template" ? "template" : "prompt"} token: not trained, never dropped`;
+  }
+  return mark === 2 ? "dropped by the policy" : mark === 1 ? "candidate (entropy ≤ τ), kept this time"
+    : "kept (entropy above τ)";
+}
+
 function showTip(tip, hit, result) {
   const tok = hit.pane.score.tokens[hit.i];
   tip.replaceChildren();
   tip.appendChild(el("div", "tip-token", visible(tok.text)));
   const mark = hit.pane.marks ? hit.pane.marks[hit.i] : 0;
-  const status = tok.entropy === null ? "first token: no prediction, never dropped"
-    : mark === 2 ? "dropped by the policy" : mark === 1 ? "candidate (entropy ≤ τ), kept this time"
-      : "kept (entropy above τ)";
-  tip.appendChild(el("div", `tip-status m${mark}`, status));
+  tip.appendChild(el("div", `tip-status m${mark}`, tokenStatus(hit.pane, tok, hit.i, mark)));
   const dl = el("dl");
   const add = (k, v) => {
     dl.appendChild(el("dt", "", k));
@@ -22,6 +30,7 @@ function showTip(tip, hit, result) {
   add("surprisal", tok.surprisal === null ? "–" : `${fmt(tok.surprisal)} nats`);
   add("probability", fmt(tok.prob, 4));
   add("rank", tok.rank === null ? "–" : String(tok.rank));
+  if (tok.role) add("role", `${tok.role} (${tok.segment})${tok.trained ? ", trained" : ""}`);
   if (result.delta) {
     const other = result.panes[1].score.tokens[hit.i];
     add("entropy B", other.entropy === null ? "–" : `${fmt(other.entropy)} nats`);

@@ -55,6 +55,7 @@ export function renderPane(pane, index, opts) {
     let cls = colourClass(tok, i, opts);
     if (tok.text.includes("\n")) cls += " nl";
     if (tok.text === "") cls += " empty";
+    if (tok.trained === false) cls += " untrained"; // a conversation's prompt or template
     span.className = cls;
     span.textContent = tok.text; // never innerHTML: the text is the user's
     span.dataset.i = String(i);
@@ -131,5 +132,6 @@ export function renderLegend(legend, opts) {
   sample("drop", DROP_TEXT[opts.dropMode] || DROP_TEXT.loss);
   sample("cand", "candidate, kept this time");
   sample("none", "first token: no prediction");
+  if (opts.untrained) sample("untrained", "prompt or template: not trained");
   legend.appendChild(marks);
 }
