@@ -59,5 +59,7 @@ export function initEvaluate(data, onQueued) {
 
 // Offered only on a finished run that kept a model.
 export function renderEvaluate(r) {
-  $("#evaluate-form").hidden = !(r.status === "succeeded" && r.has_model);
+  const offered = r.status === "succeeded" && r.has_model;
+  $("#evaluate-form").hidden = !offered;
+  if (offered) $("#bench-card").hidden = false; // a run that just ended: its card appears
 }
