@@ -9,6 +9,7 @@ from typing import Any
 from app.runs.runner import RESUMABLE
 from entrodrop import metrics as m
 from entrodrop.config import DROPPING_METHODS, METHODS
+from entrodrop.eval.tasks import CODE_TASKS, OFFLINE, OFFLINE_TASKS, PAPER_SUITE
 from entrodrop.runfolder import ACTIVE, STATUSES
 
 # The curves of DESIGN.md section 2, grouped into the panels the run and compare pages draw.
@@ -103,6 +104,12 @@ def run_facts() -> dict[str, Any]:
         "drop_panels": list(DROP_PANELS),
         "compare_metrics": list(COMPARE_METRICS),
         "x_axes": X_AXES,
+        "benchmarks": {
+            "offline": OFFLINE,
+            "offline_tasks": list(OFFLINE_TASKS),
+            "paper_suite": list(PAPER_SUITE),
+            "code_tasks": list(CODE_TASKS),
+        },
         "limits": {
             "name": MAX_NAME_CHARS,
             "notes": MAX_NOTES_CHARS,

@@ -259,6 +259,15 @@ class PatchLimits(_Public):
     tag_pattern: str
 
 
+class BenchmarkFacts(_Public):
+    """The lm-eval tasks the pages offer (entrodrop.eval.tasks; docs/evaluation.md)."""
+
+    offline: str = Field(description="the group name of the bundled offline tasks")
+    offline_tasks: list[str] = Field(description="the bundled tasks: no network needed")
+    paper_suite: list[str] = Field(description="the paper's tasks (they need network)")
+    code_tasks: list[str] = Field(description="tasks that run generated code (opt-in)")
+
+
 class RunFacts(_Public):
     """The facts the runs pages show (statuses, metric labels, panels, dropping methods)."""
 
@@ -277,6 +286,7 @@ class RunFacts(_Public):
     drop_panels: list[str]
     compare_metrics: list[str]
     x_axes: list[XAxis]
+    benchmarks: BenchmarkFacts
     limits: PatchLimits
 
 
@@ -321,7 +331,11 @@ class ExportInfo(_Public):
 
     folder: str
     command: str
-    checkpoints: list[str]
+    commands: dict[str, str] = Field(
+        default_factory=dict,
+        description="the CLI line per checkpoint choice ('<choice>:merge' with --merge)",
+    )
+    checkpoints: list[str] = Field(description="what exists to export: final, best, steps")
     merge: bool = Field(description="a LoRA run can also export merged weights")
 
 

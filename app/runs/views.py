@@ -416,12 +416,26 @@ def benchmark_columns(last: dict[str, float | None]) -> dict[str, float]:
 
 def export_info(runner: JobRunner, run: RunRecord) -> dict[str, Any]:
     """Where the run page's download puts the exported folder, and the same export by CLI."""
-    folder = export_dir(runner.settings.home, run.id, "best")
+    run_dir = runner.run_dir(run.id)
+    # What this run can export: the page's choice lists only what exists (final, best, steps).
+    kept = [str(rf.checkpoint_step(c)) for c in rf.checkpoints(run_dir)]
+    which = [rf.FINAL_MODEL] if rf.has_final_model(run_dir) else []
+    which += [rf.BEST_MODEL] if rf.best_checkpoint(run_dir) is not None else []
+    merge = bool(run.config.get("adapter"))  # a LoRA run can also export merged weights
+    home, commands = runner.settings.home, {}
+    for choice in which + kept:
+        for merged in (False, True) if merge else (False,):
+            out = export_dir(home, run.id, choice, merged)
+            flag = " --merge" if merged else ""
+            key = f"{choice}:merge" if merged else choice
+            commands[key] = f"entrodrop export {run.id} --checkpoint {choice}{flag} --out {out}"
+    first = (which + kept + [rf.BEST_MODEL])[0]
     return {
-        "folder": str(folder.parent),
-        "command": f"entrodrop export {run.id} --checkpoint best --out {folder}",
-        "checkpoints": ["final", "best"],
-        "merge": bool(run.config.get("adapter")),  # a LoRA run can also export merged weights
+        "folder": str(export_dir(home, run.id, first).parent),
+        "command": commands.get(first, f"entrodrop export {run.id} --checkpoint {first}"),
+        "commands": commands,
+        "checkpoints": which + kept,
+        "merge": merge,
     }
 
 

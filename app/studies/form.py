@@ -103,4 +103,5 @@ def new_study_form(settings: Settings, storage: Storage) -> StudyForm:
         path_rules=run_form.path_rules,
         max_upload_bytes=run_form.max_upload_bytes,
         upload_suffixes=run_form.upload_suffixes,
+        benchmarks=run_form.facts.benchmarks,
     )

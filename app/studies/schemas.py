@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.runs.schemas import FinishedRun, FormField, HomeDisk, RequestEstimate, RunEstimate
+from app.runs.schemas import (
+    BenchmarkFacts,
+    FinishedRun,
+    FormField,
+    HomeDisk,
+    RequestEstimate,
+    RunEstimate,
+)
 from entrodrop.runfolder import Status
 from entrodrop.studies.status import STUDY_STATUSES, Missing, StudyStatus
 
@@ -239,3 +246,4 @@ class StudyForm(_Public):
     )
     max_upload_bytes: int
     upload_suffixes: list[str]
+    benchmarks: BenchmarkFacts = Field(description="the lm-eval tasks the form offers")

@@ -23,6 +23,9 @@ function initCompare(data) {
       renderProgress(tr.querySelector(".progress-cell"), r);
       tr.querySelector(".best").textContent = fmtLoss(d.table[i].best_eval_loss);
       for (const td of $$(".final-metric", tr)) td.textContent = fmtLoss(d.table[i].final[td.dataset.name]);
+      for (const td of $$(".bench-metric", tr)) td.textContent = fmtLoss(d.table[i].benchmarks[td.dataset.name]);
+      const step = d.table[i].best_step;
+      tr.querySelector(".best-step").firstChild.textContent = step === null ? "—" : String(step);
     });
   }
   const redraw = throttled(() => drawPanels(data.panels, runs, true, data.facts));

@@ -4,7 +4,11 @@ import { api } from "../common/api.js";
 import { showBadge } from "../common/badges.js";
 import { $, pageData, throttled } from "../common/dom.js";
 import { fmtDuration, fmtLoss, fmtSize } from "../common/format.js";
+import { renderBenchmarks } from "./benchmarks.js";
+import { renderBest, renderStopped } from "./best.js";
 import { chartControls, drawPanels, Series } from "./charts.js";
+import { initEvaluate, renderEvaluate } from "./evaluate.js";
+import { initExport, renderExport } from "./export.js";
 import { renderProgress } from "./rows.js";
 
 // Words for what each action does, asked before the ones that stop or remove something.
@@ -14,9 +18,17 @@ const CONFIRM = {
 };
 
 // The stage the training process names (loading model, scoring with the starting model k/n,
-// training step k/n, evaluating) replaces the bare step count while the run is running.
+// training step k/n, evaluating, benchmarks) replaces the bare step count while it runs.
 function renderStage(r) {
   if (r.status === "running" && r.stage) $("#run-progress .steps").textContent = r.stage;
+}
+
+// What training left (best evaluation, benchmarks, export) from the run's full detail.
+function renderAfter(detail, finals) {
+  renderBest(detail, finals, detail.facts);
+  renderBenchmarks((detail.summary_file || {}).benchmarks);
+  renderExport(detail);
+  renderEvaluate(detail);
 }
 
 // The page's live state: the latest run record, its curves, the ETA's clock and the event source.
@@ -27,6 +39,7 @@ class RunPage {
     this.series = new Series();
     this.eta = { value: data.eta_s, at: Date.now() };
     this.source = null;
+    this.finals = { ...data.last_values }; // each metric's latest value (the best table's final)
     this.live = $("#live-state");
     const run = () => ({ id: data.id, label: data.id, series: this.series,
       attempt: Math.max(1, this.current.attempts), tokensPerStep: data.tokens_per_step });
@@ -43,6 +56,9 @@ class RunPage {
     renderStage(r);
     renderActions(r);
     renderFacts(r);
+    renderStopped($("#stopped-early"), r);
+    renderBest(r, this.finals, this.data.facts);
+    renderEvaluate(r);
     if (attemptChanged) this.redraw(); // a new attempt: its curves replace the old ones
   }
 
@@ -55,6 +71,7 @@ class RunPage {
     source.addEventListener("metrics", (e) => {
       const rows = JSON.parse(e.data);
       this.series.add(rows);
+      for (const row of rows) this.finals[row.name] = row.value;
       this.redraw();
       document.dispatchEvent(new CustomEvent("run:metrics", { detail: rows })); // the Tokens view
     });
@@ -66,6 +83,7 @@ class RunPage {
       // Only a run that trained has curves to call complete.
       const r = this.current;
       this.live.textContent = r.attempts > 0 ? `${r.status}: curves complete` : `${r.status} before it started`;
+      this.refresh();
     });
     // The server ends each stream after a while and EventSource reconnects by itself (sending
     // Last-Event-ID): only say so when it stays disconnected.
@@ -75,6 +93,12 @@ class RunPage {
         if (this.source === source && source.readyState !== 1) this.live.textContent = "reconnecting…";
       }, 3000);
     };
+  }
+
+  // Once the run has ended: its summary (benchmarks), export choices and Evaluate from the API.
+  async refresh() {
+    const res = await api("GET", this.data.links.api);
+    if (res.ok) renderAfter(res.data, this.finals);
   }
 
   // The ETA counts down between status events.
@@ -170,6 +194,10 @@ function initRun(data) {
     $(`#${action}-run`).addEventListener("click", () => act(page, action));
   }
   $("#meta-form").addEventListener("submit", (e) => saveMeta(e, data.id));
+  renderStopped($("#stopped-early"), data);
+  renderAfter(data, page.finals);
+  initExport();
+  initEvaluate(data, (run) => { page.update(run); page.connect(false); });
   setInterval(() => page.tick(), 1000);
   const pre = $("#log-tail");
   pre.scrollTop = pre.scrollHeight;

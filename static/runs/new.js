@@ -4,6 +4,8 @@ import { api } from "../common/api.js";
 import { $, $$, pageData } from "../common/dom.js";
 import { fieldValue, setPath } from "../common/form.js";
 import { initPickers, pickedDataset, pickedModel, pickerErrors, uploadPending } from "../common/pickers.js";
+import { showDataReport } from "./data_report.js";
+import { evalTasks } from "./eval_tasks.js";
 import { renderPreview } from "./preview.js";
 
 const form = $("#run-form");
@@ -20,6 +22,7 @@ function body(data) {
     if (value !== undefined) setPath(b, el.dataset.field, value);
   }
   if (b.adapter && b.adapter.kind === data.no_adapter) delete b.adapter; // full weights
+  b.eval_tasks = evalTasks(form);
   b.model = pickedModel();
   b.dataset = pickedDataset();
   if (radio("launcher_kind") === "accelerate") {
@@ -73,7 +76,8 @@ function showCheck(c) {
   $("#config-json").textContent = c.config_json;
   const est = $("#estimate");
   est.textContent = c.estimate_text + (c.estimate.runs > 1 ? ` Two runs (with the baseline): twice that.` : "");
-  est.classList.toggle("warn", c.estimate.warn);
+  const disk = c.total.disk || c.estimate.disk;
+  est.classList.toggle("warn", c.estimate.warn || Boolean(disk && (disk.warn || !disk.fits)));
 }
 
 function checked() {
@@ -90,7 +94,7 @@ async function check(data) {
   if (local.length) { showErrors(local); checked(); return false; }
   const res = await api("POST", "/api/runs/check", b);
   if (seq !== checkSeq) return res.ok; // a newer check is on its way
-  if (res.ok) { showErrors([]); showCheck(res.data); }
+  if (res.ok) { showErrors([]); showCheck(res.data); showDataReport(b); }
   else showErrors(res.data.errors, res.data.detail);
   checked();
   return res.ok;

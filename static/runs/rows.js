@@ -11,9 +11,15 @@ export function renderProgress(el, r, eta) {
   bar.className = `bar status-${r.status}`;
   el.querySelector(".progress").setAttribute("aria-valuenow", String(Math.round(pct)));
   el.querySelector(".steps").textContent = `${r.step}${r.total_steps ? " / " + r.total_steps : ""} steps`;
-  const left = eta === undefined ? r.eta_s : eta;
-  el.querySelector(".eta").textContent =
-    left !== null && left !== undefined ? `· ETA ${fmtDuration(left)}` : r.status === "running" ? "· starting" : "";
+  el.querySelector(".eta").textContent = etaText(r, eta === undefined ? r.eta_s : eta);
+}
+
+// "starting" while the run loads (no ETA yet, never "0 s"); "at most" when early stopping may
+// end it sooner.
+function etaText(r, left) {
+  if (r.status === "running" && r.starting) return "· starting";
+  if (left !== null && left !== undefined) return `· ETA ${r.eta_at_most ? "at most " : ""}${fmtDuration(left)}`;
+  return r.status === "running" ? "· starting" : "";
 }
 
 // One row of a runs table: badge, progress and (where the row has them) best and final loss.
@@ -22,6 +28,8 @@ export function renderRow(tr, r, facts) {
   renderProgress(tr.querySelector(".progress-cell"), r);
   const best = tr.querySelector(".best");
   if (best) best.textContent = fmtLoss(r.best_eval_loss);
+  const bestStep = tr.querySelector(".best-step");
+  if (bestStep) bestStep.innerHTML = r.best_step === null ? "" : `<br>step ${r.best_step}${r.stopped_early ? " · stopped early" : ""}`;
   const fin = tr.querySelector(".final");
   if (fin) fin.textContent = fmtLoss(r.final_eval_loss);
   const started = tr.querySelector(".started");

@@ -5,6 +5,8 @@ import { api } from "../common/api.js";
 import { $, $$, pageData } from "../common/dom.js";
 import { fieldValue, setPath } from "../common/form.js";
 import { initPickers, pickedDataset, pickedModel, pickerErrors, uploadPending } from "../common/pickers.js";
+import { evalTasks } from "../runs/eval_tasks.js";
+import { initStudyEstimate } from "./estimate.js";
 
 function parseSeeds(text) {
   return text.split(/[\s,]+/).filter(Boolean).map(Number);
@@ -18,6 +20,7 @@ function collect(data) {
     const value = fieldValue(el);
     if (value !== undefined) setPath(base, name, value);
   }
+  base.eval_tasks = evalTasks($(".study-main"));
   const variants = $$(".variant:checked").map((el) => data.variants[Number(el.value)].spec);
   return {
     name: $("#f-name").value.trim(),
@@ -57,12 +60,17 @@ function showErrors(res) {
 }
 
 function init(data) {
-  $$("[data-preset]").forEach((b) => b.addEventListener("click", () => usePreset(data, Number(b.dataset.preset))));
+  $$("[data-preset]").forEach((b) => b.addEventListener("click", () => {
+    usePreset(data, Number(b.dataset.preset));
+    $("#study-form").dispatchEvent(new Event("change")); // the estimate follows
+  }));
   $("#study-form").addEventListener("input", () => showCount(data));
   usePreset(data, 0);
   // The pickers' own problems (a refused upload in the server's words, a missing path) at once.
   const pickersChanged = () => showErrors({ data: { errors: pickerErrors(), detail: "" } });
-  initPickers(pickersChanged);
+  initPickers(() => { pickersChanged(); $("#study-form").dispatchEvent(new Event("change")); });
+  const ready = () => !uploadPending() && !pickerErrors().length && $$(".variant:checked").length > 0;
+  initStudyEstimate(data.estimate_url, () => collect(data), ready);
   $("#study-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (uploadPending()) { $("#form-status").textContent = "waiting for the upload…"; return; }

@@ -30,7 +30,10 @@ from entrodrop.metrics import (  # noqa: E402
     TRAIN_LOSS,
 )
 
-SEED_MODES = {101: "slow", 102: "crash", 103: "ckpt", 104: "nospace", 105: "starting", 106: "drops"}
+SEED_MODES = {
+    101: "slow", 102: "crash", 103: "ckpt", 104: "nospace", 105: "starting", 106: "drops",
+    107: "after",
+}  # fmt: skip
 
 
 class Fake:
@@ -177,7 +180,36 @@ def drops(fake: Fake) -> None:
     fake.status("succeeded", step=8, total_steps=8, progress=1.0)
 
 
+def after(fake: Fake) -> None:
+    """An early-stopped run: its best evaluation at step 2 kept as a checkpoint beside step 3,
+    a final model, and benchmark results in its summary (what the run page shows after training)."""
+    for step in range(1, 4):
+        fake.metric(step)
+        fake.metric(step, EVAL_LOSS, (6.0, 5.5, 5.7)[step - 1])
+        if step > 1:  # the retention keeps the last and the best
+            checkpoint = rf.checkpoint_dir(fake.folder.path, step)
+            checkpoint.mkdir(exist_ok=True)
+            (checkpoint / rf.WEIGHT_FILES[0]).write_bytes(b"weights")
+            (checkpoint / rf.TRAINER_STATE).write_text('{"best_global_step": 2}')
+        fake.status(step=step, total_steps=8, progress=step / 8, eta_s=4.0)
+    model = fake.folder.path / rf.MODEL
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    results = {"python_docs_mc": {"acc": 0.5, "acc_stderr": 0.1, "n": 4}}
+    fake.metric(3, "bench/python_docs_mc/acc", 0.5)
+    fake.folder.write_summary({
+        "status": "succeeded", "total_steps": 3, rf.BEST_STEP: 2,
+        rf.BEST_METRICS: {EVAL_LOSS: 5.5}, rf.STOPPED_EARLY: True,
+        rf.STOP_REASON: "early stopping at step 3: held-out loss (eval/loss) did not improve "
+        "for 1 evaluation(s); best 5.5000 at step 2",
+        "benchmarks": {"tasks": ["python_docs_mc"], "limit": 4, "errors": [], "stopped": False,
+                       "final": {"step": 3, "results": results}},
+    })  # fmt: skip
+    fake.status("succeeded", step=3, total_steps=3, progress=1.0)
+
+
 MODES = {
+    "after": after,
     "ok": ok,
     "starting": starting,
     "drops": drops,

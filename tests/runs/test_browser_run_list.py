@@ -106,7 +106,10 @@ def test_runs_list_is_a_card_per_run_on_a_phone(entrodrop_home: Path, tmp_path: 
         assert_fits(page)
         for run_id in ids:
             row = page.locator(f'tr[data-run-id="{run_id}"]')
-            for cls, label in (("best", "Best eval loss"), ("final", "Final eval loss")):
+            for cls, label in (
+                ("best-cell", "Best eval loss · step"),
+                ("final", "Final eval loss"),
+            ):
                 cell = row.locator(f"td.{cls}")
                 box = cell.bounding_box()
                 assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (cls, box)
