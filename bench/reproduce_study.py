@@ -53,7 +53,7 @@ REBOUND = "eval/loss_high_entropy"
 
 def study_folder(config: StudyConfig, work: Path, create: bool = True) -> StudyFolder | None:
     """The study of this config under `work`: the existing one (to continue, extended by the
-    runs of variants added at the end of the config) or a new one (None instead where `create`
+    runs of variants or seeds added at the end of the config) or a new one (None instead where `create`
     is false).
 
     Configs are compared after validation, so a field added to RunConfig since the study began
@@ -64,14 +64,14 @@ def study_folder(config: StudyConfig, work: Path, create: bool = True) -> StudyF
         folder = StudyFolder(path.parent)
         record = folder.read()
         saved = StudyConfig.model_validate(record["config"])
-        grown = extends(saved, config)  # variants added to the config: train only theirs
+        grown = extends(saved, config)  # variants or seeds added: train only theirs
         if saved.model_dump(mode="json") == wanted or grown:
             runs_dir = str((work / "runs").resolve())
             if record["runs_dir"] != runs_dir:  # a committed study in another clone or folder
                 folder.write({**record, "runs_dir": runs_dir})
             if grown:
                 added = extend_study(folder, config)
-                print(f"{folder.path.name}: {len(added)} runs added for the new variants")
+                print(f"{folder.path.name}: {len(added)} runs added for the new variants or seeds")
             return folder
     if not create:
         return None

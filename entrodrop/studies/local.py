@@ -72,27 +72,34 @@ def create_study(
 
 
 def extends(saved: StudyConfig, wanted: StudyConfig) -> bool:
-    """Whether `wanted` is `saved` with more variants after its own: same name, base, seeds and
-    storage, the same variants first (compared as validated run configs)."""
-    same = {"name", "base", "seeds", "keep_checkpoints"}
+    """Whether `wanted` is `saved` grown at the end: more variants after its own, more seeds
+    after its own, or both; the same name, base and storage, the same variants first (compared
+    as validated run configs) and the same seeds first."""
+    same = {"name", "base", "keep_checkpoints"}
     if saved.model_dump(mode="json", include=same) != wanted.model_dump(mode="json", include=same):
         return False
     old, new = saved.variant_configs(), wanted.variant_configs()
-    return len(new) > len(old) and [(n, c.model_dump()) for n, c in new[: len(old)]] == [
+    same_first = [(n, c.model_dump()) for n, c in new[: len(old)]] == [
         (n, c.model_dump()) for n, c in old
     ]
+    seeds_first = wanted.seeds[: len(saved.seeds)] == saved.seeds
+    grown = len(new) > len(old) or len(wanted.seeds) > len(saved.seeds)
+    return same_first and seeds_first and grown
 
 
 def extend_study(folder: StudyFolder, wanted: StudyConfig) -> list[dict[str, Any]]:
-    """Add the runs of the variants `wanted` has beyond the study's own (see :func:`extends`):
-    their folders and configs are written and study.json takes the new config; the runs done
-    stay. Returns the new runs' entries (queued: running the study again trains them)."""
+    """Add the runs `wanted` has beyond the study's own (new variants, new seeds; see
+    :func:`extends`): their folders and configs are written and study.json takes the new config;
+    the runs done stay. Returns the new runs' entries (queued: running the study again trains
+    them)."""
     record = folder.read()
     saved = StudyConfig.model_validate(record["config"])
     if not extends(saved, wanted):
-        raise ValueError("the new config must be the study's own with variants added at the end")
-    known = {name for name, _ in saved.variant_configs()}
-    planned = [run for run in wanted.expand() if run.variant not in known]
+        raise ValueError(
+            "the new config must be the study's own with variants or seeds added at the end"
+        )
+    known = {(run["variant"], run["seed"]) for run in record["runs"]}
+    planned = [run for run in wanted.expand() if (run.variant, run.seed) not in known]
     runs_dir = Path(record["runs_dir"])
     added = []
     for run_id, run in zip(_unique_run_ids(len(planned), runs_dir), planned, strict=True):

@@ -101,7 +101,7 @@ def test_the_verdict_says_whether_anything_beat_the_best_epoch() -> None:
     assert "no early_stop variant" in verdict([])
 
 
-def test_a_study_grows_by_the_runs_of_its_new_variants() -> None:
+def test_a_study_grows_by_the_runs_of_its_new_variants_and_seeds() -> None:
     folder = create_study(
         StudyConfig.model_validate({"name": "g", "variants": ["none"], "seeds": [0, 1]})
     )
@@ -120,9 +120,12 @@ def test_a_study_grows_by_the_runs_of_its_new_variants() -> None:
     assert StudyConfig.model_validate(record["config"]) == grown
     config = RunFolder(Path(record["runs_dir"]) / added[0]["id"]).read_config()
     assert config.early_stopping_patience == EARLY_STOP_PATIENCE and config.seed == 0
-    other_base = grown.model_copy(update={"seeds": [0, 1, 2]})
-    with pytest.raises(ValueError, match="variants added at the end"):
-        extend_study(folder, other_base)
+    reseeded = grown.model_copy(update={"seeds": [1, 2]})  # not the study's seeds first
+    with pytest.raises(ValueError, match="variants or seeds added at the end"):
+        extend_study(folder, reseeded)
+    more_seeds = extend_study(folder, grown.model_copy(update={"seeds": [0, 1, 2]}))
+    assert [(r["variant"], r["seed"]) for r in more_seeds] == [("none", 2), ("early_stop", 2)]
+    assert len(folder.read()["runs"]) == len(first) + len(added) + 2  # every earlier run stays
 
 
 def test_the_report_is_one_offline_file_with_the_pages_data(tmp_path: Path) -> None:
