@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "screenshots"
@@ -83,13 +84,18 @@ def main() -> None:
             "(c) => !c.data || c.dataset.axis === 'tokens')"
         )
         shot(page, "compare")
-        page.set_viewport_size({"width": 390, "height": 844})
-        for path, name in ((f"/runs/{ids[0]}", "run_narrow"), ("/runs", "runs_narrow")):
-            page.goto(url + path)
-            page.wait_for_load_state("networkidle")
-            time.sleep(1)
-            shot(page, name)
+        narrow_shots(page, url, ids[0])
     print(f"screenshots in {OUT}; runs in {home}")
+
+
+def narrow_shots(page: Any, url: str, run_id: str) -> None:
+    """The run page and the runs list on a 390 px phone."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, name in ((f"/runs/{run_id}", "run_narrow"), ("/runs", "runs_narrow")):
+        page.goto(url + path)
+        page.wait_for_load_state("networkidle")
+        time.sleep(1)  # a screenshot, not a test: let the charts settle
+        shot(page, name)
 
 
 def shot(page: object, name: str) -> None:
