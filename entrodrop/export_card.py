@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from entrodrop.config import DROPPING_METHODS, METHOD_HELP, RunConfig
-from entrodrop.metrics import SELECTABLE, label
+from entrodrop.metrics import EVAL_LOSS, SELECTABLE, label
 
 if TYPE_CHECKING:
     from entrodrop.export import Export
@@ -102,7 +102,7 @@ def _results_lines(
     lines += header + metric_lines(exported)
     best = summary.get("best_metrics")
     if isinstance(best, dict) and best:
-        judged = summary.get("best_metric") or "eval/loss"
+        judged = summary.get("best_metric") or EVAL_LOSS
         lines += ["", f"Best evaluation (by {label(judged)}): step {summary.get('best_step')}", ""]
         lines += header + metric_lines(best)
     final = summary.get("final")
