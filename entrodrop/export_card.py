@@ -159,7 +159,7 @@ def card_text(
         "---",
         "library_name: " + ("peft" if export.kind == "adapter" else "transformers"),
         "pipeline_tag: text-generation",
-        "tags: [entrodrop, " + config.method + "]",
+        "tags: [" + ", ".join(dict.fromkeys(["entrodrop", config.method])) + "]",  # no repeat
         "---",
         "",
         f"# EntroDrop run {export.run_id} ({kind[export.kind]})",

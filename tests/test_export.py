@@ -166,3 +166,17 @@ def test_export_errors_and_the_zip_stream(
     assert sorted(archive.namelist()) == sorted(f"out/{name}" for name in done.files)
     weights = archive.read("out/model.safetensors")
     assert weights == (done.folder / "model.safetensors").read_bytes()
+
+
+def test_the_cards_tags_name_the_method_once(tmp_path: Path) -> None:
+    from entrodrop.export import Export
+    from entrodrop.export_card import card_text
+
+    export = Export(tmp_path, "r1", "final", tmp_path, 4, "full")
+    tags = [
+        line
+        for method in ("entrodrop", "random")
+        for line in card_text(RunConfig(method=method), export, tmp_path, {}, {}).splitlines()
+        if line.startswith("tags:")
+    ]
+    assert tags == ["tags: [entrodrop]", "tags: [entrodrop, random]"]
