@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_utils import browser_page, live_server, screenshot
+from browser_utils import live_server, screenshot
 from transformers import AutoTokenizer
 from waiting import PATIENCE_MS
 
@@ -44,19 +44,6 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     with live_server(app) as url:
         app.state.storage.create_run(record)  # the storage opens with the server
         yield url
-
-
-@pytest.fixture
-def page(server: str) -> Iterator[Any]:
-    errors: list[str] = []
-    with browser_page() as tab:
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(server + "/")
-        tab.wait_for_function(
-            "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
-        )
-        yield tab
-    assert not errors, errors
 
 
 def score(page: Any, text: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_utils import assert_fits, browser_page, live_server, screenshot
+from browser_utils import assert_fits, live_server, screenshot
 from data_files import CONVERSATION, variant
 from waiting import PATIENCE_MS, PATIENCE_S, wait_sync
 
@@ -68,19 +68,6 @@ def server(
     settings = Settings(home=home, model=str(tiny_chat_model_dir), max_new_tokens=MAX_NEW)
     with live_server(create_app(settings)) as url:
         yield url
-
-
-@pytest.fixture
-def page(server: str) -> Iterator[Any]:
-    errors: list[str] = []
-    with browser_page() as tab:
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(server + "/")
-        tab.wait_for_function(
-            "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
-        )
-        yield tab
-    assert not errors, errors
 
 
 def pick_mode(page: Any, mode: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_utils import ARTIFACTS, browser_page, live_server, screenshot
+from browser_utils import ARTIFACTS, live_server, screenshot
 from PIL import Image
 from waiting import PATIENCE_MS, PATIENCE_S, wait_sync
 
@@ -60,19 +60,6 @@ def server(
     home = tmp_path_factory.mktemp("ux-home")
     with live_server(create_app(Settings(home=home, model=str(tiny_model_dir)))) as url:
         yield url
-
-
-@pytest.fixture
-def page(server: str) -> Iterator[Any]:
-    errors: list[str] = []
-    with browser_page() as tab:
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(server + "/")
-        tab.wait_for_function(
-            "document.getElementById('model-status').dataset.state === 'ready'", timeout=PATIENCE_MS
-        )
-        yield tab
-    assert not errors, errors
 
 
 def score_text(page: Any, text: str) -> None:
