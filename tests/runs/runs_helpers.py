@@ -14,6 +14,7 @@ from waiting import PATIENCE_S, wait_sync, wait_until  # noqa: F401  (re-exporte
 
 from app.main import create_app
 from app.settings import Settings
+from entrodrop.runfolder import ACTIVE
 
 # The test double of the training process (a real module: it writes through entrodrop.runfolder).
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
@@ -39,3 +40,15 @@ def make_client(entrodrop_home: Path) -> ClientFactory:
             yield client
 
     return make
+
+
+def wait_ended(client: TestClient, run_id: str, timeout: float = PATIENCE_S) -> dict[str, Any]:
+    """The run's API record once it is neither queued nor running."""
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen.update(client.get(f"/api/runs/{run_id}").json())
+        return seen["status"] not in ACTIVE
+
+    wait_sync(done, timeout, f"run {run_id}")
+    return seen

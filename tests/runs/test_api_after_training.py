@@ -6,27 +6,14 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from fastapi.testclient import TestClient
-from runs_helpers import ClientFactory, wait_sync
+from runs_helpers import ClientFactory, wait_ended
 from waiting import PATIENCE_S
 
 pytestmark = pytest.mark.timeout(600)
 TEXT = "The for statement iterates over a sequence."
-
-
-def finished(client: TestClient, run_id: str) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-
-    def done() -> bool:
-        seen.update(client.get(f"/api/runs/{run_id}").json())
-        return seen["status"] not in ("queued", "running")
-
-    wait_sync(done, PATIENCE_S * 4, f"run {run_id}")
-    return seen
 
 
 @pytest.mark.processes
@@ -46,7 +33,7 @@ def test_an_early_stopped_run_over_the_api_with_its_best_checkpoint_and_export(
         res = client.post("/api/runs", json=body)
         assert res.status_code == 201, res.text
         run_id = res.json()["id"]
-        run = finished(client, run_id)
+        run = wait_ended(client, run_id, PATIENCE_S * 4)
         assert run["status"] == "succeeded", run["error"]
         best = run["best_step"]
         assert run["stopped_early"] is True and run["step"] == best + 1 < 8

@@ -7,25 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from runs_helpers import ClientFactory, wait_sync
+from runs_helpers import ClientFactory, wait_ended
 from waiting import PATIENCE_S
 
 from entrodrop.metrics import benchmark_name
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def settled(client: TestClient, run_id: str, attempts: int | None = None) -> dict[str, Any]:
-    """The run once it is neither queued nor running (and, for an evaluation, once it ran)."""
-    seen: dict[str, Any] = {}
-
-    def done() -> bool:
-        seen.update(client.get(f"/api/runs/{run_id}").json())
-        return seen["status"] not in ("queued", "running")
-
-    wait_sync(done, PATIENCE_S * 4, f"run {run_id}")
-    return seen
 
 
 @pytest.mark.processes
@@ -45,7 +32,7 @@ def test_a_run_with_benchmarks_and_then_the_evaluate_action(
         code = client.post("/api/runs/check", json={**body, "eval_tasks": ["humaneval"]})
         assert code.status_code == 422 and "--allow-code-execution" in code.text
         run_id = client.post("/api/runs", json=body).json()["id"]
-        run = settled(client, run_id)
+        run = wait_ended(client, run_id, PATIENCE_S * 4)
         assert run["status"] == "succeeded", run["error"]
         bench = run["summary_file"]["benchmarks"]["final"]["results"]["python_docs_mc"]
         assert bench["n"] == 3 and 0 <= bench["acc"] <= 1
@@ -58,7 +45,7 @@ def test_a_run_with_benchmarks_and_then_the_evaluate_action(
                                                                 "limit": 2})  # fmt: skip
         assert res.status_code == 200, res.text
         assert res.json()["status"] in ("queued", "running")
-        again = settled(client, run_id)
+        again = wait_ended(client, run_id, PATIENCE_S * 4)
         assert again["status"] == "succeeded" and again["error"] is None, again["error"]
         results = again["summary_file"]["benchmarks"]["final"]["results"]
         assert (

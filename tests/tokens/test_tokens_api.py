@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from records import make_probe, make_record
-from runs_helpers import ClientFactory, wait_sync
+from runs_helpers import ClientFactory, wait_ended
 from typer.testing import CliRunner
-from waiting import PATIENCE_S
 
 from entrodrop.cli import app as cli
 from entrodrop.runfolder import RunFolder
@@ -30,17 +29,6 @@ TINY = {
     "max_eval_tokens": 256,
     "save_total_limit": 2,
 }  # both checkpoints kept: Inspect lists each
-
-
-def wait_finished(client: TestClient, run_id: str) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-
-    def done() -> bool:
-        seen.update(client.get(f"/api/runs/{run_id}").json())
-        return seen["status"] not in ("queued", "running")
-
-    wait_sync(done, PATIENCE_S, f"run {run_id}")
-    return seen
 
 
 def eval_curve(client: TestClient, run_id: str) -> dict[int, float]:
@@ -65,7 +53,7 @@ def test_a_real_runs_tokens_json_csv_cli_and_checkpoints(
         body = {"model": str(tiny_model_dir), "record_ranks": True, **TINY}
         res = client.post("/api/runs", json=body)
         run_id = res.json()["id"]
-        assert wait_finished(client, run_id)["status"] == "succeeded"
+        assert wait_ended(client, run_id)["status"] == "succeeded"
         detail = client.get(f"/api/runs/{run_id}").json()
         assert detail["links"]["tokens"] == f"/api/runs/{run_id}/tokens"
         assert detail["config"]["record_tokens"] is True
@@ -128,7 +116,7 @@ def fake_runs(client: TestClient, n: int) -> list[str]:
     """n quick runs of the test-double child, finished."""
     ids = [client.post("/api/runs", json={"seed": i}).json()["id"] for i in range(n)]
     for run_id in ids:
-        assert wait_finished(client, run_id)["status"] == "succeeded"
+        assert wait_ended(client, run_id)["status"] == "succeeded"
     return ids
 
 
@@ -175,7 +163,7 @@ def test_a_studys_variants_token_by_token_over_seeds(
         created = client.post("/api/studies", json=body).json()
         runs = {(r["variant"], r["seed"]): r["id"] for r in created["runs"]}
         for run_id in runs.values():
-            wait_finished(client, run_id)
+            wait_ended(client, run_id)
         b = next(v for v, _ in runs if v != "none")
         losses = {("none", 0): 3.0, (b, 0): 2.0, ("none", 1): 3.0, (b, 1): 2.5}
         for key, loss in losses.items():
@@ -219,7 +207,7 @@ def test_a_default_model_runs_token_rows_average_to_its_eval_loss(
     body |= {"max_train_tokens": 1024, "max_eval_tokens": 512}
     with make_client(fake_child=False) as client:
         run_id = client.post("/api/runs", json=body).json()["id"]
-        run = wait_finished(client, run_id)
+        run = wait_ended(client, run_id)
         assert run["status"] == "succeeded", run["error"]
         view = client.get(f"/api/runs/{run_id}/tokens").json()
         curve = eval_curve(client, run_id)
