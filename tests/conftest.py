@@ -34,6 +34,19 @@ def testclient_host() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test: on tiny models thread synchronisation costs more than
+    the math (10x on a busy 2-core CPU). Modules that train tiny models use it for every test
+    (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def entrodrop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test gets its own home folder; the default-model cache is shared."""

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 import entrodrop
 from entrodrop import runfolder as rf
@@ -20,13 +19,7 @@ from entrodrop.training.run import train
 LAST = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models: thread synchronisation costs more than the math."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread
 
 
 def overfitting(model: Path, data: Path, **kw: Any) -> RunConfig:

@@ -22,12 +22,7 @@ TEXT = "The for statement is used to iterate over the elements of a sequence."
 PICKLES = (".bin", ".pt", ".pth", ".pkl")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread
 
 
 def tiny_run(model: Path, data: Path, run_dir: Path, **kw: Any) -> dict[str, Any]:

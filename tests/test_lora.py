@@ -30,13 +30,7 @@ from entrodrop.training.run import TrainingFailed, train
 LORA = {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models: thread synchronisation costs more than the math."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread
 
 
 def lora_config(model: Path, data: Path, **kw: Any) -> RunConfig:

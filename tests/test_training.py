@@ -40,13 +40,7 @@ DROP_NAMES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models: thread synchronisation costs more than the math (10x on a busy 2-core CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread
 
 
 @pytest.fixture

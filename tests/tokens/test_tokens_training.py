@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import entrodrop
 from entrodrop.config import RunConfig
@@ -19,14 +18,7 @@ from entrodrop.training import diagnostics
 from entrodrop.training.reference import forward_token_stats
 from entrodrop.training.run import load_run_data, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models: thread synchronisation costs more than the math on a busy 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread
 
 
 def config(model: Path, data: Path | str, **kw: Any) -> RunConfig:
