@@ -31,15 +31,20 @@ def make_client(entrodrop_home: Path) -> ClientFactory:
 
     @contextmanager
     def make(fake_child: bool = True, **kw: Any) -> Iterator[TestClient]:
-        settings = Settings(home=entrodrop_home, load_model_on_startup=False, **kw)
-        app = create_app(settings)
-        app.state.jobs.poll_interval = 0.1
-        if fake_child:
-            app.state.jobs.entry = (str(FAKE_TRAINER),)
-        with TestClient(app) as client:
+        with TestClient(fake_app(entrodrop_home, fake_child, **kw)) as client:
             yield client
 
     return make
+
+
+def fake_app(home: Path, fake_child: bool = True, **kw: Any) -> Any:
+    """The app on `home` (no model loaded at start), its queue polled every 0.1 s, and with
+    fake_child its runs trained by the test double instead of the real training process."""
+    app = create_app(Settings(home=home, load_model_on_startup=False, **kw))
+    app.state.jobs.poll_interval = 0.1
+    if fake_child:
+        app.state.jobs.entry = (str(FAKE_TRAINER),)
+    return app
 
 
 def wait_ended(client: TestClient, run_id: str, timeout: float = PATIENCE_S) -> dict[str, Any]:

@@ -10,12 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from browser_utils import assert_fits, browser_page, live_server, screenshot
-from runs_helpers import FAKE_TRAINER, SEED_MODES, wait_sync
+from runs_helpers import SEED_MODES, fake_app, wait_sync
 from waiting import PATIENCE_MS, PATIENCE_S
 
-from app.main import create_app
 from app.runs.facts import METRIC_LABELS
-from app.settings import Settings
 from entrodrop.metrics import EVAL_LOSS
 
 pytestmark = pytest.mark.browser
@@ -23,10 +21,7 @@ NARROW = {"width": 390, "height": 844}
 
 
 def _app(home: Path) -> Any:
-    app = create_app(Settings(home=home, load_model_on_startup=False))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)
-    return app
+    return fake_app(home)
 
 
 def _run(url: str, run_id: str) -> dict[str, Any]:

@@ -10,20 +10,14 @@ from typing import Any
 import httpx
 import pytest
 from browser_utils import assert_fits, browser_page, live_server, screenshot
-from runs_helpers import FAKE_TRAINER, SEED_MODES, wait_sync
+from runs_helpers import SEED_MODES, fake_app, wait_sync
 from waiting import PATIENCE_S
-
-from app.main import create_app
-from app.settings import Settings
 
 pytestmark = pytest.mark.browser
 
 
 def _app(home: Path, tmp_path: Path) -> Any:
-    app = create_app(Settings(home=home, load_model_on_startup=False, cancel_grace_s=2.0))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)
-    return app
+    return fake_app(home, cancel_grace_s=2.0)
 
 
 def _get(url: str, path: str) -> Any:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from browser_utils import assert_fits, browser_page, live_server, screenshot
-from runs_helpers import FAKE_TRAINER, SEED_MODES, wait_sync
+from runs_helpers import SEED_MODES, fake_app, wait_sync
 from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
@@ -81,10 +81,7 @@ NARROW = {"width": 390, "height": 844}
 
 
 def _fake_app(entrodrop_home: Path, tmp_path: Path) -> Any:
-    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False, cancel_grace_s=2.0))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)
-    return app
+    return fake_app(entrodrop_home, cancel_grace_s=2.0)
 
 
 def _launch(url: str, seed: int | None = None, **extra: Any) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_utils import browser_page, live_server, screenshot
-from runs_helpers import FAKE_TRAINER
+from runs_helpers import fake_app
 from waiting import PATIENCE_S
 
 from app.main import create_app
@@ -98,9 +98,7 @@ def test_new_run_shows_each_refused_upload_in_the_servers_words(entrodrop_home: 
 
 def test_new_study_has_new_runs_pickers(entrodrop_home: Path, tmp_path: Path) -> None:
     """Upload (with the server's refusal shown), built-in data, a model folder by path."""
-    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)
+    app = fake_app(entrodrop_home)
     with live_server(app) as url, browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

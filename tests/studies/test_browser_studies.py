@@ -15,7 +15,7 @@ from browser_utils import (
     live_server,
     screenshot,
 )
-from runs_helpers import FAKE_TRAINER, wait_sync
+from runs_helpers import fake_app, wait_sync
 from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
@@ -79,9 +79,7 @@ def test_new_study_form_launch_and_table(entrodrop_home: Path, tiny_model_dir: P
 
 def test_studies_pages_fit_a_phone(entrodrop_home: Path, tmp_path: Path) -> None:
     """At 390 px the list, the form and a finished study's page scroll only down, never sideways."""
-    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)  # the runs tests' fake trainer
+    app = fake_app(entrodrop_home)  # runs trained by the runs tests' fake trainer
     variants = ["none", "weight_decay", "entrodrop", "random"]
     body = {"name": "entrodrop vs baselines on a phone", "variants": variants, "seeds": [0, 1]}
     with live_server(app) as url, browser_page() as page:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_utils import browser_page, live_server, screenshot
-from runs_helpers import FAKE_TRAINER, wait_sync
+from runs_helpers import fake_app, wait_sync
 from waiting import PATIENCE_S
 
 from app.main import create_app
@@ -35,9 +35,7 @@ def _finished_study(url: str) -> str:
 def test_the_report_button_saves_a_file_that_opens_offline(
     entrodrop_home: Path, tmp_path: Path
 ) -> None:
-    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)  # the runs tests' fake trainer
+    app = fake_app(entrodrop_home)  # runs trained by the runs tests' fake trainer
     with live_server(app) as url, browser_page() as page:
         study_id = _finished_study(url)
         page.goto(f"{url}/studies/{study_id}")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from browser_utils import assert_fits, browser_page, live_server, screenshot
 from records import large_record, make_probe, make_record
-from runs_helpers import FAKE_TRAINER, wait_sync
+from runs_helpers import fake_app, wait_sync
 from waiting import PATIENCE_MS, PATIENCE_S
 
 from app.main import create_app
@@ -69,9 +69,7 @@ def fake_runs(url: str, n: int) -> list[str]:
 def test_a_record_at_the_bound_scrubs_without_replacing_a_span(
     entrodrop_home: Path, tmp_path: Path
 ) -> None:
-    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)
+    app = fake_app(entrodrop_home)
     record = large_record(MAX_PROBE_TOKENS, MAX_EVALUATIONS)
     with live_server(app) as url, browser_page() as page:
         errors: list[str] = []
@@ -148,9 +146,7 @@ def test_a_running_runs_view_grows_with_its_evaluations(
 
 
 def test_runs_on_different_tokens_are_told_why(entrodrop_home: Path, tmp_path: Path) -> None:
-    app = create_app(Settings(home=entrodrop_home, load_model_on_startup=False))
-    app.state.jobs.poll_interval = 0.1
-    app.state.jobs.entry = (str(FAKE_TRAINER),)
+    app = fake_app(entrodrop_home)
     with live_server(app) as url, browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
