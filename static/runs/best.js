@@ -3,16 +3,14 @@
 import { $, cell } from "../common/dom.js";
 import { fmtLoss } from "../common/format.js";
 
-// The server's reason repeats the step ("early stopping at step N: …"): the page says it once.
-const REASON_HEAD = /^early stopping at step \d+:\s*/;
-
 const labelOf = (name, facts) => facts.metric_labels[name] || (facts.metrics[name] || {}).label || name;
 
 export function renderStopped(el, r) {
   el.hidden = !r.stopped_early;
   if (!r.stopped_early) return;
-  const reason = (r.stop_reason || "").replace(REASON_HEAD, "");
-  el.textContent = `Stopped early at step ${r.step}${reason ? `: ${reason}` : ""}`;
+  // The server's reason already names the step (entrodrop.training.best.stop_reason).
+  const reason = r.stop_reason || `early stopping at step ${r.step}`;
+  el.textContent = reason.charAt(0).toUpperCase() + reason.slice(1);
 }
 
 function bestNote(r, facts) {

@@ -39,7 +39,7 @@ def _finished_run(url: str) -> str:
 
 def _check_best_and_stop(page: Any) -> None:
     stopped = page.text_content("#stopped-early") or ""
-    assert stopped.startswith("Stopped early at step 3: held-out loss (eval/loss) did not")
+    assert stopped.startswith("Early stopping at step 3: held-out loss (eval/loss) did not")
     assert "early stopping at step" not in stopped  # the step is said once
     assert "Best (step 2)" in (page.text_content("#best-table thead") or "")
     row = page.locator(f'#best-table tr[data-metric="{EVAL_LOSS}"]')
