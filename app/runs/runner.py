@@ -59,7 +59,9 @@ class _Child:
 
     process: RunProcess
     shutdown: bool = False  # stopped because the server stops: the run becomes `interrupted`
-    status_mtime: float = 0.0
+    # Which status.json was last mirrored. Each write replaces the file (a new inode), and
+    # mtimes are only as fine as the kernel's tick: two writes in one tick share an mtime.
+    status_seen: tuple[int, int, int] = (0, 0, 0)
     evaluating: bool = False  # benchmarking a finished run (it stays `succeeded` whatever ends)
 
     @property
@@ -301,12 +303,13 @@ class JobRunner:
     def _mirror_status(self, run_id: str, child: _Child) -> None:
         path = child.run_dir / rf.STATUS
         try:
-            mtime = path.stat().st_mtime
+            stat = path.stat()
         except OSError:
             return
-        if mtime == child.status_mtime:
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen == child.status_seen:
             return
-        child.status_mtime = mtime
+        child.status_seen = seen
         st = rf.read_status(child.run_dir, since=child.launched_at)
         if st is None:
             return
@@ -336,7 +339,7 @@ class JobRunner:
                 continue
             with _retried_next_tick(run_id, "recording its end"):
                 self._drain(run_id, child.run_dir)
-                child.status_mtime = 0.0
+                child.status_seen = (0, 0, 0)
                 self._mirror_status(run_id, child)
                 self._finish(run_id, child, code)
                 del self._children[run_id]

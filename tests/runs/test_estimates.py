@@ -108,5 +108,8 @@ def test_a_starting_run_has_no_eta_and_no_stale_one(make_client: ClientFactory) 
         wait_sync(lambda: run()["starting"], what="the starting status")
         now = run()
         assert now["eta_s"] is None and now["stage_eta_s"] == 3.0
-        assert client.app.state.jobs.storage.get_run(run_id).eta_s is None  # type: ignore[attr-defined]
+        # The stored ETA is dropped on the runner's next poll of the status file, which
+        # may come after the page already read "starting" from that file: wait for it.
+        storage = client.app.state.jobs.storage  # type: ignore[attr-defined]
+        wait_sync(lambda: storage.get_run(run_id).eta_s is None, what="the stored ETA dropped")
         client.post(f"/api/runs/{run_id}/cancel")
