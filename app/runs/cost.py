@@ -23,6 +23,7 @@ from typing import Any
 from app.errors import AppError
 from app.runs import timings
 from app.runs.timings import (
+    bench_key,
     checkpoint_key,
     data_key,
     eval_key,
@@ -37,6 +38,7 @@ from entrodrop import disk, speed
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError, load_dataset
+from entrodrop.eval.tasks import OFFLINE, OFFLINE_TASKS, offline_tokens
 
 WARN_ABOVE_S = 600.0  # the form warns before a launch that takes longer than this
 CHARS_PER_TOKEN = 4.0  # BPE vocabularies of English and code: ~4 characters a token
@@ -76,7 +78,7 @@ class Part:
     key: str
     label: str
     seconds: float
-    source: str  # measured | scaled | prior
+    source: str  # measured | scaled | prior | unknown (not counted in the duration)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,7 +155,28 @@ def parts(tables: timings.Tables, s: Shape) -> list[Part]:
             ckpt[1],
         ),
         Part("save", "saving the model", save[0] if s.config.save_model else 0.0, save[1]),
+        *benchmarks_part(tables, s),
     ]
+
+
+def benchmarks_part(tables: timings.Tables, s: Shape) -> list[Part]:
+    """The benchmarks stage: its seconds per model scored, measured or (offline tasks only) a
+    prior from their tokens, times the models scored (the final one; the best one as well where
+    checkpoints are kept: at most, as it may be the final one). Network tasks have no prior."""
+    tasks = s.config.eval_tasks
+    if not tasks:
+        return []
+    scored = 2 if s.config.save_checkpoints else 1
+    label = f"benchmarks ({', '.join(tasks)}; {scored} model{'s' if scored > 1 else ''})"
+    measured = tables["bench_s"].get(bench_key(s.cfg))
+    if measured is not None:
+        return [Part("benchmarks", label, scored * measured, "measured")]
+    if any(t not in (OFFLINE, *OFFLINE_TASKS) for t in tasks):
+        return [Part("benchmarks", label + ", not counted: tasks from the hub", 0.0, "unknown")]
+    chosen = OFFLINE_TASKS if OFFLINE in tasks else tuple(t for t in OFFLINE_TASKS if t in tasks)
+    tokens = offline_tokens(s.config.eval_limit, chosen)
+    prior = speed.forward_prior_s(s.params, tokens, s.flops)
+    return [Part("benchmarks", label, scored * prior, "prior")]
 
 
 def count_steps(
@@ -333,9 +356,11 @@ def describe(est: dict[str, Any]) -> str:
     if est["duration_s"] is None:
         return text + "."
     parts = ", ".join(
-        f"{p['label']} {_duration(p['seconds'])} ({p['source']})"
+        p["label"]
+        if p["source"] == "unknown"
+        else f"{p['label']} {_duration(p['seconds'])} ({p['source']})"
         for p in est["parts"]
-        if p["seconds"] > 0
+        if p["seconds"] > 0 or p["source"] == "unknown"
     )
     text += f"; {bound or 'about '}{_duration(est['duration_s'])} here: {parts}"
     if est["warn"]:

@@ -23,10 +23,15 @@ from entrodrop.config import (
     RunConfig,
 )
 from entrodrop.data import USER_SUFFIXES
+from entrodrop.eval.tasks import OFFLINE
 from entrodrop.runfolder import is_run_id
 
 # The preset the form starts from (a fresh form; "new run like this" starts from that run).
 FORM_PRESET = "quick"
+# A fresh form also asks for the offline benchmarks (no network), at the example count whose
+# figures docs/benchmarks.md quotes; the estimate line says what they add, and one click
+# takes them off. `entrodrop train --preset quick` does not benchmark: a script asks for it.
+FORM_BENCHMARKS: dict[str, object] = {"eval_tasks": [OFFLINE], "eval_limit": 200}
 TRAINING_FIELDS = (
     "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "seq_len", "eval_every",
     "seed",
@@ -98,7 +103,7 @@ def new_run_form(
         }
         for r in storage.list_runs(statuses=["succeeded"])
     ]
-    defaults = RunConfig.model_validate(preset).model_dump(mode="json")
+    defaults = RunConfig.model_validate({**preset, **FORM_BENCHMARKS}).model_dump(mode="json")
     base = storage.get_run(like) if like and is_run_id(like) else None
     if base is not None:
         defaults = base.config

@@ -409,12 +409,15 @@ class RunDeleted(_Public):
 class EstimatePart(_Public):
     """One part of a run's time."""
 
-    key: Literal["startup", "reference", "evaluations", "steps", "checkpoints", "save"]
+    key: Literal[
+        "startup", "reference", "evaluations", "steps", "checkpoints", "save", "benchmarks"
+    ]
     label: str
     seconds: float
-    source: Literal["measured", "scaled", "prior"] = Field(
+    source: Literal["measured", "scaled", "prior", "unknown"] = Field(
         description="measured: a run of the same kind here timed it; scaled: this model's "
-        "speed here at another shape; prior: from the model's size and a machine probe"
+        "speed here at another shape; prior: from the model's size and a machine probe; "
+        "unknown: not counted (benchmarks fetched from the hub)"
     )
 
 

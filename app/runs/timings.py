@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 STEP_TIMES = "step_times.json"
 MAX_ENTRIES = 500  # each table stays small: the oldest measurements go first
 # step_s: seconds a step; blocks: training blocks per epoch; the others: seconds of one such
-# part (one evaluation, one checkpoint save); *_tok_s: this model's tokens per second here.
+# part (one evaluation, one checkpoint save); *_tok_s: this model's tokens per second here;
+# bench_s: the benchmarks stage's seconds per model scored (final, best).
 TABLES = ("step_s", "blocks", "eval_s", "reference_s", "startup_s", "checkpoint_s", "save_s",
-          "train_tok_s", "fwd_tok_s")  # fmt: skip
+          "train_tok_s", "fwd_tok_s", "bench_s")  # fmt: skip
 Tables = dict[str, dict[str, float]]
 
 
@@ -65,6 +66,12 @@ def eval_key(config: dict[str, Any]) -> str:
     keys = ("model", "dtype", "seq_len", "batch_size", "max_eval_tokens", "dataset",
             "heldout_dataset", "general_dataset")  # fmt: skip
     return "|".join(str(config.get(k)) for k in keys)
+
+
+def bench_key(config: dict[str, Any]) -> str:
+    """What the benchmarks stage takes per model scored depends on: model, precision, tasks."""
+    tasks = ",".join(config.get("eval_tasks") or [])
+    return f"{model_key(config)}|{tasks}|{config.get('eval_limit')}"
 
 
 def full_reference(config: dict[str, Any]) -> bool:
@@ -122,6 +129,7 @@ def remember(
         per_step = tokens_per_step(config, processes)
         _put(tables["blocks"], data_key(config), steps / epochs * per_step / config["seq_len"])
     _remember_parts(tables, config, processes, timing, wall_s)
+    _remember_benchmarks(tables, config, summary.get("benchmarks"), timing)
     try:
         rf.write_json_atomic(home / STEP_TIMES, tables)
     except OSError as exc:  # an estimate is a convenience: never fail a run over it
@@ -157,5 +165,23 @@ def _remember_parts(
             ("checkpoints", "checkpoint_s"),
         )
     )
-    rest = wall_s - counted - (get.get("reference_s") or 0.0) - (get.get("save_s") or 0.0)
+    done = sum(get.get(k) or 0.0 for k in ("reference_s", "save_s", "benchmarks_s"))
+    rest = wall_s - counted - done
     _put(tables["startup_s"], model_key(config), max(0.1, rest))
+
+
+def _remember_benchmarks(
+    tables: Tables, config: dict[str, Any], bench: Any, timing: dict[str, Any]
+) -> None:
+    """The benchmarks stage's seconds per model it scored (summary.json's "final" and "best")."""
+    seconds = _positive(timing.get("benchmarks_s"))
+    if (
+        seconds is None
+        or not isinstance(bench, dict)
+        or bench.get("stopped")
+        or bench.get("errors")
+    ):
+        return  # a stage cut short or failed says little about a whole one
+    scored = sum(1 for which in ("final", "best") if isinstance(bench.get(which), dict))
+    if scored:
+        _put(tables["bench_s"], bench_key(config), seconds / scored)

@@ -177,3 +177,23 @@ def check_run_tasks(names: Sequence[str], allow_code_execution: bool) -> None:
     if all(n in ours for n in names):
         return  # the bundled tasks need no index
     check_known(names, [*ours, *lm_eval_tasks()])
+
+
+CHARS_PER_TOKEN = 4.0  # BPE vocabularies of English and code: ~4 characters a token
+
+
+@functools.lru_cache(maxsize=32)
+def offline_tokens(limit: int | None, tasks: tuple[str, ...] = OFFLINE_TASKS) -> int:
+    """About how many tokens one model scores for the offline tasks at `limit` examples each:
+    each docstring question with its choices, and the held-out documents whole. What the run
+    cost estimate's prior for the benchmarks stage counts (app/runs/cost.py)."""
+    rows = [json.loads(line) for line in DOCS_MC_DATA.read_text("utf-8").splitlines() if line]
+    chars = 0
+    for row in rows[:limit] if DOCS_MC in tasks else []:
+        # The prompt counted once, not once per choice: so counted, the prior comes within 2x of
+        # the default model's measured 75 s at limit 200 (docs/benchmarks.md); per choice, 4x.
+        prompt = len(DOCS_MC_PROMPT) + len(row["docstring"])
+        chars += prompt + sum(len(choice) + 1 for choice in row["choices"])
+    docs = reference_heldout_texts()[:limit] if REFERENCE_PPL in tasks else []
+    chars += sum(len(t) for t in docs)
+    return int(chars / CHARS_PER_TOKEN)
