@@ -79,8 +79,10 @@ def test_new_study_shows_the_whole_studys_time_and_disk_and_takes_benchmarks(
         estimate.wait_for()
         text = estimate.text_content() or ""
         assert " runs: about " in text and "disk " in text and " free under the home" in text
-        # A ticked benchmark goes into every run's config (the base), with its limit.
-        page.check('.eval-task[value="python_docs_mc"]')
+        # The offline tasks come ticked; what stays ticked goes into every run's config (the
+        # base), with its limit.
+        assert page.is_checked('.eval-task[value="python_docs_mc"]')
+        page.uncheck('.eval-task[value="python_reference_ppl"]')
         page.fill("#f-eval_limit", "5")
         with page.expect_request("**/api/studies/check") as asked:
             page.fill("#f-seeds", "0, 1")

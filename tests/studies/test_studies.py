@@ -317,7 +317,9 @@ def test_the_documented_example_and_bench_configs_are_valid() -> None:
     assert labels == ["none", "label_smoothing", "entrodrop-reference-input", "random input"]
     for path in sorted((repo / "bench" / "studies").glob("*.json")):
         cfg = StudyConfig.model_validate_json(path.read_text(encoding="utf-8"))
-        assert not cfg.keep_checkpoints and len(cfg.seeds) >= 2, path.name
+        # Checkpoints only where benchmarks score the best one (.gitignore keeps them out).
+        assert not cfg.keep_checkpoints or cfg.base.eval_tasks, path.name
+        assert len(cfg.seeds) >= 2, path.name
     reproduction = StudyConfig.model_validate_json(
         (repo / "bench" / "studies" / "reproduction.json").read_text(encoding="utf-8")
     )
