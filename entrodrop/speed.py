@@ -27,6 +27,8 @@ MIN_FORWARD_S = 0.02
 STARTUP_PRIOR_S = 20.0  # a training process: interpreter, torch and transformers, data, Trainer
 LOAD_BYTES_PER_S = 200e6  # reading float32 weights from local disk
 WRITE_BYTES_PER_S = 150e6  # writing a checkpoint or the final model
+# BPE vocabularies of English and code: about 4 characters a token (the priors that count text).
+CHARS_PER_TOKEN = 4.0
 PROBE_SIZE = 1024
 PROBE_S = 0.2
 

@@ -9,7 +9,7 @@ checkpoint saves and the final model's save. Each part is
 - `prior`: from the model's size and a short probe of the machine (entrodrop/speed.py).
 
 A run set by epochs learns its step count from the data: from an earlier run that counted this
-data's blocks, else from the data's size (about CHARS_PER_TOKEN characters a token). The disk
+data's blocks, else from the data's size (about speed.CHARS_PER_TOKEN characters a token). The disk
 comes from entrodrop/disk.py. docs/runs.md says how close the estimate comes.
 """
 
@@ -38,10 +38,9 @@ from entrodrop import disk, speed
 from entrodrop import runfolder as rf
 from entrodrop.config import RunConfig
 from entrodrop.data import DataError, load_dataset
-from entrodrop.eval.tasks import OFFLINE, OFFLINE_TASKS, offline_tokens
+from entrodrop.eval.tasks import offline_tasks_of, offline_tokens
 
 WARN_ABOVE_S = 600.0  # the form warns before a launch that takes longer than this
-CHARS_PER_TOKEN = 4.0  # BPE vocabularies of English and code: ~4 characters a token
 PRIOR_EVAL_TOKENS = 4096  # held-out + general tokens per evaluation when max_eval_tokens is unset
 MEDIAN_SAMPLE_TOKENS = 8192  # tokens the pre-pass scores for the entropy split (training/run.py)
 # Warn when a request would fill more than this share of the free space under the home.
@@ -65,7 +64,7 @@ def data_tokens(config: RunConfig, budget: int | None) -> tuple[int | None, str]
     chars = _train_chars(config.dataset, config.heldout_dataset, budget, stamp)
     if chars is None:
         return config.max_train_tokens, "max_train_tokens"
-    tokens = int(chars / CHARS_PER_TOKEN)
+    tokens = int(chars / speed.CHARS_PER_TOKEN)
     if config.max_train_tokens is not None:
         tokens = min(tokens, config.max_train_tokens)
     return tokens, "data size"
@@ -171,9 +170,9 @@ def benchmarks_part(tables: timings.Tables, s: Shape) -> list[Part]:
     measured = tables["bench_s"].get(bench_key(s.cfg))
     if measured is not None:
         return [Part("benchmarks", label, scored * measured, "measured")]
-    if any(t not in (OFFLINE, *OFFLINE_TASKS) for t in tasks):
+    chosen = offline_tasks_of(tasks)
+    if chosen is None:
         return [Part("benchmarks", label + ", not counted: tasks from the hub", 0.0, "unknown")]
-    chosen = OFFLINE_TASKS if OFFLINE in tasks else tuple(t for t in OFFLINE_TASKS if t in tasks)
     tokens = offline_tokens(s.config.eval_limit, chosen)
     prior = speed.forward_prior_s(s.params, tokens, s.flops)
     return [Part("benchmarks", label, scored * prior, "prior")]

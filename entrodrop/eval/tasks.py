@@ -173,13 +173,17 @@ def check_run_tasks(names: Sequence[str], allow_code_execution: bool) -> None:
     if not names:
         return
     check_code_execution(names, allow_code_execution)
-    ours = (OFFLINE, *OFFLINE_TASKS)
-    if all(n in ours for n in names):
+    if offline_tasks_of(names) is not None:
         return  # the bundled tasks need no index
-    check_known(names, [*ours, *lm_eval_tasks()])
+    check_known(names, [OFFLINE, *OFFLINE_TASKS, *lm_eval_tasks()])
 
 
-CHARS_PER_TOKEN = 4.0  # BPE vocabularies of English and code: ~4 characters a token
+def offline_tasks_of(names: Sequence[str]) -> tuple[str, ...] | None:
+    """The bundled tasks a task list asks for (`offline`: all of them), or None when it names
+    any other task."""
+    if any(n not in (OFFLINE, *OFFLINE_TASKS) for n in names):
+        return None
+    return OFFLINE_TASKS if OFFLINE in names else tuple(t for t in OFFLINE_TASKS if t in names)
 
 
 @functools.lru_cache(maxsize=32)
@@ -187,6 +191,8 @@ def offline_tokens(limit: int | None, tasks: tuple[str, ...] = OFFLINE_TASKS) ->
     """About how many tokens one model scores for the offline tasks at `limit` examples each:
     each docstring question with its choices, and the held-out documents whole. What the run
     cost estimate's prior for the benchmarks stage counts (app/runs/cost.py)."""
+    from entrodrop.speed import CHARS_PER_TOKEN  # imports torch: only where an estimate is made
+
     rows = [json.loads(line) for line in DOCS_MC_DATA.read_text("utf-8").splitlines() if line]
     chars = 0
     for row in rows[:limit] if DOCS_MC in tasks else []:
